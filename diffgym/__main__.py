@@ -1,0 +1,3 @@
+from diffgym.cli import main
+
+raise SystemExit(main())

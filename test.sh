@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets up .venv (if needed), lints, and runs the test suite (slow tests excluded; `./test.sh -m slow` runs them).
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/bootstrap.sh
+export WANDB_MODE=disabled
+export MPLBACKEND=Agg
+ruff check .
+python -m pytest "$@"
