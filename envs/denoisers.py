@@ -163,6 +163,7 @@ class GaussianMixture:
         self.data_shape = tuple(means.shape[1:])
         self.dim = int(math.prod(self.data_shape))
         self.num_classes = 0 if component_labels is None else int(component_labels.max()) + 1
+        self._cache: dict = {}
 
     @property
     def num_components(self) -> int:
@@ -176,12 +177,15 @@ class GaussianMixture:
         return out.index_add_(0, self.component_labels, self.weights)
 
     def _params(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        dev, dt = like.device, like.dtype
-        return (
-            self.means.reshape(self.num_components, -1).to(dev, dt),
-            self.stds.to(dev, dt),
-            self.weights.to(dev, dt),
-        )
+        """``(means (K, d), stds (K,), weights (K,))`` on ``like``'s device and dtype (cached)."""
+        key = (like.device, like.dtype)
+        if key not in self._cache:
+            self._cache[key] = (
+                self.means.reshape(self.num_components, -1).to(like.device, like.dtype),
+                self.stds.to(like.device, like.dtype),
+                self.weights.to(like.device, like.dtype),
+            )
+        return self._cache[key]
 
     def _log_resp_terms(
         self, x: torch.Tensor, sigma: torch.Tensor, class_labels: torch.Tensor | None
@@ -206,7 +210,7 @@ class GaussianMixture:
         sigma: torch.Tensor | float = 0.0,
         class_labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Exact log density of ``x`` under the mixture convolved with ``N(0, sigma^2 I)``: ``(B,)``.
+        """Exact ``(B,)`` log density of ``x`` under the mixture convolved with ``N(0, sigma^2 I)``.
 
         With ``class_labels``, the density of the label's own (renormalised) sub-mixture.
         """

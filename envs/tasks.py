@@ -1,0 +1,390 @@
+"""Embedded tasks: a frozen denoiser, its guidance source, the real data, and default menus.
+
+All tasks work offline. ``make_task(name, **overrides)`` builds one; ``list_tasks()`` names them.
+
+* ``gmm2d``: data = a 5x5 grid of Gaussians on [-4, 4]^2 (std 0.15, equal weights). The model is
+  the exact denoiser of a *blurred* mixture (std 0.5), standing in for an imperfect network; the
+  autoguidance guide is blurrier still (std 1.0). Knobs: churn and guidance.
+* ``gmm2d-bias``: the same sharp modes, but the real data has unbalanced weights (mode in column
+  ``c`` of the grid, counted from x = -4, has weight proportional to ``c + 1``) while the model is
+  the exact denoiser of the equal-weight mixture. Knobs: churn and renoise. A time-only schedule
+  can barely change mode masses; a state-dependent policy can (renoise samples headed for
+  over-represented modes).
+* ``digits``: scikit-learn's 8x8 digits scaled to [-1, 1]; a class-conditional EDM network trained
+  by ``diffgym train-denoiser digits`` and shipped with the package; classifier-free guidance by
+  default (``guide="autoguidance"`` uses an early, weaker snapshot of the same run). Knobs: churn
+  and guidance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from diffgym.envs.denoisers import GaussianMixture, GMMDenoiser, UncondBranch
+from diffgym.envs.schedule import edm_sigmas
+
+__all__ = ["Task", "make_task", "list_tasks", "register_task", "grid_means"]
+
+DataSampler = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(eq=False)
+class Task:
+    """A frozen denoiser with its data, guidance source, schedule and action menus.
+
+    Attributes:
+        name: task name (a key of :func:`list_tasks`).
+        denoiser: ``D(x, sigma, class_labels=None)`` in the EDM convention; has ``sigma_data``,
+            ``data_shape``, ``num_classes``.
+        guide: the guidance source ``G(x, sigma, class_labels)`` or ``None`` (no guidance knob).
+        guide_kind: ``"autoguidance"``, ``"cfg"`` or ``"none"``.
+        data: ``sample_data`` backend, ``f(n, generator, class_labels) -> (x, labels)``.
+        label_probs: ``(num_classes,)`` label distribution of episodes (conditional tasks).
+        target: the exact data distribution, for mixture tasks (exact metrics and rewards).
+        num_steps, sigma_min, sigma_max, rho: the EDM schedule.
+        churn_levels, guidance_levels, renoise_jumps: action menus (entry 0 is neutral).
+        renoise_budget: renoise transitions allowed per episode.
+        feature_kind: ``"vector"`` (MLP features) or ``"image"`` (CNN features).
+    """
+
+    name: str
+    denoiser: nn.Module
+    guide: nn.Module | None
+    guide_kind: str
+    data: DataSampler
+    label_probs: torch.Tensor | None = None
+    target: GaussianMixture | None = None
+    num_steps: int = 18
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    churn_levels: tuple[float, ...] = (0.0,)
+    guidance_levels: tuple[float, ...] = (1.0,)
+    renoise_jumps: tuple[int, ...] = (0,)
+    renoise_budget: int = 0
+    feature_kind: str = "vector"
+    dtype: torch.dtype = torch.float32
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.sigmas()  # validates the schedule
+        validate_menus(
+            churn_levels=self.churn_levels,
+            guidance_levels=self.guidance_levels,
+            renoise_jumps=self.renoise_jumps,
+            renoise_budget=self.renoise_budget,
+        )
+        if self.guide is None and any(w != 1.0 for w in self.guidance_levels):
+            raise ValueError(
+                f"task {self.name!r} has no guidance source; guidance_levels must be (1.0,), "
+                f"got {self.guidance_levels}"
+            )
+        if self.feature_kind not in ("vector", "image"):
+            raise ValueError(f"feature_kind must be 'vector' or 'image', got {self.feature_kind!r}")
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return tuple(self.denoiser.data_shape)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.denoiser.num_classes)
+
+    @property
+    def sigma_data(self) -> float:
+        return float(self.denoiser.sigma_data)
+
+    def sigmas(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
+        """The ``(num_steps + 1,)`` EDM schedule ending in 0."""
+        return edm_sigmas(
+            self.num_steps,
+            self.sigma_min,
+            self.sigma_max,
+            self.rho,
+            device=device,
+            dtype=dtype or self.dtype,
+        )
+
+    def sample_data(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        class_labels: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` real samples and their labels: ``(x (n, *data_shape), labels (n,))`` on the CPU.
+
+        Labels are ``-1`` on unconditional tasks. With ``class_labels``, sample those classes.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be an int >= 1, got {n!r}")
+        return self.data(n, generator, class_labels)
+
+    def sample_labels(
+        self, n: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor | None:
+        """``(n,)`` episode labels drawn from ``label_probs`` (``None`` when unconditional)."""
+        if self.num_classes == 0:
+            return None
+        assert self.label_probs is not None
+        return torch.multinomial(self.label_probs, n, replacement=True, generator=generator)
+
+    def to(self, device: torch.device | str) -> Task:
+        """Move the denoiser and guide to ``device`` (in place); returns ``self``."""
+        self.denoiser.to(device)
+        if self.guide is not None:
+            self.guide.to(device)
+        return self
+
+    def replace(self, **changes) -> Task:
+        """A copy with fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def validate_menus(
+    *,
+    churn_levels: Sequence[float],
+    guidance_levels: Sequence[float],
+    renoise_jumps: Sequence[int],
+    renoise_budget: int,
+) -> None:
+    """Raise ``ValueError`` unless every menu is non-empty, finite, starts with its neutral entry
+    (churn 0, guidance 1, renoise 0) and has legal levels (churn >= 0, jumps int >= 0)."""
+    for name, menu, neutral in (
+        ("churn_levels", churn_levels, 0.0),
+        ("guidance_levels", guidance_levels, 1.0),
+        ("renoise_jumps", renoise_jumps, 0),
+    ):
+        if len(menu) == 0:
+            raise ValueError(f"{name} must not be empty")
+        if any(not math.isfinite(float(v)) for v in menu):
+            raise ValueError(f"{name} must be finite, got {tuple(menu)}")
+        if float(menu[0]) != neutral:
+            raise ValueError(
+                f"{name}[0] must be the neutral choice {neutral}, got {menu[0]} in {tuple(menu)}"
+            )
+    if any(float(v) < 0 for v in churn_levels):
+        raise ValueError(f"churn_levels must be >= 0, got {tuple(churn_levels)}")
+    if any(int(v) != v or int(v) < 0 for v in renoise_jumps):
+        raise ValueError(f"renoise_jumps must be integers >= 0, got {tuple(renoise_jumps)}")
+    if isinstance(renoise_budget, bool) or int(renoise_budget) != renoise_budget:
+        raise ValueError(f"renoise_budget must be an int >= 0, got {renoise_budget!r}")
+    if renoise_budget < 0:
+        raise ValueError(f"renoise_budget must be >= 0, got {renoise_budget}")
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+_SCHEDULE_KEYS = ("num_steps", "sigma_min", "sigma_max", "rho")
+_MENU_KEYS = ("churn_levels", "guidance_levels", "renoise_jumps", "renoise_budget")
+_COMMON_KEYS = _SCHEDULE_KEYS + _MENU_KEYS + ("device",)
+
+_REGISTRY: dict[str, tuple[Callable[..., Task], tuple[str, ...]]] = {}
+
+
+def register_task(name: str, builder: Callable[..., Task], task_keys: Sequence[str] = ()) -> None:
+    """Register ``builder(**task_keys) -> Task`` under ``name``; ``task_keys`` are its own
+    overrides (schedule, menu and device overrides are accepted by every task)."""
+    _REGISTRY[name] = (builder, tuple(task_keys))
+
+
+def list_tasks() -> list[str]:
+    """Names of the registered tasks."""
+    return sorted(_REGISTRY)
+
+
+def make_task(name: str, **overrides) -> Task:
+    """Build the task ``name`` with keyword overrides.
+
+    Every task accepts ``num_steps``, ``sigma_min``, ``sigma_max``, ``rho``, the menus
+    (``churn_levels``, ``guidance_levels``, ``renoise_jumps``, ``renoise_budget``) and ``device``;
+    mixture tasks also ``means``, ``weights``, ``std``, ``model_std``, ``guide_std``.
+
+    Raises:
+        ValueError: unknown task (the message lists the known ones), bad override values.
+        TypeError: an override the task does not accept (the message lists the accepted ones).
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(list_tasks())}")
+    builder, own = _REGISTRY[name]
+    allowed = own + _COMMON_KEYS
+    unknown = sorted(set(overrides) - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"task {name!r} got unknown override(s) {unknown}; allowed: {', '.join(allowed)}"
+        )
+    device = overrides.pop("device", None)
+    common = {k: overrides.pop(k) for k in _SCHEDULE_KEYS + _MENU_KEYS if k in overrides}
+    task = builder(**overrides)
+    if common:
+        for key in ("churn_levels", "guidance_levels", "renoise_jumps"):
+            if key in common:
+                common[key] = tuple(common[key])
+        task = task.replace(**common)
+    if device is not None:
+        task.to(device)
+    return task
+
+
+# --------------------------------------------------------------------------------------------
+# Mixture tasks
+# --------------------------------------------------------------------------------------------
+
+
+def grid_means(side: int = 5, lo: float = -4.0, hi: float = 4.0) -> torch.Tensor:
+    """``(side^2, 2)`` means of a ``side x side`` grid on ``[lo, hi]^2``; index ``r * side + c``
+    has ``x = lo + c (hi - lo)/(side - 1)`` (column ``c``) and ``y`` from row ``r``."""
+    ticks = torch.linspace(lo, hi, side, dtype=torch.float64)
+    yy, xx = torch.meshgrid(ticks, ticks, indexing="ij")
+    return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
+
+
+def _mixture_sampler(mixture: GaussianMixture) -> DataSampler:
+    def draw(n, generator=None, class_labels=None):
+        return mixture.sample(n, generator, class_labels)
+
+    return draw
+
+
+def _check_positive(name: str, value: float) -> float:
+    if not math.isfinite(float(value)) or float(value) <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _mixture_parts(means, weights, std) -> tuple[torch.Tensor, torch.Tensor | None]:
+    means_t = grid_means() if means is None else torch.as_tensor(means, dtype=torch.float64)
+    if means_t.ndim != 2 or means_t.shape[0] < 1:
+        raise ValueError(f"means must have shape (K, dim), got {tuple(means_t.shape)}")
+    weights_t = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+    _check_positive("std", std)
+    return means_t, weights_t
+
+
+def build_gmm2d(
+    *,
+    means=None,
+    weights=None,
+    std: float = 0.15,
+    model_std: float = 0.5,
+    guide_std: float = 1.0,
+) -> Task:
+    """``gmm2d``: sharp target, blurred-mixture model, blurrier autoguidance guide."""
+    means_t, weights_t = _mixture_parts(means, weights, std)
+    _check_positive("model_std", model_std)
+    _check_positive("guide_std", guide_std)
+    target = GaussianMixture(means_t, std, weights_t)
+    model = GMMDenoiser(GaussianMixture(means_t, model_std, weights_t))
+    guide = GMMDenoiser(GaussianMixture(means_t, guide_std, weights_t))
+    return Task(
+        name="gmm2d",
+        denoiser=model,
+        guide=guide,
+        guide_kind="autoguidance",
+        data=_mixture_sampler(target),
+        target=target,
+        churn_levels=(0.0, 0.1, 0.25, 0.5),
+        guidance_levels=(1.0, 1.5, 2.0, 3.0, 4.0),
+        extra={"std": std, "model_std": model_std, "guide_std": guide_std},
+    )
+
+
+def bias_weights(side: int = 5) -> torch.Tensor:
+    """The documented unbalanced target of ``gmm2d-bias``: a mode in grid column ``c`` has weight
+    proportional to ``c + 1`` (total variation 0.2 from equal weights for ``side = 5``)."""
+    col = torch.arange(side * side, dtype=torch.float64) % side
+    w = col + 1.0
+    return w / w.sum()
+
+
+def build_gmm2d_bias(
+    *,
+    means=None,
+    weights=None,
+    std: float = 0.15,
+    model_std: float | None = None,
+) -> Task:
+    """``gmm2d-bias``: equal-weight exact model (component std ``model_std``, default ``std``),
+    unbalanced real data (``weights``, default :func:`bias_weights`)."""
+    means_t, weights_t = _mixture_parts(means, weights, std)
+    if weights_t is None:
+        side = math.isqrt(means_t.shape[0])
+        if means is not None and side * side != means_t.shape[0]:
+            raise ValueError("gmm2d-bias with custom means needs explicit weights")
+        weights_t = bias_weights(side)
+    model_std = std if model_std is None else _check_positive("model_std", model_std)
+    target = GaussianMixture(means_t, std, weights_t)
+    model = GMMDenoiser(GaussianMixture(means_t, model_std))  # equal weights
+    return Task(
+        name="gmm2d-bias",
+        denoiser=model,
+        guide=None,
+        guide_kind="none",
+        data=_mixture_sampler(target),
+        target=target,
+        churn_levels=(0.0, 0.25),
+        renoise_jumps=(0, 3, 6),
+        renoise_budget=2,
+        extra={"std": std, "model_std": model_std},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Digits
+# --------------------------------------------------------------------------------------------
+
+GUIDES = ("uncond", "autoguidance")
+
+
+def build_digits(*, guide: str = "uncond") -> Task:
+    """``digits``: shipped class-conditional network; ``guide`` is ``"uncond"`` (classifier-free
+    guidance) or ``"autoguidance"`` (the shipped early snapshot)."""
+    from diffgym.envs.data import load_digits_data
+    from diffgym.envs.train_denoiser import load_digits_denoiser
+
+    if guide not in GUIDES:
+        raise ValueError(f"unknown guide {guide!r}; allowed: {', '.join(GUIDES)}")
+    model = load_digits_denoiser("model")
+    guide_net = UncondBranch(model) if guide == "uncond" else load_digits_denoiser("guide")
+    x_all, y_all, _ = load_digits_data()
+    counts = torch.bincount(y_all, minlength=10).double()
+    by_class = [torch.nonzero(y_all == c).squeeze(1) for c in range(10)]
+
+    def draw(n, generator=None, class_labels=None):
+        if class_labels is None:
+            idx = torch.randint(0, x_all.shape[0], (n,), generator=generator)
+        else:
+            class_labels = torch.as_tensor(class_labels, dtype=torch.long).cpu()
+            if class_labels.shape != (n,):
+                raise ValueError(f"class_labels must have shape ({n},)")
+            u = torch.rand(n, generator=generator)
+            idx = torch.stack(
+                [by_class[c][int(v * len(by_class[c]))] for c, v in zip(class_labels.tolist(), u)]
+            )
+        return x_all[idx].clone(), y_all[idx].clone()
+
+    return Task(
+        name="digits",
+        denoiser=model,
+        guide=guide_net,
+        guide_kind="cfg" if guide == "uncond" else "autoguidance",
+        data=draw,
+        label_probs=counts / counts.sum(),
+        churn_levels=(0.0, 0.1, 0.25, 0.5),
+        guidance_levels=(1.0, 1.5, 2.0, 3.0),
+        feature_kind="image",
+    )
+
+
+register_task("gmm2d", build_gmm2d, ("means", "weights", "std", "model_std", "guide_std"))
+register_task("gmm2d-bias", build_gmm2d_bias, ("means", "weights", "std", "model_std"))
+register_task("digits", build_digits, ("guide",))
