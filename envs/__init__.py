@@ -8,6 +8,8 @@ from diffgym.envs.denoisers import (
     c_in,
     c_noise,
 )
+from diffgym.envs.env import KNOBS, DiffusionSamplingEnv, DiffusionSamplingSingleEnv
+from diffgym.envs.features import featurize, obs_dim, split_obs
 from diffgym.envs.sampler import (
     BatchNoise,
     Knobs,
@@ -20,10 +22,19 @@ from diffgym.envs.sampler import (
     sampler_step,
     schedule_actions,
 )
+from diffgym.envs.sb3 import SB3VecEnv, to_sb3
 from diffgym.envs.schedule import edm_sigmas
 from diffgym.envs.tasks import Task, list_tasks, make_task, register_task
 
 __all__ = [
+    "KNOBS",
+    "DiffusionSamplingEnv",
+    "DiffusionSamplingSingleEnv",
+    "SB3VecEnv",
+    "featurize",
+    "obs_dim",
+    "split_obs",
+    "to_sb3",
     "BatchNoise",
     "Denoiser",
     "GMMDenoiser",

@@ -1,0 +1,97 @@
+"""The one featurisation of sampler states, shared by env observations and IRL expert states.
+
+Observation layout (flat, float32), for data of shape ``data_shape`` (``D = prod(data_shape)``) and
+``C`` classes (design §3):
+
+===========  ===========================================================
+``[0, D)``   ``c_in(sigma_i) * x`` flattened, ``c_in = 1/sqrt(sigma^2 + sigma_data^2)``
+``D``        ``c_noise(sigma_i) = ln(sigma_i)/4`` (``sigma`` floored at ``TERMINAL_SIGMA``)
+``D + 1``    ``i / N`` (step fraction)
+``D + 2``    renoise budget left, as a fraction of the episode's budget (0 without renoise)
+``D + 3..``  one-hot label (``C`` entries; none for an unconditional task)
+===========  ===========================================================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from diffgym.envs.denoisers import c_in, c_noise
+
+__all__ = [
+    "C_NOISE_BOUND",
+    "SCALED_X_BOUND",
+    "TERMINAL_SIGMA", "featurize",
+    "obs_dim",
+    "split_obs",
+    "NUM_SCALAR_FEATURES",
+]
+
+TERMINAL_SIGMA = 1e-5
+"""Floor of ``sigma`` inside ``c_noise`` so the terminal state (``sigma_N = 0``) stays finite."""
+
+NUM_SCALAR_FEATURES = 3
+"""``c_noise``, step fraction, budget fraction."""
+
+SCALED_X_BOUND = 1e3
+"""``c_in x`` is clipped to ``[-SCALED_X_BOUND, SCALED_X_BOUND]`` (it is O(1) by construction;
+the bound only makes the observation ``Box`` finite)."""
+
+C_NOISE_BOUND = 10.0
+"""Bound of the ``c_noise`` feature in the observation ``Box`` (``|ln(sigma)/4| < 10`` for
+``sigma`` in ``[TERMINAL_SIGMA, e^40]``)."""
+
+
+def obs_dim(data_shape: Sequence[int], num_classes: int) -> int:
+    """Length of the flat observation."""
+    return int(math.prod(data_shape)) + NUM_SCALAR_FEATURES + int(num_classes)
+
+
+def featurize(
+    x: torch.Tensor,
+    sigma: torch.Tensor,
+    step_frac: torch.Tensor,
+    budget_frac: torch.Tensor,
+    labels: torch.Tensor | None,
+    *,
+    sigma_data: float,
+    num_classes: int,
+) -> torch.Tensor:
+    """Featurise states: ``(B, *data_shape), (B,), (B,), (B,), (B,)|None -> (B, obs_dim)`` float32.
+
+    Args:
+        x: samples at noise level ``sigma``.
+        sigma: ``(B,)`` noise level of each sample (0 at the terminal step).
+        step_frac: ``(B,)`` ``i / N``.
+        budget_frac: ``(B,)`` renoise budget left over the episode's budget.
+        labels: ``(B,)`` class labels (``None`` when ``num_classes == 0``).
+        sigma_data: the denoiser's ``sigma_data``.
+        num_classes: number of classes (0 = unconditional).
+    """
+    batch = x.shape[0]
+    sigma = sigma.to(x.dtype)
+    scaled = (x * c_in(sigma, sigma_data).reshape(-1, *([1] * (x.ndim - 1)))).reshape(batch, -1)
+    cols = [
+        scaled.clamp(-SCALED_X_BOUND, SCALED_X_BOUND),
+        c_noise(sigma.clamp_min(TERMINAL_SIGMA)).clamp(-C_NOISE_BOUND, C_NOISE_BOUND)[:, None],
+        step_frac.to(x.dtype)[:, None],
+        budget_frac.to(x.dtype)[:, None],
+    ]
+    if num_classes > 0:
+        if labels is None:
+            raise ValueError(
+                f"labels are required for a conditional task (num_classes={num_classes})"
+            )
+        cols.append(torch.nn.functional.one_hot(labels.long(), num_classes).to(x.dtype))
+    return torch.cat(cols, dim=1).to(torch.float32)
+
+
+def split_obs(
+    obs: torch.Tensor, data_shape: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse layout: ``(B, obs_dim) -> (scaled x (B, *data_shape), conditioning (B, 3 + C))``."""
+    d = int(math.prod(data_shape))
+    return obs[:, :d].reshape(obs.shape[0], *data_shape), obs[:, d:]

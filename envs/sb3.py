@@ -1,0 +1,139 @@
+"""SB3 face of the torch vector env: the one numpy boundary (one device->host copy per step)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.vec_env.base_vec_env import (
+    VecEnv,
+    VecEnvIndices,
+    VecEnvObs,
+    VecEnvStepReturn,
+)
+
+from diffgym.envs.env import DiffusionSamplingEnv
+
+__all__ = ["SB3VecEnv", "to_sb3"]
+
+
+class SB3VecEnv(VecEnv):
+    """Stable-Baselines3 ``VecEnv`` over a :class:`DiffusionSamplingEnv`.
+
+    Per step: actions go to the device once; observation, reward and done come back to the host
+    in one copy each. Finished envs carry ``terminal_observation``, ``TimeLimit.truncated`` and
+    ``episode = {"r", "l", "t"}`` (the SB3 ``Monitor`` form, read by ``ep_info_buffer``) plus
+    ``nfe``; every info has the step's ``nfe``. It works with ``PPO("MlpPolicy", venv)`` unmodified
+    and as the ``venv`` of imitation's adversarial trainers.
+    """
+
+    def __init__(self, env: DiffusionSamplingEnv) -> None:
+        if not isinstance(env, DiffusionSamplingEnv):
+            raise TypeError(f"to_sb3 needs a DiffusionSamplingEnv, got {type(env).__name__}")
+        self.env = env
+        self.render_mode = None
+        super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
+        self._actions: np.ndarray | None = None
+
+    # -- core --------------------------------------------------------------------------------
+    def reset(self) -> VecEnvObs:
+        seed = self._seeds[0]
+        obs, _ = self.env.reset(seed=seed)
+        self._reset_seeds()
+        self._reset_options()
+        return obs.cpu().numpy()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self) -> VecEnvStepReturn:
+        assert self._actions is not None, "step_async must be called before step_wait"
+        obs, reward, terminated, truncated, info = self.env.step(self._actions)
+        self._actions = None
+        done = terminated | truncated
+        obs_np = obs.cpu().numpy()
+        reward_np = reward.cpu().numpy()
+        done_np = done.cpu().numpy()
+        nfe = info["nfe"].cpu().numpy()
+        infos: list[dict[str, Any]] = [{"nfe": int(n)} for n in nfe]
+        if done_np.any():
+            final_obs = info["final_obs"].cpu().numpy()
+            ep = {k: v.cpu().numpy() for k, v in info["episode"].items()}
+            trunc = truncated.cpu().numpy()
+            for b in np.flatnonzero(done_np):
+                infos[b]["terminal_observation"] = final_obs[b]
+                infos[b]["TimeLimit.truncated"] = bool(trunc[b])
+                infos[b]["episode"] = {
+                    "r": float(ep["r"][b]),
+                    "l": int(ep["l"][b]),
+                    "t": float(ep["t"][b]),
+                    "nfe": int(ep["nfe"][b]),
+                }
+        return obs_np, reward_np, done_np, infos
+
+    def close(self) -> None:
+        self.env.close()
+
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        """Seed the next reset (SB3 convention: sub-env ``b`` gets ``seed + b``)."""
+        return super().seed(seed)
+
+    # -- attributes --------------------------------------------------------------------------
+    def _indices(self, indices: VecEnvIndices) -> list[int]:
+        return list(self._get_indices(indices))
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        """The vector env's attribute, once per requested sub-env index (all share one env)."""
+        target = self if attr_name == "render_mode" else self.env
+        value = getattr(target, attr_name)
+        return [value for _ in self._indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        """Set an attribute on the vector env (shared by all sub-envs)."""
+        self._indices(indices)
+        setattr(self.env, attr_name, value)
+
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs
+    ) -> list[Any]:
+        """Call a method of the vector env once and return its result per requested index."""
+        result = getattr(self.env, method_name)(*method_args, **method_kwargs)
+        return [result for _ in self._indices(indices)]
+
+    def env_is_wrapped(
+        self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None
+    ) -> list[bool]:
+        return [False for _ in self._indices(indices)]
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        return [None for _ in range(self.num_envs)]
+
+    def _get_indices(self, indices: VecEnvIndices) -> Iterable[int]:
+        if indices is None:
+            return range(self.num_envs)
+        if isinstance(indices, int):
+            indices = [indices]
+        out = list(indices)
+        for i in out:
+            if not 0 <= int(i) < self.num_envs:
+                raise IndexError(f"env index {i} out of range 0..{self.num_envs - 1}")
+        return out
+
+    @property
+    def task(self):
+        return self.env.task
+
+    @property
+    def torch_device(self) -> torch.device:
+        return self.env.device
+
+
+def to_sb3(vector_env: DiffusionSamplingEnv) -> SB3VecEnv:
+    """Wrap a :class:`DiffusionSamplingEnv` (or a Gymnasium wrapper around one) as an SB3 VecEnv."""
+    env = vector_env
+    while not isinstance(env, DiffusionSamplingEnv) and hasattr(env, "env"):
+        env = env.env
+    return SB3VecEnv(env)
