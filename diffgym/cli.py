@@ -1,0 +1,264 @@
+"""The ``diffgym`` command line (also ``python -m diffgym``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("diffgym")
+
+
+# --------------------------------------------------------------------------------------------
+# train-denoiser
+# --------------------------------------------------------------------------------------------
+
+
+def _add_train_denoiser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-denoiser",
+        help="train the digits denoiser (and its autoguidance snapshot) and write package data",
+    )
+    p.add_argument("task", choices=["digits"], help="which embedded denoiser to train")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: package assets)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped)")
+    p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
+    p.set_defaults(func=_run_train_denoiser)
+
+
+def _run_train_denoiser(args: argparse.Namespace) -> int:
+    from diffgym.envs.train_denoiser import train_digits_denoiser
+
+    kwargs = {} if args.steps is None else {"steps": args.steps}
+    info = train_digits_denoiser(args.out, seed=args.seed, progress=not args.no_progress, **kwargs)
+    print(f"trained digits denoiser: {info}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# sample
+# --------------------------------------------------------------------------------------------
+
+
+def _add_sample(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sample",
+        help="sample a task with a fixed per-step schedule (or a trained policy) and evaluate",
+    )
+    p.add_argument("--task", default="gmm2d", help="task name (see `diffgym tasks`)")
+    p.add_argument("--n", type=int, default=4096, help="number of samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-steps", type=int, default=None, help="sampler steps (task default)")
+    p.add_argument("--churn", type=float, default=0.0, help="constant churn gamma")
+    p.add_argument("--s-noise", type=float, default=1.0, help="S_noise applied with churn")
+    p.add_argument("--guidance", type=float, default=1.0, help="constant guidance weight w")
+    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--per-sample-noise",
+        action="store_true",
+        help="one generator per sample (seed + index): results independent of --n",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/sample"), help="output folder")
+    p.set_defaults(func=_run_sample)
+
+
+def _run_sample(args: argparse.Namespace) -> int:
+    from diffgym.benchmarks.evaluate import task_metrics
+    from diffgym.benchmarks.plots import save_samples_png
+    from diffgym.envs import BatchNoise, PerSampleNoise, make_task, sample, schedule_actions
+    from diffgym.envs.io import atomic_save_npz
+
+    if args.n < 2:
+        raise ValueError(f"--n must be >= 2, got {args.n}")
+    overrides = {} if args.num_steps is None else {"num_steps": args.num_steps}
+    task = make_task(args.task, device=args.device, **overrides)
+    if args.guidance != 1.0 and task.guide is None:
+        raise ValueError(f"task {task.name!r} has no guidance source; --guidance must be 1")
+    n_steps = task.num_steps
+    noise = (
+        PerSampleNoise(range(args.seed, args.seed + args.n), device=args.device)
+        if args.per_sample_noise
+        else BatchNoise(args.n, device=args.device, seed=args.seed)
+    )
+    labels = task.sample_labels(args.n, torch_generator(args.seed))
+    if labels is not None:
+        labels = labels.to(args.device)
+    t0 = time.perf_counter()
+    result = sample(
+        task.denoiser,
+        task.sigmas(args.device),
+        noise=noise,
+        data_shape=task.data_shape,
+        labels=labels,
+        guide=task.guide if args.guidance != 1.0 else None,
+        actions=schedule_actions(
+            gamma=[args.churn] * n_steps,
+            s_noise=[args.s_noise] * n_steps,
+            guidance=[args.guidance] * n_steps,
+        ),
+    )
+    seconds = time.perf_counter() - t0
+    metrics = task_metrics(task, result.x, result.labels, seed=args.seed + 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    npz = args.out / f"{task.name}_samples.npz"
+    png = args.out / f"{task.name}_samples.png"
+    atomic_save_npz(
+        npz,
+        x=result.x.cpu().numpy(),
+        labels=(result.labels.cpu().numpy() if result.labels is not None else None),
+        nfe=result.nfe.cpu().numpy(),
+    )
+    save_samples_png(task, {"samples": (result.x, result.labels)}, png)
+    rows = [
+        {
+            "sampler": f"churn={args.churn:g} w={args.guidance:g}",
+            "nfe/sample": float(result.nfe.float().mean()),
+            "seconds": seconds,
+            **metrics,
+        }
+    ]
+    _print_table(f"{task.name}: {args.n} samples", rows)
+    print(f"wrote {npz} and {png}")
+    return 0
+
+
+def torch_generator(seed: int):
+    import torch
+
+    return torch.Generator().manual_seed(int(seed))
+
+
+# --------------------------------------------------------------------------------------------
+# demo
+# --------------------------------------------------------------------------------------------
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo", help="short sampling demo on gmm2d: plain Heun vs a few fixed samplers"
+    )
+    p.add_argument("--n", type=int, default=4096)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from diffgym.benchmarks.evaluate import task_metrics
+    from diffgym.benchmarks.plots import save_samples_png
+    from diffgym.envs import PerSampleNoise, make_task, sample, schedule_actions
+
+    task = make_task("gmm2d")
+    n_steps = task.num_steps
+    samplers = {
+        "Heun (deterministic)": {},
+        "churn 0.25": {"gamma": [0.25] * n_steps},
+        "autoguidance w=2": {"guidance": [2.0] * n_steps},
+        "autoguidance w=3": {"guidance": [3.0] * n_steps},
+    }
+    rows, panels = [], {}
+    for name, table in samplers.items():
+        noise = PerSampleNoise(range(args.seed, args.seed + args.n))  # common random numbers
+        t0 = time.perf_counter()
+        res = sample(
+            task.denoiser,
+            task.sigmas(),
+            noise=noise,
+            data_shape=task.data_shape,
+            guide=task.guide if "guidance" in table else None,
+            actions=schedule_actions(**table) if table else None,
+        )
+        seconds = time.perf_counter() - t0
+        m = task_metrics(task, res.x, seed=args.seed + 1)
+        rows.append(
+            {
+                "sampler": name,
+                "nfe/sample": float(res.nfe.float().mean()),
+                "seconds": seconds,
+                "logp": m["logp"],
+                "mode_tv": m["mode_tv"],
+                "sw2": m["sw2"],
+            }
+        )
+        panels[name] = (res.x, None)
+    args.out.mkdir(parents=True, exist_ok=True)
+    png = args.out / "demo.png"
+    save_samples_png(task, panels, png)
+    _print_table(f"gmm2d sampling demo ({args.n} samples, same seeds per sampler)", rows)
+    print(f"wrote {png}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# tasks
+# --------------------------------------------------------------------------------------------
+
+
+def _add_tasks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tasks", help="list the embedded tasks and their gym ids")
+    p.set_defaults(func=_run_tasks)
+
+
+def _run_tasks(args: argparse.Namespace) -> int:
+    from diffgym import ENV_IDS
+
+    for env_id, name in ENV_IDS.items():
+        print(f"{name:12s} {env_id}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# plumbing
+# --------------------------------------------------------------------------------------------
+
+
+def _print_table(title: str, rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    cols = list(rows[0])
+    for c in cols:
+        table.add_column(c, justify="left" if c == "sampler" else "right")
+    for r in rows:
+        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()])
+    Console(width=160).print(table)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_tasks,
+    _add_train_denoiser,
+    _add_sample,
+    _add_demo,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diffgym",
+        description="Learn how to sample from diffusion models with inverse RL.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"diffgym {args.command}: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,59 @@
+"""Atomic file writes: write to a temporary file beside the target, then ``os.replace``.
+
+An interrupted write never leaves a truncated file behind, and a finished one is never lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "atomic_save_npz",
+           "atomic_torch_save"]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Run ``write(tmp)`` on a temporary path, then atomically rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def atomic_save_npz(path: str | os.PathLike, **arrays: Any) -> Path:
+    """``np.savez`` atomically; ``None`` values are skipped."""
+    kept = {k: v for k, v in arrays.items() if v is not None}
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as f:
+            np.savez(f, **kept)
+
+    return atomic_write(path, write)
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
+    import torch
+
+    return atomic_write(path, lambda p: torch.save(obj, p))
