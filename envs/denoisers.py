@@ -305,4 +305,5 @@ class GMMDenoiser(Denoiser):
     ) -> torch.Tensor:
         """``(B, *data_shape), (B,), (B,)|None -> (B, *data_shape)``."""
         self.check_input(x, sigma)
+        self.check_labels(class_labels, x.shape[0])
         return self.mixture.posterior_mean(x, sigma, class_labels)
