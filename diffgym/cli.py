@@ -135,6 +135,78 @@ def torch_generator(seed: int):
 
 
 # --------------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------------
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="learn a sampling policy with adversarial IRL (GAIL/AIRL) and an RL agent",
+    )
+    p.add_argument("--task", default=None, help="task name (default gmm2d)")
+    p.add_argument("--agent", default=None, help="ppo | reinforce | a2c | trpo (default ppo)")
+    p.add_argument("--irl", default=None, help="gail | airl | none (default gail)")
+    p.add_argument("--divergence", default=None, help="js | rkl | fkl | chi2 | pr (default js)")
+    p.add_argument("--lam", type=float, default=None, help="lambda of the pr divergence")
+    p.add_argument("--timesteps", type=int, default=None, help="env transitions in all")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--n-envs", type=int, default=None, help="sub-envs (default: YAML or 64)")
+    p.add_argument("--device", default=None, help="cpu | cuda")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="rounds per checkpoint")
+    p.add_argument("--eval-every", type=int, default=None, help="rounds per evaluation (0: end)")
+    p.add_argument("--eval-samples", type=int, default=None)
+    p.add_argument("--nfe-penalty", type=float, default=None, help="reward -penalty x NFE")
+    p.add_argument("--ent-coef", type=float, default=None, help="entropy bonus (temperature)")
+    p.add_argument("--run-dir", type=Path, default=None, help="run directory (must be new)")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its latest checkpoint")
+    p.add_argument("--config", type=Path, default=None,
+                   help="a run's config.json: reproduce that run (flags override it)")
+    p.add_argument("--wandb", action="store_true", help="log to wandb (offline without login)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run_train)
+
+
+_TRAIN_FLAGS = {
+    "task": "task", "agent": "agent", "irl": "irl", "divergence": "divergence", "lam": "lam",
+    "timesteps": "timesteps", "seed": "seed", "n_envs": "n_envs", "device": "device",
+    "checkpoint_every": "checkpoint_every", "eval_every": "eval_every",
+    "eval_samples": "eval_samples", "nfe_penalty": "nfe_penalty",
+}
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import json
+
+    from diffgym.agents.train import TrainConfig, TrainingRun
+
+    if args.resume is not None:
+        run = TrainingRun(None, args.resume, resume=True, progress=not args.no_progress,
+                          use_wandb=args.wandb)
+    else:
+        if args.run_dir is None:
+            raise ValueError("--run-dir is required for a new run (or pass --resume RUN_DIR)")
+        base: dict = {}
+        if args.config is not None:
+            base = json.loads(Path(args.config).read_text())["train"]
+        for flag, key in _TRAIN_FLAGS.items():
+            value = getattr(args, flag)
+            if value is not None:
+                base[key] = value
+        if args.ent_coef is not None:
+            base["agent_overrides"] = {**base.get("agent_overrides", {}),
+                                       "ent_coef": args.ent_coef}
+        run = TrainingRun(TrainConfig.from_dict(base), args.run_dir,
+                          progress=not args.no_progress, use_wandb=args.wandb)
+    final = run.train()
+    rows = [{"run": str(run.run_dir), **final, "rollout_nfe": float(run.venv.total_nfe)}]
+    _print_table(f"{run.config.agent}+{run.config.irl}/{run.config.divergence} on "
+                 f"{run.config.task}", rows)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # demo
 # --------------------------------------------------------------------------------------------
 
@@ -231,10 +303,18 @@ def _print_table(title: str, rows: list[dict]) -> None:
     Console(width=160).print(table)
 
 
+def _add_grid(sub: argparse._SubParsersAction) -> None:
+    from diffgym.benchmarks.grid import add_grid_parser
+
+    add_grid_parser(sub)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_tasks,
     _add_train_denoiser,
     _add_sample,
+    _add_train,
+    _add_grid,
     _add_demo,
 ]
 
@@ -259,6 +339,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
         print(f"diffgym {args.command}: error: {err}", file=sys.stderr)
         return 2
