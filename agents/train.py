@@ -1,0 +1,647 @@
+"""Training runs: adversarial IRL (GAIL/AIRL) with an SB3 learner, checkpoints and exact resume.
+
+A run directory holds everything about one run::
+
+    RUN_DIR/config.json           resolved config (the command to reproduce it is inside)
+    RUN_DIR/logs/                 SB3 + imitation logs (progress.csv, tensorboard)
+    RUN_DIR/learning_curve.csv    one row per round: timesteps, irl/…, rollout/…, eval/…
+    RUN_DIR/checkpoints/          round_XXXXX.pt (+ latest.json), every ``checkpoint_every`` rounds
+    RUN_DIR/final_model.zip       the trained SB3 algorithm (``AGENTS[name].load``)
+    RUN_DIR/reward_net.pt         the discriminator's state dict
+    RUN_DIR/cost.json             the cost ledger: NFE and wall-clock of training
+
+A checkpoint holds the policy, the discriminator, both optimisers, every RNG state (torch, numpy,
+python, imitation's, the env's and the expert's generators), the env state and the counters, so
+``resume`` continues to the same final state as an uninterrupted run (CPU, same seed).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shlex
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from diffgym.envs.env import DiffusionSamplingEnv
+from diffgym.envs.io import atomic_torch_save, atomic_write, atomic_write_json
+from diffgym.envs.sb3 import SB3VecEnv, to_sb3
+from diffgym.envs.tasks import list_tasks
+
+__all__ = [
+    "IRL_METHODS",
+    "TrainConfig",
+    "TrainingRun",
+    "CheckpointError",
+    "load_run_config",
+]
+
+log = logging.getLogger(__name__)
+
+IRL_METHODS = ("gail", "airl", "none")
+"""``none`` trains on the env's own reward (``nfe_penalty`` / ``terminal_logp``) without IRL."""
+
+CHECKPOINT_FORMAT = "diffgym-checkpoint-v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is corrupt or belongs to another run."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (validated on construction).
+
+    Attributes:
+        task: task name; ``task_overrides`` go to :func:`~diffgym.envs.make_task`.
+        agent: learner name (a key of :data:`diffgym.agents.AGENTS`); ``agent_overrides`` win
+            over the per-task YAML hyperparameters.
+        irl: ``"gail"``, ``"airl"`` or ``"none"``; ``divergence`` and ``lam`` select the reward.
+        timesteps: env transitions in all (rounded down to whole rounds).
+        seed: seeds the env, the learner, the discriminator and the expert.
+        n_envs: sub-envs (``None``: the YAML's ``n_envs``, else 64).
+        device: ``"cpu"`` or ``"cuda"`` (env, policy and discriminator).
+        checkpoint_every: rounds between checkpoints.
+        eval_every: rounds between quality evaluations (0: only at the end).
+        eval_samples: samples per evaluation.
+        nfe_penalty, reward: env reward options (see :class:`DiffusionSamplingEnv`).
+        irl_kwargs: extra arguments of :func:`~diffgym.rewards.make_irl_trainer`.
+    """
+
+    task: str = "gmm2d"
+    agent: str = "ppo"
+    irl: str = "gail"
+    divergence: str = "js"
+    lam: float = 1.0
+    timesteps: int = 20_000
+    seed: int = 0
+    n_envs: int | None = None
+    device: str = "cpu"
+    checkpoint_every: int = 5
+    eval_every: int = 5
+    eval_samples: int = 2048
+    nfe_penalty: float = 0.0
+    reward: str = "none"
+    task_overrides: dict[str, Any] = field(default_factory=dict)
+    agent_overrides: dict[str, Any] = field(default_factory=dict)
+    irl_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from diffgym.agents.registry import AGENTS
+        from diffgym.rewards import DIVERGENCES
+
+        if self.task not in list_tasks():
+            raise ValueError(f"unknown task {self.task!r}; known tasks: {', '.join(list_tasks())}")
+        if self.agent not in AGENTS:
+            raise ValueError(f"unknown agent {self.agent!r}; known agents: {', '.join(AGENTS)}")
+        if self.irl not in IRL_METHODS:
+            raise ValueError(f"unknown irl method {self.irl!r}; allowed: {', '.join(IRL_METHODS)}")
+        if self.divergence not in DIVERGENCES:
+            raise ValueError(
+                f"unknown divergence {self.divergence!r}; allowed: {', '.join(DIVERGENCES)}"
+            )
+        for name in ("timesteps", "checkpoint_every", "eval_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise ValueError(f"eval_every must be an int >= 0, got {self.eval_every!r}")
+        if self.n_envs is not None and (not isinstance(self.n_envs, int) or self.n_envs < 1):
+            raise ValueError(f"n_envs must be an int >= 1, got {self.n_envs!r}")
+        if not (math.isfinite(self.lam) and self.lam > 0):
+            raise ValueError(f"lam must be > 0, got {self.lam}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            allowed = ", ".join(sorted(known))
+            raise ValueError(f"unknown config key(s) {unknown}; allowed: {allowed}")
+        return cls(**data)
+
+    def fingerprint(self) -> str:
+        """Hash of the config: a checkpoint only loads into a run with the same fingerprint."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The :class:`TrainConfig` stored in ``run_dir/config.json``."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a diffgym run directory")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is corrupt: {err}") from err
+    return TrainConfig.from_dict(data["train"])
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+class TrainingRun:
+    """One training run in ``run_dir``.
+
+    Args:
+        config: the run's config (ignored on resume: the run directory's config is used).
+        run_dir: the run directory. A new run refuses a non-empty directory (nothing in it is
+            ever overwritten); ``resume=True`` continues the run found there from its latest
+            checkpoint.
+        progress: show a progress bar.
+        use_wandb: log to a wandb run (offline without credentials).
+
+    Raises:
+        FileExistsError: a new run in a non-empty directory.
+        CheckpointError: on resume, a corrupt checkpoint or one from another run.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig | None,
+        run_dir: str | os.PathLike,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        use_wandb: bool = False,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        self.use_wandb = use_wandb
+        if resume:
+            self.config = load_run_config(self.run_dir)
+        else:
+            if config is None:
+                raise ValueError("a new run needs a config")
+            if self.run_dir.exists() and any(self.run_dir.iterdir()):
+                raise FileExistsError(
+                    f"run directory {self.run_dir} exists and is not empty; pass --resume "
+                    f"{self.run_dir} to continue it, or choose a new --run-dir"
+                )
+            self.config = config
+        self._build()
+        self.round = 0
+        self.seconds = {"rollouts_and_policy": 0.0, "discriminator": 0.0, "evaluation": 0.0}
+        if resume:
+            self._load_latest_checkpoint()
+        else:
+            self._write_config()
+
+    # -- construction ------------------------------------------------------------------------
+    def _build(self) -> None:
+        from diffgym.agents.registry import make_agent
+        from diffgym.rewards import make_irl_trainer
+
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        random.seed(cfg.seed)
+        n_envs = cfg.n_envs or self._yaml_n_envs() or 64
+        self.env = DiffusionSamplingEnv(
+            cfg.task,
+            n_envs,
+            device=cfg.device,
+            nfe_penalty=cfg.nfe_penalty,
+            reward=cfg.reward,
+            **cfg.task_overrides,
+        )
+        self.venv: SB3VecEnv = to_sb3(self.env)
+        self.venv.seed(cfg.seed)
+        self.logger = _make_logger(self.run_dir / "logs")
+        self.agent = make_agent(
+            cfg.agent, self.venv, seed=cfg.seed, device=cfg.device, **cfg.agent_overrides
+        )
+        self.agent.set_logger(self.logger)
+        self.trainer = None
+        if cfg.irl != "none":
+            self.trainer = make_irl_trainer(
+                cfg.irl,
+                cfg.divergence,
+                venv=self.venv,
+                gen_algo=self.agent,
+                lam=cfg.lam,
+                seed=cfg.seed,
+                custom_logger=self.logger,
+                **cfg.irl_kwargs,
+            )
+        self.round_timesteps = int(self.agent.n_steps * n_envs)
+        self.total_rounds = max(cfg.timesteps // self.round_timesteps, 1)
+
+    def _yaml_n_envs(self) -> int | None:
+        from diffgym.agents.registry import env_id_for_task, load_hyperparams
+
+        block = load_hyperparams(self.config.agent, env_id_for_task(self.config.task))
+        n = block.get("n_envs")
+        return int(n) if n is not None else None
+
+    def _write_config(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg_path = shlex.quote(str(self.run_dir / "config.json"))
+        cmd = f"diffgym train --config {cfg_path} --run-dir NEW_DIR"
+        atomic_write_json(
+            self.run_dir / "config.json",
+            {
+                "train": self.config.to_dict(),
+                "agent": {
+                    "class": type(self.agent).__name__,
+                    "n_steps": self.agent.n_steps,
+                    "n_envs": self.env.num_envs,
+                },
+                "fingerprint": self.config.fingerprint(),
+                "reproduce": cmd,
+                "versions": _versions(),
+            },
+        )
+
+    # -- training ----------------------------------------------------------------------------
+    def train(self, *, stop_after_rounds: int | None = None) -> dict[str, Any] | None:
+        """Run the remaining rounds (checkpointing as configured) and write the final files.
+
+        Args:
+            stop_after_rounds: stop after this many rounds of this call, as an interruption would
+                (returns ``None``; the run continues with ``resume=True`` from its last
+                checkpoint).
+
+        Returns:
+            the final evaluation metrics, or ``None`` when stopped early.
+        """
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        wandb_run = self._start_wandb() if self.use_wandb else None
+        bar = tqdm(
+            total=self.total_rounds,
+            initial=self.round,
+            desc=f"{cfg.agent}+{cfg.irl}/{cfg.divergence} on {cfg.task}",
+            unit="round",
+            disable=not self.progress,
+        )
+        callback = self._wandb_callback() if wandb_run is not None else None
+        try:
+            done_here = 0
+            while self.round < self.total_rounds:
+                if stop_after_rounds is not None and done_here >= stop_after_rounds:
+                    return None
+                done_here += 1
+                row = self._one_round(callback)
+                self.round += 1
+                if cfg.eval_every and self.round % cfg.eval_every == 0:
+                    row.update(self._evaluate())
+                self._append_curve(row)
+                if wandb_run is not None:
+                    wandb_run.log(row, step=int(self.agent.num_timesteps))
+                if self.round % cfg.checkpoint_every == 0 or self.round == self.total_rounds:
+                    self.save_checkpoint()
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.startswith("irl/r")})
+        finally:
+            bar.close()
+        final = self._evaluate()
+        self._write_final(final)
+        if wandb_run is not None:
+            wandb_run.summary.update(final)
+            wandb_run.finish()
+        return final
+
+    def _one_round(self, callback) -> dict[str, float]:
+        t0 = time.perf_counter()
+        nfe0 = self.venv.total_nfe
+        if self.trainer is not None:
+            if callback is not None:
+                self.trainer.gen_callback = callback
+            self.trainer.train_gen(self.round_timesteps)
+            t1 = time.perf_counter()
+            for _ in range(self.trainer.n_disc_updates_per_round):
+                self.trainer.train_disc()
+            t2 = time.perf_counter()
+        else:
+            self.agent.learn(self.round_timesteps, reset_num_timesteps=False, callback=callback)
+            t1 = t2 = time.perf_counter()
+        self.seconds["rollouts_and_policy"] += t1 - t0
+        self.seconds["discriminator"] += t2 - t1
+        values = dict(self.logger.name_to_value)
+        self.logger.dump(self.agent.num_timesteps)
+        row: dict[str, float] = {
+            "round": float(self.round + 1),
+            "timesteps": float(self.agent.num_timesteps),
+            "nfe": float(self.venv.total_nfe - nfe0),
+        }
+        for key, value in values.items():
+            if key.startswith(("irl/", "rollout/", "train/")) and _is_number(value):
+                row[key] = float(value)
+        if self.agent.ep_info_buffer:
+            row["rollout/ep_nfe_mean"] = float(
+                np.mean([ep.get("nfe", np.nan) for ep in self.agent.ep_info_buffer])
+            )
+        return row
+
+    def _evaluate(self) -> dict[str, float]:
+        """Quality of the current greedy policy on ``eval_samples`` fresh samples (fixed seeds)."""
+        from diffgym.agents.sampler import PolicySampler
+        from diffgym.benchmarks.evaluate import task_metrics
+
+        t0 = time.perf_counter()
+        sampler = PolicySampler(self.agent.policy, self.env.task, device=self.config.device,
+                                greedy=True)
+        result = sampler.sample(self.config.eval_samples, seed=10_000 + self.config.seed)
+        metrics = task_metrics(self.env.task, result.x, result.labels, seed=20_000)
+        self.seconds["evaluation"] += time.perf_counter() - t0
+        out = {f"eval/{k}": float(v) for k, v in metrics.items()}
+        out["eval/nfe_per_sample"] = float(result.nfe.float().mean())
+        return out
+
+    def _append_curve(self, row: dict[str, float]) -> None:
+        path = self.run_dir / "learning_curve.csv"
+        rows = []
+        if path.is_file():
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+        rows = [r for r in rows if float(r["round"]) < row["round"]] + [
+            {k: f"{v:.8g}" for k, v in row.items()}
+        ]
+        keys: list[str] = []
+        for r in rows:
+            keys += [k for k in r if k not in keys]
+
+        def write(p: Path) -> None:
+            with open(p, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=keys)
+                w.writeheader()
+                w.writerows(rows)
+
+        atomic_write(path, write)
+
+    def _write_final(self, final: dict[str, float]) -> None:
+        atomic_write(self.run_dir / "final_model.zip", lambda p: self.agent.save(p))
+        if self.trainer is not None:
+            atomic_torch_save(self.run_dir / "reward_net.pt", self.trainer._reward_net.state_dict())
+        atomic_write_json(self.run_dir / "cost.json", self.cost())
+        atomic_write_json(self.run_dir / "final_metrics.json", final)
+
+    def cost(self) -> dict[str, Any]:
+        """Training cost so far: env NFE (rollouts) and wall-clock seconds by category."""
+        return {
+            "rollout_nfe": int(self.venv.total_nfe),
+            "timesteps": int(self.agent.num_timesteps),
+            "rounds": self.round,
+            "seconds": dict(self.seconds),
+        }
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        agent = self.agent
+        state: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "fingerprint": self.config.fingerprint(),
+            "task": self.config.task,
+            "round": self.round,
+            "seconds": dict(self.seconds),
+            "policy": agent.policy.state_dict(),
+            "policy_optimizer": agent.policy.optimizer.state_dict(),
+            "algo": {
+                "num_timesteps": agent.num_timesteps,
+                "_n_updates": getattr(agent, "_n_updates", 0),
+                "_episode_num": agent._episode_num,
+                "_last_obs": copy.deepcopy(agent._last_obs),
+                "_last_episode_starts": copy.deepcopy(agent._last_episode_starts),
+                "ep_info_buffer": list(agent.ep_info_buffer or []),
+                "ep_success_buffer": list(agent.ep_success_buffer or []),
+            },
+            "env": self._env_state(),
+            "venv": {"total_nfe": self.venv.total_nfe, "total_steps": self.venv.total_steps},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+                "action_space": agent.action_space.np_random.bit_generator.state
+                if agent.action_space._np_random is not None
+                else None,
+            },
+        }
+        if torch.cuda.is_available():
+            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        tr = self.trainer
+        if tr is not None:
+            state["irl"] = {
+                "reward_net": tr._reward_net.state_dict(),
+                "disc_optimizer": tr._disc_opt.state_dict(),
+                "_global_step": tr._global_step,
+                "_disc_step": tr._disc_step,
+                "expert_generator": tr.expert.generator.get_state(),
+                "gen_replay_buffer": copy.deepcopy(tr._gen_replay_buffer),
+                "wrappers": _wrapper_states(agent.get_env(), self.venv),
+            }
+        return state
+
+    def save_checkpoint(self) -> Path:
+        ckpt_dir = self.run_dir / "checkpoints"
+        path = ckpt_dir / f"round_{self.round:05d}.pt"
+        atomic_torch_save(path, self.checkpoint_state())
+        atomic_write_json(ckpt_dir / "latest.json", {"round": self.round, "file": path.name})
+        atomic_write_json(self.run_dir / "cost.json", self.cost())
+        return path
+
+    def _load_latest_checkpoint(self) -> None:
+        latest = self.run_dir / "checkpoints" / "latest.json"
+        if not latest.is_file():
+            raise CheckpointError(f"{self.run_dir} has no checkpoint to resume from ({latest})")
+        try:
+            name = json.loads(latest.read_text())["file"]
+        except (json.JSONDecodeError, KeyError) as err:
+            raise CheckpointError(f"{latest} is corrupt: {err}") from err
+        self.load_checkpoint(self.run_dir / "checkpoints" / name)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Restore a checkpoint of this run (same config fingerprint)."""
+        path = Path(path)
+        try:
+            state = torch.load(path, map_location=self.config.device, weights_only=False)
+        except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
+            raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {err}") from err
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path} is not a diffgym checkpoint ({CHECKPOINT_FORMAT})")
+        if state["task"] != self.config.task:
+            raise CheckpointError(
+                f"checkpoint {path} is from task {state['task']!r}, this run is task "
+                f"{self.config.task!r}"
+            )
+        if state["fingerprint"] != self.config.fingerprint():
+            raise CheckpointError(f"checkpoint {path} belongs to a run with another config")
+        agent = self.agent
+        agent.policy.load_state_dict(state["policy"])
+        agent.policy.optimizer.load_state_dict(state["policy_optimizer"])
+        algo = state["algo"]
+        agent.num_timesteps = algo["num_timesteps"]
+        if hasattr(agent, "_n_updates"):
+            agent._n_updates = algo["_n_updates"]
+        agent._episode_num = algo["_episode_num"]
+        agent._last_obs = algo["_last_obs"]
+        agent._last_episode_starts = algo["_last_episode_starts"]
+        agent.ep_info_buffer = deque(algo["ep_info_buffer"], maxlen=agent._stats_window_size)
+        agent.ep_success_buffer = deque(algo["ep_success_buffer"], maxlen=agent._stats_window_size)
+        self._set_env_state(state["env"])
+        self.venv.total_nfe = state["venv"]["total_nfe"]
+        self.venv.total_steps = state["venv"]["total_steps"]
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if rng.get("action_space") is not None:
+            agent.action_space.np_random.bit_generator.state = rng["action_space"]
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        tr = self.trainer
+        if tr is not None:
+            irl = state["irl"]
+            tr._reward_net.load_state_dict(irl["reward_net"])
+            tr._disc_opt.load_state_dict(irl["disc_optimizer"])
+            tr._global_step = irl["_global_step"]
+            tr._disc_step = irl["_disc_step"]
+            tr.expert.generator.set_state(irl["expert_generator"])
+            tr._gen_replay_buffer = irl["gen_replay_buffer"]
+            _set_wrapper_states(agent.get_env(), self.venv, irl["wrappers"])
+        self.round = state["round"]
+        self.seconds = dict(state["seconds"])
+
+    def _env_state(self) -> dict[str, Any]:
+        env = self.env
+        noise = env._noise
+        return {
+            "x": env.x.clone(),
+            "step_index": env.step_index.clone(),
+            "labels": None if env.labels is None else env.labels.clone(),
+            "budget": env.budget.clone(),
+            "episode_nfe": env.episode_nfe.clone(),
+            "episode_return": env.episode_return.clone(),
+            "episode_length": env.episode_length.clone(),
+            "noise": None if noise is None else _generator_states(noise),
+            "needs_reset": env._needs_reset,
+        }
+
+    def _set_env_state(self, s: dict[str, Any]) -> None:
+        env = self.env
+        if s["noise"] is not None and env._noise is None:
+            env.reset(seed=0)  # allocates the noise source; its state is overwritten below
+        for key in ("x", "step_index", "budget", "episode_nfe", "episode_return",
+                    "episode_length"):
+            getattr(env, key).copy_(s[key])
+        if env.labels is not None:
+            env.labels.copy_(s["labels"])
+        if s["noise"] is not None:
+            _set_generator_states(env._noise, s["noise"])
+        env._needs_reset = s["needs_reset"]
+
+    # -- wandb -------------------------------------------------------------------------------
+    def _start_wandb(self):
+        import wandb
+
+        mode = os.environ.get("WANDB_MODE")
+        if mode is None and not (os.environ.get("WANDB_API_KEY") or _netrc_has_wandb()):
+            mode = "offline"
+        return wandb.init(
+            project="diffgym",
+            dir=str(self.run_dir),
+            config=self.config.to_dict(),
+            mode=mode,
+            name=self.run_dir.name,
+            sync_tensorboard=True,
+            resume="allow",
+            id=f"diffgym-{self.config.fingerprint()}",
+        )
+
+    def _wandb_callback(self):
+        from wandb.integration.sb3 import WandbCallback
+
+        return WandbCallback(verbose=0)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+_WRAPPER_SKIP = {"venv", "observation_space", "action_space", "class_attributes", "reward_fn",
+                 "render_mode", "metadata"}
+
+
+def _wrapper_chain(outer, inner: SB3VecEnv) -> list:
+    chain, env = [], outer
+    while env is not inner and hasattr(env, "venv"):
+        chain.append(env)
+        env = env.venv
+    return chain
+
+
+def _wrapper_states(outer, inner: SB3VecEnv) -> list[dict[str, Any]]:
+    """Plain attributes of imitation's VecEnv wrappers (reward wrapper, trajectory buffer)."""
+    return [
+        {k: copy.deepcopy(v) for k, v in vars(w).items() if k not in _WRAPPER_SKIP}
+        for w in _wrapper_chain(outer, inner)
+    ]
+
+
+def _set_wrapper_states(outer, inner: SB3VecEnv, states: list[dict[str, Any]]) -> None:
+    chain = _wrapper_chain(outer, inner)
+    if len(chain) != len(states):
+        raise CheckpointError("checkpoint's env wrappers do not match this run's")
+    for w, s in zip(chain, states):
+        for k, v in s.items():
+            setattr(w, k, v)
+
+
+def _generator_states(noise) -> list[torch.Tensor]:
+    gens = getattr(noise, "generators", None) or [noise.generator]
+    return [g.get_state() for g in gens]
+
+
+def _set_generator_states(noise, states: list[torch.Tensor]) -> None:
+    gens = getattr(noise, "generators", None) or [noise.generator]
+    for g, s in zip(gens, states):
+        g.set_state(s)
+
+
+def _make_logger(folder: Path):
+    from imitation.util import logger as imit_logger
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return imit_logger.configure(str(folder), format_strs=["csv", "tensorboard"])
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(float(v))
+
+
+def _netrc_has_wandb() -> bool:
+    netrc = Path.home() / ".netrc"
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def _versions() -> dict[str, str]:
+    import gymnasium
+    import stable_baselines3
+
+    import diffgym
+
+    return {
+        "diffgym": diffgym.__version__,
+        "torch": torch.__version__,
+        "gymnasium": gymnasium.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+    }

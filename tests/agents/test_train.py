@@ -1,0 +1,145 @@
+"""Training runs: end to end, exact resume, run-directory safety and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from diffgym.agents.train import CheckpointError, TrainConfig, TrainingRun, load_run_config
+from diffgym.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _config(**kw) -> TrainConfig:
+    base = dict(
+        task="gmm2d", agent="ppo", n_envs=8, checkpoint_every=1, eval_every=2, eval_samples=64,
+        agent_overrides={"n_steps": 18, "batch_size": 48, "n_epochs": 2},
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _params(run: TrainingRun) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in run.agent.policy.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    ("task", "agent", "overrides"),
+    [
+        ("gmm2d", "ppo", {"n_steps": 18, "batch_size": 48, "n_epochs": 2}),
+        # renoise: variable episode lengths, partial trajectories across rounds
+        ("gmm2d-bias", "reinforce", {"n_steps": 30}),
+    ],
+)
+def test_resume_matches_uninterrupted_run(tmp_path, task, agent, overrides):
+    cfg = _config(task=task, agent=agent, agent_overrides=overrides, timesteps=8 * 30 * 4)
+    full = TrainingRun(cfg, tmp_path / "full", progress=False)
+    assert full.total_rounds >= 3
+    final_full = full.train()
+
+    cut = TrainingRun(cfg, tmp_path / "cut", progress=False)
+    assert cut.train(stop_after_rounds=2) is None
+    assert not (tmp_path / "cut" / "final_model.zip").exists()
+    del cut
+    resumed = TrainingRun(None, tmp_path / "cut", resume=True, progress=False)
+    assert resumed.round == 2
+    final_resumed = resumed.train()
+
+    assert resumed.agent.num_timesteps == full.agent.num_timesteps
+    p_full, p_res = _params(full), _params(resumed)
+    assert p_full.keys() == p_res.keys()
+    for k in p_full:
+        assert torch.equal(p_full[k], p_res[k]), k
+    d_full = full.trainer._reward_net.state_dict()
+    d_res = resumed.trainer._reward_net.state_dict()
+    for k in d_full:
+        assert torch.equal(d_full[k], d_res[k]), k
+    assert final_full == final_resumed
+    assert resumed.venv.total_nfe == full.venv.total_nfe
+
+
+def test_run_directory_contents(tmp_path):
+    run = TrainingRun(_config(timesteps=8 * 18 * 2), tmp_path / "r", progress=False)
+    final = run.train()
+    d = tmp_path / "r"
+    for name in ("config.json", "learning_curve.csv", "final_model.zip", "reward_net.pt",
+                 "cost.json", "final_metrics.json", "checkpoints/latest.json"):
+        assert (d / name).is_file(), name
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["train"]["task"] == "gmm2d" and "reproduce" in cfg
+    assert load_run_config(d) == run.config
+    curve = (d / "learning_curve.csv").read_text().splitlines()
+    assert len(curve) == 1 + run.total_rounds
+    assert "irl/disc_loss" in curve[0] and "eval/sw2" in curve[0]
+    cost = json.loads((d / "cost.json").read_text())
+    assert cost["rollout_nfe"] == run.venv.total_nfe > 0
+    assert cost["timesteps"] == run.agent.num_timesteps
+    assert set(final) >= {"eval/sw2", "eval/logp", "eval/nfe_per_sample"}
+
+
+def test_new_run_never_overwrites(tmp_path):
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "keep.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="not empty"):
+        TrainingRun(_config(), d, progress=False)
+    assert (d / "keep.txt").read_text() == "precious"
+
+
+def test_corrupt_and_foreign_checkpoints(tmp_path):
+    run = TrainingRun(_config(timesteps=8 * 18 * 2), tmp_path / "a", progress=False)
+    run.train(stop_after_rounds=1)
+    ckpt = tmp_path / "a" / "checkpoints" / "round_00001.pt"
+    good = ckpt.read_bytes()
+
+    ckpt.write_bytes(good[: len(good) // 3])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        TrainingRun(None, tmp_path / "a", resume=True, progress=False)
+    ckpt.write_bytes(good)
+
+    other = TrainingRun(_config(task="gmm2d-bias", agent_overrides={"n_steps": 30}),
+                        tmp_path / "b", progress=False)
+    with pytest.raises(CheckpointError, match="task 'gmm2d'"):
+        other.load_checkpoint(ckpt)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        TrainingRun(None, tmp_path / "b", resume=True, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"agent": "dqn"}, "unknown agent 'dqn'.*ppo"),
+        ({"task": "cifar"}, "unknown task 'cifar'.*gmm2d"),
+        ({"irl": "bc"}, "unknown irl method 'bc'.*gail"),
+        ({"divergence": "tv"}, "unknown divergence 'tv'.*js"),
+        ({"timesteps": 0}, "timesteps must be"),
+        ({"lam": 0.0}, "lam must be > 0"),
+    ],
+)
+def test_bad_config(kw, match):
+    with pytest.raises(ValueError, match=match):
+        _config(**kw)
+
+
+def test_cli_train_and_resume(tmp_path, capsys):
+    d = tmp_path / "cli"
+    args = ["train", "--task", "gmm2d", "--agent", "reinforce", "--irl", "gail",
+            "--divergence", "js", "--timesteps", str(8 * 18 * 2), "--seed", "3",
+            "--n-envs", "8", "--eval-samples", "64", "--run-dir", str(d), "--no-progress"]
+    assert main(args) == 0
+    assert (d / "final_model.zip").is_file()
+    assert main(args) == 2  # the run directory is not empty: refused, nothing overwritten
+    assert "not empty" in capsys.readouterr().err
+    assert main(["train", "--resume", str(d), "--no-progress"]) == 0  # already finished
+    assert main(["train", "--agent", "nope", "--run-dir", str(tmp_path / "x")]) == 2
+    assert "unknown agent 'nope'" in capsys.readouterr().err
