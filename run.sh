@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/bootstrap.sh
 export WANDB_MODE="${WANDB_MODE:-offline}"
-exec python -m diffgym demo "$@"
+# The main job: learned sampler vs grid-search-tuned samplers on gmm2d, in <= 5 min on 2 cores.
+# Extra arguments pass through (e.g. ./run.sh --budget full, ./run.sh --task gmm2d-bias).
+exec python -m diffgym compare --task gmm2d --budget quick "$@"

@@ -309,12 +309,19 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
     add_grid_parser(sub)
 
 
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    from diffgym.benchmarks.compare import add_compare_parser
+
+    add_compare_parser(sub)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_tasks,
     _add_train_denoiser,
     _add_sample,
     _add_train,
     _add_grid,
+    _add_compare,
     _add_demo,
 ]
 

@@ -1,0 +1,254 @@
+"""Tests of diffgym.benchmarks.compare on a tiny budget: files, rows and columns, resuming without
+retraining, the cost ledger, the CLI, and errors for bad input."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import shutil
+
+import pytest
+import torch
+
+from diffgym.benchmarks import compare
+from diffgym.benchmarks.compare import (
+    BUDGETS,
+    ComparisonResult,
+    add_compare_parser,
+    eval_seed,
+    run_compare_cli,
+    run_comparison,
+)
+
+# A user-defined 2x2 mixture with unequal weights (no code change needed to compare on it).
+MIXTURE = {
+    "means": [[-2.0, -2.0], [-2.0, 2.0], [2.0, -2.0], [2.0, 2.0]],
+    "weights": [0.1, 0.2, 0.3, 0.4],
+    "model_std": 0.5,
+}
+N_ENVS = 8
+N_STEPS = 18  # one episode per env per round
+TINY = dict(
+    task_overrides=MIXTURE,
+    seeds=(0,),
+    timesteps=2 * N_ENVS * N_STEPS,  # two rounds
+    n_eval=64,
+    grid_points="small",
+    progress=False,
+    overhead_repeats=1,
+    n_envs=N_ENVS,
+    agent_overrides={"n_steps": N_STEPS, "batch_size": N_ENVS * N_STEPS, "n_epochs": 1},
+)
+METHOD = "ppo+gail/js"
+RUN = "ppo_js_seed0"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny batches: one torch thread is faster and keeps timings sane on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[ComparisonResult, object]:
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("compare")
+    return run_comparison("gmm2d", out_dir=out, **TINY), out
+
+
+def test_writes_every_file_with_the_rows_and_columns(tiny):
+    result, out = tiny
+    for name in ("results.json", "results.csv", "results.md", "quality_vs_cost.png",
+                 "action_profile.png", "samples.png", "evals.json", "grid/grid.json"):
+        assert (out / name).is_file(), name
+        assert (out / name).stat().st_size > 0
+    assert (out / "runs" / RUN / "final_metrics.json").is_file()
+    assert not list(out.rglob("*.tmp")), "atomic writes leave no temporary files"
+
+    methods = ["default", "grid/churn", "grid/guidance", "grid/interval", METHOD]
+    assert [r.method for r in result.rows] == methods
+    assert result.metric == "sw2" and result.direction == "min"
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["method"] for r in rows] == methods
+    for col in ("sw2", "sw2_std", "mode_tv", "logp", "nfe_per_sample", "cost_nfe",
+                "cost_seconds", "ratio_nfe", "ratio_seconds", "inference_overhead_pct"):
+        assert col in rows[0], col
+    learned = rows[-1]
+    assert float(learned["ratio_nfe"]) > 0 and float(learned["inference_overhead_pct"]) == float(
+        learned["inference_overhead_pct"]
+    )
+    assert rows[1]["ratio_nfe"] == ""  # grid rows have no ratio
+
+    md = (out / "results.md").read_text()
+    assert "| method |" in md and "verdict:" in md
+    assert all(f"| {m} |" in md for m in methods)
+
+    data = json.loads((out / "results.json").read_text())
+    assert data["format"] == "diffgym-compare/1"
+    assert data["settings"]["eval_seeds"] == [eval_seed(0)]
+    assert data["settings"]["task_overrides"]["weights"] == MIXTURE["weights"]
+    assert [r["method"] for r in data["rows"]] == methods
+    assert data["verdict"] == result.verdict()
+    assert data["best_grid_row"] in methods[1:4]
+    assert list(data["paired_vs_best_grid"]) == [METHOD]
+
+
+def test_rows_are_evaluated_identically(tiny):
+    result, _ = tiny
+    for r in result.rows:
+        assert [s["eval_seed"] for s in r.per_seed] == [eval_seed(0)]
+        assert all(s["cost"]["samples"] == TINY["n_eval"] for s in r.per_seed)
+    learned = result.row(METHOD)
+    assert learned.per_seed[0]["train_seed"] == 0
+    profile = learned.info["profile"]
+    assert set(profile) == {"gamma", "guidance"}  # gmm2d's knobs
+    assert len(profile["gamma"]["mean"]) == len(result.sigmas) - 1
+    grid_row = result.best_grid_row()
+    assert grid_row is not None and grid_row.kind == "grid"
+    deltas, mean, _ = result.paired_delta(learned)
+    assert deltas == [pytest.approx(learned.metrics["sw2"] - grid_row.metrics["sw2"])]
+    assert mean == pytest.approx(deltas[0])
+    overhead = learned.info["overhead"]
+    assert overhead["policy_transitions"] == overhead["schedule_transitions"] == 18
+    assert math.isfinite(learned.inference_overhead_pct)
+
+
+def test_cost_ratio_is_computed_from_the_ledger(tiny):
+    result, out = tiny
+    grid = json.loads((out / "grid" / "grid.json").read_text())
+    points = [p for p in grid["points"] if p["family"] != "default"]
+    grid_nfe = sum(p["cost"]["nfe"] for p in points)
+    grid_s = sum(sum(p["cost"]["seconds"].values()) for p in points)
+
+    run = out / "runs" / RUN
+    train = json.loads((run / "cost.json").read_text())
+    final = json.loads((run / "final_metrics.json").read_text())
+    config = json.loads((run / "config.json").read_text())["train"]
+    train_eval_nfe = round(final["eval/nfe_per_sample"] * config["eval_samples"])
+    learned = result.row(METHOD)
+    eval_nfe = round(learned.nfe_per_sample * TINY["n_eval"])
+    eval_s = sum(learned.per_seed[0]["cost"]["seconds"].values())
+    learned_nfe = train["rollout_nfe"] + train_eval_nfe + eval_nfe
+    learned_s = sum(train["seconds"].values()) + eval_s
+
+    assert train["rollout_nfe"] > 0
+    assert learned.cost.nfe == learned_nfe
+    assert learned.cost.total_seconds == pytest.approx(learned_s)
+    assert result.grid_cost.nfe == grid_nfe
+    assert learned.cost_ratio_nfe == pytest.approx(grid_nfe / learned_nfe)
+    assert learned.cost_ratio_seconds == pytest.approx(grid_s / learned_s)
+    # A grid row costs its family's points; the default row its one evaluation.
+    churn = [p for p in points if p["family"] == "churn"]
+    assert result.row("grid/churn").cost.nfe == sum(p["cost"]["nfe"] for p in churn)
+    assert result.row("default").cost.nfe == 35 * TINY["n_eval"]
+
+
+def test_rerun_reuses_runs_grid_points_and_evaluations(tiny, monkeypatch):
+    first, out = tiny
+    model = out / "runs" / RUN / "final_model.zip"
+    mtime = model.stat().st_mtime_ns
+
+    def no_training(self):
+        raise AssertionError("a finished run must not be retrained")
+
+    monkeypatch.setattr("diffgym.agents.train.TrainingRun.train", no_training)
+    again = run_comparison("gmm2d", out_dir=out, **TINY)
+    assert again.num_trained == 0
+    assert again.num_evaluations == 0
+    assert again.grid.num_evaluated == 0 and again.grid.num_reused == len(first.grid.points)
+    assert model.stat().st_mtime_ns == mtime
+    for a, b in zip(first.rows, again.rows):
+        assert a.metrics == b.metrics and a.cost == b.cost
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(tiny, tmp_path):
+    _, out = tiny
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    run = copy / "runs" / RUN
+    (run / "final_metrics.json").unlink()  # as if killed after the last checkpoint
+    curve = (run / "learning_curve.csv").read_text()
+    assert (run / "checkpoints" / "latest.json").is_file()
+    result = run_comparison("gmm2d", out_dir=copy, **TINY)
+    assert result.num_trained == 1
+    assert (run / "final_metrics.json").is_file()
+    assert (run / "learning_curve.csv").read_text() == curve  # no round was repeated
+
+
+def test_run_with_another_config_is_refused(tiny, tmp_path):
+    _, out = tiny
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    with pytest.raises(ValueError, match="another config"):
+        run_comparison("gmm2d", out_dir=copy, **{**TINY, "timesteps": 3 * N_ENVS * N_STEPS})
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"agents": ("dqn",)}, r"unknown agent 'dqn'; allowed: .*ppo"),
+        ({"divergences": ("kl",)}, r"unknown divergence 'kl'; allowed: .*js"),
+        ({"irl": "bc"}, r"unknown irl method 'bc'; allowed: gail, airl, none"),
+        ({"grid_families": ("annealing",)}, r"unknown grid family 'annealing'; allowed: churn"),
+        ({"grid_points": "huge"}, r"unknown grid points preset 'huge'; allowed: small, default"),
+        ({"backend": "slurm"}, r"unknown backend 'slurm'; allowed: local, ray"),
+        ({"seeds": (0, -1)}, r"seeds must be"),
+        ({"seeds": (0, 0)}, r"seeds must not repeat"),
+        ({"n_eval": 1}, r"n_eval must be"),
+        ({"agents": ()}, r"agents must not be empty"),
+    ],
+)
+def test_bad_input_names_the_allowed_values(kwargs, match, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        run_comparison("gmm2d", out_dir=tmp_path, **{**TINY, **kwargs})
+    assert not (tmp_path / "runs").exists()  # rejected before any work
+
+
+def test_unknown_task_and_missing_knob_are_value_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown task 'cifar'; allowed: .*gmm2d"):
+        run_comparison("cifar", out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"guidance knob.*families for this task: churn"):
+        run_comparison("gmm2d-bias", out_dir=tmp_path, grid_families=("guidance",))
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="diffgym")
+    add_compare_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_cli_resolves_the_budget_and_prints_the_table(tiny, monkeypatch, capsys, tmp_path):
+    result, _ = tiny
+    seen = {}
+
+    def fake(task, **kwargs):
+        seen.update(task=task, **kwargs)
+        return result
+
+    monkeypatch.setattr(compare, "run_comparison", fake)
+    args = _parse(["compare", "--task", "gmm2d", "--budget", "quick", "--n-eval", "128",
+                   "--out", str(tmp_path), "--no-progress"])
+    assert args.func is run_compare_cli
+    assert run_compare_cli(args) == 0
+    quick = BUDGETS["quick"]
+    assert seen["task"] == "gmm2d" and seen["n_eval"] == 128  # flag wins over the budget
+    assert seen["timesteps"] == quick.timesteps and seen["seeds"] == quick.seeds
+    assert seen["grid_points"] == quick.grid_points and seen["progress"] is False
+    printed = capsys.readouterr().out
+    assert "| method |" in printed and "verdict:" in printed
+
+    with pytest.raises(ValueError, match=r"unknown budget 'huge'; allowed: quick, full"):
+        run_compare_cli(_parse(["compare", "--budget", "huge"]))
+
+
+def test_wandb_logging_runs_disabled(tiny, monkeypatch):
+    pytest.importorskip("wandb")
+    result, out = tiny
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    compare._log_wandb(result, out)
