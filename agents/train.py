@@ -46,6 +46,7 @@ __all__ = [
     "TrainConfig",
     "TrainingRun",
     "CheckpointError",
+    "load_policy",
     "load_run_config",
 ]
 
@@ -645,3 +646,28 @@ def _versions() -> dict[str, str]:
         "gymnasium": gymnasium.__version__,
         "stable_baselines3": stable_baselines3.__version__,
     }
+
+
+def load_policy(run_dir: str | os.PathLike, *, device: str = "cpu"):
+    """The trained policy of a finished run and its task: ``(policy, task, config)``.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` has no ``config.json`` or no ``final_model.zip``.
+        CheckpointError: the model file is corrupt.
+    """
+    from diffgym.agents.registry import AGENTS
+    from diffgym.envs.tasks import make_task
+
+    cfg = load_run_config(run_dir)
+    path = Path(run_dir) / "final_model.zip"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: the run has not finished (continue it with "
+            f"`diffgym train --resume {run_dir}`)"
+        )
+    try:
+        algo = AGENTS[cfg.agent].load(path, device=device)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise CheckpointError(f"model file {path} is corrupt or unreadable: {err}") from err
+    task = make_task(cfg.task, device=device, **cfg.task_overrides)
+    return algo.policy, task, cfg

@@ -64,11 +64,19 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="one generator per sample (seed + index): results independent of --n",
     )
+    p.add_argument("--policy", type=Path, default=None, metavar="RUN_DIR",
+                   help="sample with the trained policy of a `diffgym train` run directory")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--temperature", type=float, default=1.0,
+                      help="logit temperature of the policy's choices (with --policy)")
+    mode.add_argument("--greedy", action="store_true", help="the policy's most likely choices")
     p.add_argument("--out", type=Path, default=Path("runs/sample"), help="output folder")
     p.set_defaults(func=_run_sample)
 
 
 def _run_sample(args: argparse.Namespace) -> int:
+    if args.policy is not None:
+        return _run_policy_sample(args)
     from diffgym.benchmarks.evaluate import task_metrics
     from diffgym.benchmarks.plots import save_samples_png
     from diffgym.envs import BatchNoise, PerSampleNoise, make_task, sample, schedule_actions
@@ -124,6 +132,39 @@ def _run_sample(args: argparse.Namespace) -> int:
         }
     ]
     _print_table(f"{task.name}: {args.n} samples", rows)
+    print(f"wrote {npz} and {png}")
+    return 0
+
+
+def _run_policy_sample(args: argparse.Namespace) -> int:
+    from diffgym.agents.sampler import PolicySampler, save_samples
+    from diffgym.agents.train import load_policy
+    from diffgym.benchmarks.evaluate import task_metrics
+
+    if args.n < 2:
+        raise ValueError(f"--n must be >= 2, got {args.n}")
+    policy, task, cfg = load_policy(args.policy, device=args.device)
+    sampler = PolicySampler(
+        policy, task, device=args.device, greedy=args.greedy, temperature=args.temperature
+    )
+    t0 = time.perf_counter()
+    result = sampler.sample(args.n, seed=args.seed, per_sample=args.per_sample_noise)
+    seconds = time.perf_counter() - t0
+    metrics = task_metrics(task, result.x, result.labels, seed=args.seed + 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    npz = args.out / f"{task.name}_policy_samples.npz"
+    png = args.out / f"{task.name}_policy_samples.png"
+    save_samples(result, npz, png, task)
+    mode = "greedy" if args.greedy else f"tau={args.temperature:g}"
+    rows = [
+        {
+            "sampler": f"{cfg.agent}+{cfg.irl}/{cfg.divergence} ({mode})",
+            "nfe/sample": float(result.nfe.float().mean()),
+            "seconds": seconds,
+            **metrics,
+        }
+    ]
+    _print_table(f"{task.name}: {args.n} samples from {args.policy}", rows)
     print(f"wrote {npz} and {png}")
     return 0
 

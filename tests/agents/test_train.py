@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -143,3 +144,11 @@ def test_cli_train_and_resume(tmp_path, capsys):
     assert main(["train", "--resume", str(d), "--no-progress"]) == 0  # already finished
     assert main(["train", "--agent", "nope", "--run-dir", str(tmp_path / "x")]) == 2
     assert "unknown agent 'nope'" in capsys.readouterr().err
+
+    out = tmp_path / "samples"
+    assert main(["sample", "--policy", str(d), "--n", "64", "--greedy", "--out", str(out)]) == 0
+    data = np.load(out / "gmm2d_policy_samples.npz")
+    assert data["x"].shape == (64, 2) and data["nfe"].shape == (64,)
+    assert (out / "gmm2d_policy_samples.png").stat().st_size > 0
+    assert main(["sample", "--policy", str(tmp_path / "missing"), "--n", "8"]) == 2
+    assert "not a diffgym run directory" in capsys.readouterr().err
