@@ -1,1 +1,49 @@
-"""diffgym.rewards."""
+"""diffgym.rewards: adversarial inverse-RL rewards (design §4).
+
+* :class:`NoisedDataExpert`: the expert occupancy, noised data featurised like env observations,
+  sigma-matched to policy batches; :class:`ExpertDemonstrations` is its form for imitation.
+* :class:`NoiseConditionedDiscriminator`: imitation ``RewardNet`` on the next state, conditioned on
+  sigma and label (MLP or CNN trunk).
+* :data:`DIVERGENCES` / :class:`RewardTransform`: f-divergence rewards on the logit.
+* :func:`make_irl_trainer`: imitation's GAIL / AIRL with sigma-matched expert batches and the
+  chosen reward transform.
+"""
+
+from diffgym.rewards.discriminator import NoiseConditionedDiscriminator
+from diffgym.rewards.divergences import (
+    DIVERGENCES,
+    MAX_LOG_REWARD,
+    RewardTransform,
+    chi2_reward,
+    fkl_reward,
+    js_reward,
+    pr_reward,
+    rkl_reward,
+)
+from diffgym.rewards.expert import ExpertDemonstrations, NoisedDataExpert
+from diffgym.rewards.trainer import (
+    METHODS,
+    DivergenceReward,
+    SigmaMatchedAIRL,
+    SigmaMatchedGAIL,
+    make_irl_trainer,
+)
+
+__all__ = [
+    "DIVERGENCES",
+    "MAX_LOG_REWARD",
+    "METHODS",
+    "DivergenceReward",
+    "SigmaMatchedAIRL",
+    "SigmaMatchedGAIL",
+    "make_irl_trainer",
+    "ExpertDemonstrations",
+    "NoiseConditionedDiscriminator",
+    "NoisedDataExpert",
+    "RewardTransform",
+    "chi2_reward",
+    "fkl_reward",
+    "js_reward",
+    "pr_reward",
+    "rkl_reward",
+]
