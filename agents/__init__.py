@@ -1,1 +1,42 @@
-"""diffgym.agents."""
+"""diffgym.agents: learners (SB3 on-policy algorithms and REINFORCE), their policies and per-task
+hyperparameters, and policy-guided sampling at inference."""
+
+from diffgym.agents.policies import (
+    ACTIVATIONS,
+    DiffusionFeaturesExtractor,
+    DiffusionPolicy,
+    SigmaEmbedding,
+    apply_neutral_bias,
+    neutral_probability,
+)
+from diffgym.agents.registry import (
+    AGENTS,
+    AgentConfig,
+    agent_config,
+    env_id_for_task,
+    find_env,
+    load_hyperparams,
+    make_agent,
+)
+from diffgym.agents.reinforce import REINFORCE, monte_carlo_returns
+from diffgym.agents.sampler import PolicySampler, save_samples
+
+__all__ = [
+    "ACTIVATIONS",
+    "AGENTS",
+    "AgentConfig",
+    "DiffusionFeaturesExtractor",
+    "DiffusionPolicy",
+    "PolicySampler",
+    "REINFORCE",
+    "SigmaEmbedding",
+    "agent_config",
+    "apply_neutral_bias",
+    "env_id_for_task",
+    "find_env",
+    "load_hyperparams",
+    "make_agent",
+    "monte_carlo_returns",
+    "neutral_probability",
+    "save_samples",
+]

@@ -14,7 +14,13 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from diffgym.envs.features import C_NOISE_BOUND, SCALED_X_BOUND, featurize, obs_dim
+from diffgym.envs.features import (
+    C_NOISE_BOUND,
+    SCALED_X_BOUND,
+    featurize,
+    obs_dim,
+    sigma_features,
+)
 from diffgym.envs.sampler import BatchNoise, Knobs, PerSampleNoise, sampler_step
 from diffgym.envs.tasks import Task, make_task, validate_menus
 
@@ -22,6 +28,9 @@ __all__ = ["DiffusionSamplingEnv", "DiffusionSamplingSingleEnv", "KNOBS", "REWAR
 
 KNOBS = ("churn", "guidance", "renoise")
 """Knob order in a ``MultiDiscrete`` action (only the knobs whose menu has > 1 entry)."""
+
+_KNOB_FIELDS = {"churn": "gamma", "guidance": "guidance", "renoise": "renoise"}
+"""Knob name -> :class:`~diffgym.envs.sampler.Knobs` field."""
 
 REWARDS = ("none", "terminal_logp")
 NOISE_MODES = ("batch", "per_sample")
@@ -209,6 +218,18 @@ class DiffusionSamplingEnv(VectorEnv):
         self._t_start = time.perf_counter()
         self._needs_reset = True
 
+        # Constants of step() and _observe(), built once (each saves a tensor op per step).
+        k = max(len(self.knob_names), 1)
+        self._action_shape = (num_envs,) if not self._multi else (num_envs, k)
+        self._menu_sizes_np = self._menu_sizes if self.knob_names else np.ones(1, np.int64)
+        self._menu_sizes_t = torch.as_tensor(self._menu_sizes_np, device=dev)
+        # Per step index i = 0..N: c_in(sigma_i), c_noise feature, i / N (rows of _observe).
+        step_frac = torch.arange(self.num_steps + 1, device=dev, dtype=self.dtype) / self.num_steps
+        self._obs_table = torch.cat(
+            [sigma_features(self.sigmas, sigma_data=task.sigma_data), step_frac[:, None]], dim=1
+        )
+        self._no_budget = torch.zeros(num_envs, device=dev, dtype=self.dtype)
+
     # ----------------------------------------------------------------------------------------
     # Gymnasium API
     # ----------------------------------------------------------------------------------------
@@ -218,18 +239,37 @@ class DiffusionSamplingEnv(VectorEnv):
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Reset every sub-env; ``seed`` makes the episode sequence reproducible.
 
+        Args:
+            seed: an int, or a list of ``num_envs`` ints (``"per_sample"`` noise: sub-env ``b``
+                is seeded with ``seed[b]``; ``"batch"`` noise: the one generator with
+                ``seed[0]``). An int ``s`` stands for ``[s, s + 1, ...]``. ``None``: continue
+                the current random streams (fresh entropy on the first reset), as Gymnasium
+                envs do.
+            options: unused.
+
         Returns:
             ``(obs (num_envs, obs_dim), info)`` with torch tensors on ``device``.
         """
+        seeds = None
+        if isinstance(seed, (list, tuple)):
+            if len(seed) != self.num_envs or not all(
+                isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in seed
+            ):
+                raise ValueError(
+                    f"seed must be an int or a list of {self.num_envs} ints, got {seed!r}"
+                )
+            seeds = [int(s) for s in seed]
+            seed = seeds[0]
+        elif isinstance(seed, np.integer):
+            seed = int(seed)
         super().reset(seed=seed)
-        if isinstance(seed, list):
-            seed = seed[0] if seed else None
-        if seed is None:
+        if seed is None and self._noise is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
-        if self.noise_mode == "per_sample":
-            self._noise = PerSampleNoise(
-                [seed + b for b in range(self.num_envs)], device=self.device, dtype=self.dtype
-            )
+        if seed is None:
+            pass  # Gymnasium convention: reset() without a seed continues the current streams
+        elif self.noise_mode == "per_sample":
+            seeds = seeds or [seed + b for b in range(self.num_envs)]
+            self._noise = PerSampleNoise(seeds, device=self.device, dtype=self.dtype)
         else:
             self._noise = BatchNoise(self.num_envs, device=self.device, dtype=self.dtype, seed=seed)
         everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
@@ -258,13 +298,12 @@ class DiffusionSamplingEnv(VectorEnv):
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
         idx = self._validate_actions(actions)
-        knobs = self._knobs(idx)
         out = sampler_step(
             self.task.denoiser,
             self.x,
             self.step_index,
             self.sigmas,
-            knobs=knobs,
+            knobs=self._knobs(idx),
             labels=self.labels,
             guide=self._guide,
             budget=self.budget,
@@ -274,13 +313,19 @@ class DiffusionSamplingEnv(VectorEnv):
         )
         self.x, self.step_index, self.budget = out.x, out.step_index, out.budget
         terminated = self.step_index >= self.num_steps
-        reward = -self.nfe_penalty * out.nfe.to(torch.float64)
-        if self.reward_kind == "terminal_logp":
-            assert self.task.target is not None
-            logp = self.task.target.log_prob(self.x.to(torch.float64))
-            reward = reward + torch.where(terminated, logp, torch.zeros_like(logp))
+        any_done = bool(terminated.any())
+        # Reward: accumulated in float64, returned as float32; constant 0 unless configured.
+        if self.nfe_penalty or self.reward_kind != "none":
+            reward = out.nfe.to(torch.float64) * -self.nfe_penalty
+            if self.reward_kind == "terminal_logp" and any_done:
+                assert self.task.target is not None
+                logp = self.task.target.log_prob(self.x.to(torch.float64))
+                reward = reward + torch.where(terminated, logp, torch.zeros_like(logp))
+            self.episode_return += reward
+            reward = reward.to(torch.float32)
+        else:
+            reward = torch.zeros(self.num_envs, dtype=torch.float32, device=self.device)
         self.episode_nfe += out.nfe
-        self.episode_return += reward
         self.episode_length += 1
         info: dict[str, Any] = {
             "nfe": out.nfe,
@@ -288,7 +333,7 @@ class DiffusionSamplingEnv(VectorEnv):
             "churn_ignored": out.churn_ignored,
             "renoise_ignored": out.renoise_ignored,
         }
-        if bool(terminated.any()):
+        if any_done:
             final_obs = self._observe()
             episode = {
                 "r": self.episode_return.clone(),
@@ -313,7 +358,7 @@ class DiffusionSamplingEnv(VectorEnv):
             info["episode"], info["_episode"] = episode, terminated
             self._reset_envs(terminated)
         truncated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
-        return self._observe(), reward.to(torch.float32), terminated, truncated, info
+        return self._observe(), reward, terminated, truncated, info
 
     def close_extras(self, **kwargs: Any) -> None:
         self._noise = None
@@ -360,61 +405,59 @@ class DiffusionSamplingEnv(VectorEnv):
             self.labels[idx] = new
 
     def _observe(self) -> torch.Tensor:
-        """``(num_envs, obs_dim)`` observation of the current state."""
+        """``(num_envs, obs_dim)`` observation of the current state (``0 <= i <= N``)."""
+        rows = self._obs_table[self.step_index]  # one gather for every per-step feature
         return featurize(
             self.x,
-            self.sigmas[self.step_index.clamp(max=self.num_steps)],
-            self.step_index.to(self.dtype) / self.num_steps,
+            None,
+            rows[:, 2],
             self._budget_fraction(self.budget),
             self.labels,
             sigma_data=self.task.sigma_data,
             num_classes=self.num_classes,
+            sigma_feats=rows[:, :2],
         )
 
     def _budget_fraction(self, budget: torch.Tensor) -> torch.Tensor:
         if self.renoise_budget == 0:
-            return torch.zeros(budget.shape, device=budget.device, dtype=self.dtype)
+            return self._no_budget  # read-only: featurize copies it
         return budget.to(self.dtype) / self.renoise_budget
 
     def _validate_actions(self, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Menu indices as ``(num_envs, num_knobs)`` int64 on the device; ``ValueError`` if bad."""
-        k = max(len(self.knob_names), 1)
-        expected = (self.num_envs,) if k == 1 and not self._multi else (self.num_envs, k)
+        """Menu indices as ``(num_envs, num_knobs)`` int64 on the device; ``ValueError`` if bad.
+
+        One host sync (the range check) for tensors; numpy actions are checked on the host.
+        """
+        n, k = self.num_envs, max(len(self.knob_names), 1)
+        shape = tuple(actions.shape) if torch.is_tensor(actions) else np.shape(actions)
+        if shape != self._action_shape and not (k == 1 and shape == (n, 1)):
+            raise ValueError(f"actions must have shape {self._action_shape}, got {shape}")
         if torch.is_tensor(actions):
-            a = actions.detach()
-            shape = tuple(a.shape)
-        else:
-            a = np.asarray(actions)
-            shape = a.shape
-        if shape != expected and not (k == 1 and shape == (self.num_envs, 1)):
-            raise ValueError(f"actions must have shape {expected}, got {shape}")
-        if torch.is_tensor(a):
+            a = actions.detach().reshape(n, k)
             if a.dtype == torch.bool or a.is_complex():
                 raise ValueError(f"actions must be integer menu indices, got dtype {a.dtype}")
-            a = a.reshape(self.num_envs, k)
+            sizes = self._menu_sizes_t
+            if sizes.device != a.device:
+                sizes = sizes.to(a.device)
+            bad = (a < 0) | (a >= sizes)
             if a.dtype.is_floating_point:
-                bad_int = ~torch.isfinite(a) | (a != torch.round(a))
-            else:
-                bad_int = torch.zeros_like(a, dtype=torch.bool)
-            sizes = torch.as_tensor(self._menu_sizes if len(self.knob_names) else [1],
-                                    device=a.device)
-            bad = bad_int | (a < 0) | (a >= sizes)
+                bad |= ~torch.isfinite(a) | (a != torch.round(a))
             if bool(bad.any()):
                 b, j = (int(v) for v in bad.nonzero()[0])
                 raise ValueError(self._bad_action_message(b, j, a[b, j].item()))
             return a.to(self.device, torch.long)
+        a = np.asarray(actions)
         if a.dtype.kind not in "iuf":
             raise ValueError(f"actions must be integer menu indices, got dtype {a.dtype}")
-        a = a.reshape(self.num_envs, k)
-        sizes = self._menu_sizes if len(self.knob_names) else np.array([1])
+        a = a.reshape(n, k)
         with np.errstate(invalid="ignore"):
-            bad = (a < 0) | (a >= sizes)
+            bad = (a < 0) | (a >= self._menu_sizes_np)
             if a.dtype.kind == "f":
                 bad |= ~np.isfinite(a) | (a != np.round(a))
         if bad.any():
             b, j = (int(v) for v in np.argwhere(bad)[0])
             raise ValueError(self._bad_action_message(b, j, a[b, j].item()))
-        return torch.as_tensor(a.astype(np.int64), device=self.device)
+        return torch.as_tensor(a.astype(np.int64, copy=False), device=self.device)
 
     @property
     def _multi(self) -> bool:
@@ -431,9 +474,8 @@ class DiffusionSamplingEnv(VectorEnv):
     def _knobs(self, idx: torch.Tensor) -> Knobs:
         """Menu indices ``(num_envs, num_knobs)`` -> per-env knob tensors via lookup tables."""
         kw: dict[str, torch.Tensor] = {"s_noise": self._s_noise}
-        field = {"churn": "gamma", "guidance": "guidance", "renoise": "renoise"}
         for j, name in enumerate(self.knob_names):
-            kw[field[name]] = self._levels[name][idx[:, j]]
+            kw[_KNOB_FIELDS[name]] = self._levels[name][idx[:, j]]
         return Knobs(**kw)
 
     def knob_values(self, actions: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:

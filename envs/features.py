@@ -24,7 +24,9 @@ from diffgym.envs.denoisers import c_in, c_noise
 __all__ = [
     "C_NOISE_BOUND",
     "SCALED_X_BOUND",
-    "TERMINAL_SIGMA", "featurize",
+    "TERMINAL_SIGMA",
+    "featurize",
+    "sigma_features",
     "obs_dim",
     "split_obs",
     "NUM_SCALAR_FEATURES",
@@ -50,33 +52,51 @@ def obs_dim(data_shape: Sequence[int], num_classes: int) -> int:
     return int(math.prod(data_shape)) + NUM_SCALAR_FEATURES + int(num_classes)
 
 
+def sigma_features(sigma: torch.Tensor, *, sigma_data: float) -> torch.Tensor:
+    """The noise-level part of :func:`featurize`: ``(B,) -> (B, 2)``.
+
+    Column 0 is ``c_in(sigma)`` (the scale of ``x``), column 1 the bounded ``c_noise(sigma)``
+    feature. They depend on ``sigma`` alone, so a caller with a fixed schedule can tabulate them
+    once per step index and pass the gathered rows to :func:`featurize` (``sigma_feats=``).
+    """
+    cn = c_noise(sigma.clamp_min(TERMINAL_SIGMA)).clamp_(-C_NOISE_BOUND, C_NOISE_BOUND)
+    return torch.stack([c_in(sigma, sigma_data), cn], dim=1)
+
+
 def featurize(
     x: torch.Tensor,
-    sigma: torch.Tensor,
+    sigma: torch.Tensor | None,
     step_frac: torch.Tensor,
     budget_frac: torch.Tensor,
     labels: torch.Tensor | None,
     *,
     sigma_data: float,
     num_classes: int,
+    sigma_feats: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Featurise states: ``(B, *data_shape), (B,), (B,), (B,), (B,)|None -> (B, obs_dim)`` float32.
 
     Args:
         x: samples at noise level ``sigma``.
-        sigma: ``(B,)`` noise level of each sample (0 at the terminal step).
+        sigma: ``(B,)`` noise level of each sample (0 at the terminal step); may be ``None`` when
+            ``sigma_feats`` is given.
         step_frac: ``(B,)`` ``i / N``.
         budget_frac: ``(B,)`` renoise budget left over the episode's budget.
         labels: ``(B,)`` class labels (``None`` when ``num_classes == 0``).
         sigma_data: the denoiser's ``sigma_data``.
         num_classes: number of classes (0 = unconditional).
+        sigma_feats: ``(B, 2)`` precomputed :func:`sigma_features` of ``sigma`` (in ``x``'s
+            dtype), e.g. rows of a per-step table; computed from ``sigma`` when ``None``.
     """
     batch = x.shape[0]
-    sigma = sigma.to(x.dtype)
-    scaled = (x * c_in(sigma, sigma_data).reshape(-1, *([1] * (x.ndim - 1)))).reshape(batch, -1)
+    if sigma_feats is None:
+        if sigma is None:
+            raise ValueError("featurize needs sigma or sigma_feats")
+        sigma_feats = sigma_features(sigma.to(x.dtype), sigma_data=sigma_data)
+    scaled = (x.reshape(batch, -1) * sigma_feats[:, :1]).clamp_(-SCALED_X_BOUND, SCALED_X_BOUND)
     cols = [
-        scaled.clamp(-SCALED_X_BOUND, SCALED_X_BOUND),
-        c_noise(sigma.clamp_min(TERMINAL_SIGMA)).clamp(-C_NOISE_BOUND, C_NOISE_BOUND)[:, None],
+        scaled,
+        sigma_feats[:, 1:],
         step_frac.to(x.dtype)[:, None],
         budget_frac.to(x.dtype)[:, None],
     ]

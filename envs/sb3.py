@@ -23,10 +23,12 @@ __all__ = ["SB3VecEnv", "to_sb3"]
 class SB3VecEnv(VecEnv):
     """Stable-Baselines3 ``VecEnv`` over a :class:`DiffusionSamplingEnv`.
 
-    Per step: actions go to the device once; observation, reward and done come back to the host
-    in one copy each. Finished envs carry ``terminal_observation``, ``TimeLimit.truncated`` and
-    ``episode = {"r", "l", "t"}`` (the SB3 ``Monitor`` form, read by ``ep_info_buffer``) plus
-    ``nfe``; every info has the step's ``nfe``. It works with ``PPO("MlpPolicy", venv)`` unmodified
+    Per step: actions go to the device once; observation, reward, done and the step's NFE come
+    back to the host in one copy (zero-copy views on the CPU), the final observations and
+    episode statistics in a few more on steps where an episode ends. Finished envs carry
+    ``terminal_observation``, ``TimeLimit.truncated`` and ``episode = {"r", "l", "t"}`` (the SB3
+    ``Monitor`` form, read by ``ep_info_buffer``) plus ``nfe``; every info has the step's
+    ``nfe``. It works with ``PPO("MlpPolicy", venv)`` unmodified
     and as the ``venv`` of imitation's adversarial trainers.
     """
 
@@ -37,6 +39,10 @@ class SB3VecEnv(VecEnv):
         self.render_mode = None
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
         self._actions: np.ndarray | None = None
+        self.total_nfe = 0
+        """Denoiser evaluations spent by all sub-envs since construction (the rollout cost)."""
+        self.total_steps = 0
+        """Env transitions (summed over sub-envs) since construction."""
 
     # -- core --------------------------------------------------------------------------------
     def reset(self) -> VecEnvObs:
@@ -54,16 +60,25 @@ class SB3VecEnv(VecEnv):
         obs, reward, terminated, truncated, info = self.env.step(self._actions)
         self._actions = None
         done = terminated | truncated
-        obs_np = obs.cpu().numpy()
-        reward_np = reward.cpu().numpy()
-        done_np = done.cpu().numpy()
-        nfe = info["nfe"].cpu().numpy()
-        infos: list[dict[str, Any]] = [{"nfe": int(n)} for n in nfe]
+        if self.env.device.type == "cpu":  # zero-copy views
+            obs_np, reward_np, done_np = obs.numpy(), reward.numpy(), done.numpy()
+            nfe = info["nfe"].numpy()
+        else:  # one device -> host copy of obs, reward, done and NFE together
+            d = obs.shape[1]
+            cols = (reward[:, None], done[:, None], info["nfe"][:, None])
+            packed = torch.cat([obs, *(c.to(obs.dtype) for c in cols)], dim=1).cpu().numpy()
+            obs_np = np.ascontiguousarray(packed[:, :d])
+            reward_np = packed[:, d].copy()
+            done_np = packed[:, d + 1] > 0.5
+            nfe = packed[:, d + 2].astype(np.int64)
+        self.total_nfe += int(nfe.sum())
+        self.total_steps += self.num_envs
+        infos: list[dict[str, Any]] = [{"nfe": n} for n in nfe.tolist()]
         if done_np.any():
             final_obs = info["final_obs"].cpu().numpy()
             ep = {k: v.cpu().numpy() for k, v in info["episode"].items()}
             trunc = truncated.cpu().numpy()
-            for b in np.flatnonzero(done_np):
+            for b in np.flatnonzero(done_np).tolist():
                 infos[b]["terminal_observation"] = final_obs[b]
                 infos[b]["TimeLimit.truncated"] = bool(trunc[b])
                 infos[b]["episode"] = {

@@ -1,0 +1,383 @@
+"""Policy-guided sampling at inference: the shared sampler loop driven by a trained policy.
+
+:class:`PolicySampler` runs :func:`diffgym.envs.sampler.sample` (the same step function as the env)
+with an action function that featurises the state exactly like the env
+(:func:`~diffgym.envs.features.featurize`), runs the policy's actor in torch, and maps menu indices
+to knob levels through lookup tables on the device. No numpy and no host sync inside the action
+function; the whole loop runs under ``torch.inference_mode``.
+
+:func:`save_samples` writes the result (``.npz`` and a PNG: a scatter for 2-D tasks, an image grid
+for image tasks).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from itertools import accumulate
+from pathlib import Path
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from diffgym.agents.policies import action_menu_sizes
+from diffgym.envs.env import KNOBS
+from diffgym.envs.features import featurize, obs_dim, sigma_features
+from diffgym.envs.sampler import (
+    BatchNoise,
+    Knobs,
+    NoiseSource,
+    PerSampleNoise,
+    SampleResult,
+    sample,
+)
+from diffgym.envs.tasks import Task
+
+__all__ = ["ACTION_SEED_OFFSET", "PolicySampler", "save_samples"]
+
+ACTION_SEED_OFFSET = 2**32
+"""Seeds of the action noise are ``ACTION_SEED_OFFSET + seed (+ b)``, a stream disjoint from the
+sampler noise seeded with ``seed (+ b)``."""
+
+_KNOB_FIELD = {"churn": "gamma", "guidance": "guidance", "renoise": "renoise"}
+_UNIFORM_EPS = 1e-7
+
+
+class PolicySampler:
+    """Sample with a policy choosing each step's knobs (design §3; inference temperature τ).
+
+    Args:
+        policy: an SB3 :class:`~stable_baselines3.common.policies.ActorCriticPolicy` (e.g.
+            ``agent.policy``) trained on ``task``'s env with the same menus.
+        task: the task (its denoiser, guide, schedule and menus). Moved to ``device`` in place.
+        device: where to sample; default the policy's device (the policy is moved there).
+        greedy: take the most likely menu entry of each knob (``temperature`` is then unused).
+        temperature: logit temperature τ > 0 for stochastic choices (logits / τ).
+        s_noise: ``S_noise`` applied with churn (as the env's ``s_noise``).
+        check_finite: raise if the denoiser returns NaN/inf.
+
+    Raises:
+        ValueError: a non-positive or non-finite temperature, a negative ``s_noise``; a policy
+            whose observation or action space does not match the task's (menus listed).
+    """
+
+    def __init__(
+        self,
+        policy: ActorCriticPolicy,
+        task: Task,
+        *,
+        device: str | torch.device | None = None,
+        greedy: bool = False,
+        temperature: float = 1.0,
+        s_noise: float = 1.0,
+        check_finite: bool = True,
+    ) -> None:
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be finite and > 0, got {temperature}")
+        if not (math.isfinite(s_noise) and s_noise >= 0):
+            raise ValueError(f"s_noise must be finite and >= 0, got {s_noise}")
+        self.device = torch.device(device) if device is not None else policy.device
+        self.policy = policy.to(self.device)
+        self.policy.set_training_mode(False)
+        self.task = task.to(self.device)
+        self.greedy = bool(greedy)
+        self.temperature = float(temperature)
+        self.check_finite = check_finite
+        self.dtype = task.dtype
+        self.sigmas = task.sigmas(self.device, self.dtype)
+        self.num_steps = task.num_steps
+        # Per step index i = 0..N: c_in(sigma_i), the c_noise feature and i / N (as the env).
+        step_frac = torch.arange(self.num_steps + 1, device=self.device, dtype=self.dtype)
+        self._obs_table = torch.cat(
+            [
+                sigma_features(self.sigmas, sigma_data=task.sigma_data),
+                (step_frac / self.num_steps)[:, None],
+            ],
+            dim=1,
+        )
+
+        # The env's menus: knobs with more than one entry, in KNOBS order (entry 0 neutral).
+        all_menus = {
+            "churn": task.churn_levels,
+            "guidance": task.guidance_levels,
+            "renoise": task.renoise_jumps,
+        }
+        self.knob_names = tuple(k for k in KNOBS if len(all_menus[k]) > 1)
+        self.menus = {k: tuple(all_menus[k]) for k in self.knob_names}
+        expected = tuple(len(self.menus[k]) for k in self.knob_names) or (1,)
+        got = action_menu_sizes(policy.action_space)
+        if got != expected:
+            raise ValueError(
+                f"the policy's action space {policy.action_space} does not match task "
+                f"{task.name!r} menus {self.menus or '(none)'} (sizes {expected})"
+            )
+        dim = obs_dim(task.data_shape, task.num_classes)
+        if not isinstance(policy.observation_space, spaces.Box) or (
+            policy.observation_space.shape != (dim,)
+        ):
+            raise ValueError(
+                f"the policy's observation space {policy.observation_space} does not match task "
+                f"{task.name!r} (expected a Box of shape ({dim},))"
+            )
+        self.renoise_budget = int(task.renoise_budget) if "renoise" in self.knob_names else 0
+        self._guide = task.guide if "guidance" in self.knob_names else None
+        self._s_noise = float(s_noise)
+        self._levels = {
+            k: torch.as_tensor(
+                self.menus[k],
+                device=self.device,
+                dtype=torch.long if k == "renoise" else self.dtype,
+            )
+            for k in self.knob_names
+        }
+        self._slices = [
+            slice(int(o), int(o) + n) for o, n in zip(accumulate((0, *expected)), expected)
+        ]
+        self._num_logits = sum(expected)
+        self._constants: dict[tuple[int, float], torch.Tensor] = {}
+
+    # ----------------------------------------------------------------------------------------
+
+    def observe(
+        self,
+        x: torch.Tensor,
+        step_index: torch.Tensor,
+        budget: torch.Tensor,
+        labels: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The env's observation of a batch of states (``0 <= i <= N``): ``(B, obs_dim)`` float32.
+
+        As the env does, the per-step features (``c_in``, ``c_noise``, ``i/N``) are gathered from
+        a table built once, so only the sample's own columns are computed per step.
+        """
+        if self.renoise_budget > 0:
+            budget_frac = budget.to(self.dtype) / self.renoise_budget
+        else:
+            budget_frac = self._constant(budget.shape[0], 0.0)
+        rows = self._obs_table[step_index]  # (B, 3)
+        return featurize(
+            x,
+            None,
+            rows[:, 2],
+            budget_frac,
+            labels,
+            sigma_data=self.task.sigma_data,
+            num_classes=self.task.num_classes,
+            sigma_feats=rows[:, :2],
+        )
+
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        """The actor's flat logits ``(B, sum of menu sizes)`` (knob after knob), before τ."""
+        policy = self.policy
+        features = policy.extract_features(obs, policy.pi_features_extractor)
+        return policy.action_net(policy.mlp_extractor.forward_actor(features))
+
+    def select(self, obs: torch.Tensor, action_noise: NoiseSource | None = None) -> torch.Tensor:
+        """Menu indices ``(B, num_knobs)`` int64: argmax (greedy) or Gumbel-max over logits/τ.
+
+        ``action_noise`` supplies standard normals, turned into Gumbel noise through the normal
+        CDF (so the draws come from an injected generator, never the global RNG).
+        """
+        logits = self.logits(obs)
+        if not self.greedy:
+            if action_noise is None:
+                raise ValueError("a stochastic PolicySampler needs action_noise")
+            z = action_noise.randn((self._num_logits,)).to(logits.dtype)
+            u = torch.special.ndtr(z).clamp(_UNIFORM_EPS, 1.0 - _UNIFORM_EPS)
+            logits = logits / self.temperature - torch.log(-torch.log(u))
+        return torch.stack([logits[:, sl].argmax(dim=1) for sl in self._slices], dim=1)
+
+    def _constant(self, batch: int, value: float) -> torch.Tensor:
+        """A cached ``(batch,)`` tensor filled with ``value`` (never written to)."""
+        key = (batch, value)
+        if key not in self._constants:
+            with torch.inference_mode(False), torch.no_grad():
+                self._constants[key] = torch.full(
+                    (batch,), value, device=self.device, dtype=self.dtype
+                )
+        return self._constants[key]
+
+    def knobs(self, index: torch.Tensor) -> Knobs:
+        """Menu indices ``(B, num_knobs)`` -> per-sample knob tensors via the menus' tables."""
+        kw: dict[str, torch.Tensor] = {}
+        if self._s_noise != 1.0:  # None is the neutral S_noise = 1 (and skips its checks)
+            kw["s_noise"] = self._constant(index.shape[0], self._s_noise)
+        for j, name in enumerate(self.knob_names):
+            kw[_KNOB_FIELD[name]] = self._levels[name][index[:, j]]
+        return Knobs(**kw)
+
+    def actions(
+        self, action_noise: NoiseSource | None = None
+    ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], Knobs]:
+        """The ``actions`` callable of :func:`~diffgym.envs.sampler.sample`."""
+
+        def act(x, step_index, budget, labels) -> Knobs:
+            obs = self.observe(x, step_index, budget, labels)
+            return self.knobs(self.select(obs, action_noise))
+
+        return act
+
+    def sample(
+        self,
+        n: int | None = None,
+        *,
+        noise: NoiseSource | None = None,
+        labels: torch.Tensor | None = None,
+        seed: int = 0,
+        per_sample: bool = False,
+        action_noise: NoiseSource | None = None,
+    ) -> SampleResult:
+        """Draw samples with the policy choosing every step's knobs.
+
+        Args:
+            n: number of samples (or give ``noise``).
+            noise: the sampler's noise source; default ``BatchNoise(n, seed=seed)``, or
+                ``PerSampleNoise([seed + b])`` with ``per_sample=True`` (common random numbers:
+                sample ``b`` depends only on ``seed + b``).
+            labels: ``(B,)`` class labels (conditional tasks); default drawn from the task's
+                label distribution with a CPU generator seeded with ``seed``.
+            seed: seed of the default noise, labels and action noise.
+            per_sample: per-sample generators for the default noise and action noise.
+            action_noise: noise of stochastic choices; default seeded with
+                ``ACTION_SEED_OFFSET + seed`` (per sample: ``+ b``). Unused when greedy.
+
+        Returns:
+            :class:`~diffgym.envs.sampler.SampleResult`: ``x (B, *data_shape)``, ``labels``,
+            per-sample ``nfe (B,)`` and transitions ``steps (B,)``.
+
+        Raises:
+            ValueError: neither or inconsistent ``n``/``noise``; labels on an unconditional task.
+        """
+        if noise is None:
+            if n is None or isinstance(n, bool) or int(n) < 1:
+                raise ValueError(f"give n >= 1 or a noise source, got n={n!r}")
+            n = int(n)
+            if per_sample:
+                noise = PerSampleNoise(
+                    [seed + b for b in range(n)], device=self.device, dtype=self.dtype
+                )
+            else:
+                noise = BatchNoise(n, device=self.device, dtype=self.dtype, seed=seed)
+        elif n is not None and n != noise.batch_size:
+            raise ValueError(f"n={n} does not match the noise batch size {noise.batch_size}")
+        batch = noise.batch_size
+        per_sample = noise.per_sample
+        if labels is None and self.task.num_classes > 0:
+            labels = self.task.sample_labels(batch, torch.Generator().manual_seed(seed))
+        if labels is not None:
+            if self.task.num_classes == 0:
+                raise ValueError(f"task {self.task.name!r} is unconditional; labels must be None")
+            labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
+        if action_noise is None and not self.greedy:
+            base = ACTION_SEED_OFFSET + seed
+            action_noise = (
+                PerSampleNoise([base + b for b in range(batch)], device=self.device)
+                if per_sample
+                else BatchNoise(batch, device=self.device, seed=base)
+            )
+        with torch.inference_mode():
+            return sample(
+                self.task.denoiser,
+                self.sigmas,
+                noise=noise,
+                data_shape=self.task.data_shape,
+                labels=labels,
+                guide=self._guide,
+                actions=self.actions(action_noise),
+                renoise_budget=self.renoise_budget,
+                dtype=self.dtype,
+                check_finite=self.check_finite,
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Writing results
+# --------------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, write: Callable[[str], None], suffix: str) -> None:
+    """Write through a temporary file in ``path``'s folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_samples(
+    result: SampleResult,
+    path_npz: str | os.PathLike | None,
+    path_png: str | os.PathLike | None,
+    task: Task,
+    *,
+    max_images: int = 100,
+) -> None:
+    """Write samples as ``.npz`` (keys ``x``, ``labels``, ``nfe``, ``steps``; atomically) and a PNG.
+
+    The PNG is a scatter of the first two coordinates for vector tasks and a grid of the first
+    ``max_images`` samples (grey levels, ``[-1, 1]`` -> black..white) for image tasks. Either path
+    may be ``None`` to skip that file.
+    """
+    x = result.x.detach().cpu().numpy()
+    labels = (
+        result.labels.detach().cpu().numpy()
+        if result.labels is not None
+        else np.full(x.shape[0], -1, dtype=np.int64)
+    )
+    if path_npz is not None:
+        arrays = {
+            "x": x,
+            "labels": labels,
+            "nfe": result.nfe.detach().cpu().numpy(),
+            "steps": result.steps.detach().cpu().numpy(),
+        }
+
+        def write_npz(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+        _atomic_write(Path(path_npz), write_npz, ".npz")
+    if path_png is not None:
+        fig = _figure(x, labels, task, max_images)
+        _atomic_write(Path(path_png), lambda tmp: fig.savefig(tmp, format="png", dpi=100), ".png")
+
+
+def _figure(x: np.ndarray, labels: np.ndarray, task: Task, max_images: int):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if task.feature_kind == "image":
+        imgs = x[:max_images]
+        cols = max(1, math.ceil(math.sqrt(imgs.shape[0])))
+        rows = max(1, math.ceil(imgs.shape[0] / cols))
+        fig = Figure(figsize=(cols * 0.8, rows * 0.8))
+        FigureCanvasAgg(fig)
+        for k, img in enumerate(imgs):
+            ax = fig.add_subplot(rows, cols, k + 1)
+            pic = np.transpose(img, (1, 2, 0)) if img.shape[0] in (3, 4) else img[0]
+            ax.imshow(np.clip((pic + 1) / 2, 0, 1), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if labels[k] >= 0:
+                ax.set_title(str(int(labels[k])), fontsize=6, pad=1)
+        fig.suptitle(f"{task.name}: {x.shape[0]} samples", fontsize=8)
+        return fig
+    flat = x.reshape(x.shape[0], -1)
+    fig = Figure(figsize=(5, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ycol = flat[:, 1] if flat.shape[1] > 1 else np.zeros(flat.shape[0])
+    color = labels if (labels >= 0).any() else None
+    ax.scatter(flat[:, 0], ycol, s=2, alpha=0.5, c=color)
+    ax.set_aspect("equal")
+    ax.set_title(f"{task.name}: {x.shape[0]} samples")
+    return fig

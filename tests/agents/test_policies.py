@@ -1,0 +1,89 @@
+"""Features extractor (vector / image) and the neutral-action initialisation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from diffgym.agents import (
+    DiffusionFeaturesExtractor,
+    SigmaEmbedding,
+    make_agent,
+    neutral_probability,
+)
+from diffgym.agents.policies import action_menu_sizes
+from diffgym.envs import DiffusionSamplingEnv, obs_dim
+
+
+def _rollout_obs(env: DiffusionSamplingEnv, steps: int = 18) -> torch.Tensor:
+    """Observations along neutral trajectories (every step index of an episode)."""
+    obs, _ = env.reset(seed=0)
+    out = [obs]
+    zeros = np.zeros(env.action_space.shape, dtype=np.int64)
+    for _ in range(steps - 1):
+        obs, *_ = env.step(zeros)
+        out.append(obs)
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize("margin", [1.0, 2.5])
+def test_initial_policy_prefers_the_neutral_action(margin, gmm_env):
+    agent = make_agent("ppo", gmm_env, seed=0, policy_kwargs={"neutral_bias": margin})
+    obs = _rollout_obs(gmm_env)
+    with torch.no_grad():
+        dist = agent.policy.get_distribution(obs)
+        greedy = agent.policy._predict(obs, deterministic=True)
+    assert bool((greedy == 0).all())
+    for j, n in enumerate(action_menu_sizes(agent.action_space)):
+        p0 = dist.distribution[j].probs[:, 0]
+        assert bool((p0 >= neutral_probability(margin, n) - 1e-6).all())
+        torch.testing.assert_close(p0, torch.full_like(p0, neutral_probability(margin, n)))
+
+
+def test_neutral_bias_none_keeps_sb3_init(gmm_env):
+    agent = make_agent("ppo", gmm_env, seed=0, policy_kwargs={"neutral_bias": None})
+    assert agent.policy.action_net.weight.abs().sum() > 0
+    with pytest.raises(ValueError, match="neutral_bias must be finite"):
+        make_agent("ppo", gmm_env, policy_kwargs={"neutral_bias": math.inf})
+
+
+def test_neutral_bias_on_a_single_knob():
+    env = DiffusionSamplingEnv("gmm2d", 2, churn_levels=(0.0,))
+    assert isinstance(env.single_action_space, spaces.Discrete)
+    agent = make_agent("reinforce", env, n_steps=18, policy_kwargs={"neutral_bias": 3.0})
+    bias = agent.policy.action_net.bias.detach()
+    assert bias.tolist() == [3.0, 0.0, 0.0, 0.0, 0.0]
+    agent.learn(36)  # Discrete actions through REINFORCE's update
+
+
+def test_vector_features(gmm_env):
+    space = gmm_env.single_observation_space
+    ext = DiffusionFeaturesExtractor(space, data_shape=(2,), num_classes=0, features_dim=16)
+    obs = _rollout_obs(gmm_env, 3)
+    assert ext(obs).shape == (obs.shape[0], 16)
+    emb = SigmaEmbedding(4)(torch.tensor([0.0, 1.0]))
+    torch.testing.assert_close(emb[0], torch.tensor([1.0] * 4 + [0.0] * 4))
+
+
+def test_image_features(image_task):
+    env = DiffusionSamplingEnv(image_task, 4)
+    agent = make_agent("ppo", env, env_id="diffgym/Digits-v0", n_steps=6, batch_size=24)
+    ext = agent.policy.features_extractor
+    assert ext.feature_kind == "image" and isinstance(ext.sample_net, torch.nn.Sequential)
+    obs, _ = env.reset(seed=0)
+    assert ext(obs).shape == (4, ext.features_dim)
+    agent.learn(48)
+
+
+def test_extractor_rejects_mismatches():
+    space = spaces.Box(-1, 1, (obs_dim((2,), 0),), dtype=np.float32)
+    with pytest.raises(ValueError, match="does not match data_shape"):
+        DiffusionFeaturesExtractor(space, data_shape=(3,), num_classes=0)
+    with pytest.raises(ValueError, match="unknown feature_kind 'graph'"):
+        DiffusionFeaturesExtractor(space, data_shape=(2,), num_classes=0, feature_kind="graph")
+    with pytest.raises(ValueError, match="image features need data_shape"):
+        DiffusionFeaturesExtractor(space, data_shape=(2,), num_classes=0, feature_kind="image")
