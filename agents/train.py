@@ -201,6 +201,7 @@ class TrainingRun:
         self._build()
         self.round = 0
         self.seconds = {"rollouts_and_policy": 0.0, "discriminator": 0.0, "evaluation": 0.0}
+        self.eval_nfe = 0
         if resume:
             self._load_latest_checkpoint()
         else:
@@ -355,16 +356,18 @@ class TrainingRun:
         return row
 
     def _evaluate(self) -> dict[str, float]:
-        """Quality of the current greedy policy on ``eval_samples`` fresh samples (fixed seeds)."""
+        """Quality of the current policy, as trained (stochastic, temperature 1), on
+        ``eval_samples`` samples with fixed seeds."""
         from diffgym.agents.sampler import PolicySampler
         from diffgym.benchmarks.evaluate import task_metrics
 
         t0 = time.perf_counter()
-        sampler = PolicySampler(self.agent.policy, self.env.task, device=self.config.device,
-                                greedy=True)
+        sampler = PolicySampler(self.agent.policy, self.env.task, device=self.config.device)
         result = sampler.sample(self.config.eval_samples, seed=10_000 + self.config.seed)
+        self.agent.policy.set_training_mode(False)
         metrics = task_metrics(self.env.task, result.x, result.labels, seed=20_000)
         self.seconds["evaluation"] += time.perf_counter() - t0
+        self.eval_nfe += int(result.nfe.sum())
         out = {f"eval/{k}": float(v) for k, v in metrics.items()}
         out["eval/nfe_per_sample"] = float(result.nfe.float().mean())
         return out
@@ -401,6 +404,7 @@ class TrainingRun:
         """Training cost so far: env NFE (rollouts) and wall-clock seconds by category."""
         return {
             "rollout_nfe": int(self.venv.total_nfe),
+            "eval_nfe": int(self.eval_nfe),
             "timesteps": int(self.agent.num_timesteps),
             "rounds": self.round,
             "seconds": dict(self.seconds),
@@ -415,6 +419,7 @@ class TrainingRun:
             "task": self.config.task,
             "round": self.round,
             "seconds": dict(self.seconds),
+            "eval_nfe": self.eval_nfe,
             "policy": agent.policy.state_dict(),
             "policy_optimizer": agent.policy.optimizer.state_dict(),
             "algo": {
@@ -521,6 +526,7 @@ class TrainingRun:
             _set_wrapper_states(agent.get_env(), self.venv, irl["wrappers"])
         self.round = state["round"]
         self.seconds = dict(state["seconds"])
+        self.eval_nfe = int(state["eval_nfe"])
 
     def _env_state(self) -> dict[str, Any]:
         env = self.env

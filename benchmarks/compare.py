@@ -30,7 +30,8 @@ wall-clock on this machine):
 * the default row: its single evaluation on the search seed.
 
 ``grid/learned`` cost ratios divide the full grid's cost by a learned row's cost (> 1: the learned
-sampler was cheaper to obtain). Inference overhead: wall-clock of greedy policy-guided sampling
+sampler was cheaper to obtain). Learned policies are evaluated as trained: stochastic choices at
+temperature 1 with per-sample action noise. Inference overhead: wall-clock of policy-guided sampling
 (:class:`~diffgym.agents.sampler.PolicySampler`) over :func:`~diffgym.envs.sampler.sample` driven
 by a fixed schedule of the policy's per-step mean knob levels (churn ``gamma`` and guidance ``w``
 recorded on the evaluation batch; renoise left out), with the same noise, labels, guide and batch:
@@ -89,7 +90,14 @@ from diffgym.benchmarks.grid import (
     task_fingerprint,
 )
 from diffgym.envs.io import atomic_save_npz, atomic_write_json, atomic_write_text
-from diffgym.envs.sampler import BatchNoise, Knobs, SampleResult, sample, schedule_actions
+from diffgym.envs.sampler import (
+    BatchNoise,
+    Knobs,
+    PerSampleNoise,
+    SampleResult,
+    sample,
+    schedule_actions,
+)
 from diffgym.envs.tasks import Task, list_tasks, make_task
 
 __all__ = [
@@ -605,7 +613,7 @@ def measure_inference_overhead(
     """Wall-clock of policy-guided sampling over a fixed schedule, same batch, noise and guide.
 
     Args:
-        sampler: a greedy :class:`~diffgym.agents.sampler.PolicySampler`.
+        sampler: a :class:`~diffgym.agents.sampler.PolicySampler` (greedy or stochastic).
         schedule: per-step tables for :func:`~diffgym.envs.sampler.schedule_actions` (``gamma``,
             ``guidance``, ``s_noise``), each of length N.
         n: samples per run; seed: noise and label seed.
@@ -706,20 +714,17 @@ _SECONDS_CATEGORY = {
 
 
 def _training_cost(run_dir: Path, num_steps: int, eval_samples: int) -> Cost:
-    """The ledger of a finished run: rollout NFE + the training loop's evaluations (NFE from
-    ``eval/nfe_per_sample`` x ``eval_samples`` of every evaluation), seconds by category."""
+    """The ledger of a finished run (``cost.json``): rollout NFE + the NFE of the training loop's
+    own evaluations, seconds by category."""
     data = json.loads((run_dir / "cost.json").read_text())
-    final = json.loads((run_dir / "final_metrics.json").read_text())
-    per_sample = [float(final["eval/nfe_per_sample"])]
+    eval_nfe = int(data["eval_nfe"])
+    evaluations = 1  # the final one
     curve = run_dir / "learning_curve.csv"
     if curve.is_file():
         with open(curve, newline="") as f:
-            per_sample += [
-                float(row["eval/nfe_per_sample"])
-                for row in csv.DictReader(f)
-                if row.get("eval/nfe_per_sample") not in (None, "")
-            ]
-    eval_nfe = sum(round(v * eval_samples) for v in per_sample)
+            evaluations += sum(
+                row.get("eval/nfe_per_sample") not in (None, "") for row in csv.DictReader(f)
+            )
     seconds: dict[str, float] = {}
     for name, value in data.get("seconds", {}).items():
         category = _SECONDS_CATEGORY.get(name)
@@ -730,7 +735,7 @@ def _training_cost(run_dir: Path, num_steps: int, eval_samples: int) -> Cost:
     episodes = int(data.get("timesteps", 0)) // max(num_steps, 1)  # >= episodes with renoise
     return Cost(
         nfe=int(data["rollout_nfe"]) + eval_nfe,
-        samples=episodes + eval_samples * len(per_sample),
+        samples=episodes + eval_samples * evaluations,
         seconds=seconds,
     )
 
@@ -910,7 +915,7 @@ def run_comparison(
     from tqdm.auto import tqdm
 
     from diffgym.agents.registry import AGENTS
-    from diffgym.agents.sampler import PolicySampler
+    from diffgym.agents.sampler import ACTION_SEED_OFFSET, PolicySampler
     from diffgym.agents.train import IRL_METHODS, TrainConfig
     from diffgym.rewards import DIVERGENCES
 
@@ -1068,16 +1073,21 @@ def run_comparison(
                 key = hashlib.sha256(
                     json.dumps(
                         {"model": run.model_sha256, "config": config.fingerprint(), "task": fp,
-                         "n": n_eval, "seed": s, "greedy": True},
+                         "n": n_eval, "seed": s, "temperature": 1.0},
                         sort_keys=True,
                     ).encode()
                 ).hexdigest()[:16]
                 record = cache.get(key)
                 changed = record is None
                 path = None if samples_dir is None else samples_dir / f"{_slug(method)}.npz"
-                sampler = PolicySampler(run.policy, task, device=device, greedy=True)
+                # The policy as trained: stochastic choices (temperature 1), with per-sample
+                # action noise so that sample b's choices depend only on its own seed (CRN).
+                sampler = PolicySampler(run.policy, task, device=device, temperature=1.0)
                 if record is None:
-                    recorder = _ProfileRecorder(sampler.actions(None), task.num_steps)
+                    action_noise = PerSampleNoise(
+                        [ACTION_SEED_OFFSET + s + b for b in range(n_eval)], device=device
+                    )
+                    recorder = _ProfileRecorder(sampler.actions(action_noise), task.num_steps)
                     ev = evaluate_sampler(
                         task,
                         recorder,
