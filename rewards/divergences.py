@@ -108,6 +108,11 @@ class RewardTransform:
         lam: ``lam`` of ``pr`` (> 0; ignored by the other divergences).
         temperature: smoothing of ``pr`` (>= 0; 0 = the exact step).
         max_log_reward: exponent cap of ``fkl`` and ``chi2`` (> 0).
+        center: subtract the reward of logit 0, so a state the discriminator cannot tell from the
+            expert's earns 0 (``js``: ``softplus(l) - log 2``). A constant per-step shift does not
+            change the optimal policy when every episode has the same length, but with renoise
+            episodes vary in length and an uncentred positive reward (``js``, ``fkl``, ``chi2``)
+            would pay the policy for lengthening them.
 
     Raises:
         ValueError: unknown divergence (the message lists the valid names), ``lam <= 0``,
@@ -118,6 +123,7 @@ class RewardTransform:
     lam: float = 1.0
     temperature: float = 0.0
     max_log_reward: float = MAX_LOG_REWARD
+    center: bool = False
 
     def __post_init__(self) -> None:
         if self.divergence not in DIVERGENCES:
@@ -135,6 +141,12 @@ class RewardTransform:
             raise ValueError(f"max_log_reward must be finite and > 0, got {self.max_log_reward}")
 
     def __call__(self, logit: torch.Tensor) -> torch.Tensor:
+        reward = self._raw(logit)
+        if self.center:
+            reward = reward - self._raw(torch.zeros((), dtype=logit.dtype, device=logit.device))
+        return reward
+
+    def _raw(self, logit: torch.Tensor) -> torch.Tensor:
         if self.divergence == "pr":
             return pr_reward(logit, lam=self.lam, temperature=self.temperature)
         if self.divergence in ("fkl", "chi2"):

@@ -278,6 +278,7 @@ def make_irl_trainer(
     lam: float = 1.0,
     pr_temperature: float = 0.0,
     max_log_reward: float | None = None,
+    center_reward: bool | None = None,
     demo_batch_size: int | None = None,
     n_disc_updates_per_round: int = DEFAULT_DISC_UPDATES,
     disc_opt_cls: type[torch.optim.Optimizer] = torch.optim.Adam,
@@ -298,6 +299,8 @@ def make_irl_trainer(
         expert: the expert occupancy; default ``NoisedDataExpert(venv, seed=seed)``.
         lam: ``lam`` of the ``pr`` divergence (> 0).
         pr_temperature: smoothing of ``pr`` (0 = the exact step).
+        center_reward: subtract the reward of logit 0 (see :class:`RewardTransform`); default
+            ``True`` exactly when the env can renoise (episodes of different lengths).
         max_log_reward: exponent cap of ``fkl`` / ``chi2`` (default
             :data:`~diffgym.rewards.divergences.MAX_LOG_REWARD`).
         demo_batch_size: expert (and policy) samples per discriminator batch; default one
@@ -330,7 +333,11 @@ def make_irl_trainer(
             "make_irl_trainer draws fresh noised-data expert states; pass `expert=` "
             "(a NoisedDataExpert) instead of `demonstrations`"
         )
-    transform_kwargs: dict[str, Any] = {"lam": lam, "temperature": pr_temperature}
+    if center_reward is None:
+        center_reward = unwrap_env(venv).renoise_budget > 0
+    transform_kwargs: dict[str, Any] = {
+        "lam": lam, "temperature": pr_temperature, "center": bool(center_reward)
+    }
     if max_log_reward is not None:
         transform_kwargs["max_log_reward"] = max_log_reward
     transform = RewardTransform(divergence, **transform_kwargs)

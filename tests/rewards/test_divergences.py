@@ -130,3 +130,15 @@ def test_bad_temperature_and_cap():
         RewardTransform("pr", temperature=-0.1)
     with pytest.raises(ValueError, match="max_log_reward"):
         RewardTransform("fkl", max_log_reward=0.0)
+
+
+@pytest.mark.parametrize("name", ["js", "rkl", "fkl", "chi2", "pr"])
+def test_centred_transform_is_zero_at_logit_zero(name):
+    logit = torch.linspace(-3, 3, 13, dtype=torch.float64)
+    raw = RewardTransform(name, temperature=0.5)
+    centred = RewardTransform(name, temperature=0.5, center=True)
+    shift = raw(torch.zeros((), dtype=torch.float64))
+    torch.testing.assert_close(centred(logit), raw(logit) - shift)
+    assert float(centred(torch.zeros(1, dtype=torch.float64))) == 0.0
+    if name == "js":
+        torch.testing.assert_close(shift, torch.log(torch.tensor(2.0, dtype=torch.float64)))

@@ -219,3 +219,14 @@ def test_demonstrations_rejected(gmm_venv_ppo):
     venv, ppo = gmm_venv_ppo
     with pytest.raises(TypeError, match="pass `expert=`"):
         make_irl_trainer("gail", venv=venv, gen_algo=ppo, demonstrations=[])
+
+
+@pytest.mark.parametrize(("task", "centred"), [("gmm2d", False), ("gmm2d-bias", True)])
+def test_reward_centred_by_default_exactly_when_episodes_vary(task, centred):
+    venv = _venv(task)
+    trainer = make_irl_trainer("gail", "js", venv=venv, gen_algo=_ppo(venv), seed=0)
+    assert trainer.reward_transform.center is centred
+    forced = make_irl_trainer(
+        "gail", "js", venv=venv, gen_algo=_ppo(venv), seed=0, center_reward=not centred
+    )
+    assert forced.reward_transform.center is (not centred)
