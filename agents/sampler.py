@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from itertools import accumulate
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +25,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from diffgym.agents.policies import action_menu_sizes
 from diffgym.envs.env import KNOBS
 from diffgym.envs.features import featurize, obs_dim, sigma_features
+from diffgym.envs.io import atomic_write
 from diffgym.envs.sampler import (
     BatchNoise,
     Knobs,
@@ -299,20 +298,6 @@ class PolicySampler:
 # --------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Callable[[str], None], suffix: str) -> None:
-    """Write through a temporary file in ``path``'s folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_samples(
     result: SampleResult,
     path_npz: str | os.PathLike | None,
@@ -345,10 +330,10 @@ def save_samples(
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
 
-        _atomic_write(Path(path_npz), write_npz, ".npz")
+        atomic_write(path_npz, write_npz)
     if path_png is not None:
         fig = _figure(x, labels, task, max_images)
-        _atomic_write(Path(path_png), lambda tmp: fig.savefig(tmp, format="png", dpi=100), ".png")
+        atomic_write(path_png, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
 def _figure(x: np.ndarray, labels: np.ndarray, task: Task, max_images: int):

@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from diffgym.envs.data import DIGITS_CLASSES, DIGITS_SHAPE, load_digits_data
+from diffgym.envs.io import atomic_write
 
 __all__ = [
     "ASSETS_DIR",
@@ -44,7 +44,6 @@ ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 CLASSIFIER_FILE = "digits_classifier.pt"
 METADATA_FILE = "digits_classifier.json"
 BACKGROUND = -1.0  # pixel value of an empty cell in the [-1, 1] scaling of the digits
-FILE_MODE = 0o644
 TRAIN_COMMAND = "python -m diffgym.benchmarks.digits_classifier"
 
 
@@ -210,19 +209,6 @@ def _accuracy(model: DigitsClassifier, x: torch.Tensor, labels: torch.Tensor) ->
     return float((model(x).argmax(-1) == labels).double().mean())
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write via ``write(tmp_path)`` to a temporary file, then ``os.replace`` it onto ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, FILE_MODE)  # mkstemp creates 0o600; shipped assets must be world-readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def train_digits_classifier(
     out_dir: str | os.PathLike[str] = ASSETS_DIR,
     *,
@@ -290,14 +276,14 @@ def train_digits_classifier(
         "torch_version": torch.__version__,
     }
     payload = {"state_dict": model.state_dict(), "config": config}
-    _atomic_write(out / CLASSIFIER_FILE, lambda p: torch.save(payload, p))
+    atomic_write(out / CLASSIFIER_FILE, lambda p: torch.save(payload, p))
 
     def write_json(p: str) -> None:
         with open(p, "w") as f:
             json.dump(meta, f, indent=2)
             f.write("\n")
 
-    _atomic_write(out / METADATA_FILE, write_json)
+    atomic_write(out / METADATA_FILE, write_json)
     return meta
 
 

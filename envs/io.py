@@ -18,6 +18,10 @@ __all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "atomic_sav
            "atomic_torch_save"]
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     """Run ``write(tmp)`` on a temporary path, then atomically rename it to ``path``."""
     path = Path(path)
@@ -27,6 +31,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0o600; give the usual mode
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

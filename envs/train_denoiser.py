@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,6 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from diffgym.envs.data import DIGITS_CLASSES, DIGITS_SHAPE, load_digits_data
+from diffgym.envs.io import atomic_write
 from diffgym.envs.networks import DIGITS_NET_DEFAULTS, EDMPrecond, build_digits_denoiser
 
 __all__ = [
@@ -140,19 +140,6 @@ def _eval_loss(denoiser: EDMPrecond, x: torch.Tensor, labels: torch.Tensor, seed
         total += float(edm_loss(denoiser, x, labels, z, eps).sum())
         count += x.shape[0]
     return total / count
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write via ``write(file_object)`` into a temporary file next to ``path``, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; package data must be world-readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def train_digits_denoiser(
@@ -335,11 +322,11 @@ def train_digits_denoiser(
         f"fixed noise draws each (seed + {EVAL_SEED_OFFSET}), true labels",
         "train_wall_clock_s": train_s,
     }
-    _atomic_write(out / MODEL_FILE, lambda f: torch.save(ema.state_dict(), f))
-    _atomic_write(out / GUIDE_FILE, lambda f: torch.save(guide_state, f))
+    atomic_write(out / MODEL_FILE, lambda p: torch.save(ema.state_dict(), p))
+    atomic_write(out / GUIDE_FILE, lambda p: torch.save(guide_state, p))
     meta["wall_clock_s"] = time.perf_counter() - t_start
     text = json.dumps(meta, indent=2) + "\n"
-    _atomic_write(out / CONFIG_FILE, lambda f: f.write(text.encode()))
+    atomic_write(out / CONFIG_FILE, lambda p: p.write_text(text))
     logger.info(
         "trained digits denoiser in %.1f s: eval loss model %.4f, guide %.4f -> %s",
         meta["wall_clock_s"],
