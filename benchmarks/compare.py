@@ -195,6 +195,9 @@ class ComparisonRow:
         nfe_per_sample: mean denoiser evaluations per sample at inference.
         cost: total cost to obtain the row (see the module docstring).
         cost_ratio_nfe, cost_ratio_seconds: full grid cost / this row's cost (learned rows).
+        runs: training runs summed in ``cost`` (learned rows: one per seed). One run yields a
+            usable sampler, as one full grid search does, so ``runs x cost_ratio`` is the
+            grid / learned ratio per sampler obtained.
         inference_overhead_pct: policy-guided over fixed-schedule sampling wall-clock, per
             transition, in percent (learned rows).
         info: everything else (grid params and schedule, run directories, action profile,
@@ -213,6 +216,11 @@ class ComparisonRow:
     cost_ratio_seconds: float | None = None
     inference_overhead_pct: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    runs: int = 1
+
+    def per_run(self, ratio: float | None) -> float | None:
+        """A cost ratio per training run (``ratio x runs``)."""
+        return None if ratio is None else ratio * self.runs
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -226,6 +234,7 @@ class ComparisonRow:
             "cost": self.cost.to_dict(),
             "cost_ratio_nfe": self.cost_ratio_nfe,
             "cost_ratio_seconds": self.cost_ratio_seconds,
+            "runs": self.runs,
             "inference_overhead_pct": self.inference_overhead_pct,
             "info": self.info,
         }
@@ -352,7 +361,10 @@ class ComparisonResult:
             f"same seeds {_pm(d_mean, d_std)}); full grid / learned cost = "
             f"{_ratio(best.cost_ratio_nfe)} in NFE, {_ratio(best.cost_ratio_seconds)} in "
             f"wall-clock ({self.grid_cost.nfe:,} vs {best.cost.nfe:,} NFE; "
-            f"{self.grid_cost.total_seconds:.0f} s vs {best.cost.total_seconds:.0f} s)"
+            f"{self.grid_cost.total_seconds:.0f} s vs {best.cost.total_seconds:.0f} s, all "
+            f"{best.runs} training runs); per training run "
+            f"{_ratio(best.per_run(best.cost_ratio_nfe))} in NFE, "
+            f"{_ratio(best.per_run(best.cost_ratio_seconds))} in wall-clock"
         )
 
     # -- tables ------------------------------------------------------------------------------
@@ -378,6 +390,9 @@ class ComparisonResult:
                     "cost_seconds": r.cost.total_seconds,
                     "ratio_nfe": r.cost_ratio_nfe,
                     "ratio_seconds": r.cost_ratio_seconds,
+                    "runs": r.runs,
+                    "ratio_nfe_per_run": r.per_run(r.cost_ratio_nfe),
+                    "ratio_seconds_per_run": r.per_run(r.cost_ratio_seconds),
                     "inference_overhead_pct": r.inference_overhead_pct,
                 }
             )
@@ -405,8 +420,8 @@ class ComparisonResult:
             "NFE/sample",
             "cost NFE",
             "cost s",
-            "grid/learned NFE",
-            "grid/learned s",
+            "grid/learned NFE (per run)",
+            "grid/learned s (per run)",
             "overhead %",
         ]
         lines = [
@@ -429,8 +444,8 @@ class ComparisonResult:
                 f"{r.nfe_per_sample:.4g}",
                 f"{r.cost.nfe:,}",
                 f"{r.cost.total_seconds:.1f}",
-                _ratio(r.cost_ratio_nfe),
-                _ratio(r.cost_ratio_seconds),
+                _ratio_pair(r.cost_ratio_nfe, r.per_run(r.cost_ratio_nfe)),
+                _ratio_pair(r.cost_ratio_seconds, r.per_run(r.cost_ratio_seconds)),
                 "" if r.inference_overhead_pct is None else f"{r.inference_overhead_pct:+.1f}",
             ]
             lines.append("| " + " | ".join(cells) + " |")
@@ -470,6 +485,13 @@ def _pm(mean: float, std: float) -> str:
     if math.isnan(std):
         return f"{mean:.4g}"
     return f"{mean:.4g} ± {std:.2g}"
+
+
+def _ratio_pair(total: float | None, per_run: float | None) -> str:
+    """``"5.5× (16.6×)"``: the ratio over all runs, and per run."""
+    if total is None:
+        return ""
+    return f"{_ratio(total)} ({_ratio(per_run)})"
 
 
 def _ratio(r: float | None) -> str:
@@ -1144,6 +1166,7 @@ def run_comparison(
                         else math.nan
                     ),
                     inference_overhead_pct=None if overhead is None else overhead["overhead_pct"],
+                    runs=len(seeds),
                     info={
                         "agent": agent,
                         "irl": irl,
