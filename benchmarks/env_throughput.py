@@ -1,0 +1,572 @@
+"""Env throughput: how close the batched env comes to the bare step function.
+
+Four ways of running the same transitions (issue 3), each timed on the same pre-drawn random legal
+actions, after a warm-up, median over repeats; the repeats of the modes are interleaved (the order
+rotates every round) and each is timed in wall-clock and in process CPU time (``time.process_time``,
+less sensitive to other processes on a shared machine):
+
+* ``raw`` (a): :func:`~diffgym.envs.sampler.sampler_step` called in a loop with the env's knobs
+  (looked up before timing) and settings (``check_finite``, the guide, one batch generator), plus
+  the start-over of finished samples from fresh noise: the physical limit. No observations,
+  rewards, validation or bookkeeping.
+* ``vector`` (b): :class:`~diffgym.envs.DiffusionSamplingEnv` (torch actions on the device).
+* ``sb3`` (c): the SB3 adapter :func:`~diffgym.envs.to_sb3` (numpy in and out).
+* ``sync`` (d): ``gymnasium.vector.SyncVectorEnv`` over :class:`DiffusionSamplingSingleEnv`
+  (``SAME_STEP`` autoreset so every call is a transition), only up to ``--sync-max-envs`` envs
+  (one Python env per sample is slow) and for a fraction (``--sync-fraction``) of the steps.
+
+``steps/s`` counts sub-env transitions (``num_envs`` per vector step). The NFE of a transition
+depends only on the action and the step index, never on the noise, so every mode spends the same
+NFE on the same action pattern; it is counted once on the vector env (untimed) and checked
+against the raw loop during the warm-up.
+
+Usage::
+
+    python benchmarks/env_throughput.py --device cpu --tasks gmm2d digits \\
+        --num-envs 1 64 256 1024 --steps 180 --repeats 5 \\
+        --task-steps digits=18 --task-repeats digits=3 --threads 1 \\
+        --out benchmarks/results/env_throughput.json
+
+Results are written after every (task, num_envs), atomically, with ``"complete": false`` until
+the run ends.
+
+Targets (issue 3): vector/raw >= 0.90 at 1024 envs; vector/sync >= 20 at 256 envs.
+
+``digits-untrained`` times ``digits`` with a randomly initialised network of the shipped
+architecture (for machines without the trained weights; throughput does not depend on weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from diffgym.envs import (
+    BatchNoise,
+    DiffusionSamplingEnv,
+    DiffusionSamplingSingleEnv,
+    Knobs,
+    Task,
+    UncondBranch,
+    make_task,
+    sampler_step,
+    to_sb3,
+)
+from diffgym.envs.io import atomic_write_json
+
+MODES = ("raw", "vector", "sb3", "sync")
+MODE_LABELS = {
+    "raw": "(a) raw step",
+    "vector": "(b) vector env",
+    "sb3": "(c) SB3 adapter",
+    "sync": "(d) SyncVectorEnv",
+}
+TARGET_VECTOR_OVER_RAW = 0.90  # at 1024 envs
+TARGET_VECTOR_OVER_SYNC = 20.0  # at 256 envs
+ACTION_SEED = 1234  # seed of the pre-drawn action pattern
+ENV_SEED = 0  # reset seed of every timed run
+KNOB_FIELDS = {"churn": "gamma", "guidance": "guidance", "renoise": "renoise"}
+
+
+# --------------------------------------------------------------------------------------------
+# Machine description
+# --------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    """The CPU model name from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def describe_machine(device: torch.device) -> dict[str, Any]:
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_available": (
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        ),
+        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "gpu": gpu,
+        "device": str(device),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def resolve_task(name: str) -> Task:
+    """A task by name; ``digits-untrained`` is ``digits`` with an untrained network."""
+    if name != "digits-untrained":
+        return make_task(name)
+    from diffgym.envs.networks import build_digits_denoiser
+
+    torch.manual_seed(0)
+    model = build_digits_denoiser({"sigma_data": 0.5}).eval().requires_grad_(False)
+    return Task(
+        name="digits-untrained",
+        denoiser=model,
+        guide=UncondBranch(model),
+        guide_kind="cfg",
+        data=_no_data,
+        label_probs=torch.full((10,), 0.1, dtype=torch.float64),
+        churn_levels=(0.0, 0.1, 0.25, 0.5),  # the menus of diffgym.envs.tasks.build_digits
+        guidance_levels=(1.0, 1.5, 2.0, 3.0),
+        feature_kind="image",
+    )
+
+
+def _no_data(*args: Any, **kwargs: Any):
+    raise RuntimeError("the untrained timing task has no data")
+
+
+# --------------------------------------------------------------------------------------------
+# The four runners: ``reset()`` (untimed) and ``step(t)`` (timed), on the same action pattern.
+# --------------------------------------------------------------------------------------------
+
+
+class Runner:
+    """One way of running the transitions: an untimed ``reset`` and a timed ``step(t)``."""
+
+    def __init__(
+        self,
+        reset: Callable[[], Any],
+        step: Callable[[int], Any],
+        close: Callable[[], Any] = lambda: None,
+    ) -> None:
+        self.reset, self.step, self.close = reset, step, close
+
+
+def draw_actions(env: DiffusionSamplingEnv, steps: int) -> torch.Tensor:
+    """``(steps, num_envs, num_knobs)`` random legal menu indices (int64, on the env's device)."""
+    gen = torch.Generator().manual_seed(ACTION_SEED)
+    sizes = [len(env.menus[k]) for k in env.knob_names] or [1]
+    cols = [torch.randint(0, n, (steps, env.num_envs, 1), generator=gen) for n in sizes]
+    return torch.cat(cols, dim=2).to(env.device)
+
+
+def env_actions(env: DiffusionSamplingEnv, actions: torch.Tensor) -> torch.Tensor:
+    """The action tensor in the shape of ``env.action_space`` (drops the knob axis if Discrete)."""
+    return actions if len(env.knob_names) > 1 else actions[..., 0]
+
+
+def raw_runner(env: DiffusionSamplingEnv, actions: torch.Tensor) -> tuple[Runner, dict]:
+    """(a) ``sampler_step`` in a loop with the env's knobs. The returned dict's ``"nfe"`` counts
+    the NFE of the steps run while ``"count"`` is set (for the untimed check against the env)."""
+    dev, task, n = env.device, env.task, env.num_envs
+    # Knob tensors of every step, looked up before timing (the env does this lookup in step()).
+    s_noise = torch.ones(n, device=dev, dtype=env.dtype)
+    knobs = []
+    for t in range(actions.shape[0]):
+        levels = env.knob_values(env_actions(env, actions)[t])
+        knobs.append(Knobs(s_noise=s_noise, **{KNOB_FIELDS[k]: v for k, v in levels.items()}))
+    guide = task.guide if "guidance" in env.knob_names else None
+    start_budget = torch.full((n,), env.renoise_budget, dtype=torch.long, device=dev)
+    labels = task.sample_labels(n, torch.Generator().manual_seed(ENV_SEED))
+    labels = labels.to(dev) if labels is not None else None
+    sigma_0 = env.sigmas[0]
+    state: dict[str, Any] = {"count": False, "nfe": 0}
+
+    def reset() -> None:
+        state["noise"] = noise = BatchNoise(n, device=dev, dtype=env.dtype, seed=ENV_SEED)
+        state["x"] = noise.randn(env.data_shape) * sigma_0
+        state["index"], state["budget"] = torch.zeros_like(start_budget), start_budget.clone()
+
+    def step(t: int) -> None:
+        noise = state["noise"]
+        out = sampler_step(
+            task.denoiser, state["x"], state["index"], env.sigmas, knobs=knobs[t], labels=labels,
+            guide=guide, budget=state["budget"], noise=noise, validate=False,
+            check_finite=env.check_finite,
+        )
+        x, index, budget = out.x, out.step_index, out.budget
+        # Finished samples start over from fresh noise (labels are kept).
+        done = index >= env.num_steps
+        if bool(done.any()):
+            mask = done.reshape(-1, *([1] * len(env.data_shape)))
+            x = torch.where(mask, noise.randn(env.data_shape) * sigma_0, x)
+            index = torch.where(done, 0, index)
+            budget = torch.where(done, start_budget, budget)
+        state["x"], state["index"], state["budget"] = x, index, budget
+        if state["count"]:
+            state["nfe"] += int(out.nfe.sum())
+
+    return Runner(reset, step), state
+
+
+def vector_runner(env: DiffusionSamplingEnv, actions: torch.Tensor) -> Runner:
+    """(b) the batched torch env, torch actions on the device."""
+    acts = env_actions(env, actions)
+    return Runner(lambda: env.reset(seed=ENV_SEED), lambda t: env.step(acts[t]))
+
+
+def sb3_runner(env: DiffusionSamplingEnv, actions: torch.Tensor) -> Runner:
+    """(c) the SB3 adapter (numpy actions in, numpy out)."""
+    venv = to_sb3(env)
+    acts = env_actions(env, actions).cpu().numpy()
+
+    def reset() -> None:
+        venv.seed(ENV_SEED)
+        venv.reset()
+
+    return Runner(reset, lambda t: venv.step(acts[t]))
+
+
+def sync_runner(
+    spec: Task, env: DiffusionSamplingEnv, actions: torch.Tensor, device: torch.device
+) -> Runner:
+    """(d) ``SyncVectorEnv`` of single envs (``SAME_STEP`` autoreset, so every step is a
+    transition, as in the other modes)."""
+
+    def make_single() -> DiffusionSamplingSingleEnv:
+        return DiffusionSamplingSingleEnv(spec, device=device)
+
+    venv = SyncVectorEnv([make_single] * env.num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+    acts = env_actions(env, actions).cpu().numpy()
+    return Runner(lambda: venv.reset(seed=ENV_SEED), lambda t: venv.step(acts[t]), venv.close)
+
+
+def run_timed(runner: Runner, steps: int, device: torch.device) -> tuple[float, float]:
+    """Reset (untimed), then ``steps`` steps: ``(wall seconds, process CPU seconds)``."""
+    runner.reset()
+    _sync(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for t in range(steps):
+        runner.step(t)
+    _sync(device)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Timed steps and repeats of one task (``--steps``/``--repeats`` or a per-task override)."""
+
+    steps: int
+    repeats: int
+    warmup: int
+    sync_steps: int
+    sync_repeats: int
+
+    @classmethod
+    def for_task(cls, task: str, args: argparse.Namespace) -> Budget:
+        steps = args.task_steps.get(task, args.steps)
+        return cls(
+            steps=steps,
+            repeats=args.task_repeats.get(task, args.repeats),
+            warmup=max(1, math.ceil(args.warmup_fraction * steps)),
+            sync_steps=max(1, math.ceil(args.sync_fraction * steps)),
+            sync_repeats=args.sync_repeats,
+        )
+
+
+def bench_one(
+    task: str,
+    spec: Task,
+    num_envs: int,
+    budget: Budget,
+    args: argparse.Namespace,
+    device: torch.device,
+) -> list[dict[str, Any]]:
+    """All modes for one (task, num_envs), repeats interleaved (the mode order rotates each
+    round, so a change of machine load hits every mode alike); one result row per mode."""
+    env = DiffusionSamplingEnv(spec, num_envs, device=device)
+    actions = draw_actions(env, budget.steps)
+    nfe_of_prefix = _nfe_prefixes(env, actions)  # untimed; NFE is fixed by the actions
+    raw, raw_state = raw_runner(env, actions)
+    runners = {"raw": raw, "vector": vector_runner(env, actions), "sb3": sb3_runner(env, actions)}
+    steps = {m: budget.steps for m in runners}
+    repeats = {m: budget.repeats for m in runners}
+    skipped: dict[str, str] = {}
+    if num_envs > args.sync_max_envs:
+        skipped["sync"] = f"num_envs > --sync-max-envs={args.sync_max_envs}"
+    else:
+        runners["sync"] = sync_runner(spec, env, actions, device)
+        steps["sync"], repeats["sync"] = budget.sync_steps, budget.sync_repeats
+
+    # Warm-up (untimed); the raw loop's NFE is checked against the env's on the way.
+    for mode, runner in runners.items():
+        raw_state["count"] = mode == "raw"
+        run_timed(runner, min(budget.warmup, steps[mode]), device)
+    raw_state["count"] = False
+    if raw_state["nfe"] != nfe_of_prefix[budget.warmup]:
+        raise AssertionError(
+            f"raw loop spent {raw_state['nfe']} NFE, the env {nfe_of_prefix[budget.warmup]}"
+        )
+
+    times: dict[str, list[tuple[float, float]]] = {m: [] for m in runners}
+    order = list(runners)
+    for r in range(max(repeats.values())):
+        for mode in order[r % len(order) :] + order[: r % len(order)]:
+            if len(times[mode]) < repeats[mode]:
+                times[mode].append(run_timed(runners[mode], steps[mode], device))
+    for runner in runners.values():
+        runner.close()
+    env.close()
+
+    rows = []
+    for mode in MODES:
+        entry: dict[str, Any] = {
+            "task": task,
+            "num_envs": num_envs,
+            "mode": mode,
+            "skipped": skipped.get(mode),
+            "steps": steps.get(mode, 0),
+            "repeats": len(times.get(mode, [])),
+            "warmup_steps": budget.warmup,
+            "wall_s": [w for w, _ in times.get(mode, [])],
+            "cpu_s": [c for _, c in times.get(mode, [])],
+            "nfe": None,
+            "median_wall_s": None,
+            "median_cpu_s": None,
+            "steps_per_s": None,
+            "nfe_per_s": None,
+            "steps_per_cpu_s": None,
+        }
+        if mode in times:
+            n_steps, nfe = steps[mode], nfe_of_prefix[steps[mode]]
+            wall, cpu = statistics.median(entry["wall_s"]), statistics.median(entry["cpu_s"])
+            entry.update(
+                nfe=nfe,
+                median_wall_s=wall,
+                median_cpu_s=cpu,
+                steps_per_s=n_steps * num_envs / wall,
+                nfe_per_s=nfe / wall,
+                steps_per_cpu_s=n_steps * num_envs / cpu if cpu > 0 else None,
+            )
+        rows.append(entry)
+    return rows
+
+
+def _nfe_prefixes(env: DiffusionSamplingEnv, actions: torch.Tensor) -> list[int]:
+    """``out[t]`` = total NFE of the first ``t`` steps of the pattern, all sub-envs together.
+
+    The NFE of a transition depends only on the action and the step index (never on the noise),
+    so every mode spends exactly this on the same actions."""
+    env.reset(seed=ENV_SEED)
+    acts = env_actions(env, actions)
+    totals = [0]
+    for t in range(actions.shape[0]):
+        totals.append(totals[-1] + int(env.step(acts[t])[4]["nfe"].sum()))
+    return totals
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``vector/raw``, ``vector/sync`` and ``sb3/vector`` per (task, num_envs), of wall-clock
+    rates, and the first two also of process-CPU-time rates (``*_cpu``)."""
+    out = []
+    keys = list(dict.fromkeys((r["task"], r["num_envs"]) for r in rows))  # in run order
+    for task, n in keys:
+        mine = {r["mode"]: r for r in rows if (r["task"], r["num_envs"]) == (task, n)}
+        wall = {m: r["steps_per_s"] for m, r in mine.items()}
+        cpu = {m: r["steps_per_cpu_s"] for m, r in mine.items()}
+        out.append(
+            {
+                "task": task,
+                "num_envs": n,
+                "vector_over_raw": _ratio(wall.get("vector"), wall.get("raw")),
+                "vector_over_sync": _ratio(wall.get("vector"), wall.get("sync")),
+                "sb3_over_vector": _ratio(wall.get("sb3"), wall.get("vector")),
+                "vector_over_raw_cpu": _ratio(cpu.get("vector"), cpu.get("raw")),
+                "vector_over_sync_cpu": _ratio(cpu.get("vector"), cpu.get("sync")),
+            }
+        )
+    return out
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def markdown_table(rows: list[dict[str, Any]], ratio_rows: list[dict[str, Any]]) -> str:
+    """Steps/s (NFE/s) per mode (wall clock, median), and the ratios (wall clock and CPU time)."""
+
+    def fmt(v: float | None) -> str:
+        if v is None:
+            return "—"
+        return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+    head = (
+        "| task | envs | " + " | ".join(MODE_LABELS[m] for m in MODES)
+        + " | (b)/(a) | (b)/(a) CPU | (b)/(d) | (b)/(d) CPU | (c)/(b) |"
+    )
+    lines = [head, "|" + "---|" * (2 + len(MODES) + 5)]
+    for rr in ratio_rows:
+        cells = []
+        for m in MODES:
+            r = next(
+                r for r in rows
+                if (r["task"], r["num_envs"], r["mode"]) == (rr["task"], rr["num_envs"], m)
+            )
+            cells.append(
+                "skipped" if r["skipped"] else f"{fmt(r['steps_per_s'])} ({fmt(r['nfe_per_s'])})"
+            )
+        ratio_cells = [
+            "—" if rr[k] is None else f"{rr[k]:.2f}"
+            for k in (
+                "vector_over_raw", "vector_over_raw_cpu", "vector_over_sync",
+                "vector_over_sync_cpu", "sb3_over_vector",
+            )
+        ]
+        lines.append(
+            f"| {rr['task']} | {rr['num_envs']} | " + " | ".join(cells + ratio_cells) + " |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu", help="'cpu' or 'cuda[:N]'")
+    p.add_argument("--tasks", nargs="+", default=["gmm2d", "digits"])
+    p.add_argument("--num-envs", nargs="+", type=int, default=[1, 64, 256, 1024])
+    p.add_argument("--steps", type=int, default=180, help="timed vector steps per repeat")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument(
+        "--task-steps", nargs="*", default=[], metavar="TASK=N",
+        help="per-task --steps (e.g. digits=18: a network step is slow on a CPU)",
+    )
+    p.add_argument("--task-repeats", nargs="*", default=[], metavar="TASK=N")
+    p.add_argument(
+        "--warmup-fraction", type=float, default=0.1,
+        help="untimed warm-up steps per mode, as a fraction of the task's steps (>= 1 step)",
+    )
+    p.add_argument(
+        "--sync-max-envs", type=int, default=256, help="skip (d) above this many envs (slow)"
+    )
+    p.add_argument(
+        "--sync-fraction", type=float, default=0.2,
+        help="timed steps per repeat of (d), as a fraction of the task's steps (>= 1 step)",
+    )
+    p.add_argument("--sync-repeats", type=int, default=3, help="repeats for (d)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/env_throughput.json"))
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (overrides sizes)")
+    args = p.parse_args(argv)
+    args.task_steps = _task_ints(p, "--task-steps", args.task_steps)
+    args.task_repeats = _task_ints(p, "--task-repeats", args.task_repeats)
+    if args.quick:
+        args.num_envs = [1, 4]
+        args.steps, args.repeats, args.sync_repeats, args.sync_max_envs = 4, 1, 1, 4
+        args.task_steps, args.task_repeats = {}, {}
+    for name in ("steps", "repeats", "sync_repeats"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    for name in ("warmup_fraction", "sync_fraction"):
+        if not 0 < getattr(args, name) <= 1:
+            p.error(f"--{name.replace('_', '-')} must be in (0, 1]")
+    if any(n < 1 for n in args.num_envs):
+        p.error("--num-envs must all be >= 1")
+    return args
+
+
+def _task_ints(p: argparse.ArgumentParser, flag: str, items: list[str]) -> dict[str, int]:
+    out = {}
+    for item in items:
+        task, _, value = item.partition("=")
+        if not task or not value.isdigit() or int(value) < 1:
+            p.error(f"{flag} takes TASK=N with N >= 1, got {item!r}")
+        out[task] = int(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    rows: list[dict[str, Any]] = []
+    payload: dict[str, Any] = {
+        "benchmark": "env_throughput",
+        "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "complete": False,
+        "machine": describe_machine(device),
+        "settings": {
+            "device": str(device),
+            "tasks": args.tasks,
+            "num_envs": args.num_envs,
+            "steps": args.steps,
+            "repeats": args.repeats,
+            "task_steps": args.task_steps,
+            "task_repeats": args.task_repeats,
+            "warmup_fraction": args.warmup_fraction,
+            "sync_max_envs": args.sync_max_envs,
+            "sync_fraction": args.sync_fraction,
+            "sync_repeats": args.sync_repeats,
+            "quick": args.quick,
+            "action_seed": ACTION_SEED,
+            "env_seed": ENV_SEED,
+            "actions": "uniform random menu indices per knob, pre-drawn, same for every mode",
+            "statistic": "median over interleaved repeats (mode order rotates each round)",
+            "cpu_time": "time.process_time of this process (all its threads)",
+            "steps_per_s": "sub-env transitions per second (num_envs per vector step)",
+        },
+        "budgets": {},
+        "skipped_tasks": {},
+        "targets": {
+            "vector_over_raw_at_1024": TARGET_VECTOR_OVER_RAW,
+            "vector_over_sync_at_256": TARGET_VECTOR_OVER_SYNC,
+        },
+        "results": rows,
+        "ratios": [],
+    }
+    for task in args.tasks:
+        try:
+            spec = resolve_task(task)
+        except FileNotFoundError as err:  # e.g. digits weights not trained yet
+            payload["skipped_tasks"][task] = f"task unavailable: {err}"
+            print(f"skipping {task}: {err}", file=sys.stderr)
+            continue
+        budget = Budget.for_task(task, args)
+        payload["budgets"][task] = dataclasses.asdict(budget)
+        for n in args.num_envs:
+            print(f"{task}, {n} envs ...", file=sys.stderr, flush=True)
+            rows.extend(bench_one(task, spec, n, budget, args, device))
+            payload["ratios"] = ratios(rows)
+            atomic_write_json(args.out, payload)  # partial results survive an interrupted run
+    payload["complete"] = True
+    payload["ratios"] = ratios(rows)
+    atomic_write_json(args.out, payload)
+    print(markdown_table(rows, payload["ratios"]))
+    print(
+        f"\nsteps/s (NFE/s), wall-clock medians; machine: {payload['machine']['cpu']}, "
+        f"{payload['machine']['torch_threads']} torch threads, torch {torch.__version__}, "
+        f"device {device}; written to {args.out}"
+    )
+    return payload
+
+
+if __name__ == "__main__":
+    main()

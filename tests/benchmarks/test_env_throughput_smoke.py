@@ -1,0 +1,52 @@
+"""Smoke run of benchmarks/env_throughput.py --quick as a subprocess (schema only, no timings)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "env_throughput.py"
+MODES = ["raw", "vector", "sb3", "sync"]
+
+
+def test_env_throughput_quick(tmp_path):
+    out = tmp_path / "nested" / "env_throughput.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--threads", "1", "--tasks", "gmm2d",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=300, env=env, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| task | envs | (a) raw step | (b) vector env |" in proc.stdout
+    payload = json.loads(out.read_text())
+    assert payload["benchmark"] == "env_throughput" and "--quick" in payload["command"]
+    machine = payload["machine"]
+    assert {"cpu", "cores", "torch", "torch_threads", "device"} <= set(machine)
+    assert machine["torch_threads"] == 1 and machine["device"] == "cpu"
+    settings = payload["settings"]
+    assert settings["quick"] is True and settings["tasks"] == ["gmm2d"]
+    num_envs = settings["num_envs"]
+    rows = payload["results"]
+    assert [(r["num_envs"], r["mode"]) for r in rows] == [(n, m) for n in num_envs for m in MODES]
+    for r in rows:
+        assert r["task"] == "gmm2d"
+        if r["skipped"]:
+            assert r["mode"] == "sync" and r["steps_per_s"] is None
+            continue
+        assert len(r["wall_s"]) == len(r["cpu_s"]) == r["repeats"] >= 1 and r["steps"] >= 1
+        assert r["median_wall_s"] > 0 and r["median_cpu_s"] >= 0
+        assert r["steps_per_s"] > 0 and r["nfe_per_s"] > 0 and r["nfe"] > 0
+    for n in num_envs:  # (a), (b), (c) run the same transitions, so the same NFE
+        same = [r for r in rows if r["num_envs"] == n and r["mode"] != "sync"]
+        assert len({(r["steps"], r["nfe"]) for r in same}) == 1
+    ratio_keys = {"vector_over_raw", "vector_over_sync", "sb3_over_vector", "vector_over_raw_cpu"}
+    keys = [(q["task"], q["num_envs"]) for q in payload["ratios"]]
+    assert keys == [("gmm2d", n) for n in num_envs]
+    for ratio in payload["ratios"]:
+        assert ratio_keys <= set(ratio) and ratio["vector_over_raw"] > 0
+    assert set(payload["targets"]) == {"vector_over_raw_at_1024", "vector_over_sync_at_256"}
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file left
