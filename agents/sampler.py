@@ -23,9 +23,9 @@ from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from diffgym.agents.policies import action_menu_sizes
-from diffgym.envs.env import KNOBS
 from diffgym.envs.features import featurize, obs_dim, sigma_features
 from diffgym.envs.io import atomic_write
+from diffgym.envs.menus import ActionMenus
 from diffgym.envs.sampler import (
     BatchNoise,
     Knobs,
@@ -42,7 +42,6 @@ ACTION_SEED_OFFSET = 2**32
 """Seeds of the action noise are ``ACTION_SEED_OFFSET + seed (+ b)``, a stream disjoint from the
 sampler noise seeded with ``seed (+ b)``."""
 
-_KNOB_FIELD = {"churn": "gamma", "guidance": "guidance", "renoise": "renoise"}
 _UNIFORM_EPS = 1e-7
 
 
@@ -100,14 +99,10 @@ class PolicySampler:
         )
 
         # The env's menus: knobs with more than one entry, in KNOBS order (entry 0 neutral).
-        all_menus = {
-            "churn": task.churn_levels,
-            "guidance": task.guidance_levels,
-            "renoise": task.renoise_jumps,
-        }
-        self.knob_names = tuple(k for k in KNOBS if len(all_menus[k]) > 1)
-        self.menus = {k: tuple(all_menus[k]) for k in self.knob_names}
-        expected = tuple(len(self.menus[k]) for k in self.knob_names) or (1,)
+        self.action_menus = ActionMenus(task, device=self.device, dtype=self.dtype)
+        self.knob_names = self.action_menus.names
+        self.menus = self.action_menus.menus
+        expected = self.action_menus.sizes or (1,)
         got = action_menu_sizes(policy.action_space)
         if got != expected:
             raise ValueError(
@@ -122,17 +117,9 @@ class PolicySampler:
                 f"the policy's observation space {policy.observation_space} does not match task "
                 f"{task.name!r} (expected a Box of shape ({dim},))"
             )
-        self.renoise_budget = int(task.renoise_budget) if "renoise" in self.knob_names else 0
-        self._guide = task.guide if "guidance" in self.knob_names else None
+        self.renoise_budget = self.action_menus.renoise_budget
+        self._guide = task.guide if self.action_menus.guided else None
         self._s_noise = float(s_noise)
-        self._levels = {
-            k: torch.as_tensor(
-                self.menus[k],
-                device=self.device,
-                dtype=torch.long if k == "renoise" else self.dtype,
-            )
-            for k in self.knob_names
-        }
         self._slices = [
             slice(int(o), int(o) + n) for o, n in zip(accumulate((0, *expected)), expected)
         ]
@@ -202,12 +189,9 @@ class PolicySampler:
 
     def knobs(self, index: torch.Tensor) -> Knobs:
         """Menu indices ``(B, num_knobs)`` -> per-sample knob tensors via the menus' tables."""
-        kw: dict[str, torch.Tensor] = {}
-        if self._s_noise != 1.0:  # None is the neutral S_noise = 1 (and skips its checks)
-            kw["s_noise"] = self._constant(index.shape[0], self._s_noise)
-        for j, name in enumerate(self.knob_names):
-            kw[_KNOB_FIELD[name]] = self._levels[name][index[:, j]]
-        return Knobs(**kw)
+        # None is the neutral S_noise = 1 (and skips its checks)
+        s_noise = None if self._s_noise == 1.0 else self._constant(index.shape[0], self._s_noise)
+        return self.action_menus.knobs(index, s_noise)
 
     def actions(
         self, action_noise: NoiseSource | None = None

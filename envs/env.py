@@ -21,16 +21,12 @@ from diffgym.envs.features import (
     obs_dim,
     sigma_features,
 )
+from diffgym.envs.menus import KNOBS, ActionMenus
 from diffgym.envs.sampler import BatchNoise, Knobs, PerSampleNoise, sampler_step
 from diffgym.envs.tasks import Task, make_task, validate_menus
 
 __all__ = ["DiffusionSamplingEnv", "DiffusionSamplingSingleEnv", "KNOBS", "REWARDS"]
 
-KNOBS = ("churn", "guidance", "renoise")
-"""Knob order in a ``MultiDiscrete`` action (only the knobs whose menu has > 1 entry)."""
-
-_KNOB_FIELDS = {"churn": "gamma", "guidance": "guidance", "renoise": "renoise"}
-"""Knob name -> :class:`~diffgym.envs.sampler.Knobs` field."""
 
 REWARDS = ("none", "terminal_logp")
 NOISE_MODES = ("batch", "per_sample")
@@ -162,24 +158,12 @@ class DiffusionSamplingEnv(VectorEnv):
         self.num_classes = task.num_classes
 
         # Active knobs and their menus (entry 0 neutral).
-        all_menus = {
-            "churn": task.churn_levels,
-            "guidance": task.guidance_levels,
-            "renoise": task.renoise_jumps,
-        }
-        self.knob_names = tuple(k for k in KNOBS if len(all_menus[k]) > 1)
-        self.menus = {k: all_menus[k] for k in self.knob_names}
-        self._levels = {
-            k: torch.as_tensor(
-                self.menus[k],
-                device=self.device,
-                dtype=torch.long if k == "renoise" else self.dtype,
-            )
-            for k in self.knob_names
-        }
-        self._menu_sizes = np.array([len(self.menus[k]) for k in self.knob_names], dtype=np.int64)
-        self.renoise_budget = int(task.renoise_budget) if "renoise" in self.knob_names else 0
-        self._guide = task.guide if "guidance" in self.knob_names else None
+        self.action_menus = ActionMenus(task, device=self.device, dtype=self.dtype)
+        self.knob_names = self.action_menus.names
+        self.menus = self.action_menus.menus
+        self._menu_sizes = np.array(self.action_menus.sizes, dtype=np.int64)
+        self.renoise_budget = self.action_menus.renoise_budget
+        self._guide = task.guide if self.action_menus.guided else None
         self._s_noise = torch.full(
             (num_envs,), float(s_noise), device=self.device, dtype=self.dtype
         )
@@ -473,15 +457,13 @@ class DiffusionSamplingEnv(VectorEnv):
 
     def _knobs(self, idx: torch.Tensor) -> Knobs:
         """Menu indices ``(num_envs, num_knobs)`` -> per-env knob tensors via lookup tables."""
-        kw: dict[str, torch.Tensor] = {"s_noise": self._s_noise}
-        for j, name in enumerate(self.knob_names):
-            kw[_KNOB_FIELDS[name]] = self._levels[name][idx[:, j]]
-        return Knobs(**kw)
+        return self.action_menus.knobs(idx, self._s_noise)
 
     def knob_values(self, actions: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
         """Menu indices -> ``{knob name: (num_envs,) level}`` (e.g. for logging a policy)."""
         idx = self._validate_actions(actions)
-        return {name: self._levels[name][idx[:, j]] for j, name in enumerate(self.knob_names)}
+        levels = self.action_menus.levels
+        return {name: levels[name][idx[:, j]] for j, name in enumerate(self.knob_names)}
 
 
 def _menus_of(task: Task) -> dict[str, Any]:

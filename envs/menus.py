@@ -1,0 +1,53 @@
+"""Action menus: which knobs a task exposes, and menu indices -> knob levels (one lookup each)."""
+
+from __future__ import annotations
+
+import torch
+
+from diffgym.envs.sampler import Knobs
+from diffgym.envs.tasks import Task
+
+__all__ = ["KNOBS", "ActionMenus"]
+
+KNOBS = ("churn", "guidance", "renoise")
+"""Knob order in a ``MultiDiscrete`` action (only the knobs whose menu has > 1 entry)."""
+
+_KNOB_FIELDS = {"churn": "gamma", "guidance": "guidance", "renoise": "renoise"}
+"""Knob name -> :class:`~diffgym.envs.sampler.Knobs` field."""
+
+
+class ActionMenus:
+    """The active knobs of ``task`` (menus with more than one entry, in :data:`KNOBS` order) and
+    lookup tables on ``device`` from menu indices to knob levels.
+
+    Attributes:
+        names: active knob names; ``menus``: name -> levels (entry 0 neutral); ``sizes``: menu
+            sizes; ``levels``: name -> ``(size,)`` level tensor; ``renoise_budget``: the task's
+            budget when renoise is active, else 0; ``guided``: guidance is active.
+    """
+
+    def __init__(self, task: Task, *, device: torch.device | str, dtype: torch.dtype) -> None:
+        every = {
+            "churn": tuple(task.churn_levels),
+            "guidance": tuple(task.guidance_levels),
+            "renoise": tuple(task.renoise_jumps),
+        }
+        self.names = tuple(k for k in KNOBS if len(every[k]) > 1)
+        self.menus = {k: every[k] for k in self.names}
+        self.sizes = tuple(len(self.menus[k]) for k in self.names)
+        self.levels = {
+            k: torch.as_tensor(
+                self.menus[k], device=device, dtype=torch.long if k == "renoise" else dtype
+            )
+            for k in self.names
+        }
+        self.renoise_budget = int(task.renoise_budget) if "renoise" in self.names else 0
+        self.guided = "guidance" in self.names
+
+    def knobs(self, index: torch.Tensor, s_noise: torch.Tensor | None = None) -> Knobs:
+        """Menu indices ``(B, len(names))`` -> per-sample :class:`Knobs` (``s_noise`` ``(B,)``
+        or ``None`` for the neutral 1)."""
+        kw: dict[str, torch.Tensor] = {} if s_noise is None else {"s_noise": s_noise}
+        for j, name in enumerate(self.names):
+            kw[_KNOB_FIELDS[name]] = self.levels[name][index[:, j]]
+        return Knobs(**kw)
