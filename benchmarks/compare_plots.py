@@ -8,7 +8,7 @@
   marks the best grid row's mean ``± std`` on the same evaluation seeds, a dotted line the default
   sampler's mean.
 * :func:`plot_action_profile`: per knob, the learned policies' mean level per step against
-  ``sigma_i`` (greedy policy on the evaluation batch; shaded ``± std`` over seeds) beside the
+  ``sigma_i`` (the policy at temperature 1 on the evaluation batch; shaded ``± std`` over seeds) beside the
   per-step schedules of the best grid points.
 * :func:`plot_samples`: samples of each method
   (:func:`~diffgym.benchmarks.plots.save_samples_png`).
@@ -139,7 +139,7 @@ def plot_action_profile(result: ComparisonResult, path: str | os.PathLike) -> No
             std = np.asarray([math.nan if v is None else v for v in prof["std"]], dtype=np.float64)
             color = f"C{len(grid_rows) + i}"
             ax.plot(sigma, mean, "o-", ms=3, lw=1.4, color=color,
-                    label=f"{r.method} (greedy, mean over {len(r.per_seed)} seeds)")
+                    label=f"{r.method} (τ=1, mean over {len(r.per_seed)} seeds)")
             if np.isfinite(std).any():
                 ax.fill_between(sigma, mean - std, mean + std, color=color, alpha=0.2)
         ax.set_xscale("log")
