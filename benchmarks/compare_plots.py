@@ -8,8 +8,8 @@
   marks the best grid row's mean ``± std`` on the same evaluation seeds, a dotted line the default
   sampler's mean.
 * :func:`plot_action_profile`: per knob, the learned policies' mean level per step against
-  ``sigma_i`` (the policy at temperature 1 on the evaluation batch; shaded ``± std`` over seeds) beside the
-  per-step schedules of the best grid points.
+  ``sigma_i`` (the policy at temperature 1 on the evaluation batch; shaded ``± std`` over
+  seeds) beside the per-step schedules of the best grid points.
 * :func:`plot_samples`: samples of each method
   (:func:`~diffgym.benchmarks.plots.save_samples_png`).
 
