@@ -134,8 +134,11 @@ def test_cost_ratio_is_computed_from_the_ledger(tiny):
     learned = result.row(METHOD)
     eval_nfe = round(learned.nfe_per_sample * TINY["n_eval"])
     eval_s = sum(learned.per_seed[0]["cost"]["seconds"].values())
-    learned_nfe = train["rollout_nfe"] + train_eval_nfe + eval_nfe
-    learned_s = sum(train["seconds"].values()) + eval_s
+    # the inference temperature is chosen on the search seed: those evaluations count too
+    selection = learned.per_seed[0]["selection_cost"]
+    assert set(learned.per_seed[0]["selection"]) == {"greedy", "τ=1"}
+    learned_nfe = train["rollout_nfe"] + train_eval_nfe + eval_nfe + selection["nfe"]
+    learned_s = sum(train["seconds"].values()) + eval_s + sum(selection["seconds"].values())
 
     assert train["rollout_nfe"] > 0
     assert learned.cost.nfe == learned_nfe
