@@ -1395,6 +1395,9 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
                    help="torch CPU threads (quick budget: 1; full: torch's default)")
     p.add_argument("--wandb", action="store_true", help="log the table and plots to wandb")
     p.add_argument("--no-progress", action="store_true", help="disable progress bars")
+    from diffgym.envs.user_task import add_user_task_arguments
+
+    add_user_task_arguments(p)
     p.set_defaults(func=run_compare_cli)
     return p
 
@@ -1413,10 +1416,14 @@ def run_compare_cli(args: argparse.Namespace) -> int:
         if threads < 1:
             raise ValueError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
-    out = args.out if args.out is not None else Path("runs/compare") / f"{args.task}-{args.budget}"
+    from diffgym.envs.user_task import user_task_overrides
+
+    task_name, task_overrides = user_task_overrides(args.task, args)
+    out = args.out if args.out is not None else Path("runs/compare") / f"{task_name}-{args.budget}"
     try:
         result = run_comparison(
-            args.task,
+            task_name,
+            task_overrides=task_overrides or None,
             agents=args.agents,
             divergences=args.divergences,
             seeds=tuple(args.seeds) if args.seeds is not None else budget.seeds,

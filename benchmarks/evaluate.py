@@ -60,4 +60,12 @@ def task_metrics(
             target_probs=task.label_probs,
             generator=gen,
         )
+    if task.name == "user":  # bring-your-own model and data: distribution distances
+        ref, _ = task.sample_data(n_ref, gen)
+        xf, rf = x.detach().cpu().float().flatten(1), ref.float().flatten(1)
+        return {
+            "sw2": metrics.sliced_wasserstein(xf, rf, generator=gen),
+            "mmd": metrics.mmd(xf, rf),
+            **metrics.precision_recall(rf, xf),
+        }
     raise ValueError(f"no built-in metrics for task {task.name!r}")

@@ -1313,6 +1313,9 @@ def add_grid_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("--metric", default=None, help="metric that picks the best point (task default)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
+    from diffgym.envs.user_task import add_user_task_arguments
+
+    add_user_task_arguments(p)
     p.set_defaults(func=run_grid_cli)
     return p
 
@@ -1323,7 +1326,10 @@ def run_grid_cli(args: argparse.Namespace) -> int:
     Raises:
         ValueError: bad arguments (unknown task, family, preset, backend or metric; ``--n < 2``).
     """
-    task = make_task(args.task, device=args.device)
+    from diffgym.envs.user_task import user_task_overrides
+
+    task_name, overrides = user_task_overrides(args.task, args)
+    task = make_task(task_name, device=args.device, **overrides)
     families = make_families(
         task,
         args.families,

@@ -64,6 +64,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="one generator per sample (seed + index): results independent of --n",
     )
+    _add_user_task_arguments(p)
     p.add_argument("--policy", type=Path, default=None, metavar="RUN_DIR",
                    help="sample with the trained policy of a `diffgym train` run directory")
     mode = p.add_mutually_exclusive_group()
@@ -84,8 +85,12 @@ def _run_sample(args: argparse.Namespace) -> int:
 
     if args.n < 2:
         raise ValueError(f"--n must be >= 2, got {args.n}")
-    overrides = {} if args.num_steps is None else {"num_steps": args.num_steps}
-    task = make_task(args.task, device=args.device, **overrides)
+    from diffgym.envs.user_task import user_task_overrides
+
+    task_name, overrides = user_task_overrides(args.task, args)
+    if args.num_steps is not None:
+        overrides["num_steps"] = args.num_steps
+    task = make_task(task_name, device=args.device, **overrides)
     if args.guidance != 1.0 and task.guide is None:
         raise ValueError(f"task {task.name!r} has no guidance source; --guidance must be 1")
     n_steps = task.num_steps
@@ -169,6 +174,12 @@ def _run_policy_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_user_task_arguments(p: argparse.ArgumentParser) -> None:
+    from diffgym.envs.user_task import add_user_task_arguments
+
+    add_user_task_arguments(p)
+
+
 def torch_generator(seed: int):
     import torch
 
@@ -206,6 +217,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="a run's config.json: reproduce that run (flags override it)")
     p.add_argument("--wandb", action="store_true", help="log to wandb (offline without login)")
     p.add_argument("--no-progress", action="store_true")
+    _add_user_task_arguments(p)
     p.set_defaults(func=_run_train)
 
 
@@ -235,6 +247,12 @@ def _run_train(args: argparse.Namespace) -> int:
             value = getattr(args, flag)
             if value is not None:
                 base[key] = value
+        from diffgym.envs.user_task import user_task_overrides
+
+        task_name, user = user_task_overrides(base.get("task"), args)
+        if user:
+            base["task"] = task_name
+            base["task_overrides"] = {**base.get("task_overrides", {}), **user}
         if args.ent_coef is not None:
             base["agent_overrides"] = {**base.get("agent_overrides", {}),
                                        "ent_coef": args.ent_coef}

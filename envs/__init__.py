@@ -1,5 +1,6 @@
 """diffgym.envs: denoisers, noise schedules, the batched sampler step, tasks and environments."""
 
+from diffgym.envs.adapters import DiffusersDenoiser, EDMModuleDenoiser, load_denoiser
 from diffgym.envs.denoisers import (
     Denoiser,
     GaussianMixture,
@@ -25,8 +26,13 @@ from diffgym.envs.sampler import (
 from diffgym.envs.sb3 import SB3VecEnv, to_sb3
 from diffgym.envs.schedule import edm_sigmas
 from diffgym.envs.tasks import Task, list_tasks, make_task, register_task
+from diffgym.envs.user_task import make_user_task  # registers the task "user"
 
 __all__ = [
+    "DiffusersDenoiser",
+    "EDMModuleDenoiser",
+    "load_denoiser",
+    "make_user_task",
     "KNOBS",
     "DiffusionSamplingEnv",
     "DiffusionSamplingSingleEnv",
