@@ -1,9 +1,14 @@
-"""Shared fixtures: the ``device`` matrix (CUDA cases skip when absent) and seeded generators."""
+"""Shared fixtures: one torch thread, the ``device`` matrix (CUDA cases skip when absent) and
+seeded generators."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+os.environ["WANDB_MODE"] = "disabled"  # never start wandb's network thread in tests
 
 DEVICES = [
     pytest.param("cpu", id="cpu"),
@@ -16,6 +21,17 @@ DEVICES = [
         ],
     ),
 ]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """One intra-op torch thread for the whole suite: the tensors and networks here are small,
+    and on a shared 2-core machine a second thread costs far more than it gains (one test went
+    from 5 s to 100 s with two threads while other jobs ran)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(params=DEVICES)

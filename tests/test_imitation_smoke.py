@@ -24,14 +24,6 @@ N_STEPS = 64
 TOTAL_TIMESTEPS = 2 * N_STEPS * NUM_ENVS  # two adversarial rounds
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks: one intra-op thread is many times faster on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture
 def venv():

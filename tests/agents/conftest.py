@@ -9,15 +9,6 @@ from diffgym.envs import DiffusionSamplingEnv, GaussianMixture, GMMDenoiser, Unc
 from diffgym.envs.tasks import Task
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The tests share 2 cores with other jobs; one intra-op thread keeps them predictable."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny_image_task(num_steps: int = 6) -> Task:
     """A class-conditional Gaussian mixture over ``(1, 8, 8)`` images (one mode per class) with
     classifier-free guidance: exercises the CNN features and the image PNG without digits'

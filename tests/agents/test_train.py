@@ -12,15 +12,6 @@ from diffgym.agents.train import CheckpointError, TrainConfig, TrainingRun, load
 from diffgym.cli import main
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _config(**kw) -> TrainConfig:
     base = dict(
         task="gmm2d", agent="ppo", n_envs=8, checkpoint_every=1, eval_every=2, eval_samples=64,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from diffgym.cli import main
@@ -11,14 +10,6 @@ from diffgym.envs import GaussianMixture, GMMDenoiser
 
 MEANS = [[-2.0, 0.0], [2.0, 0.0], [0.0, 2.0]]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_train_then_sample_on_a_user_model_and_data(tmp_path, capsys):

@@ -10,7 +10,6 @@ import math
 import shutil
 
 import pytest
-import torch
 
 from diffgym.benchmarks import compare
 from diffgym.benchmarks.compare import (
@@ -45,18 +44,9 @@ METHOD = "ppo+gail/js"
 RUN = "ppo_js_seed0"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny batches: one torch thread is faster and keeps timings sane on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> tuple[ComparisonResult, object]:
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("compare")
     return run_comparison("gmm2d", out_dir=out, **TINY), out
 

@@ -31,14 +31,6 @@ N_SMALL = 64  # samples per point in these tests
 HAND_SIGMAS = torch.tensor([10.0, 5.0, 1.0, 0.5, 0.1, 0.0], dtype=torch.float64)  # N = 5
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny batches: one torch thread is faster and keeps timings sane on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def gmm2d():

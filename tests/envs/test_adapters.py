@@ -22,8 +22,6 @@ from diffgym.envs.adapters import (
 )
 from diffgym.envs.schedule import edm_sigmas
 
-torch.set_num_threads(1)
-
 DATA_STD = 0.7  # std s of the Gaussian data N(0, s^2 I) the stubs are exact for
 
 

@@ -43,15 +43,6 @@ DIGITS_WEIGHTS = Path(diffgym.envs.__file__).parent / "assets" / "digits_denoise
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The tensors here are tiny: one intra-op thread avoids waking a second one per op (which
-    costs milliseconds per op on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def cond_task(**changes) -> Task:
     """A small class-conditional mixture task with all three knobs (labels 0, 1, 1, 2)."""

@@ -38,14 +38,6 @@ class StubF(nn.Module):
         return self.out
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops run fastest single-threaded (and much faster on a loaded machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _tiny(dtype: torch.dtype = torch.float32) -> EDMPrecond:
     torch.manual_seed(0)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -14,14 +13,6 @@ from diffgym.envs import DiffusionSamplingEnv, SB3VecEnv, to_sb3
 
 N = 18
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Small tensors and a small MLP: one intra-op thread is fastest on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_actions(venv: VecEnv, rng: np.random.Generator) -> np.ndarray:

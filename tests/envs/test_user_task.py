@@ -18,8 +18,6 @@ from diffgym.envs.user_task import (
     user_task_overrides,
 )
 
-torch.set_num_threads(1)
-
 MEANS = torch.tensor([[-1.0, 0.5], [1.0, -0.5], [0.0, 2.0]])
 
 

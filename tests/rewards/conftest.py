@@ -6,16 +6,6 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Run each test with one torch thread: the networks here are small, and on a shared
-    2-core machine intra-op threads contend (a 5 s training run took 100 s with 2 threads)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def image_mixture_task():
     """A small conditional *image* task with an exact denoiser: 6 Gaussian components over
