@@ -30,11 +30,8 @@ atomically; the markdown table goes to stdout.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +42,7 @@ import torch.nn.functional as F
 from diffgym.envs.denoisers import GaussianMixture
 from diffgym.envs.env import DiffusionSamplingEnv
 from diffgym.envs.features import featurize
+from diffgym.envs.io import atomic_write_json
 from diffgym.envs.tasks import bias_weights, grid_means
 from diffgym.rewards import NoiseConditionedDiscriminator
 
@@ -203,21 +201,6 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write ``payload`` to ``path`` via a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pair", choices=PAIRS, action="append",
@@ -267,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "all_pass": all(r["pearson"] >= PASS_PEARSON for res in results for r in res["rows"]),
     }
-    write_json_atomic(args.out, payload)
+    atomic_write_json(args.out, payload)
     print(f"\nwrote {args.out}")
     return 0
 

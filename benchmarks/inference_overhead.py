@@ -22,17 +22,17 @@ Run: ``python benchmarks/inference_overhead.py --tasks gmm2d digits --n 1024 --r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from diffgym.envs.io import atomic_write_json
 
 DEFAULT_OUT = Path("benchmarks/results/inference_overhead.json")
 UNTRAINED_SUFFIX = "-untrained"
@@ -194,20 +194,6 @@ def _bench_task(name: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     torch.set_num_threads(args.threads)
@@ -239,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "skipped": skipped,
     }
-    _write_json(args.out, data)
+    atomic_write_json(args.out, data)
     print(f"{'task':17s} {'n':>6s} {'NFE':>6s} {'policy s':>9s} {'schedule s':>10s} "
           f"{'overhead %':>10s} {'paired %':>9s} {'cpu %':>6s} identical")
     for r in results:
