@@ -1191,7 +1191,7 @@ def run_comparison(
                 if j == 0:
                     overhead = record["overhead"]
                 per_seed.append({
-                    "train_seed": k, "eval_seed": s, **record,
+                    "train_seed": k, "eval_seed": s, **record, "temperature": tau,
                     "selection": {_tau_name(t): r["metrics"][metric] for t, r in selection.items()},
                     "selection_cost": selection_cost.to_dict(),
                 })
