@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -44,11 +44,46 @@ def test_diffgym_namespace_imports(tmp_path):
     assert proc.stdout.strip() == "ok diffgym.envs"
 
 
-@pytest.mark.skipif(
-    not resources.files("diffgym").joinpath("cli.py").is_file(),
-    reason="diffgym/cli.py (the `diffgym` console script) is not written yet",
-)
 def test_cli_help(tmp_path):
     proc = run_python(["-m", "diffgym", "--help"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "usage" in proc.stdout.lower()
+
+
+def test_regular_install_from_a_wheel(tmp_path):
+    """A regular (non-editable) install maps the folders to ``diffgym.*`` and ships the package
+    data (shipped models, hyperparameter files); the generic names stay unimportable."""
+    root = Path(__file__).resolve().parents[1]
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    build = run_python(
+        ["-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
+         str(root)],
+        cwd=tmp_path,
+    )
+    assert build.returncode == 0, build.stderr
+    (wheel,) = wheels.glob("diffgym-*.whl")
+    install = run_python(
+        ["-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+        cwd=tmp_path,
+    )
+    assert install.returncode == 0, install.stderr
+    code = (
+        "import importlib.util, gymnasium as gym, diffgym, diffgym.envs as e\n"
+        f"assert diffgym.__file__.startswith({str(target)!r}), diffgym.__file__\n"
+        "assert e.make_task('digits').denoiser.data_shape == (1, 8, 8)\n"
+        "from diffgym.agents.registry import load_hyperparams\n"
+        "assert load_hyperparams('ppo', 'diffgym/GMM2D-v0')['n_steps'] > 0\n"
+        "from diffgym.benchmarks.digits_classifier import load_digits_classifier\n"
+        "load_digits_classifier()\n"
+        "assert gym.make('diffgym/GMM2D-v0').reset(seed=0)[0].shape == (5,)\n"
+        "assert all(importlib.util.find_spec(n) is None\n"
+        "           for n in ('envs', 'agents', 'rewards', 'benchmarks'))\n"
+        "print('ok')\n"
+    )
+    env_path = {"PYTHONPATH": str(target)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, **env_path, "WANDB_MODE": "disabled"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
