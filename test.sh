@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up .venv (if needed), lints, and runs the test suite (slow tests excluded; `./test.sh -m slow` runs them).
+# Sets up .venv (if needed), lints, and runs the test suite (tests marked `slow` are excluded; there are none yet).
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/bootstrap.sh
