@@ -455,6 +455,17 @@ class ComparisonResult:
             ]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", self.verdict(), ""]
+        default = self.row("default") if any(r.method == "default" for r in self.rows) else None
+        if default is not None:
+            for r in self.learned_rows():
+                deltas, mean, std = self.paired_delta(r, default)
+                if deltas:
+                    lines.append(
+                        f"paired {self.metric} difference of {r.method} to the default sampler "
+                        f"on the same seeds: {_pm(mean, std)} (per seed: "
+                        + ", ".join(f"{d:+.4g}" for d in deltas) + ")"
+                    )
+            lines.append("")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
