@@ -143,3 +143,13 @@ def test_cli_train_and_resume(tmp_path, capsys):
     assert (out / "gmm2d_policy_samples.png").stat().st_size > 0
     assert main(["sample", "--policy", str(tmp_path / "missing"), "--n", "8"]) == 2
     assert "not a diffgym run directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("agent", ["ppo", "reinforce", "a2c", "trpo"])
+def test_swapping_the_agent_is_one_string(agent, tmp_path):
+    d = tmp_path / agent
+    args = ["train", "--task", "gmm2d", "--agent", agent, "--timesteps", "600", "--n-envs", "8",
+            "--eval-samples", "32", "--run-dir", str(d), "--no-progress"]
+    assert main(args) == 0
+    assert json.loads((d / "config.json").read_text())["train"]["agent"] == agent
+    assert json.loads((d / "cost.json").read_text())["timesteps"] > 0
