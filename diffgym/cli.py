@@ -78,10 +78,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
 def _run_sample(args: argparse.Namespace) -> int:
     if args.policy is not None:
         return _run_policy_sample(args)
-    from diffgym.benchmarks.evaluate import task_metrics
-    from diffgym.benchmarks.plots import save_samples_png
     from diffgym.envs import BatchNoise, PerSampleNoise, make_task, sample, schedule_actions
-    from diffgym.envs.io import atomic_save_npz
 
     if args.n < 2:
         raise ValueError(f"--n must be >= 2, got {args.n}")
@@ -117,34 +114,35 @@ def _run_sample(args: argparse.Namespace) -> int:
         ),
     )
     seconds = time.perf_counter() - t0
+    return _report_samples(
+        args, task, result, seconds, f"churn={args.churn:g} w={args.guidance:g}", "samples"
+    )
+
+
+def _report_samples(args, task, result, seconds: float, sampler: str, stem: str) -> int:
+    """Evaluate ``result``, write ``OUT/<task>_<stem>.npz`` and ``.png``, print a table."""
+    from diffgym.agents.sampler import save_samples
+    from diffgym.benchmarks.evaluate import task_metrics
+
     metrics = task_metrics(task, result.x, result.labels, seed=args.seed + 1)
     args.out.mkdir(parents=True, exist_ok=True)
-    npz = args.out / f"{task.name}_samples.npz"
-    png = args.out / f"{task.name}_samples.png"
-    atomic_save_npz(
-        npz,
-        x=result.x.cpu().numpy(),
-        labels=(result.labels.cpu().numpy() if result.labels is not None else None),
-        nfe=result.nfe.cpu().numpy(),
-    )
-    save_samples_png(task, {"samples": (result.x, result.labels)}, png)
-    rows = [
-        {
-            "sampler": f"churn={args.churn:g} w={args.guidance:g}",
-            "nfe/sample": float(result.nfe.float().mean()),
-            "seconds": seconds,
-            **metrics,
-        }
-    ]
-    _print_table(f"{task.name}: {args.n} samples", rows)
+    npz = args.out / f"{task.name}_{stem}.npz"
+    png = args.out / f"{task.name}_{stem}.png"
+    save_samples(result, npz, png, task)
+    row = {
+        "sampler": sampler,
+        "nfe/sample": float(result.nfe.float().mean()),
+        "seconds": seconds,
+        **metrics,
+    }
+    _print_table(f"{task.name}: {args.n} samples", [row])
     print(f"wrote {npz} and {png}")
     return 0
 
 
 def _run_policy_sample(args: argparse.Namespace) -> int:
-    from diffgym.agents.sampler import PolicySampler, save_samples
+    from diffgym.agents.sampler import PolicySampler
     from diffgym.agents.train import load_policy
-    from diffgym.benchmarks.evaluate import task_metrics
 
     if args.n < 2:
         raise ValueError(f"--n must be >= 2, got {args.n}")
@@ -155,23 +153,9 @@ def _run_policy_sample(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     result = sampler.sample(args.n, seed=args.seed, per_sample=args.per_sample_noise)
     seconds = time.perf_counter() - t0
-    metrics = task_metrics(task, result.x, result.labels, seed=args.seed + 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    npz = args.out / f"{task.name}_policy_samples.npz"
-    png = args.out / f"{task.name}_policy_samples.png"
-    save_samples(result, npz, png, task)
     mode = "greedy" if args.greedy else f"tau={args.temperature:g}"
-    rows = [
-        {
-            "sampler": f"{cfg.agent}+{cfg.irl}/{cfg.divergence} ({mode})",
-            "nfe/sample": float(result.nfe.float().mean()),
-            "seconds": seconds,
-            **metrics,
-        }
-    ]
-    _print_table(f"{task.name}: {args.n} samples from {args.policy}", rows)
-    print(f"wrote {npz} and {png}")
-    return 0
+    label = f"{cfg.agent}+{cfg.irl}/{cfg.divergence} ({mode})"
+    return _report_samples(args, task, result, seconds, label, "policy_samples")
 
 
 def _add_user_task_arguments(p: argparse.ArgumentParser) -> None:

@@ -29,7 +29,14 @@ from torch import nn
 from diffgym.envs.denoisers import GaussianMixture, GMMDenoiser, UncondBranch
 from diffgym.envs.schedule import edm_sigmas
 
-__all__ = ["Task", "make_task", "list_tasks", "register_task", "grid_means"]
+__all__ = [
+    "Task",
+    "array_data_sampler",
+    "grid_means",
+    "list_tasks",
+    "make_task",
+    "register_task",
+]
 
 DataSampler = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
@@ -255,6 +262,35 @@ def _mixture_sampler(mixture: GaussianMixture) -> DataSampler:
     return draw
 
 
+def array_data_sampler(x_all: torch.Tensor, y_all: torch.Tensor) -> DataSampler:
+    """``sample_data`` backend over a fixed data set: ``x_all (N, *data_shape)``, ``y_all (N,)``
+    labels (``-1`` for unlabelled data). Draws uniformly with replacement, or within each
+    requested class when ``class_labels`` are given."""
+    classes = sorted(int(c) for c in torch.unique(y_all) if c >= 0)
+    by_class = {c: torch.nonzero(y_all == c).squeeze(1) for c in classes}
+
+    def draw(n, generator=None, class_labels=None):
+        if class_labels is None:
+            idx = torch.randint(0, x_all.shape[0], (n,), generator=generator)
+        else:
+            class_labels = torch.as_tensor(class_labels, dtype=torch.long).cpu()
+            if class_labels.shape != (n,):
+                raise ValueError(f"class_labels must have shape ({n},)")
+            if not by_class:
+                raise ValueError("class_labels were given, but the data has no labels")
+            u = torch.rand(n, generator=generator)
+            picks = []
+            for c, v in zip(class_labels.tolist(), u.tolist()):
+                members = by_class.get(c)
+                if members is None:
+                    raise ValueError(f"the data has no samples of class {c}; classes: {classes}")
+                picks.append(members[int(v * members.numel())])
+            idx = torch.stack(picks)
+        return x_all[idx].clone(), y_all[idx].clone()
+
+    return draw
+
+
 def _check_positive(name: str, value: float) -> float:
     if not math.isfinite(float(value)) or float(value) <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
@@ -357,20 +393,7 @@ def build_digits(*, guide: str = "uncond") -> Task:
     guide_net = UncondBranch(model) if guide == "uncond" else load_digits_denoiser("guide")
     x_all, y_all, _ = load_digits_data()
     counts = torch.bincount(y_all, minlength=10).double()
-    by_class = [torch.nonzero(y_all == c).squeeze(1) for c in range(10)]
-
-    def draw(n, generator=None, class_labels=None):
-        if class_labels is None:
-            idx = torch.randint(0, x_all.shape[0], (n,), generator=generator)
-        else:
-            class_labels = torch.as_tensor(class_labels, dtype=torch.long).cpu()
-            if class_labels.shape != (n,):
-                raise ValueError(f"class_labels must have shape ({n},)")
-            u = torch.rand(n, generator=generator)
-            idx = torch.stack(
-                [by_class[c][int(v * len(by_class[c]))] for c, v in zip(class_labels.tolist(), u)]
-            )
-        return x_all[idx].clone(), y_all[idx].clone()
+    draw = array_data_sampler(x_all, y_all)
 
     return Task(
         name="digits",

@@ -28,7 +28,7 @@ from torch import nn
 
 from diffgym.envs.adapters import load_denoiser
 from diffgym.envs.denoisers import Denoiser, UncondBranch
-from diffgym.envs.tasks import Task, register_task
+from diffgym.envs.tasks import Task, array_data_sampler, register_task
 
 __all__ = [
     "make_user_task",
@@ -220,7 +220,6 @@ def make_user_task(
     num_classes = int(denoiser.num_classes)
     x_all, y_all = load_user_data(data, data_shape)
     label_probs = None
-    by_class: list[torch.Tensor] = []
     if num_classes > 0:
         if y_all is None:
             raise ValueError(
@@ -234,7 +233,6 @@ def make_user_task(
             )
         counts = torch.bincount(y_all, minlength=num_classes).double()
         label_probs = counts / counts.sum()
-        by_class = [torch.nonzero(y_all == c).squeeze(1) for c in range(num_classes)]
     else:
         y_all = torch.full((x_all.shape[0],), -1, dtype=torch.long)
 
@@ -261,24 +259,7 @@ def make_user_task(
     if guidance_levels is None:
         guidance_levels = DEFAULT_GUIDANCE_LEVELS if guide_net is not None else (1.0,)
 
-    def draw(n, generator=None, class_labels=None):
-        if class_labels is None:
-            idx = torch.randint(0, x_all.shape[0], (n,), generator=generator)
-        else:
-            class_labels = torch.as_tensor(class_labels, dtype=torch.long).cpu()
-            if class_labels.shape != (n,):
-                raise ValueError(f"class_labels must have shape ({n},)")
-            if not by_class:
-                raise ValueError("class_labels were given, but the task is unconditional")
-            u = torch.rand(n, generator=generator)
-            picks = []
-            for c, v in zip(class_labels.tolist(), u.tolist()):
-                members = by_class[c]
-                if members.numel() == 0:
-                    raise ValueError(f"the data has no samples of class {c}")
-                picks.append(members[int(v * members.numel())])
-            idx = torch.stack(picks)
-        return x_all[idx].clone(), y_all[idx].clone()
+    draw = array_data_sampler(x_all, y_all)
 
     return Task(
         name=name,
