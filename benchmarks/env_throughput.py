@@ -62,12 +62,12 @@ from diffgym.envs import (
     DiffusionSamplingSingleEnv,
     Knobs,
     Task,
-    UncondBranch,
     make_task,
     sampler_step,
     to_sb3,
 )
 from diffgym.envs.io import atomic_write_json
+from diffgym.envs.tasks import digits_task
 
 MODES = ("raw", "vector", "sb3", "sync")
 MODE_LABELS = {
@@ -126,21 +126,7 @@ def resolve_task(name: str) -> Task:
 
     torch.manual_seed(0)
     model = build_digits_denoiser({"sigma_data": 0.5}).eval().requires_grad_(False)
-    return Task(
-        name="digits-untrained",
-        denoiser=model,
-        guide=UncondBranch(model),
-        guide_kind="cfg",
-        data=_no_data,
-        label_probs=torch.full((10,), 0.1, dtype=torch.float64),
-        churn_levels=(0.0, 0.1, 0.25, 0.5),  # the menus of diffgym.envs.tasks.build_digits
-        guidance_levels=(1.0, 1.5, 2.0, 3.0),
-        feature_kind="image",
-    )
-
-
-def _no_data(*args: Any, **kwargs: Any):
-    raise RuntimeError("the untrained timing task has no data")
+    return dataclasses.replace(digits_task(model), name="digits-untrained")
 
 
 # --------------------------------------------------------------------------------------------

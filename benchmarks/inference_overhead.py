@@ -66,29 +66,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def _untrained_task(name: str):
     """``digits`` with a randomly initialised network of the shipped architecture (the timing of
     a forward pass does not depend on the weights); for machines without the trained weights."""
-    from diffgym.envs.denoisers import UncondBranch
     from diffgym.envs.networks import build_digits_denoiser
-    from diffgym.envs.tasks import Task
+    from diffgym.envs.tasks import digits_task
 
     if name != "digits":
         raise ValueError(f"no untrained variant of task {name!r}; allowed: digits")
     torch.manual_seed(0)
-    model = build_digits_denoiser({"sigma_data": 0.5}).eval().requires_grad_(False)
-
-    def no_data(*args, **kwargs):
-        raise RuntimeError("the untrained timing task has no data")
-
-    return Task(  # menus as in diffgym.envs.tasks.build_digits
-        name="digits",
-        denoiser=model,
-        guide=UncondBranch(model),
-        guide_kind="cfg",
-        data=no_data,
-        label_probs=torch.full((10,), 0.1, dtype=torch.float64),
-        churn_levels=(0.0, 0.1, 0.25, 0.5),
-        guidance_levels=(1.0, 1.5, 2.0, 3.0),
-        feature_kind="image",
-    )
+    return digits_task(build_digits_denoiser({"sigma_data": 0.5}).eval().requires_grad_(False))
 
 
 def _forced_policy(task, index: int, device: str, seed: int):

@@ -32,6 +32,7 @@ from diffgym.envs.schedule import edm_sigmas
 __all__ = [
     "Task",
     "array_data_sampler",
+    "digits_task",
     "grid_means",
     "list_tasks",
     "make_task",
@@ -390,18 +391,39 @@ def build_digits(*, guide: str = "uncond") -> Task:
     if guide not in GUIDES:
         raise ValueError(f"unknown guide {guide!r}; allowed: {', '.join(GUIDES)}")
     model = load_digits_denoiser("model")
-    guide_net = UncondBranch(model) if guide == "uncond" else load_digits_denoiser("guide")
     x_all, y_all, _ = load_digits_data()
     counts = torch.bincount(y_all, minlength=10).double()
-    draw = array_data_sampler(x_all, y_all)
+    return digits_task(
+        model,
+        guide=load_digits_denoiser("guide") if guide == "autoguidance" else None,
+        data=array_data_sampler(x_all, y_all),
+        label_probs=counts / counts.sum(),
+    )
+
+
+def digits_task(
+    model: nn.Module,
+    *,
+    guide: nn.Module | None = None,
+    data: DataSampler | None = None,
+    label_probs: torch.Tensor | None = None,
+) -> Task:
+    """The ``digits`` task around a digits network ``model`` (the shipped one, or e.g. a randomly
+    initialised one for timing): its menus, classifier-free guidance (or autoguidance with
+    ``guide``), uniform labels unless ``label_probs`` is given, and ``data`` (none by default)."""
+
+    def no_data(*args, **kwargs):
+        raise RuntimeError("this digits task was built without data")
 
     return Task(
         name="digits",
         denoiser=model,
-        guide=guide_net,
-        guide_kind="cfg" if guide == "uncond" else "autoguidance",
-        data=draw,
-        label_probs=counts / counts.sum(),
+        guide=UncondBranch(model) if guide is None else guide,
+        guide_kind="cfg" if guide is None else "autoguidance",
+        data=no_data if data is None else data,
+        label_probs=(
+            torch.full((10,), 0.1, dtype=torch.float64) if label_probs is None else label_probs
+        ),
         churn_levels=(0.0, 0.1, 0.25, 0.5),
         guidance_levels=(1.0, 1.5, 2.0, 3.0),
         feature_kind="image",
