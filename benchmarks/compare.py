@@ -74,7 +74,7 @@ import numpy as np
 import torch
 
 from diffgym.benchmarks.cost import Cost, Stopwatch
-from diffgym.benchmarks.evaluate import METRIC_DIRECTIONS
+from diffgym.benchmarks.evaluate import METRIC_DIRECTIONS, add_fid_argument, with_fid
 from diffgym.benchmarks.grid import (
     BACKENDS,
     DEFAULT_N,
@@ -976,6 +976,7 @@ def run_comparison(
     agent_overrides: Mapping[str, Any] | None = None,
     n_envs: int | None = None,
     plots: bool = True,
+    fid_weights: str | os.PathLike | None = None,
 ) -> ComparisonResult:
     """Compare the default sampler, the best grid point per family and IRL-trained policies.
 
@@ -1004,6 +1005,9 @@ def run_comparison(
         agent_overrides: hyperparameters for every learner (win over the YAML).
         n_envs: training sub-envs (``None``: the YAML's).
         plots: write the PNGs.
+        fid_weights: the FID Inception-v3 state dict; every evaluation then also reports
+            Inception FID, KID and precision/recall (:func:`~diffgym.benchmarks.evaluate.
+            with_fid`; image tasks only).
 
     Returns:
         The :class:`ComparisonResult`.
@@ -1014,6 +1018,7 @@ def run_comparison(
             that is not an int >= 0; ``n_eval`` outside ``[2, 10^6)``; a run directory holding a
             run with another config.
         TypeError: a task override the task does not accept.
+        FileNotFoundError: ``fid_weights`` is not a file.
     """
     from tqdm.auto import tqdm
 
@@ -1049,6 +1054,8 @@ def run_comparison(
 
     overrides = _plain(dict(task_overrides or {}))
     task = make_task(task_name, device=device, **overrides)
+    if fid_weights is not None:
+        with_fid(task, fid_weights)
     metric = default_metric(task)
     direction = METRIC_DIRECTIONS[metric]
     families = make_families(task, grid_families, points=grid_points)
@@ -1409,6 +1416,7 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     from diffgym.envs.user_task import add_user_task_arguments
 
     add_user_task_arguments(p)
+    add_fid_argument(p)
     p.set_defaults(func=run_compare_cli)
     return p
 
@@ -1449,6 +1457,7 @@ def run_compare_cli(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             wandb=args.wandb,
             overhead_repeats=budget.overhead_repeats,
+            fid_weights=args.fid_weights,
         )
     except ImportError as err:
         print(f"diffgym compare: error: {err}", file=sys.stderr)

@@ -46,7 +46,13 @@ from typing import Any, ClassVar
 import torch
 
 from diffgym.benchmarks.cost import Cost, Stopwatch
-from diffgym.benchmarks.evaluate import METRIC_DIRECTIONS, task_metrics
+from diffgym.benchmarks.evaluate import (
+    METRIC_DIRECTIONS,
+    add_fid_argument,
+    measured_metrics,
+    task_metrics,
+    with_fid,
+)
 from diffgym.envs.denoisers import GaussianMixture
 from diffgym.envs.io import atomic_write_json, atomic_write_text
 from diffgym.envs.sampler import ActionFn, PerSampleNoise, SampleResult, sample, schedule_actions
@@ -1316,6 +1322,7 @@ def add_grid_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     from diffgym.envs.user_task import add_user_task_arguments
 
     add_user_task_arguments(p)
+    add_fid_argument(p)
     p.set_defaults(func=run_grid_cli)
     return p
 
@@ -1330,6 +1337,8 @@ def run_grid_cli(args: argparse.Namespace) -> int:
 
     task_name, overrides = user_task_overrides(args.task, args)
     task = make_task(task_name, device=args.device, **overrides)
+    if args.fid_weights is not None:
+        with_fid(task, args.fid_weights)
     families = make_families(
         task,
         args.families,
@@ -1340,6 +1349,13 @@ def run_grid_cli(args: argparse.Namespace) -> int:
     if metric not in METRIC_DIRECTIONS:
         raise ValueError(
             f"unknown metric {metric!r}; allowed: {', '.join(sorted(METRIC_DIRECTIONS))}"
+        )
+    if metric not in (measured := measured_metrics(task)):
+        raise ValueError(
+            f"metric {metric!r} is not measured on task {task.name!r}; measured: "
+            f"{', '.join(measured)}"
+            + (" (fid and the *_inception metrics need --fid-weights)" if "fid" in metric
+               or "inception" in metric else "")
         )
     out = args.out if args.out is not None else Path("runs/grid") / task.name
     try:

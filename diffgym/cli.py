@@ -72,6 +72,9 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
                       help="logit temperature of the policy's choices (with --policy)")
     mode.add_argument("--greedy", action="store_true", help="the policy's most likely choices")
     p.add_argument("--out", type=Path, default=Path("runs/sample"), help="output folder")
+    from diffgym.benchmarks.evaluate import add_fid_argument
+
+    add_fid_argument(p)
     p.set_defaults(func=_run_sample)
 
 
@@ -87,7 +90,7 @@ def _run_sample(args: argparse.Namespace) -> int:
     task_name, overrides = user_task_overrides(args.task, args)
     if args.num_steps is not None:
         overrides["num_steps"] = args.num_steps
-    task = make_task(task_name, device=args.device, **overrides)
+    task = _with_fid(make_task(task_name, device=args.device, **overrides), args)
     if args.guidance != 1.0 and task.guide is None:
         raise ValueError(f"task {task.name!r} has no guidance source; --guidance must be 1")
     n_steps = task.num_steps
@@ -119,6 +122,15 @@ def _run_sample(args: argparse.Namespace) -> int:
     )
 
 
+def _with_fid(task, args: argparse.Namespace):
+    """``task`` with FID switched on when ``--fid-weights`` is given (checked before sampling)."""
+    if args.fid_weights is None:
+        return task
+    from diffgym.benchmarks.evaluate import with_fid
+
+    return with_fid(task, args.fid_weights)
+
+
 def _report_samples(args, task, result, seconds: float, sampler: str, stem: str) -> int:
     """Evaluate ``result``, write ``OUT/<task>_<stem>.npz`` and ``.png``, print a table."""
     from diffgym.agents.sampler import save_samples
@@ -147,6 +159,7 @@ def _run_policy_sample(args: argparse.Namespace) -> int:
     if args.n < 2:
         raise ValueError(f"--n must be >= 2, got {args.n}")
     policy, task, cfg = load_policy(args.policy, device=args.device)
+    task = _with_fid(task, args)
     sampler = PolicySampler(
         policy, task, device=args.device, greedy=args.greedy, temperature=args.temperature
     )
@@ -337,12 +350,20 @@ def _print_table(title: str, rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    def fmt(v) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
     table = Table(title=title)
-    cols = list(rows[0])
-    for c in cols:
-        table.add_column(c, justify="left" if c == "sampler" else "right")
-    for r in rows:
-        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()])
+    if len(rows) == 1:  # one row: a (name, value) column pair, so no header is ever cut short
+        table.add_column("")
+        table.add_column("value", justify="right")
+        for k, v in rows[0].items():
+            table.add_row(k, fmt(v))
+    else:
+        for c in rows[0]:
+            table.add_column(c, justify="left" if c == "sampler" else "right")
+        for r in rows:
+            table.add_row(*[fmt(v) for v in r.values()])
     Console(width=160).print(table)
 
 
@@ -401,6 +422,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as err:
         print(f"diffgym {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     python -m pip install -q "torch==2.13.0"
   fi
   echo "[bootstrap] installing diffgym and its pinned dependencies"
-  python -m pip install -q -e ".[dev,ray,diffusers]"
+  python -m pip install -q -e ".[dev,ray,diffusers,fid]"
   # imitation 1.0.1 pins gymnasium 0.29 / SB3 2.2.1 in its metadata; its GAIL/AIRL run on ours.
   python -m pip install -q --no-deps "imitation==1.0.1"
   echo "$want" > "$stamp"

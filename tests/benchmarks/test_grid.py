@@ -154,7 +154,9 @@ def test_bad_backend_and_cpus(gmm2d):
 
 def test_best_rejects_unknown_metrics(gmm2d):
     result = run_grid(gmm2d, [GuidanceFamily(w=(2.0,))], n=N_SMALL, num_cpus=1, progress=False)
-    with pytest.raises(ValueError, match=r"unknown metric 'fid'; allowed: "):
+    with pytest.raises(ValueError, match=r"unknown metric 'inception_score'; allowed: "):
+        result.best("inception_score")
+    with pytest.raises(ValueError, match=r"metric 'fid' is not measured on task 'gmm2d'"):
         result.best("fid")
     with pytest.raises(ValueError, match=r"metric 'fd_digits' is not measured on task 'gmm2d'"):
         result.best("fd_digits")
@@ -336,7 +338,9 @@ def test_cli_runs_a_small_grid(tmp_path, capsys):
         (["--n", "1"], r"n must be an int >= 2"),
         (["--backend", "spark"], r"unknown backend 'spark'"),
         (["--points", "tiny"], r"unknown points preset 'tiny'"),
-        (["--metric", "fid"], r"unknown metric 'fid'"),
+        (["--metric", "inception_score"], r"unknown metric 'inception_score'"),
+        (["--metric", "fid"], r"'fid' is not measured on task 'gmm2d'.*need --fid-weights"),
+        (["--metric", "fd_digits"], r"'fd_digits' is not measured on task 'gmm2d'; measured: logp"),
     ],
 )
 def test_cli_bad_input(tmp_path, argv, match):
@@ -369,3 +373,10 @@ def test_ray_backend_without_ray_says_how_to_install(gmm2d, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail
     with pytest.raises(ImportError, match=r"pip install 'diffgym\[ray\]'"):
         run_grid(gmm2d, [GuidanceFamily(w=(2.0,))], n=N_SMALL, backend="ray", progress=False)
+
+
+def test_measured_metrics_names_what_task_metrics_reports(gmm2d):
+    from diffgym.benchmarks.evaluate import measured_metrics, task_metrics
+
+    x, _ = gmm2d.sample_data(64, torch.Generator().manual_seed(0))
+    assert set(task_metrics(gmm2d, x)) == set(measured_metrics(gmm2d))
