@@ -34,6 +34,19 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def library_temp_dirs_in_pytest_tmp(tmp_path_factory):
+    """Folders that SB3 and imitation create by default (``SB3-<date>`` loggers of trainers built
+    without a ``custom_logger``) go under pytest's temporary root, not into the system /tmp."""
+    import tempfile
+
+    root = tmp_path_factory.mktemp("library-tmp")
+    old = tempfile.tempdir
+    tempfile.tempdir = str(root)
+    yield
+    tempfile.tempdir = old
+
+
 @pytest.fixture(params=DEVICES)
 def device(request) -> torch.device:
     """The device a test runs on: CPU always, CUDA when available (skipped otherwise)."""
