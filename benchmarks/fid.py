@@ -273,8 +273,10 @@ def _load_cached(path: str, mtime_ns: int, device: str) -> InceptionFeatures:
     if not isinstance(state, dict):
         raise ValueError(f"{path!r} holds a {type(state).__name__}, not an Inception state dict")
     net = InceptionFeatures()
-    want = set(net.state_dict())
-    missing, unexpected = sorted(want - set(state)), sorted(set(state) - want)
+    # Batch-norm step counters are optional (older files lack them; load_state_dict fills them).
+    want = {k for k in net.state_dict() if not k.endswith("num_batches_tracked")}
+    have = {k for k in state if not str(k).endswith("num_batches_tracked")}
+    missing, unexpected = sorted(want - have), sorted(have - want)
     if missing or unexpected:
         raise ValueError(
             f"{path!r} is not the FID Inception-v3 state dict: {len(missing)} missing keys "

@@ -85,6 +85,15 @@ def test_network_contract(weights):
         net(torch.rand(1, 3, 8, 8))
 
 
+def test_loads_state_dicts_without_batchnorm_counters(tmp_path, weights):
+    # Older files (e.g. pytorch-fid's) have no num_batches_tracked buffers.
+    state = {k: v for k, v in torch.load(weights).items() if "num_batches_tracked" not in k}
+    path = tmp_path / "old_format.pth"
+    torch.save(state, path)
+    img = images_to_uint8(torch.rand(2, 1, 8, 8) * 2 - 1)
+    torch.testing.assert_close(load_inception(path)(img), load_inception(weights)(img))
+
+
 def test_load_inception_errors(tmp_path, weights):
     missing = tmp_path / "nope.pth"
     with pytest.raises(FileNotFoundError, match="nope.pth.*pt_inception-2015-12-05"):
