@@ -1,0 +1,66 @@
+"""Smoke runs of benchmarks/reward_alignment.py and benchmarks/large_n_check.py on a tiny run."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from diffgym.agents.train import TrainConfig, TrainingRun
+from diffgym.benchmarks import large_n_check, reward_alignment
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    cfg = TrainConfig(
+        task="gmm2d", agent="ppo", n_envs=8, timesteps=8 * 18 * 2, checkpoint_every=1,
+        eval_every=0, eval_samples=64,
+        agent_overrides={"n_steps": 18, "batch_size": 48, "n_epochs": 1},
+    )
+    path = tmp_path_factory.mktemp("runs") / "ppo"
+    TrainingRun(cfg, path, progress=False).train()
+    return path
+
+
+def test_reward_alignment(run_dir, tmp_path, capsys):
+    out = tmp_path / "align.json"
+    argv = ["--runs", str(run_dir), "--n", "64", "--seeds", "0", "100", "--out", str(out)]
+    assert reward_alignment.main(argv) == 0
+    (report,) = json.loads(out.read_text())["runs"].values()
+    rows = report["variants"]
+    assert list(rows)[:4] == ["default", "policy (greedy)", "policy (tau = 1, as trained)",
+                              "greedy, no churn"]
+    assert rows["default"]["nfe_per_sample"] == 35.0  # plain Heun: 17 x 2 + 1
+    forced_on = rows["greedy, w = 3 below 0.03"]
+    forced_off = rows["greedy, no guidance below 0.03"]
+    assert forced_on["nfe_per_sample"] > forced_off["nfe_per_sample"]  # guided steps cost 2 NFE
+    for r in rows.values():
+        assert all(math.isfinite(r[k]) for k in ("return", "return_late", "reward_final"))
+        assert len(r["per_seed"]) == 2 and "sw2" in r["per_seed"][0]["metrics"]
+    assert report["pairs_ranked_alike"].endswith("/15")
+    assert "pairs ranked alike" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # overlapping sample seeds are refused
+        reward_alignment.main(["--runs", str(run_dir), "--n", "64", "--seeds", "0", "10"])
+
+
+def test_large_n_check(run_dir, tmp_path):
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"task": "gmm2d", "rows": [
+        {"method": "default", "kind": "default", "info": {"schedule": {}}},
+        {"method": "grid/guidance", "kind": "grid", "info": {"schedule": {"guidance": [3.0] * 18}}},
+    ]}))
+    out = tmp_path / "large_n.json"
+    argv = ["--results", str(results), "--runs", str(run_dir), "--n", "64", "--seeds", "0", "100",
+            "--out", str(out)]
+    assert large_n_check.main(argv) == 0
+    data = json.loads(out.read_text())
+    assert data["best_grid"] == "grid/guidance" and data["noise_floor_sw2"]["mean"] > 0
+    group = data["summary"]["ppo+gail/js [batch_size=48,n_epochs=1,n_steps=18] (greedy)"]
+    assert group["runs"] == 1 and len(group["sw2_per_run"]) == 1
+    # Paired difference to the default, recomputed from the per-seed numbers.
+    per_run = data["per_seed"]["runs"][
+        "ppo+gail/js [batch_size=48,n_epochs=1,n_steps=18] (greedy)"][str(run_dir)]
+    fixed = data["per_seed"]["fixed"]["default"]
+    diff = sum(a["sw2"] - b["sw2"] for a, b in zip(per_run, fixed)) / 2
+    assert group["paired_sw2_vs_default"][0] == pytest.approx(diff)
