@@ -64,3 +64,17 @@ def test_large_n_check(run_dir, tmp_path):
     fixed = data["per_seed"]["fixed"]["default"]
     diff = sum(a["sw2"] - b["sw2"] for a, b in zip(per_run, fixed)) / 2
     assert group["paired_sw2_vs_default"][0] == pytest.approx(diff)
+
+
+def test_action_distribution(run_dir, tmp_path):
+    from diffgym.benchmarks import action_distribution
+
+    out = tmp_path / "dist.json"
+    assert action_distribution.main(["--runs", str(run_dir), "--n", "16", "--out", str(out)]) == 0
+    (r,) = json.loads(out.read_text()).values()
+    assert set(r["probs"]) == set(r["menus"]) == {"churn", "guidance"}
+    for knob, per_step in r["probs"].items():
+        assert len(per_step) == len(r["sigmas"]) == 18
+        assert all(len(p) == len(r["menus"][knob]) for p in per_step)
+        assert all(abs(sum(p) - 1) < 1e-3 for p in per_step)  # a distribution at every step
+    assert r["sigmas"][0] == pytest.approx(80.0) and r["sigmas"][-1] == pytest.approx(0.002)
