@@ -45,8 +45,8 @@ def weights(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def digits():
     task = make_task("digits")
-    a, _ = task.sample_data(6, torch.Generator().manual_seed(1))
-    b, _ = task.sample_data(6, torch.Generator().manual_seed(2))
+    a, _ = task.sample_data(4, torch.Generator().manual_seed(1))
+    b, _ = task.sample_data(4, torch.Generator().manual_seed(2))
     return task, a, b
 
 
@@ -117,7 +117,7 @@ def test_load_inception_errors(tmp_path, weights):
 def test_metrics_values_and_torchmetrics_agrees_with_own_frechet(weights, digits):
     task, a, b = digits
     same = inception_metrics(a, a, weights, kid_subsets=5)
-    noise = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    noise = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(3)) * 2 - 1
     real = inception_metrics(a, b, weights, kid_subsets=5)
     fake = inception_metrics(noise, b, weights, kid_subsets=5)
     # Identical sets: zero up to torchmetrics' eigenvalue round-off (6 samples in 2048-D).
@@ -153,7 +153,7 @@ def test_with_fid_adds_columns_and_checks_input(tmp_path, weights, digits):
 
 
 def test_cli_sample_reports_fid(tmp_path, weights, capsys):
-    args = ["sample", "--task", "digits", "--n", "6", "--out", str(tmp_path)]
+    args = ["sample", "--task", "digits", "--n", "4", "--out", str(tmp_path)]
     assert main([*args, "--fid-weights", weights]) == 0
     out = capsys.readouterr().out
     assert "fid" in out and "precision_inception" in out
