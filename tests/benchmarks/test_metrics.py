@@ -171,6 +171,20 @@ def test_mean_log_density_single_gaussian_closed_form(gen: torch.Generator) -> N
     )
 
 
+def test_mixture_metrics_mmd_uses_at_most_mmd_max_samples(
+    square_mixture: GaussianMixture, gen: torch.Generator
+) -> None:
+    x, _ = square_mixture.sample(300, gen)
+    ref, _ = square_mixture.sample(300, gen)
+    capped = mixture_metrics(x, square_mixture, ref, gen, mmd_max_samples=100)
+    assert capped["mmd"] == mmd(x[:100], ref[:100])
+    full = mixture_metrics(x, square_mixture, ref, gen, mmd_max_samples=None)
+    assert full["mmd"] == mmd(x, ref) != capped["mmd"]
+    assert full["mode_tv"] == capped["mode_tv"]  # the other metrics use every sample
+    with pytest.raises(ValueError, match="mmd_max_samples must be None or an int >= 2, got 1"):
+        mixture_metrics(x, square_mixture, ref, gen, mmd_max_samples=1)
+
+
 def test_mixture_metrics_keys_and_values(
     square_mixture: GaussianMixture, gen: torch.Generator
 ) -> None:
