@@ -162,9 +162,11 @@ class CompareBudget:
 
 
 BUDGETS: dict[str, CompareBudget] = {
-    # ./run.sh: gmm2d in <= 5 minutes on 2 busy CPU cores with one torch thread.
+    # ./run.sh: gmm2d in <= 5 minutes on 2 busy CPU cores with one torch thread (about 80 s on a
+    # quiet machine). 2048 samples, not fewer: below that SW2 is mostly noise on gmm2d
+    # (RESULTS §1, "SW2's noise floor"), and 2048 costs about the same time as 1024 here.
     "quick": CompareBudget(
-        timesteps=115_200, n_eval=1024, seeds=(0, 1), grid_points="small", overhead_repeats=5,
+        timesteps=115_200, n_eval=2048, seeds=(0, 1), grid_points="small", overhead_repeats=5,
         threads=1,
     ),
     # benchmarks/RESULTS.md: the YAML's training length, the full grids, 2048 samples, 3 seeds.
