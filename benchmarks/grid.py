@@ -178,17 +178,33 @@ class GridFamily:
     """A family of fixed schedules: enumerates points and turns a point into per-step tables.
 
     Subclasses set ``name`` (the family's registry key), ``knob`` (the task knob it needs, see
-    :func:`task_knobs`) and ``axes`` (the parameter names of a point, which are also the
-    dataclass fields holding each axis's values).
+    :func:`task_knobs`), ``axes`` (the parameter names of a point, which are also the
+    dataclass fields holding each axis's values), ``bounds`` (per axis: the minimum value and
+    whether it is excluded) and optionally ``ordered`` (``(lo, hi)``: a point needs
+    ``lo < hi``). Axes are validated and normalised on construction.
     """
 
     name: ClassVar[str]
     knob: ClassVar[str]
     axes: ClassVar[tuple[str, ...]]
+    bounds: ClassVar[dict[str, tuple[float, bool]]]
+    ordered: ClassVar[tuple[str, str] | None] = None
+
+    def __post_init__(self) -> None:
+        for axis in self.axes:
+            minimum, strict = self.bounds[axis]
+            values = _axis(self.name, axis, getattr(self, axis), minimum=minimum, strict=strict)
+            object.__setattr__(self, axis, values)
+        if self.ordered is not None and not self.points():
+            lo, hi = self.ordered
+            raise ValueError(
+                f"{self.name} grid has no point with {lo} < {hi}: {lo}={getattr(self, lo)}, "
+                f"{hi}={getattr(self, hi)}"
+            )
 
     def valid(self, point: Mapping[str, float]) -> bool:
-        """Whether a combination of axis values is a meaningful point (default: all are)."""
-        return True
+        """Whether a combination of axis values is a meaningful point (``lo < hi`` if ordered)."""
+        return self.ordered is None or point[self.ordered[0]] < point[self.ordered[1]]
 
     def points(self) -> list[dict[str, float]]:
         """Every valid point, in the order of the product of the axes."""
@@ -240,29 +256,16 @@ class ChurnFamily(GridFamily):
     name: ClassVar[str] = "churn"
     knob: ClassVar[str] = "churn"
     axes: ClassVar[tuple[str, ...]] = ("s_churn", "s_min", "s_max", "s_noise")
+    bounds: ClassVar[dict[str, tuple[float, bool]]] = {
+        "s_churn": (0.0, True), "s_min": (0.0, False), "s_max": (0.0, True),
+        "s_noise": (0.0, False),
+    }
+    ordered: ClassVar[tuple[str, str] | None] = ("s_min", "s_max")
 
     s_churn: tuple[float, ...]
     s_min: tuple[float, ...]
     s_max: tuple[float, ...]
     s_noise: tuple[float, ...] = (1.0,)
-
-    def __post_init__(self) -> None:
-        for name, minimum, strict in (
-            ("s_churn", 0.0, True),
-            ("s_min", 0.0, False),
-            ("s_max", 0.0, True),
-            ("s_noise", 0.0, False),
-        ):
-            values = _axis(self.name, name, getattr(self, name), minimum=minimum, strict=strict)
-            object.__setattr__(self, name, values)
-        if not self.points():
-            raise ValueError(
-                f"churn grid has no point with s_min < s_max: s_min={self.s_min}, "
-                f"s_max={self.s_max}"
-            )
-
-    def valid(self, point: Mapping[str, float]) -> bool:
-        return point["s_min"] < point["s_max"]
 
     def tables(self, point: Mapping[str, float], sigmas: torch.Tensor) -> dict[str, list[float]]:
         gamma = edm_churn_gammas(
@@ -303,13 +306,9 @@ class GuidanceFamily(GridFamily):
     name: ClassVar[str] = "guidance"
     knob: ClassVar[str] = "guidance"
     axes: ClassVar[tuple[str, ...]] = ("w",)
+    bounds: ClassVar[dict[str, tuple[float, bool]]] = {"w": (-math.inf, False)}
 
     w: tuple[float, ...]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "w", _axis(self.name, "w", self.w, minimum=-math.inf, strict=False)
-        )
 
     def tables(self, point: Mapping[str, float], sigmas: torch.Tensor) -> dict[str, list[float]]:
         return {"guidance": [point["w"]] * (sigmas.shape[0] - 1)}
@@ -336,27 +335,14 @@ class IntervalFamily(GridFamily):
     name: ClassVar[str] = "interval"
     knob: ClassVar[str] = "guidance"
     axes: ClassVar[tuple[str, ...]] = ("w", "sigma_lo", "sigma_hi")
+    bounds: ClassVar[dict[str, tuple[float, bool]]] = {
+        "w": (-math.inf, False), "sigma_lo": (0.0, False), "sigma_hi": (0.0, True),
+    }
+    ordered: ClassVar[tuple[str, str] | None] = ("sigma_lo", "sigma_hi")
 
     w: tuple[float, ...]
     sigma_lo: tuple[float, ...]
     sigma_hi: tuple[float, ...]
-
-    def __post_init__(self) -> None:
-        for name, minimum, strict in (
-            ("w", -math.inf, False),
-            ("sigma_lo", 0.0, False),
-            ("sigma_hi", 0.0, True),
-        ):
-            values = _axis(self.name, name, getattr(self, name), minimum=minimum, strict=strict)
-            object.__setattr__(self, name, values)
-        if not self.points():
-            raise ValueError(
-                f"interval grid has no point with sigma_lo < sigma_hi: "
-                f"sigma_lo={self.sigma_lo}, sigma_hi={self.sigma_hi}"
-            )
-
-    def valid(self, point: Mapping[str, float]) -> bool:
-        return point["sigma_lo"] < point["sigma_hi"]
 
     def tables(self, point: Mapping[str, float], sigmas: torch.Tensor) -> dict[str, list[float]]:
         w = guidance_interval_weights(
