@@ -71,6 +71,7 @@ __all__ = [
     "PointResult",
     "SamplerEvaluation",
     "add_grid_parser",
+    "crn_sample",
     "default_metric",
     "edm_churn_gammas",
     "evaluate_point",
@@ -464,6 +465,42 @@ def _check_n(n: int) -> int:
     return n
 
 
+def crn_sample(
+    task: Task,
+    actions: ActionFn | None = None,
+    *,
+    n: int,
+    seed: int,
+    guided: bool = False,
+    renoise_budget: int = 0,
+    device: torch.device | str = "cpu",
+) -> SampleResult:
+    """``n`` trajectories of the common-random-numbers protocol (no scoring).
+
+    Sample ``b`` uses noise seed ``seed + b``; labels come from :func:`eval_labels`. Arguments as
+    in :func:`evaluate_sampler`.
+
+    Raises:
+        ValueError: ``guided`` on a task without a guide.
+    """
+    if guided and task.guide is None:
+        raise ValueError(f"task {task.name!r} has no guidance source; guided must be False")
+    labels = eval_labels(task, n, seed)
+    if labels is not None:
+        labels = labels.to(device)
+    return sample(
+        task.denoiser,
+        task.sigmas(device),
+        noise=PerSampleNoise(eval_seeds(n, seed), device=device, dtype=task.dtype),
+        data_shape=task.data_shape,
+        labels=labels,
+        guide=task.guide if guided else None,
+        actions=actions,
+        renoise_budget=renoise_budget,
+        dtype=task.dtype,
+    )
+
+
 def evaluate_sampler(
     task: Task,
     actions: ActionFn | None = None,
@@ -496,22 +533,10 @@ def evaluate_sampler(
         ValueError: ``n < 2``; ``guided`` on a task without a guide.
     """
     _check_n(n)
-    if guided and task.guide is None:
-        raise ValueError(f"task {task.name!r} has no guidance source; guided must be False")
-    labels = eval_labels(task, n, seed)
-    if labels is not None:
-        labels = labels.to(device)
     with Stopwatch(device) as sampling:
-        result = sample(
-            task.denoiser,
-            task.sigmas(device),
-            noise=PerSampleNoise(eval_seeds(n, seed), device=device, dtype=task.dtype),
-            data_shape=task.data_shape,
-            labels=labels,
-            guide=task.guide if guided else None,
-            actions=actions,
-            renoise_budget=renoise_budget,
-            dtype=task.dtype,
+        result = crn_sample(
+            task, actions, n=n, seed=seed, guided=guided, renoise_budget=renoise_budget,
+            device=device,
         )
     with Stopwatch() as scoring:
         metrics = task_metrics(task, result.x, result.labels, seed=int(seed) + 1)

@@ -33,9 +33,9 @@ import torch
 from diffgym.agents.sampler import ACTION_SEED_OFFSET, PolicySampler
 from diffgym.agents.train import load_policy
 from diffgym.benchmarks import metrics as M
-from diffgym.benchmarks.grid import eval_labels, eval_seeds
+from diffgym.benchmarks.grid import crn_sample
 from diffgym.envs.io import atomic_write_json
-from diffgym.envs.sampler import PerSampleNoise, sample, schedule_actions
+from diffgym.envs.sampler import PerSampleNoise, schedule_actions
 from diffgym.envs.tasks import Task, make_task
 
 METRICS = ("sw2", "logp", "mode_tv")
@@ -56,18 +56,10 @@ def score(task: Task, x: torch.Tensor, seed: int) -> dict[str, float]:
 
 def run_sampler(task: Task, actions, *, n: int, seed: int) -> torch.Tensor:
     """``n`` samples on the comparison's CRN protocol (sample ``b`` uses noise seed ``seed+b``)."""
-    labels = eval_labels(task, n, seed)
     with torch.inference_mode():
-        return sample(
-            task.denoiser,
-            task.sigmas(),
-            noise=PerSampleNoise(eval_seeds(n, seed), dtype=task.dtype),
-            data_shape=task.data_shape,
-            labels=labels,
-            guide=task.guide,
-            actions=actions,
+        return crn_sample(
+            task, actions, n=n, seed=seed, guided=task.guide is not None,
             renoise_budget=task.renoise_budget,
-            dtype=task.dtype,
         ).x
 
 

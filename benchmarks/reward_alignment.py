@@ -37,10 +37,10 @@ import torch
 from diffgym.agents.sampler import ACTION_SEED_OFFSET, PolicySampler
 from diffgym.agents.train import load_policy
 from diffgym.benchmarks.evaluate import METRIC_DIRECTIONS, task_metrics
-from diffgym.benchmarks.grid import eval_labels, eval_seeds
+from diffgym.benchmarks.grid import crn_sample
 from diffgym.benchmarks.large_n_check import score
 from diffgym.envs.io import atomic_write_json
-from diffgym.envs.sampler import Knobs, PerSampleNoise, sample
+from diffgym.envs.sampler import Knobs, PerSampleNoise
 from diffgym.rewards import NoiseConditionedDiscriminator, RewardTransform
 
 
@@ -115,9 +115,6 @@ def _variants(greedy: PolicySampler, stochastic: PolicySampler, sigma_cut: float
 def evaluate_variant(sampler, reward, actions, *, n: int, seed: int, sigma_cut: float):
     """Metrics and reward returns of one variant on the CRN protocol of the comparison."""
     task, device = sampler.task, sampler.device
-    labels = eval_labels(task, n, seed)
-    if labels is not None:
-        labels = labels.to(device)
     visited: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def recording(x, step_index, budget, labels_):
@@ -127,19 +124,14 @@ def evaluate_variant(sampler, reward, actions, *, n: int, seed: int, sigma_cut: 
         return actions(x, step_index, budget, labels_)
 
     with torch.inference_mode():
-        result = sample(
-            task.denoiser,
-            task.sigmas(device),
-            noise=PerSampleNoise(eval_seeds(n, seed), device=device, dtype=task.dtype),
-            data_shape=task.data_shape,
-            labels=labels,
-            guide=task.guide,
-            actions=recording,
-            renoise_budget=sampler.renoise_budget,
-            dtype=task.dtype,
+        result = crn_sample(
+            task, recording, n=n, seed=seed, guided=task.guide is not None,
+            renoise_budget=sampler.renoise_budget, device=device,
         )
         final_step = torch.full((n,), task.num_steps, dtype=torch.long, device=device)
-        final_obs = sampler.observe(result.x, final_step, torch.zeros_like(final_step), labels)
+        final_obs = sampler.observe(
+            result.x, final_step, torch.zeros_like(final_step), result.labels
+        )
         # Transition i is rewarded on the state it reaches: states 1..N.
         reached = [o for o, _ in visited[1:]] + [final_obs]
         steps = [s for _, s in visited[1:]] + [final_step]
