@@ -11,7 +11,8 @@ of the package, never running that ``__init__``:
 Both networks get the same weights — random ones, saved in the format of the real weights file,
 with batch-norm statistics perturbed so that no layer is the identity — and the same uint8
 images of several sizes; the script reports the largest absolute differences of the 299×299
-resize and of the 2048 pool features. No real Inception weights are needed or downloaded.
+resize and of the 2048 pool features, and the seconds per image of diffgym's forward pass (one
+torch thread). No real Inception weights are needed or downloaded.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 import types
 from pathlib import Path
 
@@ -90,11 +92,14 @@ def main(argv: list[str] | None = None) -> int:
                            - reference_resize(x, size=(299, 299), align_corners=False)).abs().max()
             with torch.no_grad():
                 f_ref = theirs(imgs)[0]
+                t0 = time.perf_counter()
                 f_ours = ours(imgs)
+                seconds = time.perf_counter() - t0
             report["sizes"][str(size)] = {
                 "resize_max_abs_diff": float(resize_diff),
                 "features_max_abs_diff": float((f_ours - f_ref).abs().max()),
                 "features_max_abs": float(f_ref.abs().max()),
+                "seconds_per_image_ours": seconds / args.images,  # one torch thread
             }
     print(json.dumps(report, indent=2))
     if args.out is not None:
