@@ -127,12 +127,12 @@ def task_metrics(
         )
     gen = torch.Generator().manual_seed(seed)
     n_ref = int(num_reference or x.shape[0])
-    out = _builtin_metrics(task, x, labels, n_ref, gen)
+    ref, _ = task.sample_data(n_ref, gen)  # the generator's first draw: the reference set
+    out = _builtin_metrics(task, x, labels, ref, gen)
     weights = task.extra.get(FID_WEIGHTS_KEY)
     if weights is not None:
         from diffgym.benchmarks.fid import inception_metrics
 
-        ref, _ = task.sample_data(n_ref, torch.Generator().manual_seed(seed))
         out.update(
             inception_metrics(x.detach().cpu(), ref, weights, device=x.device, seed=seed)
         )
@@ -140,16 +140,18 @@ def task_metrics(
 
 
 def _builtin_metrics(
-    task: Task, x: torch.Tensor, labels: torch.Tensor | None, n_ref: int, gen: torch.Generator
+    task: Task,
+    x: torch.Tensor,
+    labels: torch.Tensor | None,
+    ref: torch.Tensor,
+    gen: torch.Generator,
 ) -> dict[str, float]:
     from diffgym.benchmarks import metrics
 
     if task.target is not None:
-        ref, _ = task.sample_data(n_ref, gen)
         x64 = x.detach().to("cpu", torch.float64)
         return metrics.mixture_metrics(x64, task.target, ref.to(torch.float64), gen)
     if task.name == "digits":
-        ref, _ = task.sample_data(n_ref, gen)
         return metrics.digits_metrics(
             x.detach().cpu().float(),
             None if labels is None else labels.detach().cpu(),
@@ -158,7 +160,6 @@ def _builtin_metrics(
             generator=gen,
         )
     if task.name == "user":  # bring-your-own model and data: distribution distances
-        ref, _ = task.sample_data(n_ref, gen)
         xf, rf = x.detach().cpu().float().flatten(1), ref.float().flatten(1)
         return {
             "sw2": metrics.sliced_wasserstein(xf, rf, generator=gen),
