@@ -1108,7 +1108,7 @@ def run_comparison(
             bar.set_postfix_str(method)
             per_seed = []
             for j, s in enumerate(e_seeds):
-                key = point_key(fp, point.family, point.params, n=n_eval, seed=s)
+                key = point_key(fp, point.family, point.params, n=n_eval, seed=s, device=device)
                 record = cache.get(key)
                 path = None if samples_dir is None else samples_dir / f"{_slug(method)}.npz"
                 if record is None:

@@ -636,7 +636,8 @@ def _hash_module(h: Any, name: str, module: torch.nn.Module | None) -> None:
 def task_fingerprint(task: Task) -> dict[str, Any]:
     """What a point's result depends on in ``task``: its name, guide kind, schedule, dtype, extra
     settings, and a content hash of the denoiser, guide, target and label distribution (so a
-    user-defined mixture gets its own keys). Device and action menus are not part of it."""
+    user-defined mixture gets its own keys). Action menus are not part of it, nor is the device:
+    the kind of device that draws the noise enters each point's :func:`point_key` instead."""
     h = hashlib.sha256()
     _hash_module(h, "denoiser", task.denoiser)
     _hash_module(h, "guide", task.guide)
@@ -657,22 +658,34 @@ def task_fingerprint(task: Task) -> dict[str, Any]:
 
 
 def point_key(
-    fingerprint: Mapping[str, Any], family: str, params: Mapping[str, float], *, n: int, seed: int
+    fingerprint: Mapping[str, Any],
+    family: str,
+    params: Mapping[str, float],
+    *,
+    n: int,
+    seed: int,
+    device: torch.device | str = "cpu",
 ) -> str:
     """A stable 16-hex-digit key of a point: hash of the protocol version, task fingerprint,
-    family, parameters, ``n`` and ``seed``."""
-    blob = json.dumps(
-        {
-            "protocol": PROTOCOL_VERSION,
-            "task": dict(fingerprint),
-            "family": family,
-            "params": {k: float(v) for k, v in params.items()},
-            "n": int(n),
-            "seed": int(seed),
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    family, parameters, ``n``, ``seed`` and the kind of device that draws the noise.
+
+    The device kind is part of the key because the per-sample noise comes from that device's
+    generator: CUDA's and the CPU's give different numbers for the same seed, so results from
+    two devices are not common-random-number pairs and must not be mixed. (CPU keys are the ones
+    of earlier versions: the field is only added for other devices.)
+    """
+    blob: dict[str, Any] = {
+        "protocol": PROTOCOL_VERSION,
+        "task": dict(fingerprint),
+        "family": family,
+        "params": {k: float(v) for k, v in params.items()},
+        "n": int(n),
+        "seed": int(seed),
+    }
+    kind = torch.device(device).type
+    if kind != "cpu":
+        blob["noise_device"] = kind
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -690,18 +703,23 @@ class _PointSpec:
 
 
 def _specs(
-    task: Task, families: Sequence[GridFamily], *, n: int, seed: int, include_default: bool
+    task: Task,
+    families: Sequence[GridFamily],
+    *,
+    n: int,
+    seed: int,
+    include_default: bool,
+    device: torch.device | str,
 ) -> list[_PointSpec]:
     fp = task_fingerprint(task)
     sigmas = task.sigmas(dtype=torch.float64)
     specs = []
     if include_default:
-        specs.append(
-            _PointSpec(point_key(fp, DEFAULT_FAMILY, {}, n=n, seed=seed), DEFAULT_FAMILY, {}, {})
-        )
+        key = point_key(fp, DEFAULT_FAMILY, {}, n=n, seed=seed, device=device)
+        specs.append(_PointSpec(key, DEFAULT_FAMILY, {}, {}))
     for family in families:
         for params in family.points():
-            key = point_key(fp, family.name, params, n=n, seed=seed)
+            key = point_key(fp, family.name, params, n=n, seed=seed, device=device)
             specs.append(_PointSpec(key, family.name, dict(params), family.tables(params, sigmas)))
     return specs
 
@@ -738,7 +756,7 @@ def evaluate_point(
         if params not in family.points():
             raise ValueError(f"{params} is not a point of the {family.name} grid {family.config()}")
         name, schedule = family.name, family.tables(params, task.sigmas(dtype=torch.float64))
-    key = point_key(task_fingerprint(task), name, params, n=n, seed=seed)
+    key = point_key(task_fingerprint(task), name, params, n=n, seed=seed, device=device)
     return _evaluate_spec(
         task, _PointSpec(key, name, dict(params), schedule), n=n, seed=seed, device=device
     )
@@ -1042,7 +1060,9 @@ def run_grid(
             _check_family(task, family.name)
             resolved.append(family)
 
-    specs = _specs(task, resolved, n=n, seed=seed, include_default=include_default)
+    specs = _specs(
+        task, resolved, n=n, seed=seed, include_default=include_default, device=device
+    )
     header = {
         "task": task_fingerprint(task),
         "n": n,

@@ -542,13 +542,18 @@ def _knn_radii(z: torch.Tensor, k: int) -> torch.Tensor:
     return torch.cat(radii)
 
 
-def _coverage(query: torch.Tensor, support: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
-    """Fraction of ``query`` rows inside at least one ball ``B(support_j, radii_j)``."""
-    inside = [
-        (torch.cdist(blk, support, compute_mode="donot_use_mm_for_euclid_dist") <= radii).any(1)
+def _coverage(query: torch.Tensor, support: torch.Tensor, radii: torch.Tensor) -> float:
+    """Fraction of ``query`` rows inside at least one ball ``B(support_j, radii_j)``.
+
+    Counted as an integer and divided on the host, so the value is exactly ``count / N`` on
+    every device (a float mean on CUDA reduces in another order and can differ in the last bit).
+    """
+    count = sum(
+        int((torch.cdist(blk, support, compute_mode="donot_use_mm_for_euclid_dist") <= radii)
+            .any(1).sum())
         for blk in query.split(ROW_BLOCK)
-    ]
-    return torch.cat(inside).double().mean()
+    )
+    return count / query.shape[0]
 
 
 def precision_recall(
