@@ -5,7 +5,8 @@ A run directory holds everything about one run::
     RUN_DIR/config.json           resolved config (the command to reproduce it is inside)
     RUN_DIR/logs/                 SB3 + imitation logs (progress.csv, tensorboard)
     RUN_DIR/learning_curve.csv    one row per round: timesteps, irl/…, rollout/…, eval/…
-    RUN_DIR/checkpoints/          round_XXXXX.pt (+ latest.json), every ``checkpoint_every`` rounds
+    RUN_DIR/checkpoints/          round_XXXXX.pt (+ latest.json), every ``checkpoint_every`` rounds;
+                                  the newest ``keep_checkpoints`` are kept
     RUN_DIR/final_model.zip       the trained SB3 algorithm (``AGENTS[name].load``)
     RUN_DIR/reward_net.pt         the discriminator's state dict
     RUN_DIR/cost.json             the cost ledger: NFE and wall-clock of training
@@ -62,6 +63,10 @@ class CheckpointError(ValueError):
     """A checkpoint that is corrupt or belongs to another run."""
 
 
+NOT_FINGERPRINTED = ("keep_checkpoints",)
+""":class:`TrainConfig` fields that do not change a run, left out of its fingerprint."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run (validated on construction).
@@ -76,6 +81,9 @@ class TrainConfig:
         n_envs: sub-envs (``None``: the YAML's ``n_envs``, else 64).
         device: ``"cpu"`` or ``"cuda"`` (env, policy and discriminator).
         checkpoint_every: rounds between checkpoints.
+        keep_checkpoints: how many of the newest checkpoints to keep (older ones are deleted after
+            each new one is written; ``None`` keeps all). Not part of the :meth:`fingerprint`:
+            it changes what stays on disk, not the run.
         eval_every: rounds between quality evaluations (0: only at the end).
         eval_samples: samples per evaluation.
         nfe_penalty, reward: env reward options (see :class:`DiffusionSamplingEnv`).
@@ -92,6 +100,7 @@ class TrainConfig:
     n_envs: int | None = None
     device: str = "cpu"
     checkpoint_every: int = 5
+    keep_checkpoints: int | None = 3
     eval_every: int = 5
     eval_samples: int = 2048
     nfe_penalty: float = 0.0
@@ -118,6 +127,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        keep = self.keep_checkpoints
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+            raise ValueError(f"keep_checkpoints must be an int >= 1 or None, got {keep!r}")
         if not isinstance(self.eval_every, int) or self.eval_every < 0:
             raise ValueError(f"eval_every must be an int >= 0, got {self.eval_every!r}")
         if self.n_envs is not None and (not isinstance(self.n_envs, int) or self.n_envs < 1):
@@ -138,8 +150,11 @@ class TrainConfig:
         return cls(**data)
 
     def fingerprint(self) -> str:
-        """Hash of the config: a checkpoint only loads into a run with the same fingerprint."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        """Hash of the config: a checkpoint only loads into a run with the same fingerprint.
+
+        Settings that do not change the run (:data:`NOT_FINGERPRINTED`) are left out."""
+        data = {k: v for k, v in self.to_dict().items() if k not in NOT_FINGERPRINTED}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
@@ -463,6 +478,12 @@ class TrainingRun:
         atomic_torch_save(path, self.checkpoint_state())
         atomic_write_json(ckpt_dir / "latest.json", {"round": self.round, "file": path.name})
         atomic_write_json(self.run_dir / "cost.json", self.cost())
+        keep = self.config.keep_checkpoints
+        if keep is not None:
+            # Only after latest.json names the new file: a crash in between leaves extra files.
+            rounds = sorted(ckpt_dir.glob("round_*.pt"), key=lambda f: int(f.stem[len("round_"):]))
+            for old in rounds[:-keep]:
+                old.unlink(missing_ok=True)
         return path
 
     def _load_latest_checkpoint(self) -> None:

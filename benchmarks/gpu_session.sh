@@ -10,7 +10,9 @@
 # Wheels in .whl/ (pure-Python packages the machine lacks: gymnasium, SB3, sb3-contrib,
 # imitation) are installed first with --no-deps; diffgym itself is installed editable.
 # What comes back: $OUT/session.log, $OUT/cuda_tests.log, $OUT/gpu_check.json and
-# $OUT/digits_compare.tgz (the comparison folder without its per-round checkpoints).
+# $OUT/digits_compare.tgz (the comparison folder without its checkpoints) and
+# $OUT/digits_checkpoints.tgz (each run's newest checkpoint: unpack both into runs/compare/ to
+# resume the comparison elsewhere; results from another device get their own keys).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu_out}"
@@ -59,6 +61,16 @@ for phase in $PHASES; do
   esac
 done
 if [ -d "$COMPARE_DIR" ]; then
+  # Each run's newest checkpoint travels too, so an unfinished run resumes on another machine.
+  latest=()
+  for f in "$COMPARE_DIR"/runs/*/checkpoints/latest.json; do
+    [ -f "$f" ] || continue
+    name=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['file'])" "$f")
+    latest+=("${f#runs/compare/}" "$(dirname "${f#runs/compare/}")/$name")
+  done
   tar czf "$OUT/digits_compare.tgz" --exclude='*/checkpoints' -C runs/compare digits-gpu
-  stamp "packed $(du -h "$OUT/digits_compare.tgz" | cut -f1)"
+  if [ "${#latest[@]}" -gt 0 ]; then
+    tar czf "$OUT/digits_checkpoints.tgz" -C runs/compare "${latest[@]}"
+  fi
+  stamp "packed $(du -ch "$OUT"/digits_*.tgz | tail -n 1 | cut -f1)"
 fi

@@ -203,6 +203,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-envs", type=int, default=None, help="sub-envs (default: YAML or 64)")
     p.add_argument("--device", default=None, help="cpu | cuda")
     p.add_argument("--checkpoint-every", type=int, default=None, help="rounds per checkpoint")
+    p.add_argument("--keep-checkpoints", type=_keep_checkpoints, default=None, metavar="K",
+                   help="keep the newest K checkpoints (default 3), or 'all'")
     p.add_argument("--eval-every", type=int, default=None, help="rounds per evaluation (0: end)")
     p.add_argument("--eval-samples", type=int, default=None)
     p.add_argument("--nfe-penalty", type=float, default=None, help="reward -penalty x NFE")
@@ -224,6 +226,19 @@ _TRAIN_FLAGS = {
     "checkpoint_every": "checkpoint_every", "eval_every": "eval_every",
     "eval_samples": "eval_samples", "nfe_penalty": "nfe_penalty",
 }
+
+
+def _keep_checkpoints(text: str) -> int | str:
+    """``--keep-checkpoints``: an int >= 1, or ``all`` (kept as the string; None in the config)."""
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1 or 'all', got {text!r}")
+    return value
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -250,6 +265,10 @@ def _run_train(args: argparse.Namespace) -> int:
         if user:
             base["task"] = task_name
             base["task_overrides"] = {**base.get("task_overrides", {}), **user}
+        if args.keep_checkpoints is not None:
+            base["keep_checkpoints"] = None if args.keep_checkpoints == "all" else (
+                args.keep_checkpoints
+            )
         if args.ent_coef is not None:
             base["agent_overrides"] = {**base.get("agent_overrides", {}),
                                        "ent_coef": args.ent_coef}

@@ -79,6 +79,21 @@ def test_run_directory_contents(tmp_path):
     assert set(final) >= {"eval/sw2", "eval/logp", "eval/nfe_per_sample"}
 
 
+def test_only_the_newest_checkpoints_are_kept(tmp_path):
+    cfg = _config(timesteps=8 * 18 * 5, keep_checkpoints=2)
+    assert cfg.fingerprint() == _config(timesteps=8 * 18 * 5, keep_checkpoints=None).fingerprint()
+    run = TrainingRun(cfg, tmp_path / "r", progress=False)
+    assert run.train(stop_after_rounds=4) is None
+    ckpts = tmp_path / "r" / "checkpoints"
+    assert sorted(f.name for f in ckpts.glob("round_*.pt")) == ["round_00003.pt", "round_00004.pt"]
+    assert json.loads((ckpts / "latest.json").read_text())["file"] == "round_00004.pt"
+    del run
+    resumed = TrainingRun(None, tmp_path / "r", resume=True, progress=False)
+    assert resumed.round == 4
+    resumed.train()
+    assert sorted(f.name for f in ckpts.glob("round_*.pt")) == ["round_00004.pt", "round_00005.pt"]
+
+
 def test_new_run_never_overwrites(tmp_path):
     d = tmp_path / "r"
     d.mkdir()
@@ -116,6 +131,7 @@ def test_corrupt_and_foreign_checkpoints(tmp_path):
         ({"divergence": "tv"}, "unknown divergence 'tv'.*js"),
         ({"timesteps": 0}, "timesteps must be"),
         ({"lam": 0.0}, "lam must be > 0"),
+        ({"keep_checkpoints": 0}, "keep_checkpoints must be an int >= 1 or None, got 0"),
     ],
 )
 def test_bad_config(kw, match):
@@ -133,6 +149,10 @@ def test_cli_train_and_resume(tmp_path, capsys):
     assert main(args) == 2  # the run directory is not empty: refused, nothing overwritten
     assert "not empty" in capsys.readouterr().err
     assert main(["train", "--resume", str(d), "--no-progress"]) == 0  # already finished
+    assert load_run_config(d).keep_checkpoints == 3
+    with pytest.raises(SystemExit):
+        main(["train", "--keep-checkpoints", "0", "--run-dir", str(tmp_path / "x")])
+    assert "expected an int >= 1 or 'all', got '0'" in capsys.readouterr().err
     assert main(["train", "--agent", "nope", "--run-dir", str(tmp_path / "x")]) == 2
     assert "unknown agent 'nope'" in capsys.readouterr().err
 
