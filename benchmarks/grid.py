@@ -669,10 +669,11 @@ def point_key(
     """A stable 16-hex-digit key of a point: hash of the protocol version, task fingerprint,
     family, parameters, ``n``, ``seed`` and the kind of device that draws the noise.
 
-    The device kind is part of the key because the per-sample noise comes from that device's
-    generator: CUDA's and the CPU's give different numbers for the same seed, so results from
-    two devices are not common-random-number pairs and must not be mixed. (CPU keys are the ones
-    of earlier versions: the field is only added for other devices.)
+    The device kind is part of the key because results are reproducible bit for bit only on one
+    kind of device: the per-sample noise is the same numbers everywhere (CPU generators, see
+    :class:`~diffgym.envs.PerSampleNoise`), but the denoiser's arithmetic rounds differently on a
+    GPU, and before this version CUDA drew its own noise. A cache never mixes the two. (CPU keys
+    are the ones of earlier versions: the field is only added for other devices.)
     """
     blob: dict[str, Any] = {
         "protocol": PROTOCOL_VERSION,

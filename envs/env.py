@@ -198,6 +198,7 @@ class DiffusionSamplingEnv(VectorEnv):
         self._label_probs = (
             task.label_probs.to(dev, torch.float64) if task.label_probs is not None else None
         )
+        self._label_probs_cpu = None if self._label_probs is None else self._label_probs.cpu()
         self._noise: BatchNoise | PerSampleNoise | None = None
         self._t_start = time.perf_counter()
         self._needs_reset = True
@@ -356,13 +357,14 @@ class DiffusionSamplingEnv(VectorEnv):
         assert self._noise is not None
         idx = mask.nonzero().squeeze(1)
         if self.noise_mode == "per_sample":
+            # CPU generators (PerSampleNoise): the same numbers on every device, one copy.
             eps = torch.stack(
                 [
                     torch.randn(self.data_shape, generator=self._noise.generators[b],
-                                device=self.device, dtype=self.dtype)
+                                dtype=self.dtype)
                     for b in idx.tolist()
                 ]
-            )
+            ).to(self.device)
         else:
             eps = torch.randn((idx.numel(), *self.data_shape), generator=self._noise.generator,
                               device=self.device, dtype=self.dtype)
@@ -375,12 +377,13 @@ class DiffusionSamplingEnv(VectorEnv):
         if self.labels is not None:
             assert self._label_probs is not None
             if self.noise_mode == "per_sample":
+                probs = self._label_probs_cpu
                 new = torch.cat(
                     [
-                        torch.multinomial(self._label_probs, 1, generator=self._noise.generators[b])
+                        torch.multinomial(probs, 1, generator=self._noise.generators[b])
                         for b in idx.tolist()
                     ]
-                ) if idx.numel() else idx
+                ).to(self.device) if idx.numel() else idx
             else:
                 new = torch.multinomial(
                     self._label_probs, idx.numel(), replacement=True,

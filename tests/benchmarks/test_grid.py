@@ -225,8 +225,8 @@ def test_point_keys_cover_the_protocol(gmm2d):
 
 
 def test_point_keys_name_the_noise_device():
-    """CUDA draws other noise than the CPU for the same seed: its results get other keys, so a
-    grid or comparison never mixes the two; CPU keys are unchanged from protocol 1's."""
+    """Results on CUDA round differently from the CPU's: they get other keys, so a grid or
+    comparison never mixes the two; CPU keys are unchanged from protocol 1's."""
     fp = {"name": "x"}
     cpu = point_key(fp, "guidance", {"w": 2.0}, n=64, seed=0)
     assert cpu == "5667291846d0ab72"  # the key protocol 1 gave before the device was added

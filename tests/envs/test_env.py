@@ -406,6 +406,18 @@ def test_seeding_reproducible(noise, device):
     assert not torch.equal(a["obs"][0], c["obs"][0])
 
 
+def test_per_sample_starts_are_the_same_on_every_device(device):
+    """Per-sample streams are CPU generators: the start noise and labels of a reset match the
+    CPU env's exactly on any device."""
+    envs = [DiffusionSamplingEnv(cond_task(), 3, noise="per_sample", device=d)
+            for d in ("cpu", device)]
+    for env in envs:
+        env.reset(seed=4)
+    assert envs[1].x.device.type == torch.device(device).type
+    assert torch.equal(envs[1].x.cpu(), envs[0].x)
+    assert torch.equal(envs[1].labels.cpu(), envs[0].labels)
+
+
 @pytest.mark.parametrize("task", ["gmm2d-bias", "cond"])
 def test_per_sample_noise_is_independent_of_the_batch(task):
     """Sub-env b of a batch reset with seed s = sub-env 0 of a one-env env reset with s + b,

@@ -569,6 +569,17 @@ def test_per_sample_noise_draws_one_vector_per_sample():
         PerSampleNoise([])
 
 
+def test_per_sample_noise_is_the_same_on_every_device(device):
+    """Per-sample streams come from CPU generators: identical numbers on any device, delivered
+    on that device (so CUDA and CPU evaluations share their common random numbers)."""
+    on_device = PerSampleNoise([5, 9, 13], device=device, dtype=F64)
+    on_cpu = PerSampleNoise([5, 9, 13], dtype=F64)
+    for shape in ((2,), (1, 8, 8)):
+        x = on_device.randn(shape)
+        assert x.device.type == torch.device(device).type and x.dtype == F64
+        assert torch.equal(x.cpu(), on_cpu.randn(shape))
+
+
 def test_batch_noise_draws_nothing_when_neutral():
     gen = torch.Generator().manual_seed(5)
     task = make_task("gmm2d-bias", num_steps=6)
