@@ -6,7 +6,8 @@ this spread cannot be read from unpaired means (RESULTS §1 uses it for SW2 on `
 FD-digits on ``digits``).
 
 For each seed ``s`` the "samples" are ``n`` real points drawn with seed ``s + 7`` and the
-reference set is the one the comparison draws for evaluation seed ``10⁶ · (s + 1)``.
+reference set is the one the comparison draws for its evaluation seed ``eval_seed(s)``
+(``10⁶ · (s + 1)``).
 
 Usage::
 
@@ -25,17 +26,13 @@ from typing import Any
 
 import torch
 
+from diffgym.benchmarks.compare import eval_seed
 from diffgym.benchmarks.evaluate import task_metrics
 from diffgym.envs import list_tasks, make_task
 from diffgym.envs.io import atomic_write_json
 
 SAMPLE_SEED_OFFSET = 7
 """Real "samples" of seed ``s`` are drawn with ``s + SAMPLE_SEED_OFFSET``."""
-
-
-def reference_seed(s: int) -> int:
-    """The evaluation seed whose reference set seed ``s`` is scored against."""
-    return 10**6 * (s + 1)
 
 
 def real_vs_real(task_name: str, n: int, seeds: list[int]) -> dict[str, Any]:
@@ -56,7 +53,7 @@ def real_vs_real(task_name: str, n: int, seeds: list[int]) -> dict[str, Any]:
         x, labels = task.sample_data(n, torch.Generator().manual_seed(s + SAMPLE_SEED_OFFSET))
         if task.num_classes == 0:
             labels = None
-        per_seed.append(task_metrics(task, x, labels, seed=reference_seed(s)))
+        per_seed.append(task_metrics(task, x, labels, seed=eval_seed(s)))
     summary = {
         k: {"mean": statistics.fmean(r[k] for r in per_seed),
             "std": statistics.stdev(r[k] for r in per_seed)}
