@@ -528,13 +528,14 @@ class TrainingRun:
         self.venv.total_nfe = state["venv"]["total_nfe"]
         self.venv.total_steps = state["venv"]["total_steps"]
         rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
+        # RNG states are CPU byte tensors, whatever map_location moved them to.
+        torch.set_rng_state(rng["torch"].cpu())
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
         if rng.get("action_space") is not None:
             agent.action_space.np_random.bit_generator.state = rng["action_space"]
         if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
         tr = self.trainer
         if tr is not None:
             irl = state["irl"]
@@ -542,7 +543,7 @@ class TrainingRun:
             tr._disc_opt.load_state_dict(irl["disc_optimizer"])
             tr._global_step = irl["_global_step"]
             tr._disc_step = irl["_disc_step"]
-            tr.expert.generator.set_state(irl["expert_generator"])
+            tr.expert.generator.set_state(irl["expert_generator"].cpu())
             tr._gen_replay_buffer = irl["gen_replay_buffer"]
             _set_wrapper_states(agent.get_env(), self.venv, irl["wrappers"])
         self.round = state["round"]
@@ -642,7 +643,14 @@ def _generator_states(noise) -> list[torch.Tensor]:
 def _set_generator_states(noise, states: list[torch.Tensor]) -> None:
     gens = getattr(noise, "generators", None) or [noise.generator]
     for g, s in zip(gens, states):
-        g.set_state(s)
+        try:
+            g.set_state(s.cpu())
+        except RuntimeError as err:
+            raise CheckpointError(
+                f"the checkpoint's env noise states do not fit this run's {g.device} generators "
+                f"({err}); per-sample CUDA runs checkpointed before diffgym drew per-sample noise "
+                "with CPU generators cannot be resumed"
+            ) from err
 
 
 def _make_logger(folder: Path):

@@ -11,7 +11,7 @@
 # imitation) are installed first with --no-deps; diffgym itself is installed editable.
 # What comes back: $OUT/session.log, $OUT/cuda_tests.log, $OUT/gpu_check.json and
 # $OUT/digits_compare.tgz (the comparison folder without its checkpoints) and
-# $OUT/digits_checkpoints.tgz (each run's newest checkpoint: unpack both into runs/compare/ to
+# $OUT/digits_checkpoints.tgz (each unfinished run's newest checkpoint: unpack both into runs/compare/ to
 # resume the comparison elsewhere; results from another device get their own keys).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -61,10 +61,11 @@ for phase in $PHASES; do
   esac
 done
 if [ -d "$COMPARE_DIR" ]; then
-  # Each run's newest checkpoint travels too, so an unfinished run resumes on another machine.
+  # Each unfinished run's newest checkpoint travels too, so it can resume on another machine.
   latest=()
   for f in "$COMPARE_DIR"/runs/*/checkpoints/latest.json; do
     [ -f "$f" ] || continue
+    [ -f "$(dirname "$(dirname "$f")")/final_metrics.json" ] && continue  # finished: not needed
     name=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['file'])" "$f")
     latest+=("${f#runs/compare/}" "$(dirname "${f#runs/compare/}")/$name")
   done

@@ -80,6 +80,7 @@ __all__ = [
     "make_families",
     "point_key",
     "print_grid_table",
+    "reference_seed",
     "run_grid",
     "run_grid_cli",
     "task_fingerprint",
@@ -449,6 +450,12 @@ class SamplerEvaluation:
     result: SampleResult
 
 
+def reference_seed(seed: int) -> int:
+    """Seed of the real reference set that an evaluation on protocol seed ``seed`` is scored
+    against (``seed + 1``; the samples themselves use ``seed + b``)."""
+    return int(seed) + 1
+
+
 def eval_seeds(n: int, seed: int) -> range:
     """Per-sample noise seeds of the evaluation protocol: ``seed, ..., seed + n - 1``."""
     return range(int(seed), int(seed) + int(n))
@@ -539,7 +546,7 @@ def evaluate_sampler(
             device=device,
         )
     with Stopwatch() as scoring:
-        metrics = task_metrics(task, result.x, result.labels, seed=int(seed) + 1)
+        metrics = task_metrics(task, result.x, result.labels, seed=reference_seed(seed))
     cost = Cost(
         nfe=int(result.nfe.sum()),
         samples=n,

@@ -33,7 +33,7 @@ import torch
 from diffgym.agents.sampler import ACTION_SEED_OFFSET, PolicySampler
 from diffgym.agents.train import load_policy
 from diffgym.benchmarks import metrics as M
-from diffgym.benchmarks.grid import crn_sample
+from diffgym.benchmarks.grid import crn_sample, reference_seed
 from diffgym.envs.io import atomic_write_json
 from diffgym.envs.sampler import PerSampleNoise, schedule_actions
 from diffgym.envs.tasks import Task, make_task
@@ -68,7 +68,7 @@ def noise_floor(task: Task, n: int, seeds) -> dict[str, float]:
     vals = []
     for s in seeds:
         x, _ = task.sample_data(n, torch.Generator().manual_seed(s + 7))
-        vals.append(score(task, x, s + 1)["sw2"])
+        vals.append(score(task, x, reference_seed(s))["sw2"])
     return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals), "per_seed": vals}
 
 
@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             schedule = row["info"]["schedule"]
             actions = schedule_actions(**schedule) if schedule else None
             rows[row["method"]] = [
-                score(task, run_sampler(task, actions, n=args.n, seed=s), s + 1) for s in seeds
+                score(task, run_sampler(task, actions, n=args.n, seed=s), reference_seed(s))
+                for s in seeds
             ]
             sw2 = statistics.fmean(r["sw2"] for r in rows[row["method"]])
             print(f"{row['method']:28s} sw2 {sw2:.4f}", flush=True)
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                     base = ACTION_SEED_OFFSET + s
                     noise = PerSampleNoise([base + b for b in range(args.n)])
                 x = run_sampler(run_task, sampler.actions(noise), n=args.n, seed=s)
-                per_seed.append(score(run_task, x, s + 1))
+                per_seed.append(score(run_task, x, reference_seed(s)))
             runs[f"{_group(cfg)} ({mode})"][str(run_dir)] = per_seed
             print(f"{run_dir} {mode}: sw2 {statistics.fmean(r['sw2'] for r in per_seed):.4f}",
                   flush=True)

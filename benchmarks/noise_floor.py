@@ -6,8 +6,8 @@ this spread cannot be read from unpaired means (RESULTS §1 uses it for SW2 on `
 FD-digits on ``digits``).
 
 For each seed ``s`` the "samples" are ``n`` real points drawn with seed ``s + 7`` and the
-reference set is the one the comparison draws for its evaluation seed ``eval_seed(s)``
-(``10⁶ · (s + 1)``).
+reference set is the one the comparison scores its evaluation seed ``eval_seed(s)`` against
+(``reference_seed(eval_seed(s))`` = ``10⁶ · (s + 1) + 1``).
 
 Usage::
 
@@ -28,6 +28,7 @@ import torch
 
 from diffgym.benchmarks.compare import eval_seed
 from diffgym.benchmarks.evaluate import task_metrics
+from diffgym.benchmarks.grid import reference_seed
 from diffgym.envs import list_tasks, make_task
 from diffgym.envs.io import atomic_write_json
 
@@ -45,15 +46,15 @@ def real_vs_real(task_name: str, n: int, seeds: list[int]) -> dict[str, Any]:
         raise ValueError(f"unknown task {task_name!r}; allowed: {', '.join(list_tasks())}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ValueError(f"n must be an int >= 2, got {n!r}")
-    if len(set(seeds)) < 2 or any(s < 0 for s in seeds):
-        raise ValueError(f"give at least two distinct seeds >= 0, got {seeds}")
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise ValueError(f"give at least two distinct seeds >= 0 (no repeats), got {seeds}")
     task = make_task(task_name)
     per_seed = []
     for s in seeds:
         x, labels = task.sample_data(n, torch.Generator().manual_seed(s + SAMPLE_SEED_OFFSET))
         if task.num_classes == 0:
             labels = None
-        per_seed.append(task_metrics(task, x, labels, seed=eval_seed(s)))
+        per_seed.append(task_metrics(task, x, labels, seed=reference_seed(eval_seed(s))))
     summary = {
         k: {"mean": statistics.fmean(r[k] for r in per_seed),
             "std": statistics.stdev(r[k] for r in per_seed)}

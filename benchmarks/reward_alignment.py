@@ -37,7 +37,7 @@ import torch
 from diffgym.agents.sampler import ACTION_SEED_OFFSET, PolicySampler
 from diffgym.agents.train import load_policy
 from diffgym.benchmarks.evaluate import METRIC_DIRECTIONS, task_metrics
-from diffgym.benchmarks.grid import crn_sample
+from diffgym.benchmarks.grid import crn_sample, reference_seed
 from diffgym.benchmarks.large_n_check import score
 from diffgym.envs.io import atomic_write_json
 from diffgym.envs.sampler import Knobs, PerSampleNoise
@@ -138,9 +138,9 @@ def evaluate_variant(sampler, reward, actions, *, n: int, seed: int, sigma_cut: 
         rewards = torch.stack([reward(o) for o in reached])  # (N, B)
         late = torch.stack([sampler.sigmas[s] < sigma_cut for s in steps])
     if task.target is not None:  # mixtures: the exact metrics without the O(n^2) MMD
-        metrics = score(task, result.x, seed + 1)
+        metrics = score(task, result.x, reference_seed(seed))
     else:
-        metrics = task_metrics(task, result.x, result.labels, seed=seed + 1)
+        metrics = task_metrics(task, result.x, result.labels, seed=reference_seed(seed))
     return {
         "metrics": metrics,
         "nfe_per_sample": float(result.nfe.float().mean()),

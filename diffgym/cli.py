@@ -247,6 +247,11 @@ def _run_train(args: argparse.Namespace) -> int:
     from diffgym.agents.train import TrainConfig, TrainingRun
 
     if args.resume is not None:
+        if args.keep_checkpoints is not None:
+            raise ValueError(
+                "--keep-checkpoints applies to new runs; a resumed run keeps the setting in its "
+                f"config.json ({Path(args.resume) / 'config.json'})"
+            )
         run = TrainingRun(None, args.resume, resume=True, progress=not args.no_progress,
                           use_wandb=args.wandb)
     else:

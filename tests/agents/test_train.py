@@ -79,6 +79,29 @@ def test_run_directory_contents(tmp_path):
     assert set(final) >= {"eval/sw2", "eval/logp", "eval/nfe_per_sample"}
 
 
+def test_resume_on_the_run_device(tmp_path, device):
+    """A checkpoint loads back on the run's device: tensors go there, RNG states stay CPU byte
+    tensors (torch's setters accept nothing else)."""
+    cfg = _config(timesteps=8 * 18 * 3, device=device.type, eval_every=0)
+    run = TrainingRun(cfg, tmp_path / "r", progress=False)
+    assert run.train(stop_after_rounds=1) is None
+    del run
+    resumed = TrainingRun(None, tmp_path / "r", resume=True, progress=False)
+    assert resumed.round == 1 and resumed.env.x.device.type == device.type
+    resumed.train()
+    assert resumed.round == resumed.total_rounds == 3
+    assert (tmp_path / "r" / "final_model.zip").is_file()
+
+
+def test_foreign_noise_states_are_a_checkpoint_error():
+    from diffgym.agents.train import _set_generator_states
+    from diffgym.envs import PerSampleNoise
+
+    cuda_sized = [torch.zeros(16, dtype=torch.uint8)]  # a CUDA generator's state: 16 bytes
+    with pytest.raises(CheckpointError, match="env noise states do not fit"):
+        _set_generator_states(PerSampleNoise([1]), cuda_sized)
+
+
 def test_only_the_newest_checkpoints_are_kept(tmp_path):
     cfg = _config(timesteps=8 * 18 * 5, keep_checkpoints=2)
     assert cfg.fingerprint() == _config(timesteps=8 * 18 * 5, keep_checkpoints=None).fingerprint()
@@ -153,6 +176,8 @@ def test_cli_train_and_resume(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--keep-checkpoints", "0", "--run-dir", str(tmp_path / "x")])
     assert "expected an int >= 1 or 'all', got '0'" in capsys.readouterr().err
+    assert main(["train", "--resume", str(d), "--keep-checkpoints", "1", "--no-progress"]) == 2
+    assert "--keep-checkpoints applies to new runs" in capsys.readouterr().err
     assert main(["train", "--agent", "nope", "--run-dir", str(tmp_path / "x")]) == 2
     assert "unknown agent 'nope'" in capsys.readouterr().err
 

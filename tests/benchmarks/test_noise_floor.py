@@ -32,7 +32,8 @@ def test_real_vs_real_on_gmm2d(tmp_path):
     [
         (("cifar", 64, [0, 1]), "unknown task 'cifar'; allowed: .*gmm2d"),
         (("gmm2d", 1, [0, 1]), "n must be an int >= 2, got 1"),
-        (("gmm2d", 64, [3, 3]), r"at least two distinct seeds >= 0, got \[3, 3\]"),
+        (("gmm2d", 64, [3, 3]), r"at least two distinct seeds >= 0 \(no repeats\), got \[3, 3\]"),
+        (("gmm2d", 64, [0, 0, 1]), r"\(no repeats\), got \[0, 0, 1\]"),
     ],
 )
 def test_bad_input(args, match):
