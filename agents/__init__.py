@@ -1,6 +1,7 @@
 """diffgym.agents: learners (SB3 on-policy algorithms and REINFORCE), their policies and per-task
 hyperparameters, and policy-guided sampling at inference."""
 
+from diffgym.agents.cost import COST_CATEGORIES, Cost, Stopwatch
 from diffgym.agents.policies import (
     ACTIVATIONS,
     DiffusionFeaturesExtractor,
@@ -9,6 +10,7 @@ from diffgym.agents.policies import (
     apply_neutral_bias,
     neutral_probability,
 )
+from diffgym.agents.policy_sampling import PolicySampler, save_samples
 from diffgym.agents.registry import (
     AGENTS,
     AgentConfig,
@@ -19,11 +21,13 @@ from diffgym.agents.registry import (
     make_agent,
 )
 from diffgym.agents.reinforce import REINFORCE, monte_carlo_returns
-from diffgym.agents.sampler import PolicySampler, save_samples
 
 __all__ = [
     "ACTIVATIONS",
     "AGENTS",
+    "COST_CATEGORIES",
+    "Cost",
+    "Stopwatch",
     "AgentConfig",
     "DiffusionFeaturesExtractor",
     "DiffusionPolicy",

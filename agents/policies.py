@@ -26,6 +26,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from diffgym.envs.features import obs_dim, split_obs
+from diffgym.envs.networks import FourierEmbedding
 
 __all__ = [
     "ACTIVATIONS",
@@ -49,26 +50,13 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 """Activation names usable in hyperparameter files (name -> class)."""
 
 
-class SigmaEmbedding(nn.Module):
-    """Fourier features of the noise conditioning ``c_noise = ln(sigma)/4``: ``(B,) -> (B, 2F)``,
-    ``[cos(f_k c), sin(f_k c)]`` for ``F`` fixed log-spaced frequencies in ``[min_freq, max_freq]``.
+SigmaEmbedding = FourierEmbedding
+"""The noise-level embedding of the feature extractor (:class:`~diffgym.envs.networks.
+FourierEmbedding`, under the name this module has always exported)."""
 
-    Computed as one ``sin(f c + phase)`` (``cos a = sin(a + pi/2)``); the frequencies are a
-    non-persistent buffer, so the embedding needs no seed and adds nothing to checkpoints.
-    """
-
-    def __init__(self, num_freqs: int = 8, *, min_freq: float = 0.5, max_freq: float = 16.0):
-        super().__init__()
-        if num_freqs < 1:
-            raise ValueError(f"num_freqs must be >= 1, got {num_freqs}")
-        freqs = torch.exp(torch.linspace(math.log(min_freq), math.log(max_freq), num_freqs))
-        phase = torch.cat([torch.full((num_freqs,), math.pi / 2), torch.zeros(num_freqs)])
-        self.register_buffer("freqs", torch.cat([freqs, freqs]), persistent=False)
-        self.register_buffer("phase", phase, persistent=False)
-        self.out_dim = 2 * num_freqs
-
-    def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(self.phase, c_noise[:, None], self.freqs).sin()
+SIGMA_MAX_FREQ = 16.0
+"""Highest frequency of the extractor's ``c_noise`` embedding (``c_noise`` spans about
+``[-2.9, 1.1]``)."""
 
 
 class DiffusionFeaturesExtractor(BaseFeaturesExtractor):
@@ -120,7 +108,7 @@ class DiffusionFeaturesExtractor(BaseFeaturesExtractor):
         self.data_shape = data_shape
         self.num_classes = int(num_classes)
         self.feature_kind = feature_kind
-        self.sigma_embed = SigmaEmbedding(sigma_freqs)
+        self.sigma_embed = FourierEmbedding(sigma_freqs, max_freq=SIGMA_MAX_FREQ)
         cond_dim = self.sigma_embed.out_dim + expected - math.prod(data_shape) - 1
         act = nn.SiLU
         if feature_kind == "vector":

@@ -35,7 +35,7 @@ from diffgym.agents.policies import ACTIVATIONS, DiffusionFeaturesExtractor, Dif
 from diffgym.agents.reinforce import REINFORCE
 from diffgym.envs.env import DiffusionSamplingEnv
 from diffgym.envs.registration import ENV_IDS
-from diffgym.envs.sb3 import SB3VecEnv, to_sb3
+from diffgym.envs.sb3 import to_sb3, unwrap_env
 from diffgym.envs.tasks import Task
 
 __all__ = [
@@ -92,25 +92,9 @@ step at inference, so it is kept small; the critic gets its own hidden layer."""
 _NOT_CONFIGURABLE = {"self", "policy", "env", "policy_kwargs", "_init_setup_model"}
 
 
-def find_env(venv: Any) -> DiffusionSamplingEnv:
-    """The :class:`DiffusionSamplingEnv` under an SB3 VecEnv (through ``VecEnvWrapper.venv``s).
-
-    Raises:
-        TypeError: ``venv`` does not wrap a diffgym env.
-    """
-    current = venv
-    for _ in range(32):
-        if isinstance(current, DiffusionSamplingEnv):
-            return current
-        if isinstance(current, SB3VecEnv):
-            return current.env
-        if not hasattr(current, "venv"):
-            break
-        current = current.venv
-    raise TypeError(
-        f"expected a diffgym environment (to_sb3(DiffusionSamplingEnv(...)), possibly wrapped), "
-        f"got {type(venv).__name__}"
-    )
+find_env = unwrap_env
+"""The :class:`DiffusionSamplingEnv` under an env or SB3 VecEnv (:func:`diffgym.envs.sb3.
+unwrap_env`, under the name this module has always exported)."""
 
 
 def env_id_for_task(task_name: str) -> str | None:

@@ -9,16 +9,19 @@ A run directory holds everything about one run::
                                   the newest ``keep_checkpoints`` are kept
     RUN_DIR/final_model.zip       the trained SB3 algorithm (``AGENTS[name].load``)
     RUN_DIR/reward_net.pt         the discriminator's state dict
-    RUN_DIR/cost.json             the cost ledger: NFE and wall-clock of training
+    RUN_DIR/cost.json             the cost ledger (:class:`~diffgym.agents.cost.Cost`): NFE and
+                                  wall-clock by category, written with every checkpoint
+    RUN_DIR/final_metrics.json    the final evaluation (its presence marks a finished run)
 
-A checkpoint holds the policy, the discriminator, both optimisers, every RNG state (torch, numpy,
-python, imitation's, the env's and the expert's generators), the env state and the counters, so
-``resume`` continues to the same final state as an uninterrupted run (CPU, same seed).
+A checkpoint (:mod:`diffgym.agents.checkpoint`) holds the policy, the discriminator, both
+optimisers, every RNG state, the env state and the counters, so ``resume`` continues to the same
+final state as an uninterrupted run (CPU, same seed). Quality evaluations are injected
+(``evaluator=``, e.g. :class:`diffgym.benchmarks.evaluate.TrainingEvaluator`): training itself
+knows nothing of the evaluation protocol.
 """
 
 from __future__ import annotations
 
-import copy
 import csv
 import dataclasses
 import hashlib
@@ -28,27 +31,46 @@ import math
 import os
 import random
 import shlex
+import shutil
 import time
-from collections import deque
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
+from diffgym.agents.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    algo_state_dict,
+    checkpoint_candidates,
+    load_algo_state_dict,
+    load_rng_state,
+    read_checkpoint,
+    rng_state,
+    write_checkpoint,
+)
+from diffgym.agents.cost import Cost
 from diffgym.envs.env import DiffusionSamplingEnv
 from diffgym.envs.io import atomic_torch_save, atomic_write, atomic_write_json
 from diffgym.envs.sb3 import SB3VecEnv, to_sb3
 from diffgym.envs.tasks import list_tasks
 
 __all__ = [
+    "COST_FORMAT",
     "IRL_METHODS",
+    "Evaluator",
     "TrainConfig",
     "TrainingRun",
     "CheckpointError",
     "load_policy",
+    "load_reward",
     "load_run_config",
+    "read_cost",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,11 +78,11 @@ log = logging.getLogger(__name__)
 IRL_METHODS = ("gail", "airl", "none")
 """``none`` trains on the env's own reward (``nfe_penalty`` / ``terminal_logp``) without IRL."""
 
-CHECKPOINT_FORMAT = "diffgym-checkpoint-v1"
+COST_FORMAT = "diffgym-cost/1"
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that is corrupt or belongs to another run."""
+Evaluator = Callable[..., "tuple[dict[str, float], Cost]"]
+"""``evaluator(policy, task, *, n, train_seed, device) -> (metrics, cost)``: a quality evaluation
+of the policy being trained (its ``cost`` is added to the run's ledger)."""
 
 
 NOT_FINGERPRINTED = ("keep_checkpoints",)
@@ -174,20 +196,38 @@ def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
 # --------------------------------------------------------------------------------------------
 
 
+class _RolloutTimer(BaseCallback):
+    """Records when each rollout ends, so a round's time splits into rollouts and policy update."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rollout_end: float | None = None
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.rollout_end = time.perf_counter()
+
+
 class TrainingRun:
     """One training run in ``run_dir``.
 
     Args:
         config: the run's config (ignored on resume: the run directory's config is used).
         run_dir: the run directory. A new run refuses a non-empty directory (nothing in it is
-            ever overwritten); ``resume=True`` continues the run found there from its latest
-            checkpoint.
+            ever overwritten); ``resume=True`` continues the run found there from its newest
+            intact checkpoint (falling back to older kept ones, with a warning), or starts it
+            over when it has none yet.
         progress: show a progress bar.
         use_wandb: log to a wandb run (offline without credentials).
+        evaluator: the quality evaluation of the policy (every ``eval_every`` rounds and at the
+            end); ``None``: no quality metrics (``final_metrics.json`` holds only the cost).
 
     Raises:
         FileExistsError: a new run in a non-empty directory.
-        CheckpointError: on resume, a corrupt checkpoint or one from another run.
+        CheckpointError: on resume, a run directory whose checkpoints are all corrupt or belong
+            to another run.
     """
 
     def __init__(
@@ -198,10 +238,12 @@ class TrainingRun:
         resume: bool = False,
         progress: bool = True,
         use_wandb: bool = False,
+        evaluator: Evaluator | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.progress = progress
         self.use_wandb = use_wandb
+        self.evaluator = evaluator
         if resume:
             self.config = load_run_config(self.run_dir)
         else:
@@ -215,12 +257,14 @@ class TrainingRun:
             self.config = config
         self._build()
         self.round = 0
-        self.seconds = {"rollouts_and_policy": 0.0, "discriminator": 0.0, "evaluation": 0.0}
-        self.eval_nfe = 0
+        self.ledger = Cost()
+        """The run's cost so far: rollout and evaluation NFE, episodes and evaluation samples,
+        seconds by category (rollouts, policy_update, discriminator, evaluation, metrics)."""
+        if resume and self._load_newest_checkpoint():
+            return
         if resume:
-            self._load_latest_checkpoint()
-        else:
-            self._write_config()
+            self._start_over()
+        self._write_config()
 
     # -- construction ------------------------------------------------------------------------
     def _build(self) -> None:
@@ -288,6 +332,18 @@ class TrainingRun:
             },
         )
 
+    def _start_over(self) -> None:
+        """Resume found no checkpoint: remove what the interrupted attempt left (its logs,
+        curve, cost and checkpoints; ``config.json`` stays) and start from round 0."""
+        warnings.warn(
+            f"{self.run_dir} has no checkpoint yet; starting the run over from round 0",
+            stacklevel=3,
+        )
+        for name in ("learning_curve.csv", "cost.json"):
+            (self.run_dir / name).unlink(missing_ok=True)
+        for name in ("checkpoints",):
+            shutil.rmtree(self.run_dir / name, ignore_errors=True)
+
     # -- training ----------------------------------------------------------------------------
     def train(self, *, stop_after_rounds: int | None = None) -> dict[str, Any] | None:
         """Run the remaining rounds (checkpointing as configured) and write the final files.
@@ -339,27 +395,37 @@ class TrainingRun:
         return final
 
     def _one_round(self, callback) -> dict[str, float]:
+        timer = _RolloutTimer()
+        callbacks = CallbackList([timer] + ([callback] if callback is not None else []))
+        nfe0, episodes0 = self.venv.total_nfe, self.venv.total_episodes
         t0 = time.perf_counter()
-        nfe0 = self.venv.total_nfe
         if self.trainer is not None:
-            if callback is not None:
-                self.trainer.gen_callback = callback
+            self.trainer.gen_callback = callbacks
             self.trainer.train_gen(self.round_timesteps)
             t1 = time.perf_counter()
             for _ in range(self.trainer.n_disc_updates_per_round):
                 self.trainer.train_disc()
             t2 = time.perf_counter()
         else:
-            self.agent.learn(self.round_timesteps, reset_num_timesteps=False, callback=callback)
+            self.agent.learn(self.round_timesteps, reset_num_timesteps=False, callback=callbacks)
             t1 = t2 = time.perf_counter()
-        self.seconds["rollouts_and_policy"] += t1 - t0
-        self.seconds["discriminator"] += t2 - t1
+        rollout_end = timer.rollout_end if timer.rollout_end is not None else t1
+        round_nfe = self.venv.total_nfe - nfe0
+        self.ledger += Cost(
+            nfe=round_nfe,
+            samples=self.venv.total_episodes - episodes0,
+            seconds={
+                "rollouts": rollout_end - t0,
+                "policy_update": t1 - rollout_end,
+                "discriminator": t2 - t1,
+            },
+        )
         values = dict(self.logger.name_to_value)
         self.logger.dump(self.agent.num_timesteps)
         row: dict[str, float] = {
             "round": float(self.round + 1),
             "timesteps": float(self.agent.num_timesteps),
-            "nfe": float(self.venv.total_nfe - nfe0),
+            "nfe": float(round_nfe),
         }
         for key, value in values.items():
             if key.startswith(("irl/", "rollout/", "train/")) and _is_number(value):
@@ -371,21 +437,20 @@ class TrainingRun:
         return row
 
     def _evaluate(self) -> dict[str, float]:
-        """Quality of the current policy, as trained (stochastic, temperature 1), on
-        ``eval_samples`` samples with fixed seeds."""
-        from diffgym.agents.sampler import PolicySampler
-        from diffgym.benchmarks.evaluate import task_metrics
-
-        t0 = time.perf_counter()
-        sampler = PolicySampler(self.agent.policy, self.env.task, device=self.config.device)
-        result = sampler.sample(self.config.eval_samples, seed=10_000 + self.config.seed)
+        """Quality of the current policy by the injected evaluator (``{}`` without one), its
+        cost added to the ledger."""
+        if self.evaluator is None:
+            return {}
+        metrics, cost = self.evaluator(
+            self.agent.policy,
+            self.env.task,
+            n=self.config.eval_samples,
+            train_seed=self.config.seed,
+            device=self.config.device,
+        )
         self.agent.policy.set_training_mode(False)
-        metrics = task_metrics(self.env.task, result.x, result.labels, seed=20_000)
-        self.seconds["evaluation"] += time.perf_counter() - t0
-        self.eval_nfe += int(result.nfe.sum())
-        out = {f"eval/{k}": float(v) for k, v in metrics.items()}
-        out["eval/nfe_per_sample"] = float(result.nfe.float().mean())
-        return out
+        self.ledger += cost
+        return {f"eval/{k}": float(v) for k, v in metrics.items()}
 
     def _append_curve(self, row: dict[str, float]) -> None:
         path = self.run_dir / "learning_curve.csv"
@@ -411,99 +476,103 @@ class TrainingRun:
     def _write_final(self, final: dict[str, float]) -> None:
         atomic_write(self.run_dir / "final_model.zip", lambda p: self.agent.save(p))
         if self.trainer is not None:
-            atomic_torch_save(self.run_dir / "reward_net.pt", self.trainer._reward_net.state_dict())
+            atomic_torch_save(
+                self.run_dir / "reward_net.pt", self.trainer.discriminator.state_dict()
+            )
         atomic_write_json(self.run_dir / "cost.json", self.cost())
         atomic_write_json(self.run_dir / "final_metrics.json", final)
 
     def cost(self) -> dict[str, Any]:
-        """Training cost so far: env NFE (rollouts) and wall-clock seconds by category."""
+        """The ledger as ``cost.json`` holds it: :meth:`Cost.to_dict` plus the format, the
+        rollout and evaluation NFE apart, timesteps and rounds."""
         return {
+            "format": COST_FORMAT,
+            **self.ledger.to_dict(),
             "rollout_nfe": int(self.venv.total_nfe),
-            "eval_nfe": int(self.eval_nfe),
+            "eval_nfe": int(self.ledger.nfe - self.venv.total_nfe),
             "timesteps": int(self.agent.num_timesteps),
             "rounds": self.round,
-            "seconds": dict(self.seconds),
         }
 
     # -- checkpoints -------------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
-        agent = self.agent
+        """The run's whole state, from the public state APIs of its parts."""
         state: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
             "fingerprint": self.config.fingerprint(),
             "task": self.config.task,
             "round": self.round,
-            "seconds": dict(self.seconds),
-            "eval_nfe": self.eval_nfe,
-            "policy": agent.policy.state_dict(),
-            "policy_optimizer": agent.policy.optimizer.state_dict(),
-            "algo": {
-                "num_timesteps": agent.num_timesteps,
-                "_n_updates": getattr(agent, "_n_updates", 0),
-                "_episode_num": agent._episode_num,
-                "_last_obs": copy.deepcopy(agent._last_obs),
-                "_last_episode_starts": copy.deepcopy(agent._last_episode_starts),
-                "ep_info_buffer": list(agent.ep_info_buffer or []),
-                "ep_success_buffer": list(agent.ep_success_buffer or []),
+            "cost": self.ledger.to_dict(),
+            "algo": algo_state_dict(self.agent),
+            "env": self.env.state_dict(),
+            "venv": {
+                "total_nfe": self.venv.total_nfe,
+                "total_steps": self.venv.total_steps,
+                "total_episodes": self.venv.total_episodes,
             },
-            "env": self._env_state(),
-            "venv": {"total_nfe": self.venv.total_nfe, "total_steps": self.venv.total_steps},
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-                "action_space": agent.action_space.np_random.bit_generator.state
-                if agent.action_space._np_random is not None
-                else None,
-            },
+            "rng": rng_state(self.agent),
         }
-        if torch.cuda.is_available():
-            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
-        tr = self.trainer
-        if tr is not None:
-            state["irl"] = {
-                "reward_net": tr._reward_net.state_dict(),
-                "disc_optimizer": tr._disc_opt.state_dict(),
-                "_global_step": tr._global_step,
-                "_disc_step": tr._disc_step,
-                "expert_generator": tr.expert.generator.get_state(),
-                "gen_replay_buffer": copy.deepcopy(tr._gen_replay_buffer),
-                "wrappers": _wrapper_states(agent.get_env(), self.venv),
-            }
+        if self.trainer is not None:
+            state["irl"] = self.trainer.state_dict()
         return state
 
     def save_checkpoint(self) -> Path:
         ckpt_dir = self.run_dir / "checkpoints"
         path = ckpt_dir / f"round_{self.round:05d}.pt"
-        atomic_torch_save(path, self.checkpoint_state())
+        write_checkpoint(path, self.checkpoint_state())
         atomic_write_json(ckpt_dir / "latest.json", {"round": self.round, "file": path.name})
         atomic_write_json(self.run_dir / "cost.json", self.cost())
         keep = self.config.keep_checkpoints
         if keep is not None:
             # Only after latest.json names the new file: a crash in between leaves extra files.
-            rounds = sorted(ckpt_dir.glob("round_*.pt"), key=lambda f: int(f.stem[len("round_"):]))
-            for old in rounds[:-keep]:
+            for old in checkpoint_candidates(ckpt_dir)[keep:]:
                 old.unlink(missing_ok=True)
         return path
 
-    def _load_latest_checkpoint(self) -> None:
-        latest = self.run_dir / "checkpoints" / "latest.json"
-        if not latest.is_file():
-            raise CheckpointError(f"{self.run_dir} has no checkpoint to resume from ({latest})")
+    def _load_newest_checkpoint(self) -> bool:
+        """Load the newest intact checkpoint (``latest.json``'s, then older kept ones); returns
+        ``False`` when the run has none yet.
+
+        Raises:
+            CheckpointError: checkpoints exist but none of them loads.
+        """
+        ckpt_dir = self.run_dir / "checkpoints"
+        candidates = checkpoint_candidates(ckpt_dir)
+        latest = ckpt_dir / "latest.json"
         try:
-            name = json.loads(latest.read_text())["file"]
-        except (json.JSONDecodeError, KeyError) as err:
-            raise CheckpointError(f"{latest} is corrupt: {err}") from err
-        self.load_checkpoint(self.run_dir / "checkpoints" / name)
+            named = ckpt_dir / json.loads(latest.read_text())["file"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            named = None
+        if named is not None and named in candidates:
+            candidates.remove(named)
+            candidates.insert(0, named)
+        if not candidates:
+            return False
+        errors = []
+        for path in candidates:
+            try:
+                self.load_checkpoint(path)
+            except CheckpointError as err:
+                errors.append(str(err))
+                warnings.warn(f"{err}; trying an older checkpoint", stacklevel=3)
+                continue
+            if errors:
+                warnings.warn(f"resumed {self.run_dir} from the older checkpoint {path.name}",
+                              stacklevel=3)
+            return True
+        raise CheckpointError(
+            f"no checkpoint of {self.run_dir} can be loaded: " + "; ".join(errors)
+        )
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Restore a checkpoint of this run (same config fingerprint)."""
+        """Restore a checkpoint of this run (same config fingerprint).
+
+        Raises:
+            CheckpointError: a corrupt file or one of another run.
+        """
         path = Path(path)
-        try:
-            state = torch.load(path, map_location=self.config.device, weights_only=False)
-        except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
-            raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {err}") from err
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        state = read_checkpoint(path, device=self.config.device)
+        if state.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{path} is not a diffgym checkpoint ({CHECKPOINT_FORMAT})")
         if state["task"] != self.config.task:
             raise CheckpointError(
@@ -512,71 +581,21 @@ class TrainingRun:
             )
         if state["fingerprint"] != self.config.fingerprint():
             raise CheckpointError(f"checkpoint {path} belongs to a run with another config")
-        agent = self.agent
-        agent.policy.load_state_dict(state["policy"])
-        agent.policy.optimizer.load_state_dict(state["policy_optimizer"])
-        algo = state["algo"]
-        agent.num_timesteps = algo["num_timesteps"]
-        if hasattr(agent, "_n_updates"):
-            agent._n_updates = algo["_n_updates"]
-        agent._episode_num = algo["_episode_num"]
-        agent._last_obs = algo["_last_obs"]
-        agent._last_episode_starts = algo["_last_episode_starts"]
-        agent.ep_info_buffer = deque(algo["ep_info_buffer"], maxlen=agent._stats_window_size)
-        agent.ep_success_buffer = deque(algo["ep_success_buffer"], maxlen=agent._stats_window_size)
-        self._set_env_state(state["env"])
-        self.venv.total_nfe = state["venv"]["total_nfe"]
-        self.venv.total_steps = state["venv"]["total_steps"]
-        rng = state["rng"]
-        # RNG states are CPU byte tensors, whatever map_location moved them to.
-        torch.set_rng_state(rng["torch"].cpu())
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        if rng.get("action_space") is not None:
-            agent.action_space.np_random.bit_generator.state = rng["action_space"]
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
-        tr = self.trainer
-        if tr is not None:
-            irl = state["irl"]
-            tr._reward_net.load_state_dict(irl["reward_net"])
-            tr._disc_opt.load_state_dict(irl["disc_optimizer"])
-            tr._global_step = irl["_global_step"]
-            tr._disc_step = irl["_disc_step"]
-            tr.expert.generator.set_state(irl["expert_generator"].cpu())
-            tr._gen_replay_buffer = irl["gen_replay_buffer"]
-            _set_wrapper_states(agent.get_env(), self.venv, irl["wrappers"])
+        load_algo_state_dict(self.agent, state["algo"])
+        try:
+            self.env.load_state_dict(state["env"])
+        except (ValueError, RuntimeError) as err:
+            raise CheckpointError(f"checkpoint {path}: the env state does not fit ({err})") from err
+        for key, value in state["venv"].items():
+            setattr(self.venv, key, value)
+        load_rng_state(self.agent, state["rng"])
+        if self.trainer is not None:
+            try:
+                self.trainer.load_state_dict(state["irl"])
+            except ValueError as err:
+                raise CheckpointError(f"checkpoint {path}: {err}") from err
         self.round = state["round"]
-        self.seconds = dict(state["seconds"])
-        self.eval_nfe = int(state["eval_nfe"])
-
-    def _env_state(self) -> dict[str, Any]:
-        env = self.env
-        noise = env._noise
-        return {
-            "x": env.x.clone(),
-            "step_index": env.step_index.clone(),
-            "labels": None if env.labels is None else env.labels.clone(),
-            "budget": env.budget.clone(),
-            "episode_nfe": env.episode_nfe.clone(),
-            "episode_return": env.episode_return.clone(),
-            "episode_length": env.episode_length.clone(),
-            "noise": None if noise is None else _generator_states(noise),
-            "needs_reset": env._needs_reset,
-        }
-
-    def _set_env_state(self, s: dict[str, Any]) -> None:
-        env = self.env
-        if s["noise"] is not None and env._noise is None:
-            env.reset(seed=0)  # allocates the noise source; its state is overwritten below
-        for key in ("x", "step_index", "budget", "episode_nfe", "episode_return",
-                    "episode_length"):
-            getattr(env, key).copy_(s[key])
-        if env.labels is not None:
-            env.labels.copy_(s["labels"])
-        if s["noise"] is not None:
-            _set_generator_states(env._noise, s["noise"])
-        env._needs_reset = s["needs_reset"]
+        self.ledger = Cost.from_dict(state["cost"])
 
     # -- wandb -------------------------------------------------------------------------------
     def _start_wandb(self):
@@ -602,55 +621,27 @@ class TrainingRun:
         return WandbCallback(verbose=0)
 
 
+def read_cost(run_dir: str | os.PathLike) -> Cost:
+    """The cost ledger of a run (``cost.json``) as a :class:`~diffgym.agents.cost.Cost`.
+
+    Raises:
+        FileNotFoundError: the run has no ``cost.json``.
+        ValueError: a ``cost.json`` of another format (e.g. written by an older diffgym: train
+            the run again).
+    """
+    path = Path(run_dir) / "cost.json"
+    data = json.loads(path.read_text())
+    if data.get("format") != COST_FORMAT:
+        raise ValueError(
+            f"{path} is not a {COST_FORMAT} ledger (written by an older diffgym?); remove the "
+            "run to train it again"
+        )
+    return Cost.from_dict(data)
+
+
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-
-_WRAPPER_SKIP = {"venv", "observation_space", "action_space", "class_attributes", "reward_fn",
-                 "render_mode", "metadata"}
-
-
-def _wrapper_chain(outer, inner: SB3VecEnv) -> list:
-    chain, env = [], outer
-    while env is not inner and hasattr(env, "venv"):
-        chain.append(env)
-        env = env.venv
-    return chain
-
-
-def _wrapper_states(outer, inner: SB3VecEnv) -> list[dict[str, Any]]:
-    """Plain attributes of imitation's VecEnv wrappers (reward wrapper, trajectory buffer)."""
-    return [
-        {k: copy.deepcopy(v) for k, v in vars(w).items() if k not in _WRAPPER_SKIP}
-        for w in _wrapper_chain(outer, inner)
-    ]
-
-
-def _set_wrapper_states(outer, inner: SB3VecEnv, states: list[dict[str, Any]]) -> None:
-    chain = _wrapper_chain(outer, inner)
-    if len(chain) != len(states):
-        raise CheckpointError("checkpoint's env wrappers do not match this run's")
-    for w, s in zip(chain, states):
-        for k, v in s.items():
-            setattr(w, k, v)
-
-
-def _generator_states(noise) -> list[torch.Tensor]:
-    gens = getattr(noise, "generators", None) or [noise.generator]
-    return [g.get_state() for g in gens]
-
-
-def _set_generator_states(noise, states: list[torch.Tensor]) -> None:
-    gens = getattr(noise, "generators", None) or [noise.generator]
-    for g, s in zip(gens, states):
-        try:
-            g.set_state(s.cpu())
-        except RuntimeError as err:
-            raise CheckpointError(
-                f"the checkpoint's env noise states do not fit this run's {g.device} generators "
-                f"({err}); per-sample CUDA runs checkpointed before diffgym drew per-sample noise "
-                "with CPU generators cannot be resumed"
-            ) from err
 
 
 def _make_logger(folder: Path):
@@ -706,3 +697,41 @@ def load_policy(run_dir: str | os.PathLike, *, device: str = "cpu"):
         raise CheckpointError(f"model file {path} is corrupt or unreadable: {err}") from err
     task = make_task(cfg.task, device=device, **cfg.task_overrides)
     return algo.policy, task, cfg
+
+
+def load_reward(run_dir: str | os.PathLike, *, device: str = "cpu"):
+    """The final reward of a finished GAIL run: ``obs (B, obs_dim) -> reward (B,)``, its
+    discriminator (``reward_net.pt``) with the run's reward transform.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` has no ``config.json`` or no ``reward_net.pt``.
+        ValueError: the run did not use GAIL.
+    """
+    from diffgym.envs.tasks import make_task
+    from diffgym.rewards import NoiseConditionedDiscriminator, RewardTransform
+
+    cfg = load_run_config(run_dir)
+    if cfg.irl != "gail":
+        raise ValueError(f"{run_dir}: only GAIL runs are supported, this one used {cfg.irl!r}")
+    task = make_task(cfg.task, device=device, **cfg.task_overrides)
+    env = DiffusionSamplingEnv(task, 1, device=device)
+    net = NoiseConditionedDiscriminator.for_env(env).to(device)
+    path = Path(run_dir) / "reward_net.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: the run has not finished")
+    net.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    net.eval()
+    kwargs = cfg.irl_kwargs
+    transform = RewardTransform(
+        cfg.divergence,
+        lam=cfg.lam,
+        temperature=kwargs.get("pr_temperature", 0.0),
+        center=kwargs.get("center_reward", task.renoise_budget > 0),
+    )
+
+    def reward(obs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return transform(net.logit(obs))
+
+    return reward
+

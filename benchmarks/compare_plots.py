@@ -32,7 +32,7 @@ from diffgym.envs.io import atomic_write
 from diffgym.envs.tasks import Task
 
 if TYPE_CHECKING:
-    from diffgym.benchmarks.compare import ComparisonResult
+    from diffgym.benchmarks.report import ComparisonResult
 
 __all__ = ["plot_action_profile", "plot_quality_vs_cost", "plot_samples"]
 

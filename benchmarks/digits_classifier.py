@@ -5,14 +5,13 @@ penultimate layer of a small CNN trained by the project on scikit-learn's bundle
 trained weights ship with the package (``benchmarks/assets/digits_classifier.pt`` plus a JSON
 record of its config, seed, data hash and held-out accuracy); retrain them with::
 
-    python -m diffgym.benchmarks.digits_classifier
+    diffgym --threads 1 train-classifier digits
 
 The Fréchet distance in this feature space is called "FD-digits", never FID.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -44,7 +43,7 @@ ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 CLASSIFIER_FILE = "digits_classifier.pt"
 METADATA_FILE = "digits_classifier.json"
 BACKGROUND = -1.0  # pixel value of an empty cell in the [-1, 1] scaling of the digits
-TRAIN_COMMAND = "python -m diffgym.benchmarks.digits_classifier"
+TRAIN_COMMAND = "diffgym train-classifier digits"
 
 
 @dataclass(frozen=True)
@@ -327,17 +326,3 @@ def load_digits_classifier_metadata(path: str | os.PathLike[str] | None = None) 
         raise _missing(file)
     with open(file) as f:
         return json.load(f)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command line: train and write the classifier (the shipped assets by default)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", type=Path, default=ASSETS_DIR)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    meta = train_digits_classifier(args.out_dir, seed=args.seed)
-    print(json.dumps(meta, indent=2))  # script output, not library logging
-
-
-if __name__ == "__main__":
-    main()

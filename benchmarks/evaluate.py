@@ -1,24 +1,129 @@
-"""Task-level evaluation: the right metrics for each task, on fresh reference data."""
+"""The evaluation protocol (design §5): every protocol seed, common-random-numbers sampling, task
+metrics, the noise floor and result fingerprints, defined once.
+
+Seeds:
+
+* :data:`SEARCH_SEED` (0): the protocol seed a grid is searched on, and on which a learned policy's
+  inference temperature is chosen.
+* :func:`eval_seed` ``(k) = 10^6 (k + 1)``: the held-out evaluation seed paired with training seed
+  ``k``; every row of a comparison is evaluated on the same evaluation seeds.
+* On protocol seed ``s`` sample ``b`` draws its sampler noise from its own stream seeded
+  ``s + b`` (:func:`eval_seeds`), its label from a generator seeded ``s`` (:func:`eval_labels`),
+  its policy action noise from ``ACTION_SEED_OFFSET + s + b``, and the metrics score against real
+  reference data drawn with :func:`reference_seed` ``(s) = s + 1``.
+* Training-time evaluations (:class:`TrainingEvaluator`) sample with
+  ``TRAIN_EVAL_SEED_OFFSET + training seed`` and score against reference seed
+  :data:`TRAIN_EVAL_REFERENCE_SEED`.
+* The noise floor (:func:`noise_floor`) scores real data drawn with
+  ``s + NOISE_FLOOR_SAMPLE_OFFSET`` against the reference set of protocol seed ``s``.
+
+Metrics: each task declares its metric suite (``Task.metric_suite``, a key of
+:data:`METRIC_SUITES`) and its headline metric (``Task.headline_metric``), so a new task needs no
+edit here; :func:`register_metric_suite` adds a new kind of task.
+"""
 
 from __future__ import annotations
 
-import argparse
+import hashlib
+import json
+import math
 import os
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from diffgym.agents.cost import Cost, Stopwatch
+from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
+from diffgym.envs.denoisers import GaussianMixture
+from diffgym.envs.sampler import ActionFn, PerSampleNoise, SampleResult, sample
 from diffgym.envs.tasks import Task
 
 __all__ = [
-    "task_metrics",
-    "measured_metrics",
-    "with_fid",
-    "add_fid_argument",
-    "METRIC_DIRECTIONS",
+    "ACTION_SEED_OFFSET",
+    "EVAL_SEED_STRIDE",
     "FID_WEIGHTS_KEY",
     "INCEPTION_METRICS",
+    "METRIC_DIRECTIONS",
+    "METRIC_SUITES",
+    "NOISE_FLOOR_SAMPLE_OFFSET",
+    "PROTOCOL_VERSION",
+    "SEARCH_SEED",
+    "TRAIN_EVAL_REFERENCE_SEED",
+    "TRAIN_EVAL_SEED_OFFSET",
+    "MetricSuite",
+    "SamplerEvaluation",
+    "TrainingEvaluator",
+    "crn_sample",
+    "default_metric",
+    "eval_labels",
+    "eval_seed",
+    "eval_seeds",
+    "evaluate_sampler",
+    "measured_metrics",
+    "noise_floor",
+    "point_key",
+    "reference_seed",
+    "register_metric_suite",
+    "task_fingerprint",
+    "task_metrics",
+    "with_fid",
 ]
+
+# --------------------------------------------------------------------------------------------
+# Protocol seeds
+# --------------------------------------------------------------------------------------------
+
+PROTOCOL_VERSION = 1
+"""Bump when the evaluation protocol changes: cached records keyed with the old one stop
+matching."""
+SEARCH_SEED = 0
+"""Protocol seed on which a grid is searched (and the best point per family picked)."""
+EVAL_SEED_STRIDE = 1_000_000
+"""Evaluation seed of training seed ``k``: ``EVAL_SEED_STRIDE * (k + 1)``; its sample seeds never
+meet the search seed's, nor each other's, while ``n < EVAL_SEED_STRIDE``."""
+TRAIN_EVAL_SEED_OFFSET = 10_000
+"""Training-time evaluations sample with seed ``TRAIN_EVAL_SEED_OFFSET + training seed``."""
+TRAIN_EVAL_REFERENCE_SEED = 20_000
+"""Training-time evaluations score against reference data drawn with this seed."""
+NOISE_FLOOR_SAMPLE_OFFSET = 7
+"""The noise floor's real "samples" of protocol seed ``s`` are drawn with seed
+``s + NOISE_FLOOR_SAMPLE_OFFSET``."""
+
+
+def eval_seed(train_seed: int) -> int:
+    """The evaluation (protocol) seed paired with training seed ``train_seed``."""
+    return EVAL_SEED_STRIDE * (int(train_seed) + 1)
+
+
+def reference_seed(seed: int) -> int:
+    """Seed of the real reference set that an evaluation on protocol seed ``seed`` is scored
+    against (``seed + 1``; the samples themselves use ``seed + b``)."""
+    return int(seed) + 1
+
+
+def eval_seeds(n: int, seed: int) -> range:
+    """Per-sample noise seeds of the evaluation protocol: ``seed, ..., seed + n - 1``."""
+    return range(int(seed), int(seed) + int(n))
+
+
+def eval_labels(task: Task, n: int, seed: int) -> torch.Tensor | None:
+    """``(n,)`` labels of the evaluation protocol (CPU), drawn from a generator seeded ``seed``."""
+    return task.sample_labels(n, torch.Generator().manual_seed(int(seed)))
+
+
+def _check_n(n: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an int >= 2 (samples per evaluation), got {n!r}")
+    return n
+
+
+# --------------------------------------------------------------------------------------------
+# Metric suites
+# --------------------------------------------------------------------------------------------
 
 FID_WEIGHTS_KEY = "fid_weights"
 """``Task.extra`` key of the Inception weights file that switches FID on (see :func:`with_fid`)."""
@@ -42,30 +147,119 @@ METRIC_DIRECTIONS = {
 }
 """Whether a larger (``"max"``) or smaller (``"min"``) value of each metric is better."""
 
-
-_MIXTURE_METRICS = ("logp", "mode_tv", "mode_recall", "sw2", "mmd")
-_DIGITS_METRICS = ("fd_digits", "kid", "precision", "recall", "class_tv", "label_accuracy")
-_USER_METRICS = ("sw2", "mmd", "precision", "recall")
 INCEPTION_METRICS = ("fid", "kid_inception", "precision_inception", "recall_inception")
+
+SuiteFn = Callable[[Task, torch.Tensor, "torch.Tensor | None", torch.Tensor, torch.Generator],
+                   dict[str, float]]
+
+
+@dataclass(frozen=True)
+class MetricSuite:
+    """The metrics of a kind of task.
+
+    Attributes:
+        names: the metric names the suite reports, in column order (each a key of
+            :data:`METRIC_DIRECTIONS`).
+        fn: ``fn(task, x, labels, reference, generator) -> {name: value}``; ``reference`` is the
+            reference set (the generator's first draw), ``generator`` the generator after it.
+    """
+
+    names: tuple[str, ...]
+    fn: SuiteFn
+
+
+def _mixture_suite(task, x, labels, ref, gen) -> dict[str, float]:
+    from diffgym.benchmarks import metrics
+
+    x64 = x.detach().to("cpu", torch.float64)
+    return metrics.mixture_metrics(x64, task.target, ref.to(torch.float64), gen)
+
+
+def _digits_suite(task, x, labels, ref, gen) -> dict[str, float]:
+    from diffgym.benchmarks import metrics
+
+    return metrics.digits_metrics(
+        x.detach().cpu().float(),
+        None if labels is None else labels.detach().cpu(),
+        ref,
+        target_probs=task.label_probs,
+        generator=gen,
+    )
+
+
+def _pixels_suite(task, x, labels, ref, gen) -> dict[str, float]:
+    from diffgym.benchmarks import metrics
+
+    xf, rf = x.detach().cpu().float().flatten(1), ref.float().flatten(1)
+    return {
+        "sw2": metrics.sliced_wasserstein(xf, rf, generator=gen),
+        "mmd": metrics.mmd(xf, rf),
+        **metrics.precision_recall(rf, xf),
+    }
+
+
+METRIC_SUITES: dict[str, MetricSuite] = {
+    "mixture": MetricSuite(("logp", "mode_tv", "mode_recall", "sw2", "mmd"), _mixture_suite),
+    "digits": MetricSuite(
+        ("fd_digits", "kid", "precision", "recall", "class_tv", "label_accuracy"), _digits_suite
+    ),
+    "pixels": MetricSuite(("sw2", "mmd", "precision", "recall"), _pixels_suite),
+}
+"""Metric suites by name: ``mixture`` (exact metrics against ``task.target``), ``digits``
+(FD-digits, KID, k-NN precision/recall, class TV, label accuracy in the feature space of the
+project's digits classifier), ``pixels`` (distribution distances on raw samples: bring-your-own
+model and data)."""
+
+
+def register_metric_suite(name: str, suite: MetricSuite) -> None:
+    """Add (or replace) the metric suite ``name``.
+
+    Raises:
+        ValueError: a metric without a direction in :data:`METRIC_DIRECTIONS`.
+    """
+    unknown = [m for m in suite.names if m not in METRIC_DIRECTIONS]
+    if unknown:
+        raise ValueError(
+            f"metrics {unknown} of suite {name!r} have no direction; add them to "
+            "METRIC_DIRECTIONS ('min' or 'max')"
+        )
+    METRIC_SUITES[name] = suite
+
+
+def _suite(task: Task) -> MetricSuite:
+    name = task.metric_suite
+    if name is None:
+        raise ValueError(f"task {task.name!r} declares no metric suite (Task.metric_suite)")
+    if name not in METRIC_SUITES:
+        raise ValueError(
+            f"task {task.name!r} declares the unknown metric suite {name!r}; known suites: "
+            f"{', '.join(METRIC_SUITES)}"
+        )
+    return METRIC_SUITES[name]
 
 
 def measured_metrics(task: Task) -> tuple[str, ...]:
     """The names :func:`task_metrics` reports for ``task`` (known before anything is sampled)."""
-    if task.target is not None:
-        names = _MIXTURE_METRICS
-    elif task.name == "digits":
-        names = _DIGITS_METRICS
-    elif task.name == "user":
-        names = _USER_METRICS
-    else:
-        raise ValueError(f"no built-in metrics for task {task.name!r}")
+    names = _suite(task).names
     return names + (INCEPTION_METRICS if FID_WEIGHTS_KEY in task.extra else ())
+
+
+def default_metric(task: Task) -> str:
+    """The task's headline metric (``Task.headline_metric``): it picks the best grid point and
+    judges the comparison.
+
+    Raises:
+        ValueError: the task declares none (pass a metric explicitly).
+    """
+    if task.headline_metric is None:
+        raise ValueError(f"no default metric for task {task.name!r}; pass --metric")
+    return task.headline_metric
 
 
 def with_fid(task: Task, weights: str | os.PathLike) -> Task:
     """Switch FID on for ``task``: its evaluations add Inception FID, KID and precision/recall.
 
-    The resolved weights path is stored in ``task.extra`` (so it is part of the task's grid
+    The resolved weights path is stored in ``task.extra`` (so it is part of the task's
     fingerprint: results with and without FID are kept apart) and the task is returned.
 
     Raises:
@@ -90,19 +284,6 @@ def with_fid(task: Task, weights: str | os.PathLike) -> Task:
     return task
 
 
-def add_fid_argument(parser: argparse.ArgumentParser) -> None:
-    """Add ``--fid-weights PATH`` (optional Inception FID, KID, precision and recall)."""
-    parser.add_argument(
-        "--fid-weights",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="local FID Inception-v3 state dict (pt_inception-2015-12-05-6726825d.pth): adds "
-        "fid, kid_inception, precision_inception, recall_inception on image tasks "
-        "(needs diffgym[fid])",
-    )
-
-
 def task_metrics(
     task: Task,
     x: torch.Tensor,
@@ -113,22 +294,24 @@ def task_metrics(
 ) -> dict[str, float]:
     """Metrics of samples ``x (N, *data_shape)`` for ``task`` against fresh real data.
 
-    Mixture tasks (``task.target`` set): exact log density, mode-mass TV, mode recall, sliced
-    W2 and MMD; ``digits``: FD-digits, KID, k-NN precision/recall, class TV, label accuracy;
-    user tasks: sliced W2, MMD and precision/recall on pixels. Tasks passed through
+    The task's metric suite (:data:`METRIC_SUITES`) decides the metrics; tasks passed through
     :func:`with_fid` also get ``fid``, ``kid_inception``, ``precision_inception`` and
     ``recall_inception`` (:func:`diffgym.benchmarks.fid.inception_metrics`). The reference set
     (``num_reference`` samples, default ``N``) is drawn with ``seed``.
+
+    Raises:
+        ValueError: samples of the wrong shape; a task without a (known) metric suite.
     """
     if tuple(x.shape[1:]) != task.data_shape:
         raise ValueError(
             f"samples must have shape (N, {', '.join(map(str, task.data_shape))}), "
             f"got {tuple(x.shape)}"
         )
+    suite = _suite(task)
     gen = torch.Generator().manual_seed(seed)
     n_ref = int(num_reference or x.shape[0])
     ref, _ = task.sample_data(n_ref, gen)  # the generator's first draw: the reference set
-    out = _builtin_metrics(task, x, labels, ref, gen)
+    out = suite.fn(task, x, labels, ref, gen)
     weights = task.extra.get(FID_WEIGHTS_KEY)
     if weights is not None:
         from diffgym.benchmarks.fid import inception_metrics
@@ -139,31 +322,277 @@ def task_metrics(
     return out
 
 
-def _builtin_metrics(
-    task: Task,
-    x: torch.Tensor,
-    labels: torch.Tensor | None,
-    ref: torch.Tensor,
-    gen: torch.Generator,
-) -> dict[str, float]:
-    from diffgym.benchmarks import metrics
+# --------------------------------------------------------------------------------------------
+# Sampling and scoring with common random numbers
+# --------------------------------------------------------------------------------------------
 
-    if task.target is not None:
-        x64 = x.detach().to("cpu", torch.float64)
-        return metrics.mixture_metrics(x64, task.target, ref.to(torch.float64), gen)
-    if task.name == "digits":
-        return metrics.digits_metrics(
-            x.detach().cpu().float(),
-            None if labels is None else labels.detach().cpu(),
-            ref,
-            target_probs=task.label_probs,
-            generator=gen,
+
+@dataclass
+class SamplerEvaluation:
+    """One evaluated sampler: ``metrics`` from :func:`task_metrics`, its ``cost`` (NFE summed over
+    samples; seconds under the sampling category and ``"metrics"``) and the raw ``result``."""
+
+    metrics: dict[str, float]
+    cost: Cost
+    result: SampleResult
+
+
+def crn_sample(
+    task: Task,
+    actions: ActionFn | None = None,
+    *,
+    n: int,
+    seed: int,
+    guided: bool = False,
+    renoise_budget: int = 0,
+    device: torch.device | str = "cpu",
+) -> SampleResult:
+    """``n`` trajectories of the common-random-numbers protocol (no scoring).
+
+    Sample ``b`` uses noise seed ``seed + b``; labels come from :func:`eval_labels`. Arguments as
+    in :func:`evaluate_sampler`.
+
+    Raises:
+        ValueError: ``guided`` on a task without a guide.
+    """
+    if guided and task.guide is None:
+        raise ValueError(f"task {task.name!r} has no guidance source; guided must be False")
+    labels = eval_labels(task, n, seed)
+    if labels is not None:
+        labels = labels.to(device)
+    return sample(
+        task.denoiser,
+        task.sigmas(device),
+        noise=PerSampleNoise(eval_seeds(n, seed), device=device, dtype=task.dtype),
+        data_shape=task.data_shape,
+        labels=labels,
+        guide=task.guide if guided else None,
+        actions=actions,
+        renoise_budget=renoise_budget,
+        dtype=task.dtype,
+    )
+
+
+def evaluate_sampler(
+    task: Task,
+    actions: ActionFn | None = None,
+    *,
+    n: int,
+    seed: int,
+    guided: bool = False,
+    renoise_budget: int = 0,
+    device: torch.device | str = "cpu",
+    category: str = "evaluation",
+) -> SamplerEvaluation:
+    """Sample ``n`` trajectories under the common-random-numbers protocol and score them.
+
+    Sample ``b`` uses noise seed ``seed + b``; labels come from :func:`eval_labels`; metrics use
+    reference data seeded :func:`reference_seed` ``(seed)``. Learned policies and grid points are
+    evaluated alike.
+
+    Args:
+        task: the task (its denoiser and guide must be on ``device``).
+        actions: ``f(x, step_index, budget, labels) -> Knobs`` (a schedule or a policy); ``None``
+            for the default sampler.
+        n: samples, ``>= 2``.
+        seed: protocol seed.
+        guided: pass the task's guide to the sampler (needed for any ``w != 1``).
+        renoise_budget: renoise transitions allowed per sample.
+        device: where to sample.
+        category: the :class:`~diffgym.agents.cost.Cost` category of the sampling time
+            (``"evaluation"`` for a method's evaluation, ``"grid_point"`` for a grid point).
+
+    Raises:
+        ValueError: ``n < 2``; ``guided`` on a task without a guide.
+    """
+    _check_n(n)
+    with Stopwatch(device) as sampling:
+        result = crn_sample(
+            task, actions, n=n, seed=seed, guided=guided, renoise_budget=renoise_budget,
+            device=device,
         )
-    if task.name == "user":  # bring-your-own model and data: distribution distances
-        xf, rf = x.detach().cpu().float().flatten(1), ref.float().flatten(1)
-        return {
-            "sw2": metrics.sliced_wasserstein(xf, rf, generator=gen),
-            "mmd": metrics.mmd(xf, rf),
-            **metrics.precision_recall(rf, xf),
-        }
-    raise ValueError(f"no built-in metrics for task {task.name!r}")
+    with Stopwatch() as scoring:
+        metrics = task_metrics(task, result.x, result.labels, seed=reference_seed(seed))
+    cost = Cost(
+        nfe=int(result.nfe.sum()),
+        samples=n,
+        seconds={category: sampling.seconds, "metrics": scoring.seconds},
+    )
+    return SamplerEvaluation(
+        metrics={k: float(v) for k, v in metrics.items()}, cost=cost, result=result
+    )
+
+
+@dataclass(frozen=True)
+class TrainingEvaluator:
+    """The protocol's evaluation of a policy during training, injected into
+    :class:`~diffgym.agents.train.TrainingRun` (so training needs nothing from benchmarks).
+
+    A call samples ``n`` trajectories with the policy as trained (stochastic, temperature 1) on
+    seed ``TRAIN_EVAL_SEED_OFFSET + train_seed`` and scores them against reference data drawn
+    with :data:`TRAIN_EVAL_REFERENCE_SEED`.
+    """
+
+    def __call__(
+        self, policy: Any, task: Task, *, n: int, train_seed: int, device: str
+    ) -> tuple[dict[str, float], Cost]:
+        """``(metrics (with "nfe_per_sample"), cost)`` of one evaluation."""
+        sampler = PolicySampler(policy, task, device=device)
+        with Stopwatch(device) as sampling:
+            result = sampler.sample(n, seed=TRAIN_EVAL_SEED_OFFSET + int(train_seed))
+        with Stopwatch() as scoring:
+            metrics = task_metrics(task, result.x, result.labels, seed=TRAIN_EVAL_REFERENCE_SEED)
+        out = {k: float(v) for k, v in metrics.items()}
+        out["nfe_per_sample"] = float(result.nfe.float().mean())
+        cost = Cost(
+            nfe=int(result.nfe.sum()),
+            samples=n,
+            seconds={"evaluation": sampling.seconds, "metrics": scoring.seconds},
+        )
+        return out, cost
+
+
+def noise_floor(
+    task: Task, n: int, seeds: Sequence[int], *, sample_seeds: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """The metrics' noise floor: ``n`` *real* samples scored like an evaluation.
+
+    For each protocol seed ``s`` in ``seeds`` the "samples" are real data drawn with sample seed
+    ``s + NOISE_FLOOR_SAMPLE_OFFSET`` (or the matching entry of ``sample_seeds``), scored against
+    the reference set of ``s`` (:func:`reference_seed`). A sampler whose samples were real data
+    would score these values; differences between samplers smaller than their spread cannot be
+    read from unpaired means. To match a comparison, pass its evaluation seeds
+    (:func:`eval_seed` ``(k)``).
+
+    Returns:
+        ``{"per_seed": [metrics], "summary": {metric: {"mean", "std"}}}``.
+
+    Raises:
+        ValueError: ``n < 2``, fewer than two distinct seeds >= 0, ``sample_seeds`` of another
+            length.
+    """
+    _check_n(n)
+    seeds = [int(s) for s in seeds]
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise ValueError(f"give at least two distinct seeds >= 0 (no repeats), got {seeds}")
+    if sample_seeds is None:
+        sample_seeds = [s + NOISE_FLOOR_SAMPLE_OFFSET for s in seeds]
+    sample_seeds = [int(s) for s in sample_seeds]
+    if len(sample_seeds) != len(seeds):
+        raise ValueError(
+            f"sample_seeds must have one entry per seed ({len(seeds)}), got {len(sample_seeds)}"
+        )
+    per_seed = []
+    for s, k in zip(seeds, sample_seeds):
+        x, labels = task.sample_data(n, torch.Generator().manual_seed(k))
+        if task.num_classes == 0:
+            labels = None
+        per_seed.append(task_metrics(task, x, labels, seed=reference_seed(s)))
+    summary = {
+        m: {"mean": statistics.fmean(r[m] for r in per_seed),
+            "std": statistics.stdev(r[m] for r in per_seed)}
+        for m in per_seed[0]
+    }
+    return {"per_seed": per_seed, "summary": summary}
+
+
+# --------------------------------------------------------------------------------------------
+# Fingerprints
+# --------------------------------------------------------------------------------------------
+
+
+def _hash_tensor(h: Any, name: str, t: torch.Tensor | None) -> None:
+    h.update(name.encode())
+    if t is None:
+        h.update(b"none")
+        return
+    t = t.detach().cpu().contiguous()
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+
+
+def _hash_mixture(h: Any, name: str, m: GaussianMixture) -> None:
+    for attr in ("means", "stds", "weights", "component_labels"):
+        _hash_tensor(h, f"{name}.{attr}", getattr(m, attr))
+
+
+def _hash_module(h: Any, name: str, module: torch.nn.Module | None) -> None:
+    if module is None:
+        h.update(f"{name}:none".encode())
+        return
+    for sub_name, sub in module.named_modules(prefix=name):
+        h.update(type(sub).__qualname__.encode())
+        for attr, value in sorted(vars(sub).items()):
+            if isinstance(value, GaussianMixture):
+                _hash_mixture(h, f"{sub_name}.{attr}", value)
+    for key, value in sorted(module.state_dict().items()):
+        _hash_tensor(h, f"{name}.{key}", value)
+
+
+def task_fingerprint(task: Task) -> dict[str, Any]:
+    """What a result depends on in ``task``: its name, guide kind, schedule, dtype, extra
+    settings, and a content hash of the denoiser, guide, target and label distribution (so a
+    user-defined mixture gets its own keys). Action menus are not part of it, nor is the device:
+    the kind of device that draws the noise enters each :func:`point_key` instead."""
+    h = hashlib.sha256()
+    _hash_module(h, "denoiser", task.denoiser)
+    _hash_module(h, "guide", task.guide)
+    if task.target is not None:
+        _hash_mixture(h, "target", task.target)
+    _hash_tensor(h, "label_probs", task.label_probs)
+    return {
+        "name": task.name,
+        "guide_kind": task.guide_kind,
+        "num_steps": task.num_steps,
+        "sigma_min": task.sigma_min,
+        "sigma_max": task.sigma_max,
+        "rho": task.rho,
+        "dtype": str(task.dtype),
+        "extra": json.loads(json.dumps(task.extra, sort_keys=True, default=str)),
+        "content_sha256": h.hexdigest(),
+    }
+
+
+def point_key(
+    fingerprint: Mapping[str, Any],
+    family: str,
+    params: Mapping[str, float],
+    *,
+    n: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> str:
+    """A stable 16-hex-digit key of a fixed sampler's evaluation: hash of the protocol version,
+    task fingerprint, family, parameters, ``n``, ``seed`` and the kind of device that draws the
+    noise.
+
+    The device kind is part of the key because results are reproducible bit for bit only on one
+    kind of device: the per-sample noise is the same numbers everywhere, but the denoiser's
+    arithmetic rounds differently on a GPU. A cache never mixes the two. (CPU keys carry no
+    device field.)
+    """
+    blob: dict[str, Any] = {
+        "protocol": PROTOCOL_VERSION,
+        "task": dict(fingerprint),
+        "family": family,
+        "params": {k: float(v) for k, v in params.items()},
+        "n": int(n),
+        "seed": int(seed),
+    }
+    kind = torch.device(device).type
+    if kind != "cpu":
+        blob["noise_device"] = kind
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def finite_or_none(obj: Any) -> Any:
+    """JSON-ready copy: non-finite floats become ``None`` (strict JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

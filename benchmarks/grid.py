@@ -1,65 +1,68 @@
-"""Grid-search baselines: fixed per-step sampler schedules, tuned by brute force (design §5).
+"""Grid-search baselines evaluated with the common-random-numbers protocol (design §5).
 
-Families, each available where the task has the knob:
-
-* ``churn``: the EDM stochastic sampler (Karras et al. 2022, Algorithm 2):
-  ``gamma_i = min(S_churn / N, sqrt(2) - 1)`` when ``S_min <= sigma_i <= S_max``, else 0; grid over
-  ``S_churn x S_min x S_max x S_noise``.
-* ``guidance``: constant guidance weight ``w``.
-* ``interval``: guidance in a limited interval (Kynkäänniemi et al. 2024): ``w`` for
-  ``sigma_lo <= sigma_i <= sigma_hi``, else 1; grid over ``w x sigma_lo x sigma_hi``.
-
-Every point, and the default sampler (plain Heun), is evaluated by :func:`evaluate_sampler` with
-the same protocol a learned policy is evaluated with — common random numbers: sample ``b`` draws
-its noise from its own generator seeded ``seed + b`` (:class:`~diffgym.envs.PerSampleNoise`),
-labels are drawn once from a generator seeded ``seed``, and the metrics' reference data from one
-seeded ``seed + 1`` (the convention of ``diffgym sample --per-sample-noise``). A point's result
+Every point of the families of :mod:`diffgym.benchmarks.grid_families`, and the default sampler
+(plain Heun), is evaluated by :func:`~diffgym.benchmarks.evaluate.evaluate_sampler` with the same
+protocol a learned policy is evaluated with (:mod:`diffgym.benchmarks.evaluate`): sample ``b``
+draws its noise from its own stream seeded ``seed + b``, labels are drawn once from a generator
+seeded ``seed``, and the metrics' reference data from one seeded ``seed + 1``. A point's result
 therefore depends only on the task, the point, ``n`` and ``seed``.
 
 :func:`run_grid` writes ``grid.json`` and ``grid.csv`` atomically after every point; a rerun with
 the same ``out_dir`` reuses every finished point (points are keyed by a hash of the task, family,
 parameters, ``n`` and ``seed``). ``backend="ray"`` runs the pending points as a Ray Tune
-``grid_search`` and records the same table.
+``grid_search`` (:mod:`diffgym.benchmarks.ray_runner`) and records the same table.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import csv
-import dataclasses
-import hashlib
 import io
-import itertools
 import json
 import logging
 import math
 import os
-import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
-from diffgym.benchmarks.cost import Cost, Stopwatch
+from diffgym.agents.cost import Cost
 from diffgym.benchmarks.evaluate import (
     METRIC_DIRECTIONS,
-    add_fid_argument,
-    measured_metrics,
-    task_metrics,
-    with_fid,
+    SamplerEvaluation,
+    _check_n,
+    crn_sample,
+    default_metric,
+    eval_labels,
+    eval_seeds,
+    evaluate_sampler,
+    point_key,
+    reference_seed,
+    task_fingerprint,
 )
-from diffgym.envs.denoisers import GaussianMixture
+from diffgym.benchmarks.grid_families import (
+    CHURN_CAP,
+    FAMILIES,
+    POINT_PRESETS,
+    ChurnFamily,
+    GridFamily,
+    GuidanceFamily,
+    IntervalFamily,
+    _check_family,
+    edm_churn_gammas,
+    guidance_interval_weights,
+    make_families,
+    task_knobs,
+)
 from diffgym.envs.io import atomic_write_json, atomic_write_text
-from diffgym.envs.sampler import ActionFn, PerSampleNoise, SampleResult, sample, schedule_actions
-from diffgym.envs.tasks import Task, make_task
+from diffgym.envs.sampler import schedule_actions
+from diffgym.envs.tasks import Task
 
 __all__ = [
     "BACKENDS",
+    "CHURN_CAP",
     "DEFAULT_N",
     "FAMILIES",
     "POINT_PRESETS",
@@ -70,10 +73,11 @@ __all__ = [
     "IntervalFamily",
     "PointResult",
     "SamplerEvaluation",
-    "add_grid_parser",
     "crn_sample",
     "default_metric",
     "edm_churn_gammas",
+    "eval_labels",
+    "eval_seeds",
     "evaluate_point",
     "evaluate_sampler",
     "guidance_interval_weights",
@@ -82,7 +86,6 @@ __all__ = [
     "print_grid_table",
     "reference_seed",
     "run_grid",
-    "run_grid_cli",
     "task_fingerprint",
     "task_knobs",
 ]
@@ -90,471 +93,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BACKENDS = ("local", "ray")
-POINT_PRESETS = ("small", "default")
 DEFAULT_N = 2048  # samples per grid point (and per evaluation of any method)
 DEFAULT_FAMILY = "default"  # the record name of the default sampler (all knobs neutral)
-PROTOCOL_VERSION = 1  # bump when the evaluation protocol changes: old records stop matching
 GRID_FORMAT = "diffgym-grid/1"
-CHURN_CAP = math.sqrt(2.0) - 1.0  # EDM's bound on gamma: at most doubles the noise variance
-RAY_INSTALL_HINT = "pip install 'diffgym[ray]'"
-
-
-# --------------------------------------------------------------------------------------------
-# Schedules (pure functions)
-# --------------------------------------------------------------------------------------------
-
-
-def edm_churn_gammas(
-    sigmas: torch.Tensor, *, s_churn: float, s_min: float, s_max: float
-) -> torch.Tensor:
-    """EDM churn per step (Karras et al. 2022, Algorithm 2, line 5).
-
-    ``gamma_i = min(S_churn / N, sqrt(2) - 1)`` if ``S_min <= sigma_i <= S_max`` else 0.
-
-    Args:
-        sigmas: ``(N + 1,)`` schedule ending in 0.
-        s_churn, s_min, s_max: EDM's ``S_churn``, ``S_min``, ``S_max``.
-
-    Returns:
-        ``(N,)`` float64 ``gamma_i`` for ``i = 0..N-1``. The sampler applies no churn at the last
-        step (``sigma_{i+1} = 0``) whatever the table says.
-    """
-    sig = sigmas[:-1].double()
-    num_steps = sig.shape[0]
-    gamma = min(float(s_churn) / num_steps, CHURN_CAP)
-    inside = (sig >= float(s_min)) & (sig <= float(s_max))
-    return torch.where(inside, torch.full_like(sig, gamma), torch.zeros_like(sig))
-
-
-def guidance_interval_weights(
-    sigmas: torch.Tensor, *, w: float, sigma_lo: float, sigma_hi: float
-) -> torch.Tensor:
-    """Guidance weight per step, on only in an interval (Kynkäänniemi et al. 2024).
-
-    ``w_i = w`` if ``sigma_lo <= sigma_i <= sigma_hi`` else 1.
-
-    Args:
-        sigmas: ``(N + 1,)`` schedule ending in 0.
-
-    Returns:
-        ``(N,)`` float64 weights.
-    """
-    sig = sigmas[:-1].double()
-    inside = (sig >= float(sigma_lo)) & (sig <= float(sigma_hi))
-    return torch.where(inside, torch.full_like(sig, float(w)), torch.ones_like(sig))
-
-
-# --------------------------------------------------------------------------------------------
-# Families
-# --------------------------------------------------------------------------------------------
-
-
-def task_knobs(task: Task) -> tuple[str, ...]:
-    """The knobs ``task`` offers: those whose action menu has a non-neutral entry."""
-    knobs = []
-    if len(task.churn_levels) > 1:
-        knobs.append("churn")
-    if task.guide is not None and len(task.guidance_levels) > 1:
-        knobs.append("guidance")
-    if len(task.renoise_jumps) > 1 and task.renoise_budget > 0:
-        knobs.append("renoise")
-    return tuple(knobs)
-
-
-def _axis(family: str, name: str, values: Sequence[float], *, minimum: float, strict: bool):
-    """Validate one grid axis: non-empty, finite, above ``minimum``; returns a float tuple."""
-    values = tuple(float(v) for v in values)
-    if not values:
-        raise ValueError(f"{family} grid axis {name} must not be empty")
-    for v in values:
-        if not math.isfinite(v) or v < minimum or (strict and v == minimum):
-            bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-            raise ValueError(f"{family} grid axis {name} has {v!r}; values must be finite {bound}")
-    if len(set(values)) != len(values):
-        raise ValueError(f"{family} grid axis {name} has repeated values: {values}")
-    return values
-
-
-@dataclass(frozen=True)
-class GridFamily:
-    """A family of fixed schedules: enumerates points and turns a point into per-step tables.
-
-    Subclasses set ``name`` (the family's registry key), ``knob`` (the task knob it needs, see
-    :func:`task_knobs`), ``axes`` (the parameter names of a point, which are also the
-    dataclass fields holding each axis's values), ``bounds`` (per axis: the minimum value and
-    whether it is excluded) and optionally ``ordered`` (``(lo, hi)``: a point needs
-    ``lo < hi``). Axes are validated and normalised on construction.
-    """
-
-    name: ClassVar[str]
-    knob: ClassVar[str]
-    axes: ClassVar[tuple[str, ...]]
-    bounds: ClassVar[dict[str, tuple[float, bool]]]
-    ordered: ClassVar[tuple[str, str] | None] = None
-
-    def __post_init__(self) -> None:
-        for axis in self.axes:
-            minimum, strict = self.bounds[axis]
-            values = _axis(self.name, axis, getattr(self, axis), minimum=minimum, strict=strict)
-            object.__setattr__(self, axis, values)
-        if self.ordered is not None and not self.points():
-            lo, hi = self.ordered
-            raise ValueError(
-                f"{self.name} grid has no point with {lo} < {hi}: {lo}={getattr(self, lo)}, "
-                f"{hi}={getattr(self, hi)}"
-            )
-
-    def valid(self, point: Mapping[str, float]) -> bool:
-        """Whether a combination of axis values is a meaningful point (``lo < hi`` if ordered)."""
-        return self.ordered is None or point[self.ordered[0]] < point[self.ordered[1]]
-
-    def points(self) -> list[dict[str, float]]:
-        """Every valid point, in the order of the product of the axes."""
-        values = [getattr(self, a) for a in self.axes]
-        combos = (dict(zip(self.axes, combo)) for combo in itertools.product(*values))
-        return [p for p in combos if self.valid(p)]
-
-    def tables(self, point: Mapping[str, float], sigmas: torch.Tensor) -> dict[str, list[float]]:
-        """Per-step knob tables (keyword arguments of ``schedule_actions``), each of length N."""
-        raise NotImplementedError
-
-    @classmethod
-    def preset(cls, task: Task, points: str = "default") -> GridFamily:
-        """The family's ``"small"`` or ``"default"`` grid for ``task``."""
-        raise NotImplementedError
-
-    def config(self) -> dict[str, list[float]]:
-        """The axis values, JSON-ready."""
-        return {a: list(getattr(self, a)) for a in self.axes}
-
-    def __len__(self) -> int:
-        return len(self.points())
-
-
-def _capped(values: Sequence[float], cap: float) -> tuple[float, ...]:
-    """Values clipped to ``cap``, repeats removed, order kept."""
-    out: list[float] = []
-    for v in values:
-        v = min(float(v), cap)
-        if v not in out:
-            out.append(v)
-    return tuple(out)
-
-
-def _check_preset(points: str) -> None:
-    if points not in POINT_PRESETS:
-        raise ValueError(f"unknown points preset {points!r}; allowed: {', '.join(POINT_PRESETS)}")
-
-
-@dataclass(frozen=True)
-class ChurnFamily(GridFamily):
-    """EDM churn: ``S_churn x S_min x S_max x S_noise`` (points with ``S_min >= S_max`` skipped).
-
-    Raises:
-        ValueError: an empty axis, a non-finite value, ``S_churn <= 0`` (the default sampler is
-            evaluated separately), ``S_min < 0``, ``S_max <= 0``, ``S_noise < 0``, no valid point.
-    """
-
-    name: ClassVar[str] = "churn"
-    knob: ClassVar[str] = "churn"
-    axes: ClassVar[tuple[str, ...]] = ("s_churn", "s_min", "s_max", "s_noise")
-    bounds: ClassVar[dict[str, tuple[float, bool]]] = {
-        "s_churn": (0.0, True), "s_min": (0.0, False), "s_max": (0.0, True),
-        "s_noise": (0.0, False),
-    }
-    ordered: ClassVar[tuple[str, str] | None] = ("s_min", "s_max")
-
-    s_churn: tuple[float, ...]
-    s_min: tuple[float, ...]
-    s_max: tuple[float, ...]
-    s_noise: tuple[float, ...] = (1.0,)
-
-    def tables(self, point: Mapping[str, float], sigmas: torch.Tensor) -> dict[str, list[float]]:
-        gamma = edm_churn_gammas(
-            sigmas, s_churn=point["s_churn"], s_min=point["s_min"], s_max=point["s_max"]
-        )
-        return {"gamma": gamma.tolist(), "s_noise": [point["s_noise"]] * gamma.shape[0]}
-
-    @classmethod
-    def preset(cls, task: Task, points: str = "default") -> ChurnFamily:
-        """``S_churn = N * gamma`` for ``gamma`` in (0.05, 0.1, 0.2, 0.4) (default; 0.1 and 0.4
-        small), ``S_min`` in (0, 0.05, 0.5), ``S_max`` in (1, 10, sigma_max), ``S_noise`` in
-        (1, 1.003, 1.007) (EDM's published values): 108 points; small: 4."""
-        _check_preset(points)
-        n = task.num_steps
-        if points == "small":
-            return cls(
-                s_churn=tuple(round(n * g, 3) for g in (0.1, 0.4)),
-                s_min=(0.05,),
-                s_max=_capped((10.0,), task.sigma_max),
-                s_noise=(1.0, 1.007),
-            )
-        return cls(
-            s_churn=tuple(round(n * g, 3) for g in (0.05, 0.1, 0.2, 0.4)),
-            s_min=(0.0, 0.05, 0.5),
-            s_max=_capped((1.0, 10.0, task.sigma_max), task.sigma_max),
-            s_noise=(1.0, 1.003, 1.007),
-        )
-
-
-@dataclass(frozen=True)
-class GuidanceFamily(GridFamily):
-    """Constant guidance weight ``w`` at every step.
-
-    Raises:
-        ValueError: an empty axis or a non-finite ``w``.
-    """
-
-    name: ClassVar[str] = "guidance"
-    knob: ClassVar[str] = "guidance"
-    axes: ClassVar[tuple[str, ...]] = ("w",)
-    bounds: ClassVar[dict[str, tuple[float, bool]]] = {"w": (-math.inf, False)}
-
-    w: tuple[float, ...]
-
-    def tables(self, point: Mapping[str, float], sigmas: torch.Tensor) -> dict[str, list[float]]:
-        return {"guidance": [point["w"]] * (sigmas.shape[0] - 1)}
-
-    @classmethod
-    def preset(cls, task: Task, points: str = "default") -> GuidanceFamily:
-        """``w`` in (1.25, 1.5, 1.75, 2, 2.5, 3, 3.5, 4, 5, 6): 10 points; small (1.5, 2, 3)."""
-        _check_preset(points)
-        if points == "small":
-            return cls(w=(1.5, 2.0, 3.0))
-        return cls(w=(1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0))
-
-
-@dataclass(frozen=True)
-class IntervalFamily(GridFamily):
-    """Guidance ``w`` on only for ``sigma_lo <= sigma_i <= sigma_hi``, 1 elsewhere
-    (points with ``sigma_lo >= sigma_hi`` skipped).
-
-    Raises:
-        ValueError: an empty axis, a non-finite value, ``sigma_lo < 0``, ``sigma_hi <= 0``, no
-            valid point.
-    """
-
-    name: ClassVar[str] = "interval"
-    knob: ClassVar[str] = "guidance"
-    axes: ClassVar[tuple[str, ...]] = ("w", "sigma_lo", "sigma_hi")
-    bounds: ClassVar[dict[str, tuple[float, bool]]] = {
-        "w": (-math.inf, False), "sigma_lo": (0.0, False), "sigma_hi": (0.0, True),
-    }
-    ordered: ClassVar[tuple[str, str] | None] = ("sigma_lo", "sigma_hi")
-
-    w: tuple[float, ...]
-    sigma_lo: tuple[float, ...]
-    sigma_hi: tuple[float, ...]
-
-    def tables(self, point: Mapping[str, float], sigmas: torch.Tensor) -> dict[str, list[float]]:
-        w = guidance_interval_weights(
-            sigmas, w=point["w"], sigma_lo=point["sigma_lo"], sigma_hi=point["sigma_hi"]
-        )
-        return {"guidance": w.tolist()}
-
-    @classmethod
-    def preset(cls, task: Task, points: str = "default") -> IntervalFamily:
-        """``w`` in (1.5, 2, 3, 4, 5) x ``sigma_lo`` in (0, 0.1, 0.3, 1) x ``sigma_hi`` in
-        (0.5, 2, 5, sigma_max): 75 points; small: ``w`` in (2, 3), (0.3, 5) only: 2."""
-        _check_preset(points)
-        if points == "small":
-            return cls(w=(2.0, 3.0), sigma_lo=(0.3,), sigma_hi=_capped((5.0,), task.sigma_max))
-        return cls(
-            w=(1.5, 2.0, 3.0, 4.0, 5.0),
-            sigma_lo=(0.0, 0.1, 0.3, 1.0),
-            sigma_hi=_capped((0.5, 2.0, 5.0, task.sigma_max), task.sigma_max),
-        )
-
-
-FAMILIES: dict[str, type[GridFamily]] = {
-    ChurnFamily.name: ChurnFamily,
-    GuidanceFamily.name: GuidanceFamily,
-    IntervalFamily.name: IntervalFamily,
-}
-"""The grid families by name."""
-
-
-def _families_for(task: Task) -> list[str]:
-    knobs = task_knobs(task)
-    return [name for name, cls in FAMILIES.items() if cls.knob in knobs]
-
-
-def _check_family(task: Task, name: str) -> type[GridFamily]:
-    if name not in FAMILIES:
-        raise ValueError(f"unknown grid family {name!r}; allowed: {', '.join(FAMILIES)}")
-    cls = FAMILIES[name]
-    if cls.knob not in task_knobs(task):
-        available = _families_for(task)
-        raise ValueError(
-            f"grid family {name!r} needs the {cls.knob} knob, which task {task.name!r} lacks; "
-            f"families for this task: {', '.join(available) or 'none'}"
-        )
-    return cls
-
-
-def make_families(
-    task: Task,
-    names: Sequence[str] | None = None,
-    *,
-    points: str = "default",
-    **axes: Sequence[float] | None,
-) -> list[GridFamily]:
-    """The preset grids of ``names`` (default: every family ``task`` supports).
-
-    Args:
-        task: the task (its knobs, step count and ``sigma_max`` shape the presets).
-        names: family names, keys of :data:`FAMILIES`.
-        points: ``"small"`` or ``"default"`` preset.
-        **axes: explicit values that replace a preset axis (``s_churn=(2, 4)``, ``w=(2, 3)``);
-            ``None`` keeps the preset. An axis shared by several families (``w``) replaces it in
-            each of them.
-
-    Raises:
-        ValueError: an unknown family or one whose knob the task lacks, an unknown preset, an
-            axis no selected family has, bad axis values.
-    """
-    names = list(_families_for(task) if names is None else names)
-    if not names:
-        raise ValueError(f"task {task.name!r} has no knob any grid family can tune")
-    if len(set(names)) != len(names):
-        raise ValueError(f"grid families must not repeat, got {names}")
-    classes = [_check_family(task, name) for name in names]
-    axes = {k: v for k, v in axes.items() if v is not None}
-    known = sorted({a for cls in classes for a in cls.axes})
-    unknown = sorted(set(axes) - set(known))
-    if unknown:
-        raise ValueError(
-            f"grid axis {unknown[0]!r} belongs to none of the families {names}; "
-            f"their axes: {', '.join(known)}"
-        )
-    families = []
-    for cls in classes:
-        family = cls.preset(task, points)
-        own = {k: tuple(v) for k, v in axes.items() if k in cls.axes}
-        families.append(dataclasses.replace(family, **own) if own else family)
-    return families
-
-
-# --------------------------------------------------------------------------------------------
-# Evaluation with common random numbers
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SamplerEvaluation:
-    """One evaluated sampler: ``metrics`` from :func:`task_metrics`, its ``cost`` (NFE summed over
-    samples; seconds under the sampling category and ``"metrics"``) and the raw ``result``."""
-
-    metrics: dict[str, float]
-    cost: Cost
-    result: SampleResult
-
-
-def reference_seed(seed: int) -> int:
-    """Seed of the real reference set that an evaluation on protocol seed ``seed`` is scored
-    against (``seed + 1``; the samples themselves use ``seed + b``)."""
-    return int(seed) + 1
-
-
-def eval_seeds(n: int, seed: int) -> range:
-    """Per-sample noise seeds of the evaluation protocol: ``seed, ..., seed + n - 1``."""
-    return range(int(seed), int(seed) + int(n))
-
-
-def eval_labels(task: Task, n: int, seed: int) -> torch.Tensor | None:
-    """``(n,)`` labels of the evaluation protocol (CPU), drawn from a generator seeded ``seed``."""
-    return task.sample_labels(n, torch.Generator().manual_seed(int(seed)))
-
-
-def _check_n(n: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an int >= 2 (samples per point), got {n!r}")
-    return n
-
-
-def crn_sample(
-    task: Task,
-    actions: ActionFn | None = None,
-    *,
-    n: int,
-    seed: int,
-    guided: bool = False,
-    renoise_budget: int = 0,
-    device: torch.device | str = "cpu",
-) -> SampleResult:
-    """``n`` trajectories of the common-random-numbers protocol (no scoring).
-
-    Sample ``b`` uses noise seed ``seed + b``; labels come from :func:`eval_labels`. Arguments as
-    in :func:`evaluate_sampler`.
-
-    Raises:
-        ValueError: ``guided`` on a task without a guide.
-    """
-    if guided and task.guide is None:
-        raise ValueError(f"task {task.name!r} has no guidance source; guided must be False")
-    labels = eval_labels(task, n, seed)
-    if labels is not None:
-        labels = labels.to(device)
-    return sample(
-        task.denoiser,
-        task.sigmas(device),
-        noise=PerSampleNoise(eval_seeds(n, seed), device=device, dtype=task.dtype),
-        data_shape=task.data_shape,
-        labels=labels,
-        guide=task.guide if guided else None,
-        actions=actions,
-        renoise_budget=renoise_budget,
-        dtype=task.dtype,
-    )
-
-
-def evaluate_sampler(
-    task: Task,
-    actions: ActionFn | None = None,
-    *,
-    n: int,
-    seed: int,
-    guided: bool = False,
-    renoise_budget: int = 0,
-    device: torch.device | str = "cpu",
-    category: str = "evaluation",
-) -> SamplerEvaluation:
-    """Sample ``n`` trajectories under the common-random-numbers protocol and score them.
-
-    Sample ``b`` uses noise seed ``seed + b``; labels come from :func:`eval_labels`; metrics use
-    reference data seeded ``seed + 1``. Learned policies and grid points are evaluated alike.
-
-    Args:
-        task: the task (its denoiser and guide must be on ``device``).
-        actions: ``f(x, step_index, budget, labels) -> Knobs`` (a schedule or a policy); ``None``
-            for the default sampler.
-        n: samples, ``>= 2``.
-        seed: protocol seed.
-        guided: pass the task's guide to the sampler (needed for any ``w != 1``).
-        renoise_budget: renoise transitions allowed per sample.
-        device: where to sample.
-        category: the :class:`Cost` category of the sampling time (``"evaluation"`` for a
-            method's final evaluation, ``"grid_point"`` for a grid point).
-
-    Raises:
-        ValueError: ``n < 2``; ``guided`` on a task without a guide.
-    """
-    _check_n(n)
-    with Stopwatch(device) as sampling:
-        result = crn_sample(
-            task, actions, n=n, seed=seed, guided=guided, renoise_budget=renoise_budget,
-            device=device,
-        )
-    with Stopwatch() as scoring:
-        metrics = task_metrics(task, result.x, result.labels, seed=reference_seed(seed))
-    cost = Cost(
-        nfe=int(result.nfe.sum()),
-        samples=n,
-        seconds={category: sampling.seconds, "metrics": scoring.seconds},
-    )
-    return SamplerEvaluation(
-        metrics={k: float(v) for k, v in metrics.items()}, cost=cost, result=result
-    )
 
 
 @dataclass(frozen=True)
@@ -610,90 +151,6 @@ class PointResult:
             cost=Cost.from_dict(data["cost"]),
             schedule={k: [float(x) for x in v] for k, v in data.get("schedule", {}).items()},
         )
-
-
-def _hash_tensor(h: Any, name: str, t: torch.Tensor | None) -> None:
-    h.update(name.encode())
-    if t is None:
-        h.update(b"none")
-        return
-    t = t.detach().cpu().contiguous()
-    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
-
-
-def _hash_mixture(h: Any, name: str, m: GaussianMixture) -> None:
-    for attr in ("means", "stds", "weights", "component_labels"):
-        _hash_tensor(h, f"{name}.{attr}", getattr(m, attr))
-
-
-def _hash_module(h: Any, name: str, module: torch.nn.Module | None) -> None:
-    if module is None:
-        h.update(f"{name}:none".encode())
-        return
-    for sub_name, sub in module.named_modules(prefix=name):
-        h.update(type(sub).__qualname__.encode())
-        for attr, value in sorted(vars(sub).items()):
-            if isinstance(value, GaussianMixture):
-                _hash_mixture(h, f"{sub_name}.{attr}", value)
-    for key, value in sorted(module.state_dict().items()):
-        _hash_tensor(h, f"{name}.{key}", value)
-
-
-def task_fingerprint(task: Task) -> dict[str, Any]:
-    """What a point's result depends on in ``task``: its name, guide kind, schedule, dtype, extra
-    settings, and a content hash of the denoiser, guide, target and label distribution (so a
-    user-defined mixture gets its own keys). Action menus are not part of it, nor is the device:
-    the kind of device that draws the noise enters each point's :func:`point_key` instead."""
-    h = hashlib.sha256()
-    _hash_module(h, "denoiser", task.denoiser)
-    _hash_module(h, "guide", task.guide)
-    if task.target is not None:
-        _hash_mixture(h, "target", task.target)
-    _hash_tensor(h, "label_probs", task.label_probs)
-    return {
-        "name": task.name,
-        "guide_kind": task.guide_kind,
-        "num_steps": task.num_steps,
-        "sigma_min": task.sigma_min,
-        "sigma_max": task.sigma_max,
-        "rho": task.rho,
-        "dtype": str(task.dtype),
-        "extra": json.loads(json.dumps(task.extra, sort_keys=True, default=str)),
-        "content_sha256": h.hexdigest(),
-    }
-
-
-def point_key(
-    fingerprint: Mapping[str, Any],
-    family: str,
-    params: Mapping[str, float],
-    *,
-    n: int,
-    seed: int,
-    device: torch.device | str = "cpu",
-) -> str:
-    """A stable 16-hex-digit key of a point: hash of the protocol version, task fingerprint,
-    family, parameters, ``n``, ``seed`` and the kind of device that draws the noise.
-
-    The device kind is part of the key because results are reproducible bit for bit only on one
-    kind of device: the per-sample noise is the same numbers everywhere (CPU generators, see
-    :class:`~diffgym.envs.PerSampleNoise`), but the denoiser's arithmetic rounds differently on a
-    GPU, and before this version CUDA drew its own noise. A cache never mixes the two. (CPU keys
-    are the ones of earlier versions: the field is only added for other devices.)
-    """
-    blob: dict[str, Any] = {
-        "protocol": PROTOCOL_VERSION,
-        "task": dict(fingerprint),
-        "family": family,
-        "params": {k: float(v) for k, v in params.items()},
-        "n": int(n),
-        "seed": int(seed),
-    }
-    kind = torch.device(device).type
-    if kind != "cpu":
-        blob["noise_device"] = kind
-    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -1107,7 +564,9 @@ def run_grid(
                 task, pending, n=n, seed=seed, device=device, num_cpus=num_cpus, finish=finish
             )
         else:
-            _run_ray(
+            from diffgym.benchmarks.ray_runner import run_ray
+
+            run_ray(
                 task,
                 pending,
                 n=n,
@@ -1150,271 +609,6 @@ def _run_local(
             finish(_evaluate_spec(task, spec, n=n, seed=seed, device=device))
     finally:
         torch.set_num_threads(threads)
-
-
-# --------------------------------------------------------------------------------------------
-# Ray Tune backend
-# --------------------------------------------------------------------------------------------
-
-_RAY_METRIC = "metric/"  # prefix of the metrics in a trial's reported result
-
-
-def _import_ray():
-    try:
-        import ray
-        from ray import tune
-    except ImportError as err:
-        raise ImportError(
-            f"the ray backend needs Ray Tune, which is not installed: {RAY_INSTALL_HINT}"
-        ) from err
-    return ray, tune
-
-
-def _ray_trial(
-    config: dict[str, Any],
-    *,
-    task: Task,
-    specs: dict[str, _PointSpec],
-    n: int,
-    seed: int,
-    device: str,
-) -> None:
-    """A Tune function trainable: evaluate the point ``config["key"]`` and report its numbers."""
-    from ray import tune
-
-    record = _evaluate_spec(task, specs[config["key"]], n=n, seed=seed, device=device)
-    report: dict[str, Any] = {
-        "key": record.key,
-        "nfe": record.cost.nfe,
-        "samples": record.cost.samples,
-        "grid_point_seconds": record.cost.seconds["grid_point"],
-        "metrics_seconds": record.cost.seconds["metrics"],
-    }
-    report.update({_RAY_METRIC + k: v for k, v in record.metrics.items()})
-    tune.report(report)
-
-
-def _record_from_report(spec: _PointSpec, report: Mapping[str, Any]) -> PointResult:
-    metrics = {
-        k[len(_RAY_METRIC) :]: float(v) for k, v in report.items() if k.startswith(_RAY_METRIC)
-    }
-    cost = Cost(
-        nfe=int(report["nfe"]),
-        samples=int(report["samples"]),
-        seconds={
-            "grid_point": float(report["grid_point_seconds"]),
-            "metrics": float(report["metrics_seconds"]),
-        },
-    )
-    return PointResult(spec.key, spec.family, spec.params, metrics, cost, spec.schedule)
-
-
-@contextlib.contextmanager
-def _quiet_tune() -> Iterator[None]:
-    """Tune's newer console output prints its banner even at ``verbose=0``; the legacy output
-    (``RAY_AIR_NEW_OUTPUT=0``) prints nothing. Set it while Tune runs unless the user chose."""
-    if "RAY_AIR_NEW_OUTPUT" in os.environ:
-        yield
-        return
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    try:
-        yield
-    finally:
-        os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
-
-
-def _run_ray(
-    task: Task,
-    pending: list[_PointSpec],
-    *,
-    n: int,
-    seed: int,
-    device: torch.device | str,
-    num_cpus: int | None,
-    out_dir: Path | None,
-    finish: Callable[[PointResult], None],
-) -> None:
-    ray, tune = _import_ray()
-    if not pending:
-        return
-    by_key = {s.key: s for s in pending}
-
-    class Collector(tune.Callback):
-        """Records each trial's result in the driver as soon as it arrives."""
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            key = result.get("key")
-            if key in by_key:
-                finish(_record_from_report(by_key.pop(key), result))
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.ERROR,
-        )
-    scratch = None
-    try:
-        if out_dir is None:
-            scratch = tempfile.TemporaryDirectory(prefix="diffgym-grid-ray-")
-            storage = Path(scratch.name)
-        else:
-            storage = out_dir / "ray"
-        trainable = tune.with_resources(
-            tune.with_parameters(
-                _ray_trial, task=task, specs=dict(by_key), n=n, seed=seed, device=str(device)
-            ),
-            # One CPU per trial, plus one GPU when sampling on CUDA.
-            {"cpu": 1, "gpu": 1 if torch.device(device).type == "cuda" else 0},
-        )
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"key": tune.grid_search(list(by_key))},
-            tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
-            run_config=tune.RunConfig(
-                name=f"{task.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                storage_path=str(storage.resolve()),
-                verbose=0,
-                callbacks=[Collector()],
-            ),
-        )
-        with _quiet_tune():
-            results = tuner.fit()
-        if results.errors:
-            raise RuntimeError(
-                f"{len(results.errors)} grid point(s) failed on Ray (the finished ones are saved; "
-                f"rerun to retry the rest); first error: {results.errors[0]}"
-            )
-        if by_key:
-            raise RuntimeError(f"Ray returned no result for {len(by_key)} grid point(s)")
-    finally:
-        if started:
-            ray.shutdown()
-        if scratch is not None:
-            scratch.cleanup()
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-
-DEFAULT_METRICS = {"gmm2d": "sw2", "gmm2d-bias": "mode_tv", "digits": "fd_digits"}
-"""The metric that picks the best point per task in the CLI table."""
-
-
-def default_metric(task: Task) -> str:
-    """The task's headline metric: :data:`DEFAULT_METRICS`, else ``sw2`` for a mixture task."""
-    if task.name in DEFAULT_METRICS:
-        return DEFAULT_METRICS[task.name]
-    if task.target is not None:
-        return "sw2"
-    raise ValueError(f"no default metric for task {task.name!r}; pass --metric")
-
-
-_AXIS_OPTIONS = {
-    "s_churn": "S_churn values (churn family)",
-    "s_min": "S_min values (churn family)",
-    "s_max": "S_max values (churn family)",
-    "s_noise": "S_noise values (churn family)",
-    "w": "guidance weights (guidance and interval families)",
-    "sigma_lo": "interval lower sigma values (interval family)",
-    "sigma_hi": "interval upper sigma values (interval family)",
-}
-
-
-def add_grid_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``grid`` subcommand (its handler is :func:`run_grid_cli`)."""
-    p = subparsers.add_parser(
-        "grid",
-        help="grid-search baseline samplers (EDM churn, guidance, guidance interval) with "
-        "common random numbers; resumable",
-    )
-    p.add_argument("--task", default="gmm2d", help="task name (see `diffgym tasks`)")
-    p.add_argument(
-        "--families",
-        nargs="+",
-        default=None,
-        metavar="FAMILY",
-        help=f"families to search, of {', '.join(FAMILIES)} (default: all the task supports)",
-    )
-    p.add_argument("--points", default="default", help="grid preset: small or default")
-    for axis, text in _AXIS_OPTIONS.items():
-        p.add_argument(
-            f"--{axis.replace('_', '-')}",
-            dest=axis,
-            nargs="+",
-            type=float,
-            default=None,
-            metavar="V",
-            help=f"explicit {text}, replacing the preset",
-        )
-    p.add_argument("--n", type=int, default=DEFAULT_N, help="samples per point")
-    p.add_argument("--seed", type=int, default=0, help="evaluation seed (common random numbers)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default runs/grid/TASK)")
-    p.add_argument("--backend", default="local", help=f"one of {', '.join(BACKENDS)}")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs (ray) or torch threads (local)")
-    p.add_argument("--metric", default=None, help="metric that picks the best point (task default)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
-    from diffgym.envs.user_task import add_user_task_arguments
-
-    add_user_task_arguments(p)
-    add_fid_argument(p)
-    p.set_defaults(func=run_grid_cli)
-    return p
-
-
-def run_grid_cli(args: argparse.Namespace) -> int:
-    """Run ``diffgym grid``: evaluate the grid, print the best point per family and the cost.
-
-    Raises:
-        ValueError: bad arguments (unknown task, family, preset, backend or metric; ``--n < 2``).
-    """
-    from diffgym.envs.user_task import user_task_overrides
-
-    task_name, overrides = user_task_overrides(args.task, args)
-    task = make_task(task_name, device=args.device, **overrides)
-    if args.fid_weights is not None:
-        with_fid(task, args.fid_weights)
-    families = make_families(
-        task,
-        args.families,
-        points=args.points,
-        **{axis: getattr(args, axis) for axis in _AXIS_OPTIONS},
-    )
-    metric = args.metric or default_metric(task)
-    if metric not in METRIC_DIRECTIONS:
-        raise ValueError(
-            f"unknown metric {metric!r}; allowed: {', '.join(sorted(METRIC_DIRECTIONS))}"
-        )
-    if metric not in (measured := measured_metrics(task)):
-        raise ValueError(
-            f"metric {metric!r} is not measured on task {task.name!r}; measured: "
-            f"{', '.join(measured)}"
-            + (" (fid and the *_inception metrics need --fid-weights)" if "fid" in metric
-               or "inception" in metric else "")
-        )
-    out = args.out if args.out is not None else Path("runs/grid") / task.name
-    try:
-        result = run_grid(
-            task,
-            families,
-            n=args.n,
-            seed=args.seed,
-            out_dir=out,
-            backend=args.backend,
-            num_cpus=args.num_cpus,
-            device=args.device,
-            progress=not args.no_progress,
-        )
-    except ImportError as err:
-        print(f"diffgym grid: error: {err}", file=sys.stderr)
-        return 2
-    print_grid_table(result, metric)
-    print(f"wrote {out / 'grid.json'} and {out / 'grid.csv'}")
-    return 0
 
 
 def print_grid_table(result: GridResult, metric: str) -> None:

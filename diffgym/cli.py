@@ -15,6 +15,91 @@ log = logging.getLogger("diffgym")
 
 
 # --------------------------------------------------------------------------------------------
+# argument types and shared options
+# --------------------------------------------------------------------------------------------
+
+
+def _device(text: str) -> str:
+    """``--device``: ``cpu``, ``cuda`` or ``cuda:N``, and CUDA only where it is available."""
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda or cuda:N")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"device {text!r}: CUDA is not available here")
+    return text
+
+
+def _finite_float(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _add_user_task_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--denoiser SPEC``, ``--data PATH``, ``--guide uncond|none|SPEC`` (task ``user``)."""
+    group = parser.add_argument_group("user task (bring your own model and data)")
+    group.add_argument(
+        "--denoiser",
+        default=None,
+        metavar="SPEC",
+        help="diffusers:/path/to/model_dir or edm-module:/path/to/module.pt (task 'user')",
+    )
+    group.add_argument(
+        "--data", default=None, metavar="PATH", help="an .npz (x, labels) or a folder of images"
+    )
+    group.add_argument(
+        "--guide",
+        default=None,
+        metavar="GUIDE",
+        help="uncond (default; classifier-free), none, or a weaker model's spec (autoguidance)",
+    )
+
+
+def user_task_overrides(task: str | None, args: argparse.Namespace) -> tuple[str | None, dict]:
+    """``(task name, make_task overrides)`` from the user-task flags:
+    ``("user", {"denoiser": ..., "data": ..., "guide": ...})`` when ``--denoiser`` is given (it
+    selects the task ``"user"`` whatever ``--task`` says), ``(task, {})`` otherwise.
+
+    Raises:
+        ValueError: ``--denoiser`` without ``--data`` (or the reverse), or ``--guide`` alone.
+    """
+    denoiser = getattr(args, "denoiser", None)
+    data = getattr(args, "data", None)
+    guide = getattr(args, "guide", None)
+    if denoiser is None and data is None and guide is None:
+        return task, {}
+    if denoiser is None or data is None:
+        raise ValueError("--denoiser and --data go together (and --guide needs both)")
+    overrides: dict = {"denoiser": denoiser, "data": str(data)}
+    if guide is not None:
+        overrides["guide"] = guide
+    return "user", overrides
+
+
+def _add_fid_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fid-weights",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="local FID Inception-v3 state dict (pt_inception-2015-12-05-6726825d.pth): adds "
+        "fid, kid_inception, precision_inception, recall_inception on image tasks "
+        "(needs diffgym[fid])",
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # train-denoiser
 # --------------------------------------------------------------------------------------------
 
@@ -51,14 +136,14 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
         "sample",
         help="sample a task with a fixed per-step schedule (or a trained policy) and evaluate",
     )
-    p.add_argument("--task", default="gmm2d", help="task name (see `diffgym tasks`)")
+    p.add_argument("--task", default=None, help="task name (see `diffgym tasks`; default gmm2d)")
     p.add_argument("--n", type=int, default=4096, help="number of samples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-steps", type=int, default=None, help="sampler steps (task default)")
     p.add_argument("--churn", type=float, default=0.0, help="constant churn gamma")
     p.add_argument("--s-noise", type=float, default=1.0, help="S_noise applied with churn")
     p.add_argument("--guidance", type=float, default=1.0, help="constant guidance weight w")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=_device, default="cpu")
     p.add_argument(
         "--per-sample-noise",
         action="store_true",
@@ -68,26 +153,24 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", type=Path, default=None, metavar="RUN_DIR",
                    help="sample with the trained policy of a `diffgym train` run directory")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--temperature", type=float, default=1.0,
-                      help="logit temperature of the policy's choices (with --policy)")
+    mode.add_argument("--temperature", type=_finite_float, default=None,
+                      help="logit temperature of the policy's choices (with --policy; default 1)")
     mode.add_argument("--greedy", action="store_true", help="the policy's most likely choices")
     p.add_argument("--out", type=Path, default=Path("runs/sample"), help="output folder")
-    from diffgym.benchmarks.evaluate import add_fid_argument
-
-    add_fid_argument(p)
+    _add_fid_argument(p)
     p.set_defaults(func=_run_sample)
 
 
 def _run_sample(args: argparse.Namespace) -> int:
     if args.policy is not None:
         return _run_policy_sample(args)
+    if args.temperature is not None or args.greedy:
+        raise ValueError("--temperature and --greedy choose a policy's actions: give --policy")
     from diffgym.envs import BatchNoise, PerSampleNoise, make_task, sample, schedule_actions
 
     if args.n < 2:
         raise ValueError(f"--n must be >= 2, got {args.n}")
-    from diffgym.envs.user_task import user_task_overrides
-
-    task_name, overrides = user_task_overrides(args.task, args)
+    task_name, overrides = user_task_overrides(args.task or "gmm2d", args)
     if args.num_steps is not None:
         overrides["num_steps"] = args.num_steps
     task = _with_fid(make_task(task_name, device=args.device, **overrides), args)
@@ -133,7 +216,7 @@ def _with_fid(task, args: argparse.Namespace):
 
 def _report_samples(args, task, result, seconds: float, sampler: str, stem: str) -> int:
     """Evaluate ``result``, write ``OUT/<task>_<stem>.npz`` and ``.png``, print a table."""
-    from diffgym.agents.sampler import save_samples
+    from diffgym.agents.policy_sampling import save_samples
     from diffgym.benchmarks.evaluate import task_metrics
 
     metrics = task_metrics(task, result.x, result.labels, seed=args.seed + 1)
@@ -153,28 +236,32 @@ def _report_samples(args, task, result, seconds: float, sampler: str, stem: str)
 
 
 def _run_policy_sample(args: argparse.Namespace) -> int:
-    from diffgym.agents.sampler import PolicySampler
+    from diffgym.agents.policy_sampling import PolicySampler
     from diffgym.agents.train import load_policy
 
     if args.n < 2:
         raise ValueError(f"--n must be >= 2, got {args.n}")
+    given = [f for f, v in (("--task", args.task), ("--num-steps", args.num_steps),
+                            ("--denoiser", args.denoiser), ("--data", args.data),
+                            ("--guide", args.guide)) if v is not None]
+    if given or args.churn or args.guidance != 1.0:
+        given += ["--churn"] * bool(args.churn) + ["--guidance"] * (args.guidance != 1.0)
+        raise ValueError(
+            f"{', '.join(given)} cannot apply with --policy: the run's task, schedule and menus "
+            "are used"
+        )
     policy, task, cfg = load_policy(args.policy, device=args.device)
     task = _with_fid(task, args)
+    temperature = 1.0 if args.temperature is None else args.temperature
     sampler = PolicySampler(
-        policy, task, device=args.device, greedy=args.greedy, temperature=args.temperature
+        policy, task, device=args.device, greedy=args.greedy, temperature=temperature
     )
     t0 = time.perf_counter()
     result = sampler.sample(args.n, seed=args.seed, per_sample=args.per_sample_noise)
     seconds = time.perf_counter() - t0
-    mode = "greedy" if args.greedy else f"tau={args.temperature:g}"
+    mode = "greedy" if args.greedy else f"tau={temperature:g}"
     label = f"{cfg.agent}+{cfg.irl}/{cfg.divergence} ({mode})"
     return _report_samples(args, task, result, seconds, label, "policy_samples")
-
-
-def _add_user_task_arguments(p: argparse.ArgumentParser) -> None:
-    from diffgym.envs.user_task import add_user_task_arguments
-
-    add_user_task_arguments(p)
 
 
 def torch_generator(seed: int):
@@ -197,18 +284,20 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--agent", default=None, help="ppo | reinforce | a2c | trpo (default ppo)")
     p.add_argument("--irl", default=None, help="gail | airl | none (default gail)")
     p.add_argument("--divergence", default=None, help="js | rkl | fkl | chi2 | pr (default js)")
-    p.add_argument("--lam", type=float, default=None, help="lambda of the pr divergence")
+    p.add_argument("--lam", type=_finite_float, default=None, help="lambda of the pr divergence")
     p.add_argument("--timesteps", type=int, default=None, help="env transitions in all")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--n-envs", type=int, default=None, help="sub-envs (default: YAML or 64)")
-    p.add_argument("--device", default=None, help="cpu | cuda")
+    p.add_argument("--device", type=_device, default=None, help="cpu | cuda")
     p.add_argument("--checkpoint-every", type=int, default=None, help="rounds per checkpoint")
     p.add_argument("--keep-checkpoints", type=_keep_checkpoints, default=None, metavar="K",
                    help="keep the newest K checkpoints (default 3), or 'all'")
     p.add_argument("--eval-every", type=int, default=None, help="rounds per evaluation (0: end)")
     p.add_argument("--eval-samples", type=int, default=None)
-    p.add_argument("--nfe-penalty", type=float, default=None, help="reward -penalty x NFE")
-    p.add_argument("--ent-coef", type=float, default=None, help="entropy bonus (temperature)")
+    p.add_argument("--nfe-penalty", type=_finite_float, default=None,
+                   help="reward -penalty x NFE")
+    p.add_argument("--ent-coef", type=_finite_float, default=None,
+                   help="entropy bonus (temperature)")
     p.add_argument("--run-dir", type=Path, default=None, help="run directory (must be new)")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its latest checkpoint")
@@ -245,15 +334,19 @@ def _run_train(args: argparse.Namespace) -> int:
     import json
 
     from diffgym.agents.train import TrainConfig, TrainingRun
+    from diffgym.benchmarks.evaluate import TrainingEvaluator
 
     if args.resume is not None:
-        if args.keep_checkpoints is not None:
+        given = [f"--{f.replace('_', '-')}" for f in (*_TRAIN_FLAGS, "keep_checkpoints",
+                 "ent_coef", "run_dir", "config", "denoiser", "data", "guide")
+                 if getattr(args, f) is not None]
+        if given:
             raise ValueError(
-                "--keep-checkpoints applies to new runs; a resumed run keeps the setting in its "
-                f"config.json ({Path(args.resume) / 'config.json'})"
+                f"{', '.join(given)} cannot apply with --resume: a resumed run keeps the settings "
+                f"in its config.json ({Path(args.resume) / 'config.json'})"
             )
         run = TrainingRun(None, args.resume, resume=True, progress=not args.no_progress,
-                          use_wandb=args.wandb)
+                          use_wandb=args.wandb, evaluator=TrainingEvaluator())
     else:
         if args.run_dir is None:
             raise ValueError("--run-dir is required for a new run (or pass --resume RUN_DIR)")
@@ -264,8 +357,6 @@ def _run_train(args: argparse.Namespace) -> int:
             value = getattr(args, flag)
             if value is not None:
                 base[key] = value
-        from diffgym.envs.user_task import user_task_overrides
-
         task_name, user = user_task_overrides(base.get("task"), args)
         if user:
             base["task"] = task_name
@@ -278,7 +369,8 @@ def _run_train(args: argparse.Namespace) -> int:
             base["agent_overrides"] = {**base.get("agent_overrides", {}),
                                        "ent_coef": args.ent_coef}
         run = TrainingRun(TrainConfig.from_dict(base), args.run_dir,
-                          progress=not args.no_progress, use_wandb=args.wandb)
+                          progress=not args.no_progress, use_wandb=args.wandb,
+                          evaluator=TrainingEvaluator())
     final = run.train()
     rows = [{"run": str(run.run_dir), **final, "rollout_nfe": float(run.venv.total_nfe)}]
     _print_table(f"{run.config.agent}+{run.config.irl}/{run.config.divergence} on "
@@ -391,21 +483,198 @@ def _print_table(title: str, rows: list[dict]) -> None:
     Console(width=160).print(table)
 
 
-def _add_grid(sub: argparse._SubParsersAction) -> None:
-    from diffgym.benchmarks.grid import add_grid_parser
+# --------------------------------------------------------------------------------------------
+# grid
+# --------------------------------------------------------------------------------------------
 
-    add_grid_parser(sub)
+_AXIS_OPTIONS = {
+    "s_churn": "S_churn values (churn family)",
+    "s_min": "S_min values (churn family)",
+    "s_max": "S_max values (churn family)",
+    "s_noise": "S_noise values (churn family)",
+    "w": "guidance weights (guidance and interval families)",
+    "sigma_lo": "interval lower sigma values (interval family)",
+    "sigma_hi": "interval upper sigma values (interval family)",
+}
+
+
+def _add_grid(sub: argparse._SubParsersAction) -> None:
+    from diffgym.benchmarks.grid import BACKENDS, DEFAULT_N, FAMILIES
+
+    p = sub.add_parser(
+        "grid",
+        help="grid-search baseline samplers (EDM churn, guidance, guidance interval) with "
+        "common random numbers; resumable",
+    )
+    p.add_argument("--task", default="gmm2d", help="task name (see `diffgym tasks`)")
+    p.add_argument("--families", nargs="+", default=None, metavar="FAMILY",
+                   help=f"families to search, of {', '.join(FAMILIES)} (default: all the task "
+                   "supports)")
+    p.add_argument("--points", default="default", help="grid preset: small or default")
+    for axis, text in _AXIS_OPTIONS.items():
+        p.add_argument(f"--{axis.replace('_', '-')}", dest=axis, nargs="+", type=_finite_float,
+                       default=None, metavar="V", help=f"explicit {text}, replacing the preset")
+    p.add_argument("--n", type=int, default=DEFAULT_N, help="samples per point")
+    p.add_argument("--seed", type=int, default=0, help="evaluation seed (common random numbers)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default runs/grid/TASK)")
+    p.add_argument("--backend", default="local", help=f"one of {', '.join(BACKENDS)}")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs (ray) or torch threads (local)")
+    p.add_argument("--metric", default=None, help="metric that picks the best point (task default)")
+    p.add_argument("--device", type=_device, default="cpu")
+    p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
+    _add_user_task_arguments(p)
+    _add_fid_argument(p)
+    p.set_defaults(func=_run_grid)
+
+
+def _run_grid(args: argparse.Namespace) -> int:
+    """Evaluate the grid, print the best point per family and the cost."""
+    from diffgym.benchmarks.evaluate import (
+        METRIC_DIRECTIONS,
+        default_metric,
+        measured_metrics,
+        with_fid,
+    )
+    from diffgym.benchmarks.grid import make_families, print_grid_table, run_grid
+    from diffgym.envs import make_task
+
+    task_name, overrides = user_task_overrides(args.task, args)
+    task = make_task(task_name, device=args.device, **overrides)
+    if args.fid_weights is not None:
+        with_fid(task, args.fid_weights)
+    families = make_families(
+        task, args.families, points=args.points,
+        **{axis: getattr(args, axis) for axis in _AXIS_OPTIONS},
+    )
+    metric = args.metric or default_metric(task)
+    if metric not in METRIC_DIRECTIONS:
+        raise ValueError(
+            f"unknown metric {metric!r}; allowed: {', '.join(sorted(METRIC_DIRECTIONS))}"
+        )
+    if metric not in (measured := measured_metrics(task)):
+        raise ValueError(
+            f"metric {metric!r} is not measured on task {task.name!r}; measured: "
+            f"{', '.join(measured)}"
+            + (" (fid and the *_inception metrics need --fid-weights)" if "fid" in metric
+               or "inception" in metric else "")
+        )
+    out = args.out if args.out is not None else Path("runs/grid") / task.name
+    result = run_grid(
+        task, families, n=args.n, seed=args.seed, out_dir=out, backend=args.backend,
+        num_cpus=args.num_cpus, device=args.device, progress=not args.no_progress,
+    )
+    print_grid_table(result, metric)
+    print(f"wrote {out / 'grid.json'} and {out / 'grid.csv'}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# compare
+# --------------------------------------------------------------------------------------------
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
-    from diffgym.benchmarks.compare import add_compare_parser
+    from diffgym.benchmarks.grid import BACKENDS, FAMILIES
 
-    add_compare_parser(sub)
+    p = sub.add_parser(
+        "compare",
+        help="learned sampling policies vs the default and grid-searched samplers: one table, "
+        "costs, plots (resumable)",
+    )
+    p.add_argument("--task", default="gmm2d", help="task name (see `diffgym tasks`)")
+    p.add_argument("--budget", default="full", help="quick (./run.sh, minutes) or full (default)")
+    p.add_argument("--agents", nargs="+", default=["ppo"], metavar="AGENT")
+    p.add_argument("--divergences", nargs="+", default=["js"], metavar="DIV")
+    p.add_argument("--irl", default="gail", help="gail | airl | none")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (budget)")
+    p.add_argument("--timesteps", type=int, default=None, help="training steps per run (budget)")
+    p.add_argument("--n-eval", type=int, default=None, help="samples per evaluation (budget)")
+    p.add_argument("--grid-points", default=None, help="grid preset small | default (budget)")
+    p.add_argument("--families", nargs="+", default=None, metavar="FAMILY",
+                   help=f"grid families, of {', '.join(FAMILIES)} (default: all the task has)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default runs/compare/TASK-BUDGET)")
+    p.add_argument("--backend", default="local", help=f"grid backend: {', '.join(BACKENDS)}")
+    p.add_argument("--device", type=_device, default="cpu")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (quick budget: 1; full: torch's default)")
+    p.add_argument("--wandb", action="store_true", help="log the table and plots to wandb")
+    p.add_argument("--no-progress", action="store_true", help="disable progress bars")
+    _add_user_task_arguments(p)
+    _add_fid_argument(p)
+    p.set_defaults(func=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    """Run the comparison; print the markdown table and the verdict."""
+    import torch
+
+    from diffgym.benchmarks.compare import BUDGETS, CompareConfig, run_comparison
+
+    if args.budget not in BUDGETS:
+        raise ValueError(f"unknown budget {args.budget!r}; allowed: {', '.join(BUDGETS)}")
+    budget = BUDGETS[args.budget]
+    threads = args.threads if args.threads is not None else budget.threads
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    task_name, task_overrides = user_task_overrides(args.task, args)
+    out = args.out if args.out is not None else Path("runs/compare") / f"{task_name}-{args.budget}"
+    config = CompareConfig(
+        task=task_name,
+        task_overrides=task_overrides,
+        agents=tuple(args.agents),
+        divergences=tuple(args.divergences),
+        seeds=tuple(args.seeds) if args.seeds is not None else budget.seeds,
+        irl=args.irl,
+        timesteps=args.timesteps if args.timesteps is not None else budget.timesteps,
+        n_eval=args.n_eval if args.n_eval is not None else budget.n_eval,
+        grid_families=tuple(args.families) if args.families is not None else None,
+        grid_points=args.grid_points or budget.grid_points,
+        out_dir=out,
+        backend=args.backend,
+        device=args.device,
+        wandb=args.wandb,
+        overhead_repeats=budget.overhead_repeats,
+        fid_weights=args.fid_weights,
+    )
+    result = run_comparison(config, progress=not args.no_progress)
+    print(result.to_markdown())
+    print(f"wrote {out}/results.{{json,csv,md}} and PNGs in {result.seconds:.0f} s")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# train-classifier
+# --------------------------------------------------------------------------------------------
+
+
+def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-classifier",
+        help="train the digits feature classifier of FD-digits/KID/precision (package data)",
+    )
+    p.add_argument("task", choices=["digits"], help="which feature classifier to train")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: package assets)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run_train_classifier)
+
+
+def _run_train_classifier(args: argparse.Namespace) -> int:
+    import json
+
+    from diffgym.benchmarks.digits_classifier import ASSETS_DIR, train_digits_classifier
+
+    meta = train_digits_classifier(args.out or ASSETS_DIR, seed=args.seed)
+    print(json.dumps(meta, indent=2))
+    return 0
 
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_tasks,
     _add_train_denoiser,
+    _add_train_classifier,
     _add_sample,
     _add_train,
     _add_grid,
@@ -446,6 +715,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError,
+            NotADirectoryError) as err:
         print(f"diffgym {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ from diffgym.envs.sampler import (
     sampler_step,
     schedule_actions,
 )
-from diffgym.envs.sb3 import SB3VecEnv, to_sb3
+from diffgym.envs.sb3 import SB3VecEnv, to_sb3, unwrap_env
 from diffgym.envs.schedule import edm_sigmas
 from diffgym.envs.tasks import Task, list_tasks, make_task, register_task
 from diffgym.envs.user_task import make_user_task  # registers the task "user"
@@ -41,6 +41,7 @@ __all__ = [
     "obs_dim",
     "split_obs",
     "to_sb3",
+    "unwrap_env",
     "BatchNoise",
     "Denoiser",
     "GMMDenoiser",

@@ -375,7 +375,13 @@ def _load_diffusers(path: Path, device: torch.device | str) -> Denoiser:
 
 def _load_edm_module(path: Path, device: torch.device | str) -> Denoiser:
     # weights_only=False unpickles arbitrary code: only load files you trust.
-    module = torch.load(path, map_location=device, weights_only=False)
+    try:
+        module = torch.load(path, map_location=device, weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means not a module file
+        raise ValueError(
+            f"{path} is not a module saved with torch.save(module, path) ({type(err).__name__}: "
+            f"{err})"
+        ) from err
     if not isinstance(module, nn.Module):
         raise TypeError(f"{path} holds a {type(module).__name__}, expected a torch.nn.Module")
     module.eval().requires_grad_(False)

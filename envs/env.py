@@ -468,6 +468,46 @@ class DiffusionSamplingEnv(VectorEnv):
         levels = self.action_menus.levels
         return {name: levels[name][idx[:, j]] for j, name in enumerate(self.knob_names)}
 
+    # ----------------------------------------------------------------------------------------
+    # State
+    # ----------------------------------------------------------------------------------------
+
+    _STATE_TENSORS = ("x", "step_index", "budget", "episode_nfe", "episode_return",
+                      "episode_length")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The env's dynamic state (samples, step indices, labels, budgets, episode counters and
+        the noise source's state) as tensors and plain values; :meth:`load_state_dict` restores
+        it, so a checkpointed run continues exactly."""
+        state: dict[str, Any] = {k: getattr(self, k).clone() for k in self._STATE_TENSORS}
+        state["labels"] = None if self.labels is None else self.labels.clone()
+        state["noise"] = None if self._noise is None else self._noise.state_dict()
+        state["needs_reset"] = self._needs_reset
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (from an env built with the same arguments).
+
+        Raises:
+            ValueError: a state of another shape (another ``num_envs`` or task), or a noise
+                state that does not fit this env's noise mode.
+        """
+        for key in self._STATE_TENSORS:
+            if tuple(state[key].shape) != tuple(getattr(self, key).shape):
+                raise ValueError(
+                    f"env state {key!r} has shape {tuple(state[key].shape)}, this env's is "
+                    f"{tuple(getattr(self, key).shape)}"
+                )
+        if state["noise"] is not None and self._noise is None:
+            self.reset(seed=0)  # allocates the noise source; its state is overwritten below
+        for key in self._STATE_TENSORS:
+            getattr(self, key).copy_(state[key])
+        if self.labels is not None:
+            self.labels.copy_(state["labels"])
+        if state["noise"] is not None:
+            self._noise.load_state_dict(state["noise"])
+        self._needs_reset = state["needs_reset"]
+
 
 def _menus_of(task: Task) -> dict[str, Any]:
     return {

@@ -1,6 +1,8 @@
-"""Atomic file writes: write to a temporary file beside the target, then ``os.replace``.
+"""Atomic file writes: write to a temporary file beside the target, fsync it, then ``os.replace``
+(and fsync the folder).
 
-An interrupted write never leaves a truncated file behind, and a finished one is never lost.
+An interrupted write never leaves a truncated file behind, and a finished one is never lost, not
+even to a power cut after the rename.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ os.umask(_UMASK)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
-    """Run ``write(tmp)`` on a temporary path, then atomically rename it to ``path``."""
+    """Run ``write(tmp)`` on a temporary path, fsync it, then atomically rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -32,11 +34,28 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     try:
         write(tmp_path)
         os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0o600; give the usual mode
+        with open(tmp_path, "rb+") as f:  # the data reaches the disk before the rename
+            os.fsync(f.fileno())
         os.replace(tmp_path, path)
+        _fsync_dir(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist a rename in ``folder`` (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -138,20 +138,30 @@ class EDMPrecond(Denoiser):
 
 
 class FourierEmbedding(nn.Module):
-    """Sinusoidal features of a scalar at fixed, log-spaced frequencies: ``(B,) -> (B, 2 n)``.
+    """Sinusoidal features of a scalar at fixed, log-spaced frequencies: ``(B,) -> (B, 2 n)``,
+    ``[cos(f_k t), sin(f_k t)]`` for ``n`` frequencies from ``min_freq`` to ``max_freq`` (radians
+    per unit). The one embedding of noise levels in diffgym: the EDM networks embed ``c_noise``
+    with it, and so do the policies' feature extractors.
 
-    Frequencies (in radians per unit) run geometrically from ``min_freq`` to ``max_freq``; they are
-    deterministic (a buffer, not saved), so the embedding needs no seed.
+    Computed as one ``sin(f t + phase)`` (``cos a = sin(a + pi/2)``); the frequencies are a
+    non-persistent buffer, so the embedding needs no seed and adds nothing to checkpoints.
+
+    Raises:
+        ValueError: ``num_freqs < 1``.
     """
 
     def __init__(self, num_freqs: int, *, min_freq: float = 0.5, max_freq: float = 32.0) -> None:
         super().__init__()
+        if num_freqs < 1:
+            raise ValueError(f"num_freqs must be >= 1, got {num_freqs}")
         freqs = torch.exp(torch.linspace(math.log(min_freq), math.log(max_freq), num_freqs))
-        self.register_buffer("freqs", freqs, persistent=False)
+        phase = torch.cat([torch.full((num_freqs,), math.pi / 2), torch.zeros(num_freqs)])
+        self.register_buffer("freqs", torch.cat([freqs, freqs]), persistent=False)
+        self.register_buffer("phase", phase, persistent=False)
+        self.out_dim = 2 * num_freqs
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        arg = t.to(self.freqs.dtype)[:, None] * self.freqs[None, :]
-        return torch.cat([torch.cos(arg), torch.sin(arg)], dim=1)
+        return torch.addcmul(self.phase, t.to(self.freqs.dtype)[:, None], self.freqs).sin()
 
 
 def _num_groups(channels: int) -> int:

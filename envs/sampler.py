@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -55,6 +56,13 @@ class NoiseSource:
     def randn(self, shape: Sequence[int], *, needed: bool = True) -> torch.Tensor:
         raise NotImplementedError
 
+    def state_dict(self) -> dict[str, Any]:
+        """The stream positions (plain tensors); :meth:`load_state_dict` restores them."""
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
 
 class BatchNoise(NoiseSource):
     """One generator for the whole batch (fast). Draws nothing when no sample needs noise.
@@ -90,6 +98,12 @@ class BatchNoise(NoiseSource):
 
     def seed(self, seed: int) -> None:
         self.generator.manual_seed(int(seed))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"].cpu())
 
     def randn(self, shape: Sequence[int], *, needed: bool = True) -> torch.Tensor:
         full = (self.batch_size, *shape)
@@ -133,6 +147,18 @@ class PerSampleNoise(NoiseSource):
         self.generators = [torch.Generator() for _ in seeds]
         for g, s in zip(self.generators, seeds):
             g.manual_seed(s)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generators": [g.get_state() for g in self.generators]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        states = state["generators"]
+        if len(states) != len(self.generators):
+            raise ValueError(
+                f"noise state of {len(states)} samples does not fit {len(self.generators)}"
+            )
+        for g, s in zip(self.generators, states):
+            g.set_state(s.cpu())
 
     def reseed(self, index: int, seed: int) -> None:
         """Restart sample ``index``'s stream from ``seed``."""

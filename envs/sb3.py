@@ -17,7 +17,7 @@ from stable_baselines3.common.vec_env.base_vec_env import (
 
 from diffgym.envs.env import DiffusionSamplingEnv
 
-__all__ = ["SB3VecEnv", "to_sb3"]
+__all__ = ["SB3VecEnv", "to_sb3", "unwrap_env"]
 
 
 class SB3VecEnv(VecEnv):
@@ -43,6 +43,8 @@ class SB3VecEnv(VecEnv):
         """Denoiser evaluations spent by all sub-envs since construction (the rollout cost)."""
         self.total_steps = 0
         """Env transitions (summed over sub-envs) since construction."""
+        self.total_episodes = 0
+        """Episodes finished (summed over sub-envs) since construction."""
 
     # -- core --------------------------------------------------------------------------------
     def reset(self) -> VecEnvObs:
@@ -73,6 +75,7 @@ class SB3VecEnv(VecEnv):
             nfe = packed[:, d + 2].astype(np.int64)
         self.total_nfe += int(nfe.sum())
         self.total_steps += self.num_envs
+        self.total_episodes += int(done_np.sum())
         infos: list[dict[str, Any]] = [{"nfe": n} for n in nfe.tolist()]
         if done_np.any():
             final_obs = info["final_obs"].cpu().numpy()
@@ -152,3 +155,26 @@ def to_sb3(vector_env: DiffusionSamplingEnv) -> SB3VecEnv:
     while not isinstance(env, DiffusionSamplingEnv) and hasattr(env, "env"):
         env = env.env
     return SB3VecEnv(env)
+
+
+def unwrap_env(env: Any) -> DiffusionSamplingEnv:
+    """The torch env behind ``env``: itself, :func:`~diffgym.envs.sb3.to_sb3`'s adapter, or a
+    (Gymnasium or SB3) wrapper of either.
+
+    Raises:
+        TypeError: there is no :class:`DiffusionSamplingEnv` behind ``env``.
+    """
+    inner = env
+    while not isinstance(inner, DiffusionSamplingEnv):
+        if hasattr(inner, "env"):  # SB3VecEnv, Gymnasium wrappers
+            inner = inner.env
+        elif hasattr(inner, "venv"):  # SB3 VecEnvWrapper
+            inner = inner.venv
+        else:
+            break
+    if not isinstance(inner, DiffusionSamplingEnv):
+        raise TypeError(
+            f"expected a DiffusionSamplingEnv or a wrapper of one (e.g. to_sb3(env)), "
+            f"got {type(env).__name__}"
+        )
+    return inner

@@ -59,6 +59,11 @@ class Task:
         churn_levels, guidance_levels, renoise_jumps: action menus (entry 0 is neutral).
         renoise_budget: renoise transitions allowed per episode.
         feature_kind: ``"vector"`` (MLP features) or ``"image"`` (CNN features).
+        metric_suite: the kind of metrics the task is scored with (a key of
+            ``diffgym.benchmarks.evaluate.METRIC_SUITES``: ``"mixture"``, ``"digits"``,
+            ``"pixels"``); ``None``: the task cannot be scored.
+        headline_metric: the metric that picks the best grid point and judges comparisons
+            (``None``: callers must name one).
     """
 
     name: str
@@ -77,6 +82,8 @@ class Task:
     renoise_jumps: tuple[int, ...] = (0,)
     renoise_budget: int = 0
     feature_kind: str = "vector"
+    metric_suite: str | None = None
+    headline_metric: str | None = None
     dtype: torch.dtype = torch.float32
     extra: dict = field(default_factory=dict)
 
@@ -331,6 +338,8 @@ def build_gmm2d(
         target=target,
         churn_levels=(0.0, 0.1, 0.25, 0.5),
         guidance_levels=(1.0, 1.5, 2.0, 3.0, 4.0),
+        metric_suite="mixture",
+        headline_metric="sw2",
         extra={"std": std, "model_std": model_std, "guide_std": guide_std},
     )
 
@@ -371,6 +380,8 @@ def build_gmm2d_bias(
         churn_levels=(0.0, 0.25),
         renoise_jumps=(0, 3, 6),
         renoise_budget=2,
+        metric_suite="mixture",
+        headline_metric="mode_tv",
         extra={"std": std, "model_std": model_std},
     )
 
@@ -427,6 +438,8 @@ def digits_task(
         churn_levels=(0.0, 0.1, 0.25, 0.5),
         guidance_levels=(1.0, 1.5, 2.0, 3.0),
         feature_kind="image",
+        metric_suite="digits",
+        headline_metric="fd_digits",
     )
 
 

@@ -17,10 +17,8 @@ Data (:func:`load_user_data`):
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -34,8 +32,6 @@ __all__ = [
     "make_user_task",
     "build_user_task",
     "load_user_data",
-    "add_user_task_arguments",
-    "user_task_overrides",
     "IMAGE_SUFFIXES",
 ]
 
@@ -275,6 +271,7 @@ def make_user_task(
         churn_levels=tuple(float(c) for c in churn_levels),
         guidance_levels=tuple(float(w) for w in guidance_levels),
         feature_kind="image" if len(data_shape) == 3 else "vector",
+        metric_suite="pixels",
         extra={
             "denoiser": denoiser_spec if isinstance(denoiser_spec, str) else None,
             "data": str(data),
@@ -298,46 +295,3 @@ def build_user_task(
 
 
 register_task("user", build_user_task, ("denoiser", "data", "guide"))
-
-
-def add_user_task_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--denoiser SPEC``, ``--data PATH`` and ``--guide uncond|none|SPEC`` to a command."""
-    group = parser.add_argument_group("user task (bring your own model and data)")
-    group.add_argument(
-        "--denoiser",
-        default=None,
-        metavar="SPEC",
-        help="diffusers:/path/to/model_dir or edm-module:/path/to/module.pt (task 'user')",
-    )
-    group.add_argument(
-        "--data", default=None, metavar="PATH", help="an .npz (x, labels) or a folder of images"
-    )
-    group.add_argument(
-        "--guide",
-        default=None,
-        metavar="GUIDE",
-        help="uncond (default; classifier-free), none, or a weaker model's spec (autoguidance)",
-    )
-
-
-def user_task_overrides(
-    task: str | None, args: argparse.Namespace
-) -> tuple[str | None, dict[str, Any]]:
-    """``(task name, make_task overrides)`` from :func:`add_user_task_arguments`'s flags:
-    ``("user", {"denoiser": ..., "data": ..., "guide": ...})`` when ``--denoiser`` is given (it
-    selects the task ``"user"`` whatever ``--task`` says), ``(task, {})`` otherwise.
-
-    Raises:
-        ValueError: ``--denoiser`` without ``--data`` (or the reverse), or ``--guide`` alone.
-    """
-    denoiser = getattr(args, "denoiser", None)
-    data = getattr(args, "data", None)
-    guide = getattr(args, "guide", None)
-    if denoiser is None and data is None and guide is None:
-        return task, {}
-    if denoiser is None or data is None:
-        raise ValueError("--denoiser and --data go together (and --guide needs both)")
-    overrides: dict[str, Any] = {"denoiser": denoiser, "data": str(data)}
-    if guide is not None:
-        overrides["guide"] = guide
-    return "user", overrides

@@ -22,7 +22,7 @@ from imitation.rewards.reward_nets import RewardNet
 from torch import nn
 
 from diffgym.envs.features import NUM_SCALAR_FEATURES, obs_dim, split_obs
-from diffgym.rewards.expert import unwrap_env
+from diffgym.envs.sb3 import unwrap_env
 
 __all__ = ["NoiseConditionedDiscriminator", "FEATURE_KINDS"]
 

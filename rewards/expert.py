@@ -19,33 +19,10 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from diffgym.envs.env import DiffusionSamplingEnv
 from diffgym.envs.features import featurize, split_obs
+from diffgym.envs.sb3 import unwrap_env
 
 __all__ = ["ExpertDemonstrations", "NoisedDataExpert", "unwrap_env"]
-
-
-def unwrap_env(env: Any) -> DiffusionSamplingEnv:
-    """The torch env behind ``env``: itself, :func:`~diffgym.envs.sb3.to_sb3`'s adapter, or a
-    (Gymnasium or SB3) wrapper of either.
-
-    Raises:
-        TypeError: there is no :class:`DiffusionSamplingEnv` behind ``env``.
-    """
-    inner = env
-    while not isinstance(inner, DiffusionSamplingEnv):
-        if hasattr(inner, "env"):  # SB3VecEnv, Gymnasium wrappers
-            inner = inner.env
-        elif hasattr(inner, "venv"):  # SB3 VecEnvWrapper
-            inner = inner.venv
-        else:
-            break
-    if not isinstance(inner, DiffusionSamplingEnv):
-        raise TypeError(
-            f"expected a DiffusionSamplingEnv or a wrapper of one (e.g. to_sb3(env)), "
-            f"got {type(env).__name__}"
-        )
-    return inner
 
 
 class NoisedDataExpert:

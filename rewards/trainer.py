@@ -27,6 +27,7 @@ stays imitation's untransformed ``r_theta``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -41,9 +42,10 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
+from diffgym.envs.sb3 import unwrap_env
 from diffgym.rewards.discriminator import NoiseConditionedDiscriminator
 from diffgym.rewards.divergences import DIVERGENCES, RewardTransform
-from diffgym.rewards.expert import NoisedDataExpert, unwrap_env
+from diffgym.rewards.expert import NoisedDataExpert
 
 __all__ = [
     "DEFAULT_DISC_LR",
@@ -59,6 +61,10 @@ DEFAULT_DISC_LR = 3e-4
 
 DEFAULT_DISC_UPDATES = 4
 """Discriminator updates per round (one round = one generator rollout + update)."""
+
+_WRAPPER_SKIP = {"venv", "observation_space", "action_space", "class_attributes", "reward_fn",
+                 "render_mode", "metadata"}
+"""Attributes of imitation's VecEnv wrappers that are structure, not state."""
 
 MAX_DEMO_BATCH = 1024
 """Default ``demo_batch_size`` is one round's transitions, capped at this."""
@@ -149,6 +155,11 @@ class _SigmaMatched:
     def reward_train(self) -> RewardNet:
         return self._transformed_reward
 
+    @property
+    def discriminator(self) -> RewardNet:
+        """The discriminator (its logit is what the reward transform is applied to)."""
+        return self._reward_net
+
     def _make_disc_train_batches(
         self,
         *,
@@ -230,6 +241,52 @@ class _SigmaMatched:
         logger.record_mean("irl/logit_gen_mean", float(logit[~is_expert].mean()))
         logger.record_mean("irl/reward_mean", float(reward.mean()))
         return stats
+
+    # -- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the trainer adds to a training run's state: the discriminator and its
+        optimiser, imitation's step counters, the expert's generator, the generator replay
+        buffer and the plain attributes of imitation's VecEnv wrappers (reward wrapper,
+        trajectory buffer). :meth:`load_state_dict` restores it exactly."""
+        return {
+            "reward_net": self._reward_net.state_dict(),
+            "disc_optimizer": self._disc_opt.state_dict(),
+            "global_step": self._global_step,
+            "disc_step": self._disc_step,
+            "expert_generator": self.expert.generator.get_state(),
+            "gen_replay_buffer": copy.deepcopy(self._gen_replay_buffer),
+            "wrappers": [
+                {k: copy.deepcopy(v) for k, v in vars(w).items() if k not in _WRAPPER_SKIP}
+                for w in self._wrapper_chain()
+            ],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`.
+
+        Raises:
+            ValueError: the wrappers of ``state`` do not match this trainer's.
+        """
+        self._reward_net.load_state_dict(state["reward_net"])
+        self._disc_opt.load_state_dict(state["disc_optimizer"])
+        self._global_step = state["global_step"]
+        self._disc_step = state["disc_step"]
+        self.expert.generator.set_state(state["expert_generator"].cpu())
+        self._gen_replay_buffer = state["gen_replay_buffer"]
+        chain = self._wrapper_chain()
+        if len(chain) != len(state["wrappers"]):
+            raise ValueError("the state's env wrappers do not match this trainer's")
+        for wrapper, attrs in zip(chain, state["wrappers"]):
+            for k, v in attrs.items():
+                setattr(wrapper, k, v)
+
+    def _wrapper_chain(self) -> list:
+        """imitation's VecEnv wrappers between the learner's env and the diffgym SB3 adapter."""
+        chain, env = [], self.gen_algo.get_env()
+        while env is not self.venv and hasattr(env, "venv"):
+            chain.append(env)
+            env = env.venv
+        return chain
 
 
 class SigmaMatchedGAIL(_SigmaMatched, GAIL):

@@ -4,6 +4,7 @@ seeded generators."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -67,3 +68,28 @@ def make_generator():
         return torch.Generator(device=device).manual_seed(seed)
 
     return make
+
+
+SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "scripts"
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script("noise_floor")``: a one-off study script of ``benchmarks/scripts/`` (not part
+    of the installed package) imported from its file, so its smoke test can call ``main``."""
+    import importlib.util
+    import sys
+
+    loaded: dict = {}
+
+    def load(name: str):
+        if name not in loaded:
+            path = SCRIPTS_DIR / f"{name}.py"
+            spec = importlib.util.spec_from_file_location(f"diffgym_script_{name}", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # dataclasses need their module registered
+            spec.loader.exec_module(module)
+            loaded[name] = module
+        return loaded[name]
+
+    return load

@@ -56,12 +56,25 @@ def test_regular_install_from_a_wheel(tmp_path):
     root = Path(__file__).resolve().parents[1]
     wheels, target = tmp_path / "wheels", tmp_path / "site"
     build = run_python(
-        ["-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
+        ["-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation", "-w", str(wheels),
          str(root)],
         cwd=tmp_path,
     )
+    output = build.stdout + build.stderr
+    assert "Package would be ignored" not in output
+    assert "is absent from the `packages`" not in output
+    assert "`project.license` as a TOML table is deprecated" not in output
     assert build.returncode == 0, build.stderr
     (wheel,) = wheels.glob("diffgym-*.whl")
+    # One-off studies (benchmarks/scripts/) are never installed; package data is.
+    import zipfile
+
+    names = zipfile.ZipFile(wheel).namelist()
+    scripts = sorted(p.stem for p in (root / "benchmarks" / "scripts").glob("*.py"))
+    assert scripts, "benchmarks/scripts/ holds the one-off studies"
+    shipped = [n for n in names if n.endswith(".py") and Path(n).stem in scripts]
+    assert not shipped and not any("/scripts/" in n for n in names), shipped
+    assert "diffgym/envs/assets/digits_denoiser.pt" in names
     install = run_python(
         ["-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
         cwd=tmp_path,

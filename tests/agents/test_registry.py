@@ -111,7 +111,7 @@ def test_wrapped_venv_and_custom_task(image_task):
     assert agent.policy.features_extractor.feature_kind == "image"
     agent = make_agent("reinforce", env, env_id="diffgym/Digits-v0", n_steps=6)
     agent.learn(24)
-    with pytest.raises(TypeError, match="expected a diffgym environment"):
+    with pytest.raises(TypeError, match="expected a DiffusionSamplingEnv or a wrapper of one"):
         make_agent("ppo", object())
 
 

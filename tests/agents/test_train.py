@@ -52,8 +52,8 @@ def test_resume_matches_uninterrupted_run(tmp_path, task, agent, overrides):
     assert p_full.keys() == p_res.keys()
     for k in p_full:
         assert torch.equal(p_full[k], p_res[k]), k
-    d_full = full.trainer._reward_net.state_dict()
-    d_res = resumed.trainer._reward_net.state_dict()
+    d_full = full.trainer.discriminator.state_dict()
+    d_res = resumed.trainer.discriminator.state_dict()
     for k in d_full:
         assert torch.equal(d_full[k], d_res[k]), k
     assert final_full == final_resumed
@@ -61,7 +61,12 @@ def test_resume_matches_uninterrupted_run(tmp_path, task, agent, overrides):
 
 
 def test_run_directory_contents(tmp_path):
-    run = TrainingRun(_config(timesteps=8 * 18 * 2), tmp_path / "r", progress=False)
+    from diffgym.agents.cost import Cost
+    from diffgym.agents.train import COST_FORMAT, read_cost
+    from diffgym.benchmarks.evaluate import TrainingEvaluator
+
+    run = TrainingRun(_config(timesteps=8 * 18 * 2), tmp_path / "r", progress=False,
+                      evaluator=TrainingEvaluator())
     final = run.train()
     d = tmp_path / "r"
     for name in ("config.json", "learning_curve.csv", "final_model.zip", "reward_net.pt",
@@ -74,9 +79,20 @@ def test_run_directory_contents(tmp_path):
     assert len(curve) == 1 + run.total_rounds
     assert "irl/disc_loss" in curve[0] and "eval/sw2" in curve[0]
     cost = json.loads((d / "cost.json").read_text())
+    assert cost["format"] == COST_FORMAT
     assert cost["rollout_nfe"] == run.venv.total_nfe > 0
     assert cost["timesteps"] == run.agent.num_timesteps
     assert set(final) >= {"eval/sw2", "eval/logp", "eval/nfe_per_sample"}
+    # The ledger: rollouts + the evaluations' NFE; every category of a training round filled.
+    ledger = read_cost(d)
+    assert isinstance(ledger, Cost) and ledger == run.ledger
+    evaluations = 1 + run.total_rounds // 2  # eval_every=2, plus the final one
+    assert ledger.nfe == run.venv.total_nfe + cost["eval_nfe"]
+    assert cost["eval_nfe"] >= evaluations * 64 * 35  # 64 samples, at least plain Heun's NFE
+    assert ledger.samples == run.venv.total_episodes + evaluations * 64
+    assert set(ledger.seconds) == {"rollouts", "policy_update", "discriminator", "evaluation",
+                                   "metrics"}
+    assert all(v > 0 for v in ledger.seconds.values())
 
 
 def test_resume_on_the_run_device(tmp_path, device):
@@ -93,13 +109,43 @@ def test_resume_on_the_run_device(tmp_path, device):
     assert (tmp_path / "r" / "final_model.zip").is_file()
 
 
-def test_foreign_noise_states_are_a_checkpoint_error():
-    from diffgym.agents.train import _set_generator_states
-    from diffgym.envs import PerSampleNoise
+def test_foreign_env_states_are_a_checkpoint_error(tmp_path):
+    from diffgym.agents.checkpoint import write_checkpoint
 
-    cuda_sized = [torch.zeros(16, dtype=torch.uint8)]  # a CUDA generator's state: 16 bytes
-    with pytest.raises(CheckpointError, match="env noise states do not fit"):
-        _set_generator_states(PerSampleNoise([1]), cuda_sized)
+    run = TrainingRun(_config(timesteps=8 * 18 * 2, eval_every=0), tmp_path / "r", progress=False)
+    state = run.checkpoint_state()
+    state["env"]["x"] = torch.zeros(3, 2)  # an env of another size
+    path = tmp_path / "foreign.pt"
+    write_checkpoint(path, state)
+    with pytest.raises(CheckpointError, match="env state does not fit"):
+        run.load_checkpoint(path)
+
+
+def test_a_changed_byte_is_caught_and_resume_falls_back(tmp_path):
+    run = TrainingRun(_config(timesteps=8 * 18 * 4, eval_every=0), tmp_path / "r",
+                      progress=False)
+    assert run.train(stop_after_rounds=2) is None
+    ckpts = tmp_path / "r" / "checkpoints"
+    newest = ckpts / "round_00002.pt"
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit in the middle of the payload
+    newest.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match its checksum"):
+        run.load_checkpoint(newest)
+    with pytest.warns(UserWarning, match="older checkpoint round_00001.pt"):
+        resumed = TrainingRun(None, tmp_path / "r", resume=True, progress=False)
+    assert resumed.round == 1
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path):
+    d = tmp_path / "r"
+    TrainingRun(_config(timesteps=8 * 18 * 2, eval_every=0), d, progress=False)  # no round run
+    assert (d / "config.json").is_file() and not (d / "checkpoints").exists()
+    with pytest.warns(UserWarning, match="no checkpoint yet; starting the run over"):
+        run = TrainingRun(None, d, resume=True, progress=False)
+    assert run.round == 0
+    run.train()
+    assert (d / "final_model.zip").is_file()
 
 
 def test_only_the_newest_checkpoints_are_kept(tmp_path):
@@ -141,8 +187,8 @@ def test_corrupt_and_foreign_checkpoints(tmp_path):
                         tmp_path / "b", progress=False)
     with pytest.raises(CheckpointError, match="task 'gmm2d'"):
         other.load_checkpoint(ckpt)
-    with pytest.raises(CheckpointError, match="no checkpoint"):
-        TrainingRun(None, tmp_path / "b", resume=True, progress=False)
+    with pytest.warns(UserWarning, match="no checkpoint yet"):
+        assert TrainingRun(None, tmp_path / "b", resume=True, progress=False).round == 0
 
 
 @pytest.mark.parametrize(
@@ -177,7 +223,15 @@ def test_cli_train_and_resume(tmp_path, capsys):
         main(["train", "--keep-checkpoints", "0", "--run-dir", str(tmp_path / "x")])
     assert "expected an int >= 1 or 'all', got '0'" in capsys.readouterr().err
     assert main(["train", "--resume", str(d), "--keep-checkpoints", "1", "--no-progress"]) == 2
-    assert "--keep-checkpoints applies to new runs" in capsys.readouterr().err
+    assert "--keep-checkpoints cannot apply with --resume" in capsys.readouterr().err
+    assert main(["train", "--resume", str(d), "--timesteps", "9", "--seed", "1"]) == 2
+    assert "--timesteps, --seed cannot apply with --resume" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--ent-coef", "nan", "--run-dir", str(tmp_path / "x")])
+    assert "expected a finite number, got 'nan'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--device", "tpu", "--run-dir", str(tmp_path / "x")])
+    assert "unknown device 'tpu'" in capsys.readouterr().err
     assert main(["train", "--agent", "nope", "--run-dir", str(tmp_path / "x")]) == 2
     assert "unknown agent 'nope'" in capsys.readouterr().err
 
@@ -188,6 +242,10 @@ def test_cli_train_and_resume(tmp_path, capsys):
     assert (out / "gmm2d_policy_samples.png").stat().st_size > 0
     assert main(["sample", "--policy", str(tmp_path / "missing"), "--n", "8"]) == 2
     assert "not a diffgym run directory" in capsys.readouterr().err
+    assert main(["sample", "--policy", str(d), "--task", "digits", "--n", "8"]) == 2
+    assert "--task cannot apply with --policy" in capsys.readouterr().err
+    assert main(["sample", "--temperature", "0.5", "--n", "8"]) == 2
+    assert "give --policy" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("agent", ["ppo", "reinforce", "a2c", "trpo"])

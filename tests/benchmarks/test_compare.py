@@ -3,7 +3,6 @@ retraining, the cost ledger, the CLI, and errors for bad input."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -14,12 +13,12 @@ import pytest
 from diffgym.benchmarks import compare
 from diffgym.benchmarks.compare import (
     BUDGETS,
+    CompareConfig,
     ComparisonResult,
-    add_compare_parser,
     eval_seed,
-    run_compare_cli,
     run_comparison,
 )
+from diffgym.benchmarks.report import log_wandb
 
 # A user-defined 2x2 mixture with unequal weights (no code change needed to compare on it).
 MIXTURE = {
@@ -211,37 +210,48 @@ def test_unknown_task_and_missing_knob_are_value_errors(tmp_path):
 
 
 def _parse(argv):
-    parser = argparse.ArgumentParser(prog="diffgym")
-    add_compare_parser(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(argv)
+    from diffgym.cli import build_parser
+
+    return build_parser().parse_args(argv)
 
 
 def test_cli_resolves_the_budget_and_prints_the_table(tiny, monkeypatch, capsys, tmp_path):
     result, _ = tiny
     seen = {}
 
-    def fake(task, **kwargs):
-        seen.update(task=task, **kwargs)
+    def fake(config, *, progress):
+        seen.update(config=config, progress=progress)
         return result
 
     monkeypatch.setattr(compare, "run_comparison", fake)
     args = _parse(["compare", "--task", "gmm2d", "--budget", "quick", "--n-eval", "128",
                    "--out", str(tmp_path), "--no-progress"])
-    assert args.func is run_compare_cli
-    assert run_compare_cli(args) == 0
+    assert args.func(args) == 0
     quick = BUDGETS["quick"]
-    assert seen["task"] == "gmm2d" and seen["n_eval"] == 128  # flag wins over the budget
-    assert seen["timesteps"] == quick.timesteps and seen["seeds"] == quick.seeds
-    assert seen["grid_points"] == quick.grid_points and seen["progress"] is False
+    config = seen["config"]
+    assert config.task == "gmm2d" and config.n_eval == 128  # flag wins over the budget
+    assert config.timesteps == quick.timesteps and config.seeds == quick.seeds
+    assert config.grid_points == quick.grid_points and seen["progress"] is False
     printed = capsys.readouterr().out
     assert "| method |" in printed and "verdict:" in printed
 
     with pytest.raises(ValueError, match=r"unknown budget 'huge'; allowed: quick, full"):
-        run_compare_cli(_parse(["compare", "--budget", "huge"]))
+        args = _parse(["compare", "--budget", "huge"])
+        args.func(args)
+
+
+def test_config_validates_and_replaces(tmp_path):
+    config = CompareConfig(task="gmm2d", seeds=(0,), n_eval=64, out_dir=str(tmp_path))
+    assert config.out_dir == tmp_path and config.agents == ("ppo",)
+    assert config.replace(n_eval=128).n_eval == 128
+    with pytest.raises(ValueError, match=r"n_eval must be an int in \[2, 1000000\), got 1"):
+        config.replace(n_eval=1)
+    with pytest.raises(TypeError, match="either a CompareConfig or keyword arguments"):
+        run_comparison(config, n_eval=64)
 
 
 def test_wandb_logging_runs_disabled(tiny, monkeypatch):
     pytest.importorskip("wandb")
     result, out = tiny
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    compare._log_wandb(result, out)
+    log_wandb(result, out)

@@ -1,4 +1,4 @@
-"""Tests of diffgym.benchmarks.cost: the cost ledger and the stopwatch."""
+"""Tests of diffgym.agents.cost: the cost ledger and the stopwatch."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from diffgym.benchmarks.cost import COST_CATEGORIES, Cost, Stopwatch
+from diffgym.agents.cost import COST_CATEGORIES, Cost, Stopwatch
 
 
 def test_costs_add_by_field_and_category():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import math
@@ -16,7 +15,6 @@ from diffgym.benchmarks.grid import (
     GridResult,
     GuidanceFamily,
     IntervalFamily,
-    add_grid_parser,
     edm_churn_gammas,
     evaluate_point,
     guidance_interval_weights,
@@ -313,9 +311,9 @@ def test_best_point_per_family(gmm2d):
 
 
 def _parse(argv):
-    parser = argparse.ArgumentParser()
-    add_grid_parser(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(["grid", *argv])
+    from diffgym.cli import build_parser
+
+    return build_parser().parse_args(["grid", *argv])
 
 
 def test_cli_runs_a_small_grid(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""The batched sampling env (design §3, issue 3): vector-env contract (spaces, SAME_STEP autoreset,
+"""The batched sampling env (design §3): vector-env contract (spaces, SAME_STEP autoreset,
 episode statistics), the observation layout against an independent computation, equivalence with
 the plain sampler, rewards, seeding and per-sample noise, invalid choices, registration, the
 Gymnasium/SB3 env checkers, and bad input."""

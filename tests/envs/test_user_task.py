@@ -12,10 +12,8 @@ from torch import nn
 
 from diffgym.envs import DiffusionSamplingEnv, GaussianMixture, GMMDenoiser, make_task
 from diffgym.envs.user_task import (
-    add_user_task_arguments,
     load_user_data,
     make_user_task,
-    user_task_overrides,
 )
 
 MEANS = torch.tensor([[-1.0, 0.5], [1.0, -0.5], [0.0, 2.0]])
@@ -197,10 +195,12 @@ def test_diffusers_model_in_the_env(tmp_path):
 
 
 def test_cli_helpers(cond_spec, vector_npz):
+    from diffgym.cli import _add_user_task_arguments, user_task_overrides
+
     path, _ = vector_npz
     parser = argparse.ArgumentParser()
     parser.add_argument("--task", default=None)
-    add_user_task_arguments(parser)
+    _add_user_task_arguments(parser)
     assert user_task_overrides("gmm2d", parser.parse_args([])) == ("gmm2d", {})
     args = parser.parse_args(["--denoiser", cond_spec, "--data", str(path), "--guide", "none"])
     name, overrides = user_task_overrides("gmm2d", args)

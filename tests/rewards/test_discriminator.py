@@ -6,7 +6,6 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from diffgym.benchmarks.discriminator_check import QUICK_STEPS, CheckConfig, run_check
 from diffgym.envs import DiffusionSamplingEnv, to_sb3
 from diffgym.rewards import NoiseConditionedDiscriminator
 
@@ -67,8 +66,11 @@ def test_bad_construction():
         NoiseConditionedDiscriminator(space, act, data_shape=(2,), feature_kind="image")
 
 
-def test_logit_matches_exact_log_ratio_fast():
-    """Fast version of benchmarks/discriminator_check.py: Pearson >= 0.95 at every sigma."""
+def test_logit_matches_exact_log_ratio_fast(load_script):
+    """Fast version of benchmarks/scripts/discriminator_check.py: Pearson >= 0.95 at every
+    sigma."""
+    check = load_script("discriminator_check")
+    QUICK_STEPS, CheckConfig, run_check = check.QUICK_STEPS, check.CheckConfig, check.run_check
     config = CheckConfig(
         pair="bias", steps=QUICK_STEPS, train_steps=400, batch_size=128, eval_samples=1000,
         hidden_sizes=(128, 128), seed=0,

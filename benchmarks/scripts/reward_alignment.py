@@ -19,7 +19,7 @@ state reached), split into the return of the late steps and of the final transit
 σ = 0, compared by the discriminator directly with clean data). A reward the policy can be
 trusted to follow gives the higher return to the variant with the better metric.
 
-    python benchmarks/reward_alignment.py --runs RUN_DIR [RUN_DIR ...] --n 2048 \
+    python benchmarks/scripts/reward_alignment.py --runs RUN_DIR [RUN_DIR ...] --n 2048 \
         --sigma-cut 0.03 --threads 1 \
         --out benchmarks/results/reward_alignment.json
 """
@@ -34,40 +34,16 @@ from pathlib import Path
 
 import torch
 
-from diffgym.agents.sampler import ACTION_SEED_OFFSET, PolicySampler
-from diffgym.agents.train import load_policy
-from diffgym.benchmarks.evaluate import METRIC_DIRECTIONS, task_metrics
-from diffgym.benchmarks.grid import crn_sample, reference_seed
-from diffgym.benchmarks.large_n_check import score
+from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
+from diffgym.agents.train import load_policy, load_reward
+from diffgym.benchmarks.evaluate import (
+    METRIC_DIRECTIONS,
+    crn_sample,
+    reference_seed,
+    task_metrics,
+)
 from diffgym.envs.io import atomic_write_json
 from diffgym.envs.sampler import Knobs, PerSampleNoise
-from diffgym.rewards import NoiseConditionedDiscriminator, RewardTransform
-
-
-def _reward_fn(run_dir: Path, cfg, task, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``obs (B, obs_dim) -> reward (B,)``: the run's final discriminator and reward transform."""
-    if cfg.irl != "gail":
-        raise ValueError(f"{run_dir}: only GAIL runs are supported, this one used {cfg.irl!r}")
-    from diffgym.envs.env import DiffusionSamplingEnv
-
-    env = DiffusionSamplingEnv(task, 1, device=device)
-    net = NoiseConditionedDiscriminator.for_env(env).to(device)
-    path = run_dir / "reward_net.pt"
-    net.load_state_dict(torch.load(path, map_location=device, weights_only=True))
-    net.eval()
-    kwargs = cfg.irl_kwargs
-    transform = RewardTransform(
-        cfg.divergence,
-        lam=cfg.lam,
-        temperature=kwargs.get("pr_temperature", 0.0),
-        center=kwargs.get("center_reward", task.renoise_budget > 0),
-    )
-
-    def reward(obs: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return transform(net.logit(obs))
-
-    return reward
 
 
 def _variants(greedy: PolicySampler, stochastic: PolicySampler, sigma_cut: float,
@@ -137,10 +113,7 @@ def evaluate_variant(sampler, reward, actions, *, n: int, seed: int, sigma_cut: 
         steps = [s for _, s in visited[1:]] + [final_step]
         rewards = torch.stack([reward(o) for o in reached])  # (N, B)
         late = torch.stack([sampler.sigmas[s] < sigma_cut for s in steps])
-    if task.target is not None:  # mixtures: the exact metrics without the O(n^2) MMD
-        metrics = score(task, result.x, reference_seed(seed))
-    else:
-        metrics = task_metrics(task, result.x, result.labels, seed=reference_seed(seed))
+    metrics = task_metrics(task, result.x, result.labels, seed=reference_seed(seed))
     return {
         "metrics": metrics,
         "nfe_per_sample": float(result.nfe.float().mean()),
@@ -179,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         policy, task, cfg = load_policy(run_dir, device=args.device)
         sampler = PolicySampler(policy, task, device=args.device, greedy=True)
         stochastic = PolicySampler(policy, task, device=args.device, temperature=1.0)
-        reward = _reward_fn(run_dir, cfg, sampler.task, args.device)
+        reward = load_reward(run_dir, device=args.device)
         rows = {}
         variants = _variants(sampler, stochastic, args.sigma_cut, args.late_guidance, args.n)
         for name, make_actions in variants.items():

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The checks for a lent GPU machine, as one script: the CUDA tests, the full digits comparison
-# (issue 6: the default 193-point grid at n = 2048, PPO + GAIL-js, 3 seeds) and gpu_check.py
+# (the default 193-point grid at n = 2048, PPO + GAIL-js, 3 seeds) and gpu_check.py
 # (env throughput and a short training run). Each phase runs under its own time limit; the
 # comparison is resumable, so running the script again on the same machine continues it.
 #
-#   OUT=/path/to/results bash benchmarks/gpu_session.sh            # all phases
-#   PHASES="compare" COMPARE_TIMEOUT=200 bash benchmarks/gpu_session.sh   # resume the comparison
+#   OUT=/path/to/results bash benchmarks/scripts/gpu_session.sh            # all phases
+#   PHASES="compare" COMPARE_TIMEOUT=200 bash benchmarks/scripts/gpu_session.sh   # resume the comparison
 #
 # Wheels in .whl/ (pure-Python packages the machine lacks: gymnasium, SB3, sb3-contrib,
 # imitation) are installed first with --no-deps; diffgym itself is installed editable.
@@ -14,7 +14,7 @@
 # $OUT/digits_checkpoints.tgz (each unfinished run's newest checkpoint: unpack both into runs/compare/ to
 # resume the comparison elsewhere; results from another device get their own keys).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 OUT="${OUT:-gpu_out}"
 PHASES="${PHASES:-tests compare check}"
 COMPARE_TIMEOUT="${COMPARE_TIMEOUT:-300}"
@@ -53,7 +53,7 @@ for phase in $PHASES; do
       ;;
     check)
       stamp "gpu_check.py (limit ${CHECK_TIMEOUT}s)"
-      timeout "$CHECK_TIMEOUT" $PY benchmarks/gpu_check.py --device cuda --skip-tests \
+      timeout "$CHECK_TIMEOUT" $PY benchmarks/scripts/gpu_check.py --device cuda --skip-tests \
         --out "$OUT/gpu_check.json"
       stamp "gpu_check exit $?"
       ;;

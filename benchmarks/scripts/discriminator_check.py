@@ -1,4 +1,4 @@
-"""Does the sigma-conditioned discriminator learn the exact log density ratio? (issue 4)
+"""Does the sigma-conditioned discriminator learn the exact log density ratio?
 
 On analytic Gaussian mixtures every noised density ``p_sigma = p * N(0, sigma^2 I)`` is exact
 (:meth:`GaussianMixture.log_prob`). The discriminator of :mod:`diffgym.rewards` is trained alone
@@ -20,8 +20,8 @@ Pairs (``--pair``):
 
 Usage::
 
-    python benchmarks/discriminator_check.py                 # full run, writes the JSON
-    python benchmarks/discriminator_check.py --quick         # tiny smoke run
+    python benchmarks/scripts/discriminator_check.py                 # full run, writes the JSON
+    python benchmarks/scripts/discriminator_check.py --quick         # tiny smoke run
 
 The JSON (``--out``, default ``benchmarks/results/discriminator_check.json``) is written
 atomically; the markdown table goes to stdout.
@@ -46,7 +46,7 @@ from diffgym.envs.io import atomic_write_json
 from diffgym.envs.tasks import bias_weights, grid_means
 from diffgym.rewards import NoiseConditionedDiscriminator
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "discriminator_check.json"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "results" / "discriminator_check.json"
 PAIRS = ("bias", "blur")
 FULL_STEPS = (5, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18)
 """Schedule steps of the full run (N = 18): sigma from 12.9 down to 0.002, and clean data."""
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, key) is not None:
             base[key] = getattr(args, key)
     pairs = args.pair or list(PAIRS)
-    command = "python benchmarks/discriminator_check.py " + " ".join(
+    command = "python benchmarks/scripts/discriminator_check.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
     results = []

@@ -1,4 +1,5 @@
-"""benchmarks/noise_floor.py: real data scored against real data."""
+"""benchmarks/scripts/noise_floor.py and the library noise floor: real data scored against real
+data."""
 
 from __future__ import annotations
 
@@ -6,10 +7,9 @@ import json
 
 import pytest
 
-from diffgym.benchmarks import noise_floor
 
-
-def test_real_vs_real_on_gmm2d(tmp_path):
+def test_real_vs_real_on_gmm2d(tmp_path, load_script):
+    noise_floor = load_script("noise_floor")
     out = tmp_path / "floor.json"
     report = noise_floor.main(["--task", "gmm2d", "--n", "256", "--seeds", "0", "1", "2",
                                "--out", str(out)])
@@ -36,6 +36,18 @@ def test_real_vs_real_on_gmm2d(tmp_path):
         (("gmm2d", 64, [0, 0, 1]), r"\(no repeats\), got \[0, 0, 1\]"),
     ],
 )
-def test_bad_input(args, match):
+def test_bad_input(args, match, load_script):
+    noise_floor = load_script("noise_floor")
     with pytest.raises(ValueError, match=match):
         noise_floor.real_vs_real(*args)
+
+
+def test_library_noise_floor_matches_the_script(load_script):
+    from diffgym.benchmarks.evaluate import eval_seed, noise_floor
+    from diffgym.envs import make_task
+
+    script = load_script("noise_floor").real_vs_real("gmm2d", 128, [0, 1])
+    lib = noise_floor(make_task("gmm2d"), 128, [eval_seed(0), eval_seed(1)], sample_seeds=[7, 8])
+    assert lib == script
+    with pytest.raises(ValueError, match="sample_seeds must have one entry per seed"):
+        noise_floor(make_task("gmm2d"), 128, [0, 1], sample_seeds=[7])

@@ -1,4 +1,4 @@
-"""Smoke run of benchmarks/inference_overhead.py (tiny budget; no timing assertions)."""
+"""Smoke run of benchmarks/scripts/inference_overhead.py (tiny budget; no timing assertions)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_inference_overhead_quick(tmp_path):
     out = tmp_path / "results" / "overhead.json"
     env = {**os.environ, "MPLBACKEND": "Agg"}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "inference_overhead.py"), "--quick",
+        [sys.executable, str(ROOT / "benchmarks" / "scripts" / "inference_overhead.py"), "--quick",
          "--tasks", "gmm2d", "--out", str(out)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
+SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "scripts" / "gpu_check.py"
 
 
 def test_gpu_check_quick_on_cpu(tmp_path):

@@ -1,4 +1,4 @@
-"""Smoke run of benchmarks/env_throughput.py --quick as a subprocess (schema only, no timings)."""
+"""Smoke run of benchmarks/scripts/env_throughput.py --quick as a subprocess (schema only)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "env_throughput.py"
+SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "scripts" / "env_throughput.py"
 MODES = ["raw", "vector", "sb3", "sync"]
 
 

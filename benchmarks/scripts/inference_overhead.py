@@ -16,7 +16,7 @@ wall-clock, the median of the per-repeat paired ratios, and the same overhead in
 ``digits-untrained`` times the ``digits`` task with a randomly initialised network of the shipped
 architecture (for machines without the trained weights; samples are meaningless, timings are not).
 
-Run: ``python benchmarks/inference_overhead.py --tasks gmm2d digits --n 1024 --repeats 9``
+Run: ``python benchmarks/scripts/inference_overhead.py --tasks gmm2d digits --n 1024 --repeats 9``
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +98,8 @@ def _forced_policy(task, index: int, device: str, seed: int):
 
 def _bench_task(name: str, args: argparse.Namespace) -> dict[str, Any]:
     from diffgym.agents import PolicySampler
-    from diffgym.envs import BatchNoise, make_task, sample, schedule_actions
+    from diffgym.benchmarks.overhead import measure_inference_overhead
+    from diffgym.envs import make_task
 
     if name.endswith(UNTRAINED_SUFFIX):
         task = _untrained_task(name.removesuffix(UNTRAINED_SUFFIX)).to(args.device)
@@ -110,71 +109,18 @@ def _bench_task(name: str, args: argparse.Namespace) -> dict[str, Any]:
     sampler = PolicySampler(policy, task, device=args.device, greedy=True)
     n_steps = task.num_steps
     field = {"churn": "gamma", "guidance": "guidance", "renoise": "renoise"}
-    schedule = schedule_actions(**{field[k]: [v] * n_steps for k, v in levels.items()})
-    labels = task.sample_labels(args.n, torch.Generator().manual_seed(args.seed))
-    if labels is not None:
-        labels = labels.to(args.device)
-    guide = task.guide if "guidance" in sampler.knob_names else None
-    dev = torch.device(args.device)
-
-    def noise() -> BatchNoise:
-        return BatchNoise(args.n, device=dev, dtype=task.dtype, seed=args.seed)
-
-    def run_policy():
-        return sampler.sample(noise=noise(), labels=labels)
-
-    def run_schedule():
-        with torch.inference_mode():
-            return sample(task.denoiser, sampler.sigmas, noise=noise(), data_shape=task.data_shape,
-                          labels=labels, guide=guide, actions=schedule,
-                          renoise_budget=sampler.renoise_budget, dtype=task.dtype)
-
-    def timed(fn) -> tuple[float, float, Any]:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        return time.perf_counter() - t0, time.process_time() - c0, out
-
-    for _ in range(args.warmup):
-        run_policy()
-        run_schedule()
-    times: dict[str, list[float]] = {"policy": [], "schedule": []}
-    cpu: dict[str, list[float]] = {"policy": [], "schedule": []}
-    identical = True
-    nfe = None
-    for r in range(args.repeats):
-        order = ("policy", "schedule") if r % 2 == 0 else ("schedule", "policy")
-        outs = {}
-        for path in order:
-            dt, dc, outs[path] = timed(run_policy if path == "policy" else run_schedule)
-            times[path].append(dt)
-            cpu[path].append(dc)
-        identical &= bool(torch.equal(outs["policy"].x, outs["schedule"].x))
-        identical &= bool(torch.equal(outs["policy"].nfe, outs["schedule"].nfe))
-        nfe = float(outs["policy"].nfe.double().mean())
-    med_p, med_s = statistics.median(times["policy"]), statistics.median(times["schedule"])
-    ratios = [p / s for p, s in zip(times["policy"], times["schedule"])]
-    cpu_p, cpu_s = statistics.median(cpu["policy"]), statistics.median(cpu["schedule"])
+    schedule = {field[k]: [v] * n_steps for k, v in levels.items()}
+    timing = measure_inference_overhead(
+        sampler, schedule, n=args.n, seed=args.seed, repeats=args.repeats, warmup=args.warmup
+    )
     return {
         "task": name,
         "untrained_weights": name.endswith(UNTRAINED_SUFFIX),
-        "n": args.n,
-        "repeats": args.repeats,
         "num_steps": n_steps,
         "forced_levels": levels,
-        "nfe_per_sample": nfe,
-        "identical_samples": identical,
-        "times_s": times,
-        "median_policy_s": med_p,
-        "median_schedule_s": med_s,
-        "overhead_pct": 100.0 * (med_p / med_s - 1.0),
-        "paired_overhead_pct": 100.0 * (statistics.median(ratios) - 1.0),
-        "process_cpu_s": cpu,
-        "cpu_overhead_pct": 100.0 * (cpu_p / cpu_s - 1.0),
+        "nfe_per_sample": timing["policy_nfe_per_sample"],
         "policy_params": sum(p.numel() for p in policy.parameters()),
+        **timing,
     }
 
 
@@ -191,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         results.append(res)
     data = {
-        "command": " ".join(["benchmarks/inference_overhead.py",
+        "command": " ".join(["benchmarks/scripts/inference_overhead.py",
                              *(argv if argv is not None else sys.argv[1:])]),
         "machine": {
             "platform": platform.platform(),
@@ -214,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'overhead %':>10s} {'paired %':>9s} {'cpu %':>6s} identical")
     for r in results:
         print(f"{r['task']:17s} {r['n']:6d} {r['nfe_per_sample']:6.1f} "
-              f"{r['median_policy_s']:9.4f} {r['median_schedule_s']:10.4f} "
+              f"{r['policy_s']:9.4f} {r['schedule_s']:10.4f} "
               f"{r['overhead_pct']:10.1f} {r['paired_overhead_pct']:9.1f} "
               f"{r['cpu_overhead_pct']:6.1f} {r['identical_samples']}")
     print(f"wrote {args.out}")

@@ -1,4 +1,5 @@
-"""Smoke runs of benchmarks/reward_alignment.py and benchmarks/large_n_check.py on a tiny run."""
+"""Smoke runs of benchmarks/scripts/reward_alignment.py, large_n_check.py and
+action_distribution.py on a tiny run."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import math
 import pytest
 
 from diffgym.agents.train import TrainConfig, TrainingRun
-from diffgym.benchmarks import large_n_check, reward_alignment
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,8 @@ def run_dir(tmp_path_factory):
     return path
 
 
-def test_reward_alignment(run_dir, tmp_path, capsys):
+def test_reward_alignment(run_dir, tmp_path, capsys, load_script):
+    reward_alignment = load_script("reward_alignment")
     out = tmp_path / "align.json"
     argv = ["--runs", str(run_dir), "--n", "64", "--seeds", "0", "100", "--out", str(out)]
     assert reward_alignment.main(argv) == 0
@@ -44,7 +45,8 @@ def test_reward_alignment(run_dir, tmp_path, capsys):
         reward_alignment.main(["--runs", str(run_dir), "--n", "64", "--seeds", "0", "10"])
 
 
-def test_large_n_check(run_dir, tmp_path):
+def test_large_n_check(run_dir, tmp_path, load_script):
+    large_n_check = load_script("large_n_check")
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"task": "gmm2d", "rows": [
         {"method": "default", "kind": "default", "info": {"schedule": {}}},
@@ -66,8 +68,8 @@ def test_large_n_check(run_dir, tmp_path):
     assert group["paired_sw2_vs_default"][0] == pytest.approx(diff)
 
 
-def test_action_distribution(run_dir, tmp_path):
-    from diffgym.benchmarks import action_distribution
+def test_action_distribution(run_dir, tmp_path, load_script):
+    action_distribution = load_script("action_distribution")
 
     out = tmp_path / "dist.json"
     assert action_distribution.main(["--runs", str(run_dir), "--n", "16", "--out", str(out)]) == 0

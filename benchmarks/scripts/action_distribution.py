@@ -1,7 +1,7 @@
 """A trained policy's action distribution per step: mean menu probabilities along greedy rollouts.
 
-    python benchmarks/action_distribution.py --runs RUN_DIR [RUN_DIR ...] --n 2048 --threads 1 \\
-        --out benchmarks/results/action_distribution.json
+    python benchmarks/scripts/action_distribution.py --runs RUN_DIR [RUN_DIR ...] --n 2048 \\
+        --threads 1 --out benchmarks/results/action_distribution.json
 
 For each run, the greedy policy samples ``n`` trajectories (per-sample seeds ``0 .. n-1``); at
 every step the softmax of each knob's logits is averaged over the samples. Shows where a policy
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from diffgym.agents.sampler import PolicySampler
+from diffgym.agents.policy_sampling import PolicySampler
 from diffgym.agents.train import load_policy
 from diffgym.envs.io import atomic_write_json
 from diffgym.envs.sampler import PerSampleNoise, sample

@@ -11,7 +11,7 @@ reference set is the one the comparison scores its evaluation seed ``eval_seed(s
 
 Usage::
 
-    python benchmarks/noise_floor.py --task digits --n 2048 --seeds 0 1 2 3 4 \\
+    python benchmarks/scripts/noise_floor.py --task digits --n 2048 --seeds 0 1 2 3 4 \\
         --out benchmarks/results/noise_floor_digits_n2048.json
 """
 
@@ -19,48 +19,33 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from diffgym.benchmarks.compare import eval_seed
-from diffgym.benchmarks.evaluate import task_metrics
-from diffgym.benchmarks.grid import reference_seed
+from diffgym.benchmarks.evaluate import NOISE_FLOOR_SAMPLE_OFFSET, eval_seed, noise_floor
 from diffgym.envs import list_tasks, make_task
 from diffgym.envs.io import atomic_write_json
 
-SAMPLE_SEED_OFFSET = 7
-"""Real "samples" of seed ``s`` are drawn with ``s + SAMPLE_SEED_OFFSET``."""
-
 
 def real_vs_real(task_name: str, n: int, seeds: list[int]) -> dict[str, Any]:
-    """Per-seed metrics of ``n`` real samples against the reference set, and their mean ± std.
+    """The library's :func:`~diffgym.benchmarks.evaluate.noise_floor` on the comparison's
+    evaluation seeds: real data of seed ``k`` drawn with ``k + 7``, scored against the reference
+    set of ``eval_seed(k)``.
 
     Raises:
         ValueError: an unknown task, ``n < 2`` or fewer than two distinct seeds >= 0.
     """
     if task_name not in list_tasks():
         raise ValueError(f"unknown task {task_name!r}; allowed: {', '.join(list_tasks())}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an int >= 2, got {n!r}")
     if len(seeds) < 2 or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
         raise ValueError(f"give at least two distinct seeds >= 0 (no repeats), got {seeds}")
-    task = make_task(task_name)
-    per_seed = []
-    for s in seeds:
-        x, labels = task.sample_data(n, torch.Generator().manual_seed(s + SAMPLE_SEED_OFFSET))
-        if task.num_classes == 0:
-            labels = None
-        per_seed.append(task_metrics(task, x, labels, seed=reference_seed(eval_seed(s))))
-    summary = {
-        k: {"mean": statistics.fmean(r[k] for r in per_seed),
-            "std": statistics.stdev(r[k] for r in per_seed)}
-        for k in per_seed[0]
-    }
-    return {"per_seed": per_seed, "summary": summary}
+    return noise_floor(
+        make_task(task_name), n, [eval_seed(k) for k in seeds],
+        sample_seeds=[k + NOISE_FLOOR_SAMPLE_OFFSET for k in seeds],
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -5,7 +5,7 @@ torchvision), so this script loads only its Inception module and TF1 resize from
 of the package, never running that ``__init__``:
 
     pip download --no-deps torch-fidelity==0.4.0 -d /tmp/tf && unzip -q -o /tmp/tf/*.whl -d /tmp/tf
-    python benchmarks/fid_reference_check.py --torch-fidelity /tmp/tf/torch_fidelity \\
+    python benchmarks/scripts/fid_reference_check.py --torch-fidelity /tmp/tf/torch_fidelity \\
         --out benchmarks/results/fid_reference_check.json
 
 Both networks get the same weights — random ones, saved in the format of the real weights file,

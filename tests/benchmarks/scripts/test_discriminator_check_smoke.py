@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "discriminator_check.py"
+SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "scripts" / "discriminator_check.py"
 
 
 def test_discriminator_check_quick(tmp_path):

@@ -1,16 +1,16 @@
 """GPU check: the CUDA tests, env throughput and a short training run on one device, in one script.
 
-Meant for the few minutes of a lent GPU machine (issue 7); every part also runs on the CPU, so the
+Meant for the few minutes of a lent GPU machine; every part also runs on the CPU, so the
 script itself is tested without a GPU (``--device cpu --quick``).
 
 1. ``pytest -m cuda`` (the CUDA cases of the suite; skipped parts are reported, not hidden);
-2. ``benchmarks/env_throughput.py`` on the device (vector env vs raw step loop vs SB3 adapter);
+2. ``benchmarks/scripts/env_throughput.py`` on the device (vector env vs raw loop vs SB3 adapter);
 3. a short ``diffgym train`` run (PPO + GAIL-js on ``gmm2d`` by default) on the device, with its
    wall-clock, rollout NFE and final metrics.
 
 Usage::
 
-    python benchmarks/gpu_check.py --device cuda --out benchmarks/results/gpu_check.json
+    python benchmarks/scripts/gpu_check.py --device cuda --out benchmarks/results/gpu_check.json
 
 The JSON (written atomically after every part) names the card, torch and CUDA versions.
 """
@@ -30,7 +30,7 @@ import torch
 
 from diffgym.envs.io import atomic_write_json
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def describe_device(device: str) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def run_throughput(device: str, quick: bool, out: Path) -> dict[str, Any]:
 
     args = [
         sys.executable,
-        str(ROOT / "benchmarks" / "env_throughput.py"),
+        str(ROOT / "benchmarks" / "scripts" / "env_throughput.py"),
         "--device",
         device,
         "--tasks",

@@ -15,8 +15,9 @@ It reports ``sw2``, ``logp`` and ``mode_tv`` (the exact metrics of
 group of runs (agent + settings), the paired SW2 difference to the default sampler and to the
 best grid point: mean over sample seeds per run, then mean ± std over runs.
 
-    python benchmarks/large_n_check.py --results benchmarks/results/compare/gmm2d/results.json \\
-        --runs RUN_DIR ... --n 8192 --threads 1 --out benchmarks/results/large_n_check.json
+    python benchmarks/scripts/large_n_check.py \\
+        --results benchmarks/results/compare/gmm2d/results.json --runs RUN_DIR ... \\
+        --n 8192 --threads 1 --out benchmarks/results/large_n_check.json
 """
 
 from __future__ import annotations
@@ -30,10 +31,9 @@ from pathlib import Path
 
 import torch
 
-from diffgym.agents.sampler import ACTION_SEED_OFFSET, PolicySampler
+from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
 from diffgym.agents.train import load_policy
-from diffgym.benchmarks import metrics as M
-from diffgym.benchmarks.grid import crn_sample, reference_seed
+from diffgym.benchmarks.evaluate import crn_sample, noise_floor, reference_seed, task_metrics
 from diffgym.envs.io import atomic_write_json
 from diffgym.envs.sampler import PerSampleNoise, schedule_actions
 from diffgym.envs.tasks import Task, make_task
@@ -43,15 +43,10 @@ DEFAULT_SEEDS = (10**7, 2 * 10**7, 3 * 10**7)
 
 
 def score(task: Task, x: torch.Tensor, seed: int) -> dict[str, float]:
-    """``sw2``, ``logp``, ``mode_tv`` of samples ``x`` against reference data seeded ``seed``."""
-    gen = torch.Generator().manual_seed(seed)
-    ref, _ = task.sample_data(x.shape[0], gen)
-    x64, ref64 = x.detach().to("cpu", torch.float64), ref.to(torch.float64)
-    return {
-        "sw2": M.sliced_wasserstein(x64, ref64, generator=gen),
-        "logp": M.mean_log_density(x64, task.target),
-        "mode_tv": M.mode_mass_tv(x64, task.target),
-    }
+    """``sw2``, ``logp``, ``mode_tv`` of the protocol's task metrics against reference seed
+    ``seed``."""
+    metrics = task_metrics(task, x, seed=seed)
+    return {m: metrics[m] for m in METRICS}
 
 
 def run_sampler(task: Task, actions, *, n: int, seed: int) -> torch.Tensor:
@@ -61,15 +56,6 @@ def run_sampler(task: Task, actions, *, n: int, seed: int) -> torch.Tensor:
             task, actions, n=n, seed=seed, guided=task.guide is not None,
             renoise_budget=task.renoise_budget,
         ).x
-
-
-def noise_floor(task: Task, n: int, seeds) -> dict[str, float]:
-    """SW2 between two independent real sets of ``n`` samples, per seed."""
-    vals = []
-    for s in seeds:
-        x, _ = task.sample_data(n, torch.Generator().manual_seed(s + 7))
-        vals.append(score(task, x, reference_seed(s))["sw2"])
-    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals), "per_seed": vals}
 
 
 def _group(cfg) -> str:
@@ -149,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
             "runs_better_than_default": sum(d < 0 for d in d_default),
             f"paired_sw2_vs_{best_grid}": (statistics.fmean(d_best), std(d_best)),
         }
-    floor = noise_floor(task, args.n, seeds)
+    real = noise_floor(task, args.n, seeds)
+    sw2_floor = [r["sw2"] for r in real["per_seed"]]
+    floor = {"mean": statistics.fmean(sw2_floor), "std": statistics.stdev(sw2_floor),
+             "per_seed": sw2_floor}
     print(f"\nSW2 of real vs real data at n = {args.n}: {floor['mean']:.4f} ± {floor['std']:.4f}")
     print(f"{'method':48s} {'sw2':>16s} {'logp':>14s} {'mode_tv':>15s}  paired SW2 vs default")
     for name, s in summary.items():

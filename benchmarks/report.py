@@ -1,0 +1,467 @@
+"""Reporting of a comparison (design §5): its rows and result, the tables (markdown, CSV, JSON),
+the plots, and wandb logging. :mod:`diffgym.benchmarks.compare` builds the rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from diffgym.agents.cost import Cost
+from diffgym.benchmarks.evaluate import METRIC_DIRECTIONS, SEARCH_SEED, finite_or_none
+from diffgym.benchmarks.grid import GridResult
+from diffgym.envs.io import atomic_write_json, atomic_write_text
+from diffgym.envs.tasks import Task
+
+__all__ = [
+    "KNOB_FIELDS",
+    "RESULTS_FORMAT",
+    "ComparisonResult",
+    "ComparisonRow",
+    "aggregate",
+    "mean_profile",
+    "write_outputs",
+    "log_wandb",
+]
+
+RESULTS_FORMAT = "diffgym-compare/1"
+KNOB_FIELDS = ("gamma", "guidance", "renoise")
+"""The :class:`~diffgym.envs.sampler.Knobs` fields recorded in a policy's action profile."""
+
+
+@dataclass
+class ComparisonRow:
+    """One row of the comparison table.
+
+    Attributes:
+        method: ``"default"``, ``"grid/<family>"`` or ``"<agent>+<irl>/<divergence>"``.
+        kind: ``"default"``, ``"grid"`` or ``"learned"``.
+        detail: the grid point's parameters, or the learned runs' settings.
+        metrics, metrics_std: mean and sample std of each task metric over ``per_seed``.
+        per_seed: one entry per evaluation: ``eval_seed`` (and ``train_seed``), ``metrics``,
+            ``nfe_per_sample``.
+        nfe_per_sample: mean denoiser evaluations per sample at inference.
+        cost: total cost to obtain the row (see the module docstring).
+        cost_ratio_nfe, cost_ratio_seconds: full grid cost / this row's cost (learned rows).
+        runs: training runs summed in ``cost`` (learned rows: one per seed). One run yields a
+            usable sampler, as one full grid search does, so ``runs x cost_ratio`` is the
+            grid / learned ratio per sampler obtained.
+        inference_overhead_pct: policy-guided over fixed-schedule sampling wall-clock, per
+            transition, in percent (learned rows).
+        info: everything else (grid params and schedule, run directories, action profile,
+            overhead timings).
+    """
+
+    method: str
+    kind: str
+    detail: str
+    metrics: dict[str, float]
+    metrics_std: dict[str, float]
+    per_seed: list[dict[str, Any]]
+    nfe_per_sample: float
+    cost: Cost
+    cost_ratio_nfe: float | None = None
+    cost_ratio_seconds: float | None = None
+    inference_overhead_pct: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    runs: int = 1
+
+    def per_run(self, ratio: float | None) -> float | None:
+        """A cost ratio per training run (``ratio x runs``)."""
+        return None if ratio is None else ratio * self.runs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "kind": self.kind,
+            "detail": self.detail,
+            "metrics": dict(self.metrics),
+            "metrics_std": dict(self.metrics_std),
+            "per_seed": list(self.per_seed),
+            "nfe_per_sample": self.nfe_per_sample,
+            "cost": self.cost.to_dict(),
+            "cost_ratio_nfe": self.cost_ratio_nfe,
+            "cost_ratio_seconds": self.cost_ratio_seconds,
+            "runs": self.runs,
+            "inference_overhead_pct": self.inference_overhead_pct,
+            "info": self.info,
+        }
+
+
+@dataclass
+class ComparisonResult:
+    """The comparison: rows (default, best grid point per family, learned methods) and context.
+
+    Attributes:
+        task: task name; ``fingerprint``: :func:`~diffgym.benchmarks.grid.task_fingerprint`.
+        metric: the primary metric; ``direction``: ``"min"`` or ``"max"``.
+        metric_names: the task's metrics, in column order.
+        rows: the table rows.
+        grid: the full grid's :class:`~diffgym.benchmarks.grid.GridResult`.
+        sigmas: the task's ``(N + 1,)`` noise levels.
+        settings: the arguments the comparison ran with.
+        out_dir: where the files went.
+        files: the files written, by kind.
+        num_trained: training runs trained or resumed by this call (0: all loaded).
+        num_evaluations: evaluations computed by this call (0: all from the cache).
+        seconds: wall-clock of this call.
+    """
+
+    task: str
+    fingerprint: dict[str, Any]
+    metric: str
+    direction: str
+    metric_names: list[str]
+    rows: list[ComparisonRow]
+    grid: GridResult
+    sigmas: list[float]
+    settings: dict[str, Any]
+    out_dir: Path | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    num_trained: int = 0
+    num_evaluations: int = 0
+    seconds: float = 0.0
+
+    def row(self, method: str) -> ComparisonRow:
+        """The row named ``method``.
+
+        Raises:
+            ValueError: no such row (the message lists the rows).
+        """
+        for r in self.rows:
+            if r.method == method:
+                return r
+        raise ValueError(f"no row {method!r}; rows: {', '.join(r.method for r in self.rows)}")
+
+    @property
+    def grid_cost(self) -> Cost:
+        """Cost of the full grid: every point of every family (default sampler excluded)."""
+        return self.grid.total_cost()
+
+    def _key(self, r: ComparisonRow) -> float:
+        v = r.metrics.get(self.metric, math.nan)
+        return v if self.direction == "min" else -v
+
+    def best_grid_row(self) -> ComparisonRow | None:
+        """The grid row whose point is best on the *search* seed: the point a grid search picks
+        without seeing the evaluation seeds."""
+        sign = 1.0 if self.direction == "min" else -1.0
+
+        def search_key(r: ComparisonRow) -> float:
+            v = r.info.get("search_metrics", {}).get(self.metric)
+            return math.nan if v is None else sign * float(v)
+
+        grid_rows = [r for r in self.rows if r.kind == "grid" and not math.isnan(search_key(r))]
+        return min(grid_rows, key=search_key) if grid_rows else None
+
+    def paired_delta(
+        self, row: ComparisonRow, reference: ComparisonRow | None = None
+    ) -> tuple[list[float], float, float]:
+        """Primary metric of ``row`` minus ``reference``'s (default: :meth:`best_grid_row`) on
+        each shared evaluation seed (common random numbers: a paired, low-noise difference);
+        returns the differences, their mean and sample std (``nan`` when undefined)."""
+        reference = reference if reference is not None else self.best_grid_row()
+        if reference is None:
+            return [], math.nan, math.nan
+
+        def by_seed(r: ComparisonRow) -> dict[int, float]:
+            out = {}
+            for s in r.per_seed:
+                v = s["metrics"].get(self.metric)
+                out[int(s["eval_seed"])] = math.nan if v is None else float(v)
+            return out
+
+        a, b = by_seed(row), by_seed(reference)
+        deltas = [a[s] - b[s] for s in a if s in b]
+        mean = statistics.fmean(deltas) if deltas else math.nan
+        std = statistics.stdev(deltas) if len(deltas) >= 2 else math.nan
+        return deltas, mean, std
+
+    def learned_rows(self) -> list[ComparisonRow]:
+        return [r for r in self.rows if r.kind == "learned"]
+
+    def verdict(self) -> str:
+        """One line: does the best learned sampler (by its mean primary metric) reach the best
+        grid row's quality (:meth:`best_grid_row`) within the combined std
+        (``sqrt(std_learned^2 + std_grid^2)``), and at what cost ratio? The paired per-seed
+        difference (:meth:`paired_delta`) is quoted too."""
+        grid_row = self.best_grid_row()
+        learned = [r for r in self.learned_rows() if not math.isnan(self._key(r))]
+        if grid_row is None or not learned:
+            return "verdict: nothing to compare (no grid row or no learned row)"
+        best = min(learned, key=self._key)
+        m = self.metric
+        lm, gm = best.metrics[m], grid_row.metrics[m]
+        ls, gs = best.metrics_std.get(m, math.nan), grid_row.metrics_std.get(m, math.nan)
+        tol = math.sqrt(sum(s * s for s in (ls, gs) if not math.isnan(s)))
+        gap = (lm - gm) if self.direction == "min" else (gm - lm)  # > 0: learned is worse
+        if gap <= 0:
+            quality = "is at least as good as"
+        elif gap <= tol:
+            quality = "reaches (within ±std)"
+        else:
+            quality = "does NOT reach"
+        arrow = "lower" if self.direction == "min" else "higher"
+        _, d_mean, d_std = self.paired_delta(best, grid_row)
+        return (
+            f"verdict: {best.method} {quality} the best grid point ({grid_row.method}) on {m} "
+            f"({arrow} is better): {_pm(lm, ls)} vs {_pm(gm, gs)} (paired difference on the "
+            f"same seeds {_pm(d_mean, d_std)}); full grid / learned cost = "
+            f"{_ratio(best.cost_ratio_nfe)} in NFE, {_ratio(best.cost_ratio_seconds)} in "
+            f"wall-clock ({self.grid_cost.nfe:,} vs {best.cost.nfe:,} NFE; "
+            f"{self.grid_cost.total_seconds:.0f} s vs {best.cost.total_seconds:.0f} s, all "
+            f"{best.runs} training runs); per training run "
+            f"{_ratio(best.per_run(best.cost_ratio_nfe))} in NFE, "
+            f"{_ratio(best.per_run(best.cost_ratio_seconds))} in wall-clock"
+        )
+
+    # -- tables ------------------------------------------------------------------------------
+    def table_rows(self) -> list[dict[str, Any]]:
+        """Flat rows (CSV): method, kind, detail, seeds, each metric and its std, NFE/sample,
+        cost (NFE, samples, seconds), cost ratios, inference overhead."""
+        out = []
+        for r in self.rows:
+            row: dict[str, Any] = {
+                "method": r.method,
+                "kind": r.kind,
+                "detail": r.detail,
+                "seeds": len(r.per_seed),
+            }
+            for m in self.metric_names:
+                row[m] = r.metrics.get(m, math.nan)
+                row[f"{m}_std"] = r.metrics_std.get(m, math.nan)
+            row.update(
+                {
+                    "nfe_per_sample": r.nfe_per_sample,
+                    "cost_nfe": r.cost.nfe,
+                    "cost_samples": r.cost.samples,
+                    "cost_seconds": r.cost.total_seconds,
+                    "ratio_nfe": r.cost_ratio_nfe,
+                    "ratio_seconds": r.cost_ratio_seconds,
+                    "runs": r.runs,
+                    "ratio_nfe_per_run": r.per_run(r.cost_ratio_nfe),
+                    "ratio_seconds_per_run": r.per_run(r.cost_ratio_seconds),
+                    "inference_overhead_pct": r.inference_overhead_pct,
+                }
+            )
+            out.append(row)
+        return out
+
+    def to_csv(self) -> str:
+        rows = self.table_rows()
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        return buf.getvalue()
+
+    def to_markdown(self) -> str:
+        """The table in markdown, with a header line stating the protocol and the verdict."""
+        arrows = {"min": "↓", "max": "↑"}
+        head = ["method", "detail"]
+        head += [
+            f"{'**' + m + '**' if m == self.metric else m} {arrows[METRIC_DIRECTIONS[m]]}"
+            for m in self.metric_names
+        ]
+        head += [
+            "NFE/sample",
+            "cost NFE",
+            "cost s",
+            "grid/learned NFE (per run)",
+            "grid/learned s (per run)",
+            "overhead %",
+        ]
+        lines = [
+            f"**{self.task}**: {len(self.rows)} samplers, n = {self.settings['n_eval']} samples "
+            f"per evaluation, evaluation seeds {self.settings['eval_seeds']} (grid searched on "
+            f"seed {SEARCH_SEED}; best point per family by {self.metric}); ± = sample std over "
+            f"seeds. Full grid: {len(self.grid.points) - (self.grid.default is not None)} points, "
+            f"{self.grid_cost.nfe:,} NFE, {self.grid_cost.total_seconds:.1f} s.",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|",
+        ]
+        for r in self.rows:
+            cells = [r.method, r.detail.replace("|", "/")]
+            cells += [
+                _pm(r.metrics.get(m, math.nan), r.metrics_std.get(m, math.nan))
+                for m in self.metric_names
+            ]
+            cells += [
+                f"{r.nfe_per_sample:.4g}",
+                f"{r.cost.nfe:,}",
+                f"{r.cost.total_seconds:.1f}",
+                _ratio_pair(r.cost_ratio_nfe, r.per_run(r.cost_ratio_nfe)),
+                _ratio_pair(r.cost_ratio_seconds, r.per_run(r.cost_ratio_seconds)),
+                "" if r.inference_overhead_pct is None else f"{r.inference_overhead_pct:+.1f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", self.verdict(), ""]
+        default = self.row("default") if any(r.method == "default" for r in self.rows) else None
+        if default is not None:
+            for r in self.learned_rows():
+                deltas, mean, std = self.paired_delta(r, default)
+                if deltas:
+                    lines.append(
+                        f"paired {self.metric} difference of {r.method} to the default sampler "
+                        f"on the same seeds: {_pm(mean, std)} (per seed: "
+                        + ", ".join(f"{d:+.4g}" for d in deltas) + ")"
+                    )
+            lines.append("")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return finite_or_none(
+            {
+                "format": RESULTS_FORMAT,
+                "task": self.task,
+                "fingerprint": self.fingerprint,
+                "metric": self.metric,
+                "direction": self.direction,
+                "metric_names": self.metric_names,
+                "settings": self.settings,
+                "search_seed": SEARCH_SEED,
+                "sigmas": self.sigmas,
+                "grid_cost": self.grid_cost.to_dict(),
+                "grid_points": len(self.grid.points),
+                "rows": [r.to_dict() for r in self.rows],
+                "best_grid_row": None if (g := self.best_grid_row()) is None else g.method,
+                "paired_vs_best_grid": {
+                    r.method: dict(zip(("deltas", "mean", "std"), self.paired_delta(r)))
+                    for r in self.learned_rows()
+                },
+                "verdict": self.verdict(),
+                "seconds": self.seconds,
+                "files": self.files,
+            }
+        )
+
+
+def _pm(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "nan"
+    if math.isnan(std):
+        return f"{mean:.4g}"
+    return f"{mean:.4g} ± {std:.2g}"
+
+
+def tau_name(tau: float | None) -> str:
+    return "greedy" if tau is None else f"τ={tau:g}"
+
+
+def _ratio_pair(total: float | None, per_run: float | None) -> str:
+    """``"5.5× (16.6×)"``: the ratio over all runs, and per run."""
+    if total is None:
+        return ""
+    return f"{_ratio(total)} ({_ratio(per_run)})"
+
+
+def _ratio(r: float | None) -> str:
+    return "" if r is None or math.isnan(r) else f"{r:.3g}×"
+
+
+def aggregate(values: Sequence[Mapping[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean and sample std (``nan`` for one value) of each key over ``values``."""
+    keys = list(dict.fromkeys(k for v in values for k in v))
+    mean, std = {}, {}
+    for k in keys:
+        xs = [math.nan if v.get(k) is None else float(v[k]) for v in values if k in v]
+        mean[k] = float(statistics.fmean(xs)) if xs else math.nan
+        std[k] = float(statistics.stdev(xs)) if len(xs) >= 2 else math.nan
+    return mean, std
+
+
+def mean_profile(profiles: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per-step mean and std over seeds of each knob's mean level."""
+    out: dict[str, Any] = {}
+    for name in KNOB_FIELDS:
+        rows = [p[name] for p in profiles if name in p]
+        if not rows:
+            continue
+        arr = np.asarray(rows, dtype=np.float64)
+        out[name] = {
+            "mean": arr.mean(axis=0).tolist(),
+            "std": (arr.std(axis=0, ddof=1) if len(rows) > 1 else np.full(arr.shape[1], np.nan))
+            .tolist(),
+        }
+    return out
+
+
+def write_outputs(
+    result: ComparisonResult,
+    task: Task,
+    panels: Mapping[str, tuple[torch.Tensor, torch.Tensor | None]],
+    *,
+    plots: bool,
+) -> None:
+    out = result.out_dir
+    assert out is not None
+    files = {
+        "json": out / "results.json",
+        "csv": out / "results.csv",
+        "markdown": out / "results.md",
+    }
+    if plots:
+        from diffgym.benchmarks.compare_plots import (
+            plot_action_profile,
+            plot_quality_vs_cost,
+            plot_samples,
+        )
+
+        files["quality_vs_cost"] = out / "quality_vs_cost.png"
+        files["action_profile"] = out / "action_profile.png"
+        files["samples"] = out / "samples.png"
+        plot_quality_vs_cost(result, files["quality_vs_cost"])
+        plot_action_profile(result, files["action_profile"])
+        ordered = {r.method: panels[r.method] for r in result.rows if r.method in panels}
+        plot_samples(task, ordered, files["samples"])
+    result.files = {k: str(v) for k, v in files.items()}
+    atomic_write_text(files["csv"], result.to_csv())
+    atomic_write_text(files["markdown"], result.to_markdown())
+    atomic_write_json(files["json"], result.to_dict())
+
+
+def log_wandb(result: ComparisonResult, out: Path | None) -> None:
+    """Log the table, the verdict and the PNGs to a wandb run (offline without an API key)."""
+    import wandb
+
+    mode = os.environ.get("WANDB_MODE")
+    if mode is None:
+        mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    run = wandb.init(
+        project="diffgym",
+        job_type="compare",
+        name=f"compare-{result.task}",
+        dir=None if out is None else str(out),
+        mode=mode,
+        config=finite_or_none(result.settings),
+    )
+    try:
+        rows = result.table_rows()
+        columns = list(rows[0])
+        table = wandb.Table(
+            columns=columns,
+            data=[[finite_or_none(r[c]) if r[c] is not None else None for c in columns]
+                  for r in rows],
+        )
+        logged: dict[str, Any] = {"compare/table": table}
+        for name in ("quality_vs_cost", "action_profile", "samples"):
+            if name in result.files and Path(result.files[name]).is_file():
+                logged[f"compare/{name}"] = wandb.Image(result.files[name])
+        run.log(logged)
+        run.summary["verdict"] = result.verdict()
+        run.summary["grid_nfe"] = result.grid_cost.nfe
+        for r in result.learned_rows():
+            run.summary[f"{r.method}/cost_ratio_nfe"] = finite_or_none(r.cost_ratio_nfe)
+    finally:
+        run.finish()
