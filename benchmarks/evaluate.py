@@ -148,19 +148,19 @@ def _builtin_metrics(
 ) -> dict[str, float]:
     from diffgym.benchmarks import metrics
 
-    if task.target is not None:
-        x64 = x.detach().to("cpu", torch.float64)
-        return metrics.mixture_metrics(x64, task.target, ref.to(torch.float64), gen)
+    ref = ref.to(x.device)  # the metrics run on the samples' device
+    if task.target is not None:  # (the metrics compute in float64 on every device but mps)
+        return metrics.mixture_metrics(x.detach(), task.target, ref, gen)
     if task.name == "digits":
         return metrics.digits_metrics(
-            x.detach().cpu().float(),
-            None if labels is None else labels.detach().cpu(),
+            x.detach().float(),
+            None if labels is None else labels.detach(),
             ref,
             target_probs=task.label_probs,
             generator=gen,
         )
     if task.name == "user":  # bring-your-own model and data: distribution distances
-        xf, rf = x.detach().cpu().float().flatten(1), ref.float().flatten(1)
+        xf, rf = x.detach().float().flatten(1), ref.float().flatten(1)
         return {
             "sw2": metrics.sliced_wasserstein(xf, rf, generator=gen),
             "mmd": metrics.mmd(xf, rf),
