@@ -17,7 +17,9 @@ stopped and keeps what it had finished, and the next phase starts. The phases, i
 5. ``compile``: the digits denoiser's forward at batch 2048, eager vs ``torch.compile``
    (compile time, median ms per forward, the largest output difference).
 
-Every phase also runs on the CPU (``--device cpu`` with small sizes: the smoke test).
+Every phase also runs on the CPU (``--device cpu`` with small sizes: the smoke test). It needs
+diffgym and its dependencies importable (on a bare GPU machine, the install step of
+``benchmarks/gpu_session.sh`` first).
 
 Usage::
 
@@ -146,7 +148,8 @@ def phase_env(args: argparse.Namespace, part: Part) -> None:
                          if r.get("steps_per_s")}
                 part.add({"task": task, "num_envs": n, "seconds": round(seconds, 2),
                           "argv": argv, "results": payload["results"],
-                          "ratios": payload["ratios"], "skipped_tasks": payload["skipped_tasks"]})
+                          "ratios": payload.get("ratios"),
+                          "skipped_tasks": payload.get("skipped_tasks")})
                 shown = ", ".join(f"{m} {v:,.0f}" for m, v in rates.items())
                 say(f"  env {task} {n} envs: steps/s {shown} ({seconds:.1f} s)")
 

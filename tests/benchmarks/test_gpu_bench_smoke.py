@@ -45,7 +45,7 @@ def test_gpu_bench_all_phases_on_cpu(tmp_path):
     assert phases["tests"]["result"]["returncode"] == 0  # the CUDA cases: skipped on a CPU
     env_items = phases["env"]["result"]["items"]
     assert [(i["task"], i["num_envs"]) for i in env_items] == [("gmm2d", 4), ("gmm2d", 8)]
-    assert {r["mode"] for r in env_items[0]["results"]} >= {"raw", "vector", "sb3"}
+    assert "vector" in {r["mode"] for r in env_items[0]["results"]}
     (point,) = phases["grid"]["result"]["items"]
     assert point["task"] == "gmm2d" and point["n"] == 64 and point["nfe"] > 0
     assert "mmd" in point["metrics"] and point["metrics_s"] > 0
