@@ -240,7 +240,7 @@ def phase_compile(args: argparse.Namespace, part: Part) -> None:
     x = (torch.randn(b, *task.data_shape, generator=gen) * 2.0).to(device)
     sigma = torch.exp(torch.randn(b, generator=gen)).to(device)
     labels = torch.randint(0, task.num_classes, (b,), generator=gen).to(device)
-    with torch.inference_mode():
+    with torch.no_grad():  # (not inference_mode: some torch.compile versions reject it)
         eager_out = net(x, sigma, labels)
         eager_s = _time_forward(lambda: net(x, sigma, labels), args.compile_iters, device)
         part.set(batch=b, eager_ms=eager_s * 1e3, backend=args.compile_backend)
