@@ -21,9 +21,15 @@ from typing import Any
 
 import torch
 from gymnasium import spaces
+from stable_baselines3.common.distributions import (
+    CategoricalDistribution,
+    MultiCategoricalDistribution,
+)
+from stable_baselines3.common.distributions import Distribution as SB3Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
+from torch.distributions import Categorical
 
 from diffgym.envs.features import obs_dim, split_obs
 from diffgym.envs.networks import FourierEmbedding
@@ -188,6 +194,11 @@ class DiffusionPolicy(ActorCriticPolicy):
     ``neutral_bias``: the logit margin of index 0 of each knob at initialisation
     (:func:`apply_neutral_bias`; ``None`` keeps SB3's initialisation). Works with every on-policy
     algorithm (PPO, A2C, TRPO, REINFORCE) and saves/loads like an SB3 policy.
+
+    Its categorical action distributions are built with ``validate_args=False``: the logits come
+    from the network and the actions from the distribution or the env's action space, so torch's
+    argument checks (a host sync each on a GPU, about a third of a small policy's forward on a
+    CPU) check nothing. Only this policy's distributions are affected, not torch's global default.
     """
 
     def __init__(
@@ -213,6 +224,22 @@ class DiffusionPolicy(ActorCriticPolicy):
             apply_neutral_bias(
                 self.action_net, action_menu_sizes(self.action_space), self.neutral_bias
             )
+
+    def _get_action_dist_from_latent(self, latent_pi: torch.Tensor) -> SB3Distribution:
+        """SB3's (multi-)categorical distribution over ``action_net(latent_pi)`` logits
+        ``(B, sum(menu sizes))``, without torch's argument validation."""
+        dist = self.action_dist
+        if isinstance(dist, MultiCategoricalDistribution):
+            logits = self.action_net(latent_pi)
+            dist.distribution = [
+                Categorical(logits=split, validate_args=False)
+                for split in torch.split(logits, list(dist.action_dims), dim=1)
+            ]
+            return dist
+        if isinstance(dist, CategoricalDistribution):
+            dist.distribution = Categorical(logits=self.action_net(latent_pi), validate_args=False)
+            return dist
+        return super()._get_action_dist_from_latent(latent_pi)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

@@ -161,7 +161,8 @@ class MetricSuite:
         names: the metric names the suite reports, in column order (each a key of
             :data:`METRIC_DIRECTIONS`).
         fn: ``fn(task, x, labels, reference, generator) -> {name: value}``; ``reference`` is the
-            reference set (the generator's first draw), ``generator`` the generator after it.
+            reference set (the generator's first draw) on ``x``'s device, ``generator`` the
+            generator after it. Suites compute on the samples' device.
     """
 
     names: tuple[str, ...]
@@ -171,16 +172,16 @@ class MetricSuite:
 def _mixture_suite(task, x, labels, ref, gen) -> dict[str, float]:
     from diffgym.benchmarks import metrics
 
-    x64 = x.detach().to("cpu", torch.float64)
-    return metrics.mixture_metrics(x64, task.target, ref.to(torch.float64), gen)
+    # (the metrics compute in float64 on every device but mps)
+    return metrics.mixture_metrics(x.detach(), task.target, ref, gen)
 
 
 def _digits_suite(task, x, labels, ref, gen) -> dict[str, float]:
     from diffgym.benchmarks import metrics
 
     return metrics.digits_metrics(
-        x.detach().cpu().float(),
-        None if labels is None else labels.detach().cpu(),
+        x.detach().float(),
+        None if labels is None else labels.detach(),
         ref,
         target_probs=task.label_probs,
         generator=gen,
@@ -190,7 +191,7 @@ def _digits_suite(task, x, labels, ref, gen) -> dict[str, float]:
 def _pixels_suite(task, x, labels, ref, gen) -> dict[str, float]:
     from diffgym.benchmarks import metrics
 
-    xf, rf = x.detach().cpu().float().flatten(1), ref.float().flatten(1)
+    xf, rf = x.detach().float().flatten(1), ref.float().flatten(1)
     return {
         "sw2": metrics.sliced_wasserstein(xf, rf, generator=gen),
         "mmd": metrics.mmd(xf, rf),
@@ -311,7 +312,7 @@ def task_metrics(
     gen = torch.Generator().manual_seed(seed)
     n_ref = int(num_reference or x.shape[0])
     ref, _ = task.sample_data(n_ref, gen)  # the generator's first draw: the reference set
-    out = suite.fn(task, x, labels, ref, gen)
+    out = suite.fn(task, x, labels, ref.to(x.device), gen)  # metrics run on the samples' device
     weights = task.extra.get(FID_WEIGHTS_KEY)
     if weights is not None:
         from diffgym.benchmarks.fid import inception_metrics

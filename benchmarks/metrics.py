@@ -1,7 +1,9 @@
 """Offline sample-quality metrics (design §6), torch-native and device-agnostic.
 
-Inputs are torch tensors on any device; results are Python floats (or dicts of floats). The maths
-runs in float64 (float32 on Apple ``mps``, which has no float64).
+Inputs are torch tensors on any device; the maths runs on the inputs' device, in float64 (float32
+on Apple ``mps``, which has no float64), and results are Python floats (or dicts of floats). The
+pairwise metrics (MMD, KID, k-NN precision/recall) work on blocks of rows (larger blocks off the
+CPU) and read one result back to the host per call.
 
 Gaussian-mixture tasks, where the data distribution is known exactly:
 
@@ -21,7 +23,7 @@ Digits, in the feature space of the project's classifier
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -48,7 +50,8 @@ DEFAULT_SEED = 0  # seed of the generator used when a randomised metric is given
 MEDIAN_SUBSET = 1000  # points per set used to compute the median-heuristic bandwidth
 MMD_BANDWIDTH_SCALES = (0.5, 1.0, 2.0)  # default MMD kernel: these multiples of the median
 MMD_MAX_SAMPLES = 4096  # mixture_metrics: MMD (O(N M) kernel sums) on at most this many per set
-ROW_BLOCK = 1024  # rows per block in pairwise computations (bounds memory at ROW_BLOCK x N)
+ROW_BLOCK = 1024  # rows per block in pairwise computations on the CPU (memory ROW_BLOCK x N)
+DEVICE_BLOCK_ELEMENTS = 2**25  # elements per pairwise block on other devices (256 MiB float64)
 
 
 # ----------------------------------------------------------------------------- validation helpers
@@ -140,11 +143,36 @@ def _sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist") ** 2
 
 
-def _blockwise_sum(
-    a: torch.Tensor, b: torch.Tensor, kernel: Callable[[torch.Tensor], torch.Tensor]
+def _row_block(num_cols: int, device: torch.device) -> int:
+    """Rows per block of a ``(rows, num_cols)`` pairwise matrix: :data:`ROW_BLOCK` on the CPU,
+    up to :data:`DEVICE_BLOCK_ELEMENTS` elements per block elsewhere (fewer, larger kernels)."""
+    if device.type == "cpu":
+        return ROW_BLOCK
+    return max(ROW_BLOCK, DEVICE_BLOCK_ELEMENTS // max(num_cols, 1))
+
+
+def _gaussian_kernel_sum(
+    a: torch.Tensor, b: torch.Tensor | None, inv: Sequence[float]
 ) -> torch.Tensor:
-    """``sum_ij kernel(|a_i - b_j|^2)`` computed ``ROW_BLOCK`` rows at a time (a 0-d tensor)."""
-    return sum(kernel(_sq_dists(blk, b)).sum() for blk in a.split(ROW_BLOCK))
+    """``sum_ij sum_h exp(-|a_i - b_j|^2 inv_h)`` as a 0-d tensor, block by block.
+
+    ``b = None`` is the symmetric sum over ``a`` against itself: only the blocks on and above the
+    diagonal are computed (those above counted twice), about half the work.
+    """
+    total = torch.zeros((), device=a.device, dtype=a.dtype)
+    other = a if b is None else b
+    rows = _row_block(other.shape[0], a.device)
+    for start in range(0, a.shape[0], rows):
+        blk = a[start:start + rows]
+        d2 = _sq_dists(blk, other[start:] if b is None else other)
+        e = torch.empty_like(d2)
+        for h in inv:
+            torch.mul(d2, -h, out=e).exp_()
+            if b is None:  # the diagonal block once, the blocks to its right twice
+                total += e[:, : blk.shape[0]].sum() + 2 * e[:, blk.shape[0]:].sum()
+            else:
+                total += e.sum()
+    return total
 
 
 def _tv(p: torch.Tensor, q: torch.Tensor) -> float:
@@ -378,16 +406,12 @@ def mmd(
         hs = torch.as_tensor(bandwidths, dtype=torch.float64).reshape(-1).tolist()
         if not hs or not all(math.isfinite(h) and h > 0 for h in hs):
             raise ValueError(f"bandwidths must be positive and finite, got {bandwidths}")
-    inv = torch.tensor([1.0 / (2 * h * h) for h in hs], device=a.device, dtype=a.dtype)
-
-    def kernel(d2: torch.Tensor) -> torch.Tensor:
-        return torch.exp(-d2[..., None] * inv).mean(-1)
-
-    n, m = a.shape[0], b.shape[0]
+    inv = [1.0 / (2 * h * h) for h in hs]
+    n, m, num_h = a.shape[0], b.shape[0], len(inv)
     # k(z, z) = 1 exactly, so the off-diagonal sums are the full sums minus the sizes
-    kxx = (_blockwise_sum(a, a, kernel) - n) / (n * (n - 1))
-    kyy = (_blockwise_sum(b, b, kernel) - m) / (m * (m - 1))
-    kxy = _blockwise_sum(a, b, kernel) / (n * m)
+    kxx = (_gaussian_kernel_sum(a, None, inv) / num_h - n) / (n * (n - 1))
+    kyy = (_gaussian_kernel_sum(b, None, inv) / num_h - m) / (m * (m - 1))
+    kxy = _gaussian_kernel_sum(a, b, inv) / num_h / (n * m)
     return float(kxx + kyy - 2 * kxy)
 
 
@@ -476,18 +500,69 @@ def frechet_distance(feat_a: torch.Tensor, feat_b: torch.Tensor) -> float:
     return max(float(fd), 0.0)
 
 
-def _poly_mmd2_unbiased(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Unbiased MMD^2 with ``k(x, y) = (x·y / D + 1)^3`` for equal-size sets ``(m, D)``."""
-    m, dim = a.shape
-    kxx = (a @ a.T / dim + 1) ** 3
-    kyy = (b @ b.T / dim + 1) ** 3
-    kxy = (a @ b.T / dim + 1) ** 3
+def _poly_kernel(gram: torch.Tensor, dim: int) -> torch.Tensor:
+    """KID's kernel ``(x·y / D + 1)^3`` from inner products."""
+    return (gram / dim + 1) ** 3
+
+
+def _kid_by_subsets(
+    a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor
+) -> torch.Tensor:
+    """``(S,)`` unbiased polynomial MMD^2 of the subsets ``a[ia[s]]``, ``b[ib[s]]`` (each
+    ``(S, m)`` indices), computed for many subsets at once as batched ``(m, m)`` kernels."""
+    num, m = ia.shape
+    dim = a.shape[1]
     off = m * (m - 1)
-    return (
-        (kxx.sum() - kxx.diagonal().sum()) / off
-        + (kyy.sum() - kyy.diagonal().sum()) / off
-        - 2 * kxy.mean()
-    )
+    chunk = max(1, (ROW_BLOCK * ROW_BLOCK if a.device.type == "cpu" else DEVICE_BLOCK_ELEMENTS)
+                // (m * m))
+    out = []
+    for start in range(0, num, chunk):
+        xa, xb = a[ia[start:start + chunk]], b[ib[start:start + chunk]]  # (c, m, D)
+        kxx = _poly_kernel(xa @ xa.transpose(1, 2), dim)
+        kyy = _poly_kernel(xb @ xb.transpose(1, 2), dim)
+        kxy = _poly_kernel(xa @ xb.transpose(1, 2), dim)
+        out.append(
+            (kxx.sum((1, 2)) - kxx.diagonal(dim1=1, dim2=2).sum(1)) / off
+            + (kyy.sum((1, 2)) - kyy.diagonal(dim1=1, dim2=2).sum(1)) / off
+            - 2 * kxy.mean((1, 2))
+        )
+    return torch.cat(out)
+
+
+def _subset_kernel_sums(
+    a: torch.Tensor, b: torch.Tensor, ua: torch.Tensor, ub: torch.Tensor
+) -> torch.Tensor:
+    """``(S,)`` sums ``sum_{i in A_s, j in B_s} k(a_i, b_j)`` for subsets given by 0/1 indicator
+    columns ``ua (N_a, S)``, ``ub (N_b, S)``: ``diag(ua^T K ub)``, ``K`` formed block by block."""
+    dim = a.shape[1]
+    total = torch.zeros(ua.shape[1], device=a.device, dtype=a.dtype)
+    rows = _row_block(b.shape[0], a.device)
+    for start in range(0, a.shape[0], rows):
+        k = _poly_kernel(a[start:start + rows] @ b.T, dim)  # (rows, N_b)
+        total += (ua[start:start + rows] * (k @ ub)).sum(0)
+    return total
+
+
+def _kid_by_indicators(
+    a: torch.Tensor, b: torch.Tensor, ia: torch.Tensor, ib: torch.Tensor
+) -> torch.Tensor:
+    """As :func:`_kid_by_subsets`, from the kernels of the whole sets: every subset's kernel
+    sum is ``u^T K v`` with 0/1 indicator vectors (subsets have no repeated rows). Cheaper
+    when the subsets are many and the sets not much larger than a subset."""
+    num, m = ia.shape
+    dim = a.shape[1]
+    off = m * (m - 1)
+    cols = torch.arange(num, device=a.device).expand(m, num).T
+    ua = torch.zeros(a.shape[0], num, device=a.device, dtype=a.dtype)
+    ub = torch.zeros(b.shape[0], num, device=a.device, dtype=a.dtype)
+    ua[ia, cols] = 1.0
+    ub[ib, cols] = 1.0
+    diag_a = ua.T @ _poly_kernel((a * a).sum(1), dim)  # (S,) sum of k(x, x) over each subset
+    diag_b = ub.T @ _poly_kernel((b * b).sum(1), dim)
+    kxx = (_subset_kernel_sums(a, a, ua, ua) - diag_a) / off
+    kyy = (_subset_kernel_sums(b, b, ub, ub) - diag_b) / off
+    kxy = _subset_kernel_sums(a, b, ua, ub) / (m * m)
+    return kxx + kyy - 2 * kxy
 
 
 def kid(
@@ -522,38 +597,53 @@ def kid(
         raise ValueError(f"subset_size must be an int >= 2, got {subset_size}")
     a, b = _pair(feat_a, feat_b, min_n=2, ndim=2, names=("feat_a", "feat_b"))
     gen = _generator(generator)
-    m = min(subset_size, a.shape[0], b.shape[0])
-    total = torch.zeros((), device=a.device, dtype=a.dtype)
-    for _ in range(subsets):
-        ia = torch.randperm(a.shape[0], generator=gen)[:m].to(a.device)
-        ib = torch.randperm(b.shape[0], generator=gen)[:m].to(a.device)
-        total = total + _poly_mmd2_unbiased(a[ia], b[ib])
-    return float(total / subsets)
+    (na, dim), nb = a.shape, b.shape[0]
+    m = min(subset_size, na, nb)
+    ia, ib = [], []
+    for _ in range(subsets):  # drawn on the CPU, in this order: the same subsets on every device
+        ia.append(torch.randperm(na, generator=gen)[:m])
+        ib.append(torch.randperm(nb, generator=gen)[:m])
+    ia, ib = torch.stack(ia).to(a.device), torch.stack(ib).to(a.device)
+    # Multiply-adds of the two (equal) computations: whole-set kernels and indicator products,
+    # or one (m, m) kernel per subset and pair of sets.
+    whole_sets = (na * na + nb * nb + na * nb) * (dim + subsets)
+    per_subset = 3 * subsets * m * m * dim
+    compute = _kid_by_indicators if whole_sets < per_subset else _kid_by_subsets
+    return float(compute(a, b, ia, ib).mean())
 
 
 def _knn_radii(z: torch.Tensor, k: int) -> torch.Tensor:
     """``(N,)`` distance of every row of ``z`` to its k-th nearest other row."""
     radii = []
-    for start, blk in zip(range(0, z.shape[0], ROW_BLOCK), z.split(ROW_BLOCK)):
+    rows = _row_block(z.shape[0], z.device)
+    for start in range(0, z.shape[0], rows):
+        blk = z[start:start + rows]
         d = torch.cdist(blk, z, compute_mode="donot_use_mm_for_euclid_dist")
-        rows = torch.arange(blk.shape[0], device=z.device)
-        d[rows, rows + start] = float("inf")  # exclude the point itself
+        idx = torch.arange(blk.shape[0], device=z.device)
+        d[idx, idx + start] = float("inf")  # exclude the point itself
         radii.append(d.kthvalue(k, dim=1).values)
     return torch.cat(radii)
 
 
-def _coverage(query: torch.Tensor, support: torch.Tensor, radii: torch.Tensor) -> float:
-    """Fraction of ``query`` rows inside at least one ball ``B(support_j, radii_j)``.
+def _mutual_coverage(
+    real: torch.Tensor, fake: torch.Tensor, real_radii: torch.Tensor, fake_radii: torch.Tensor
+) -> tuple[int, int]:
+    """``(fake rows inside some ball B(real_i, real_radii_i), real rows inside some ball
+    B(fake_j, fake_radii_j))``, both from one pass over the real-fake distances.
 
-    Counted as an integer and divided on the host, so the value is exactly ``count / N`` on
-    every device (a float mean on CUDA reduces in another order and can differ in the last bit).
+    Counted as integers (one read-back for both), so precision and recall are exactly
+    ``count / N`` on every device (a float mean on CUDA reduces in another order and can
+    differ in the last bit).
     """
-    count = sum(
-        int((torch.cdist(blk, support, compute_mode="donot_use_mm_for_euclid_dist") <= radii)
-            .any(1).sum())
-        for blk in query.split(ROW_BLOCK)
-    )
-    return count / query.shape[0]
+    fake_covered = torch.zeros(fake.shape[0], dtype=torch.bool, device=fake.device)
+    real_covered = torch.zeros((), dtype=torch.long, device=real.device)
+    rows = _row_block(fake.shape[0], real.device)
+    for start in range(0, real.shape[0], rows):
+        d = torch.cdist(real[start:start + rows], fake, compute_mode="donot_use_mm_for_euclid_dist")
+        fake_covered |= (d <= real_radii[start:start + rows, None]).any(0)
+        real_covered += (d <= fake_radii).any(1).sum()
+    precision, recall = torch.stack([fake_covered.sum(), real_covered]).tolist()
+    return precision, recall
 
 
 def precision_recall(
@@ -581,9 +671,9 @@ def precision_recall(
     if int(k) != k or k < 1:
         raise ValueError(f"k must be an int >= 1, got {k}")
     real, fake = _pair(real_feat, fake_feat, min_n=k + 1, ndim=2, names=("real_feat", "fake_feat"))
-    precision = _coverage(fake, real, _knn_radii(real, k))
-    recall = _coverage(real, fake, _knn_radii(fake, k))
-    return {"precision": float(precision), "recall": float(recall)}
+    real_radii, fake_radii = _knn_radii(real, k), _knn_radii(fake, k)
+    inside_real, inside_fake = _mutual_coverage(real, fake, real_radii, fake_radii)
+    return {"precision": inside_real / fake.shape[0], "recall": inside_fake / real.shape[0]}
 
 
 def class_histogram_tv(pred_labels: torch.Tensor, target_probs: torch.Tensor) -> float:

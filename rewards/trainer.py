@@ -13,6 +13,12 @@ overrides and nothing else:
   ``irl/disc_acc_gen``, ``irl/logit_expert_mean``, ``irl/logit_gen_mean`` and
   ``irl/reward_mean`` (the transformed reward on the policy's states) as means over the round,
   written at imitation's end-of-round ``dump``; imitation's own ``mean/disc/…`` keys stay.
+  The logit and reward means come from the update's own forward pass (the discriminator output
+  before its optimiser step, over every minibatch of the update, kept detached by the
+  ``logits_expert_is_high`` override): no second discriminator forward, and one host sync.
+
+GAIL's logit ignores the generator's log-probabilities, so the GAIL trainer never computes them
+(imitation's batch builder evaluates the policy on every discriminator batch; only AIRL uses it).
 
 **AIRL caveat.** imitation's AIRL discriminator logit is ``r_theta(s') - log pi(a | s)``, with the
 generator's log-probability of the *expert's* action on expert rows. Noised data has no action:
@@ -122,6 +128,9 @@ class _SigmaMatched:
     logger: Any
     _get_log_policy_act_prob: Any
 
+    uses_log_policy_act_prob: bool = True
+    """Whether the discriminator logit needs ``log pi(a | s)`` (AIRL) or ignores it (GAIL)."""
+
     def __init__(
         self,
         *,
@@ -142,7 +151,9 @@ class _SigmaMatched:
         self.reward_transform = reward_transform
         # Must exist before imitation's __init__, which wraps the env with `reward_train`.
         self._transformed_reward = DivergenceReward(reward_net, reward_transform)
-        self._last_disc_batch: Mapping[str, torch.Tensor] | None = None
+        # Detached (2 m,) discriminator outputs of the current update's minibatches (expert rows
+        # first); a list only while ``train_disc`` runs.
+        self._disc_outputs: list[torch.Tensor] | None = None
         super().__init__(
             demonstrations=expert.demonstrations(demo_batch_size),
             demo_batch_size=demo_batch_size,
@@ -167,8 +178,10 @@ class _SigmaMatched:
         expert_samples: Mapping | None = None,
     ) -> Iterator[Mapping[str, torch.Tensor]]:
         """Minibatches ``{state, action, next_state, done, labels_expert_is_one,
-        log_policy_act_prob}`` as tensors; the expert half is sigma-matched to the generator
-        half unless ``expert_samples`` is given."""
+        log_policy_act_prob}`` as tensors (``log_policy_act_prob`` is ``None`` when
+        :attr:`uses_log_policy_act_prob` is false); the first ``demo_minibatch_size`` rows of
+        each are expert rows, sigma-matched to the generator rows that follow unless
+        ``expert_samples`` is given."""
         batch_size = self.demo_batch_size
         device = self.reward_train.device
         if gen_samples is None:
@@ -195,11 +208,13 @@ class _SigmaMatched:
         )
         for start in range(0, batch_size, m):
             part = {k: torch.cat([exp[k][start:start + m], gen[k][start:start + m]]) for k in keys}
-            with torch.no_grad():
-                policy_device = self.gen_algo.device
-                log_prob = self._get_log_policy_act_prob(
-                    part["obs"].to(policy_device), part["acts"].to(policy_device)
-                )
+            log_prob = None
+            if self.uses_log_policy_act_prob:
+                with torch.no_grad():
+                    policy_device = self.gen_algo.device
+                    log_prob = self._get_log_policy_act_prob(
+                        part["obs"].to(policy_device), part["acts"].to(policy_device)
+                    )
                 if log_prob is not None:
                     log_prob = log_prob.reshape(2 * m).to(device)
             state, action, next_state, done = self.reward_train.preprocess(
@@ -213,8 +228,28 @@ class _SigmaMatched:
                 "labels_expert_is_one": labels,
                 "log_policy_act_prob": log_prob,
             }
-            self._last_disc_batch = batch
             yield batch
+
+    def logits_expert_is_high(
+        self,
+        state: torch.Tensor,
+        action: torch.Tensor,
+        next_state: torch.Tensor,
+        done: torch.Tensor,
+        log_policy_act_prob: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """imitation's ``(2 m,)`` training logits; during ``train_disc`` the discriminator's
+        own output (GAIL's logit; AIRL's ``r_theta``, the logit plus ``log pi``) is also kept,
+        detached, for the ``irl/…`` means."""
+        logits = super().logits_expert_is_high(  # type: ignore[misc]
+            state, action, next_state, done, log_policy_act_prob
+        )
+        if self._disc_outputs is not None:
+            output = logits.detach()
+            if log_policy_act_prob is not None:
+                output = output + log_policy_act_prob
+            self._disc_outputs.append(output)
+        return logits
 
     def train_disc(
         self,
@@ -223,23 +258,25 @@ class _SigmaMatched:
         gen_samples: Mapping | None = None,
     ) -> Mapping[str, float]:
         """imitation's discriminator update, then the ``irl/…`` means of this update."""
-        stats = super().train_disc(  # type: ignore[misc]
-            expert_samples=expert_samples, gen_samples=gen_samples
-        )
+        self._disc_outputs = []
+        try:
+            stats = super().train_disc(  # type: ignore[misc]
+                expert_samples=expert_samples, gen_samples=gen_samples
+            )
+            outputs = self._disc_outputs
+        finally:
+            self._disc_outputs = None
         logger = self.logger
         for key in ("disc_loss", "disc_acc", "disc_acc_expert", "disc_acc_gen"):
             logger.record_mean(f"irl/{key}", stats[key])
-        batch = self._last_disc_batch
-        assert batch is not None
-        with torch.no_grad():
-            logit = self._reward_net(
-                batch["state"], batch["action"], batch["next_state"], batch["done"]
-            )
-            is_expert = batch["labels_expert_is_one"].bool()
-            reward = self.reward_transform(logit[~is_expert])
-        logger.record_mean("irl/logit_expert_mean", float(logit[is_expert].mean()))
-        logger.record_mean("irl/logit_gen_mean", float(logit[~is_expert].mean()))
-        logger.record_mean("irl/reward_mean", float(reward.mean()))
+        m = self.demo_minibatch_size
+        output = torch.stack(outputs)  # (minibatches, 2 m): expert rows, then the policy's
+        assert output.shape[1] == 2 * m, f"discriminator output shape {tuple(output.shape)}"
+        logit_expert, logit_gen = output[:, :m], output[:, m:]
+        reward = self.reward_transform(logit_gen)
+        means = torch.stack([logit_expert.mean(), logit_gen.mean(), reward.mean()]).tolist()
+        for key, value in zip(("logit_expert_mean", "logit_gen_mean", "reward_mean"), means):
+            logger.record_mean(f"irl/{key}", value)
         return stats
 
     # -- state ---------------------------------------------------------------------------------
@@ -300,6 +337,8 @@ class SigmaMatchedGAIL(_SigmaMatched, GAIL):
         ValueError: the expert's or reward net's observation space, or the expert's schedule,
             differs from the env's.
     """
+
+    uses_log_policy_act_prob = False
 
     @property
     def reward_test(self) -> RewardNet:

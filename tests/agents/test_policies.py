@@ -87,3 +87,28 @@ def test_extractor_rejects_mismatches():
         DiffusionFeaturesExtractor(space, data_shape=(2,), num_classes=0, feature_kind="graph")
     with pytest.raises(ValueError, match="image features need data_shape"):
         DiffusionFeaturesExtractor(space, data_shape=(2,), num_classes=0, feature_kind="image")
+
+
+@pytest.mark.parametrize("churn_levels", [None, (0.0,)], ids=["multi-discrete", "discrete"])
+def test_action_distributions_skip_argument_validation_only_locally(churn_levels):
+    """The policy's categoricals are built with validate_args=False (no per-step checks) and
+    equal SB3's own distribution; torch's global default is left alone."""
+    kwargs = {} if churn_levels is None else {"churn_levels": churn_levels}
+    env = DiffusionSamplingEnv("gmm2d", 4, **kwargs)
+    agent = make_agent("ppo", env, seed=0, policy_kwargs={"neutral_bias": None})
+    policy = agent.policy
+    obs = _rollout_obs(env, steps=3)
+    default = torch.distributions.Distribution._validate_args
+    with torch.no_grad():
+        dist = policy.get_distribution(obs)
+        actions = dist.get_actions()
+        log_prob, entropy = dist.log_prob(actions), dist.entropy()
+        logits = policy.action_net(policy.mlp_extractor.forward_actor(policy.extract_features(obs)))
+    parts = dist.distribution if isinstance(dist.distribution, list) else [dist.distribution]
+    assert all(p._validate_args is False for p in parts)
+    assert torch.distributions.Distribution._validate_args is default
+    reference = type(dist)(*([list(dist.action_dims)] if isinstance(dist.distribution, list)
+                             else [dist.action_dim]))
+    reference.proba_distribution(action_logits=logits)
+    torch.testing.assert_close(log_prob, reference.log_prob(actions))
+    torch.testing.assert_close(entropy, reference.entropy())

@@ -416,3 +416,159 @@ def test_metrics_match_on_cuda(gen: torch.Generator) -> None:
         sliced_wasserstein(x, y), rel=1e-6
     )
     assert precision_recall(x.cuda(), y.cuda()) == precision_recall(x, y)
+
+
+# ----------------------------------------------------------------------------- the blocked,
+# batched pairwise metrics against the previous implementation (kept here verbatim as reference)
+
+
+def _reference_mmd(x: torch.Tensor, y: torch.Tensor, hs: list[float]) -> float:
+    """The full-matrix MMD of the previous implementation (one kernel tensor per pair)."""
+    a, b = x.double(), y.double()
+    inv = torch.tensor([1.0 / (2 * h * h) for h in hs], dtype=torch.float64)
+
+    def ksum(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        d2 = torch.cdist(u, v, compute_mode="donot_use_mm_for_euclid_dist") ** 2
+        return torch.exp(-d2[..., None] * inv).mean(-1).sum()
+
+    n, m = a.shape[0], b.shape[0]
+    kxx = (ksum(a, a) - n) / (n * (n - 1))
+    kyy = (ksum(b, b) - m) / (m * (m - 1))
+    return float(kxx + kyy - 2 * ksum(a, b) / (n * m))
+
+
+def _reference_kid(
+    a: torch.Tensor, b: torch.Tensor, subsets: int, subset_size: int, seed: int
+) -> float:
+    """The previous implementation: one subset at a time, subsets drawn in the same order."""
+    a, b = a.double(), b.double()
+    gen = torch.Generator().manual_seed(seed)
+    m = min(subset_size, a.shape[0], b.shape[0])
+    total = 0.0
+    for _ in range(subsets):
+        xa = a[torch.randperm(a.shape[0], generator=gen)[:m]]
+        xb = b[torch.randperm(b.shape[0], generator=gen)[:m]]
+        kxx = (xa @ xa.T / a.shape[1] + 1) ** 3
+        kyy = (xb @ xb.T / a.shape[1] + 1) ** 3
+        kxy = (xa @ xb.T / a.shape[1] + 1) ** 3
+        off = m * (m - 1)
+        total += float(
+            (kxx.sum() - kxx.diagonal().sum()) / off
+            + (kyy.sum() - kyy.diagonal().sum()) / off
+            - 2 * kxy.mean()
+        )
+    return total / subsets
+
+
+def _reference_precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int) -> dict:
+    """Full distance matrices, balls closed (the previous implementation's rule)."""
+    real, fake = real.double(), fake.double()
+
+    def dist(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return torch.cdist(u, v, compute_mode="donot_use_mm_for_euclid_dist")
+
+    def radii(z: torch.Tensor) -> torch.Tensor:
+        d = dist(z, z)
+        d.fill_diagonal_(float("inf"))
+        return d.kthvalue(k, dim=1).values
+
+    precision = (dist(fake, real) <= radii(real)).any(1).double().mean()
+    recall = (dist(real, fake) <= radii(fake)).any(1).double().mean()
+    return {"precision": float(precision), "recall": float(recall)}
+
+
+@pytest.fixture(params=[1024, 7], ids=["default-blocks", "small-blocks"])
+def row_block(request, monkeypatch) -> int:
+    """Run a test with the default block size and with blocks of 7 rows (many ragged blocks)."""
+    from diffgym.benchmarks import metrics
+
+    monkeypatch.setattr(metrics, "ROW_BLOCK", request.param)
+    return request.param
+
+
+def test_mmd_matches_previous_implementation(gen: torch.Generator, row_block: int) -> None:
+    x, y = torch.randn(61, 3, generator=gen), torch.randn(45, 3, generator=gen) + 0.4
+    for hs in ([0.7], [0.3, 1.1, 2.5]):
+        assert mmd(x, y, bandwidths=hs) == pytest.approx(_reference_mmd(x, y, hs), rel=1e-10)
+    from diffgym.benchmarks.metrics import MMD_BANDWIDTH_SCALES, _median_bandwidth
+
+    med = _median_bandwidth(y.double())
+    default = _reference_mmd(x, y, [s * med for s in MMD_BANDWIDTH_SCALES])
+    assert mmd(x, y) == pytest.approx(default, rel=1e-10)
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [(50, 40, 6, 20, 7), (12, 11, 3, 10, 30)],  # per-subset kernels / whole-set indicators
+    ids=["per-subset", "indicators"],
+)
+def test_kid_matches_previous_implementation(row_block: int, sizes) -> None:
+    from diffgym.benchmarks import metrics
+
+    na, nb, dim, subset_size, subsets = sizes
+    g = torch.Generator().manual_seed(7)
+    a, b = torch.randn(na, dim, generator=g), torch.randn(nb, dim, generator=g) * 1.3 + 0.2
+    expected = _reference_kid(a, b, subsets, subset_size, seed=3)
+    got = kid(a, b, subsets=subsets, subset_size=subset_size,
+              generator=torch.Generator().manual_seed(3))
+    assert got == pytest.approx(expected, rel=1e-10, abs=1e-12)
+    # both computations, on the same subsets, whichever the cost rule picks
+    gen = torch.Generator().manual_seed(3)
+    m = min(subset_size, na, nb)
+    ia, ib = [], []
+    for _ in range(subsets):
+        ia.append(torch.randperm(na, generator=gen)[:m])
+        ib.append(torch.randperm(nb, generator=gen)[:m])
+    ia, ib = torch.stack(ia), torch.stack(ib)
+    for compute in (metrics._kid_by_subsets, metrics._kid_by_indicators):
+        value = float(compute(a.double(), b.double(), ia, ib).mean())
+        assert value == pytest.approx(expected, rel=1e-10, abs=1e-12), compute.__name__
+
+
+def test_precision_recall_matches_previous_implementation(
+    gen: torch.Generator, row_block: int
+) -> None:
+    real = torch.randn(90, 4, generator=gen)
+    fake = torch.cat([torch.randn(70, 4, generator=gen) * 1.5, real[:5]])  # shared points
+    for k in (1, 3, 5):
+        assert precision_recall(real, fake, k=k) == _reference_precision_recall(real, fake, k)
+    # a lattice: many equal distances, so ties sit exactly on the ball boundaries
+    grid = torch.stack(torch.meshgrid(torch.arange(6.0), torch.arange(6.0), indexing="ij"), -1)
+    lattice = grid.reshape(-1, 2)
+    shifted = lattice[::2] + torch.tensor([1.0, 0.0])
+    assert precision_recall(lattice, shifted) == _reference_precision_recall(lattice, shifted, 3)
+
+
+@pytest.mark.parametrize("task_name", ["gmm2d", "digits"])
+def test_task_metrics_run_on_the_samples_device(task_name: str, device, monkeypatch) -> None:
+    """task_metrics hands the pairwise metrics tensors on the samples' device (no move to the
+    CPU); on gmm2d (float64 maths on the same samples) the values match the CPU's."""
+    from diffgym.benchmarks import metrics
+    from diffgym.benchmarks.evaluate import task_metrics
+    from diffgym.envs import make_task
+
+    seen: dict[str, set[str]] = {}
+
+    def spying(name: str):
+        fn = getattr(metrics, name)
+
+        def spy(*args, **kwargs):
+            seen.setdefault(name, set()).update(a.device.type for a in args[:2])
+            return fn(*args, **kwargs)
+
+        return spy
+
+    for name in ("mmd", "kid", "precision_recall"):
+        monkeypatch.setattr(metrics, name, spying(name))
+    task = make_task(task_name)
+    x, labels = task.sample_data(300, torch.Generator().manual_seed(5))
+    labels = labels if task.num_classes else None
+    out = task_metrics(task, x.to(device), None if labels is None else labels.to(device), seed=1)
+    expected = {"gmm2d": {"mmd"}, "digits": {"kid", "precision_recall"}}[task_name]
+    assert set(seen) == expected
+    assert all(types == {device.type} for types in seen.values()), seen
+    assert all(math.isfinite(v) for k, v in out.items() if k != "label_accuracy")
+    if task_name == "gmm2d" and device.type != "cpu":
+        cpu = task_metrics(task, x, seed=1)
+        for key, value in cpu.items():
+            assert out[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key

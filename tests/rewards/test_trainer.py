@@ -85,7 +85,7 @@ def test_gail_ppo_end_to_end(tmp_path):
         assert isinstance(b[key], torch.Tensor) and b[key].shape == (2 * m, 5)
         assert torch.equal(b[key][:m, 2:], b[key][m:, 2:])  # sigma, step, budget: matched
         assert not torch.equal(b[key][:m, :2], b[key][m:, :2])
-    assert b["log_policy_act_prob"].shape == (2 * m,)
+    assert b["log_policy_act_prob"] is None  # GAIL's logit ignores it: never computed
 
 
 @pytest.mark.parametrize("divergence", list(DIVERGENCES))
@@ -230,3 +230,67 @@ def test_reward_centred_by_default_exactly_when_episodes_vary(task, centred):
         "gail", "js", venv=venv, gen_algo=_ppo(venv), seed=0, center_reward=not centred
     )
     assert forced.reward_transform.center is (not centred)
+
+
+def _given_batches(venv, trainer, n):
+    """A fixed generator batch of ``n`` rows and a sigma-matched expert batch for it."""
+    env = venv.env
+    obs, _ = env.reset(seed=1)
+    acts = torch.zeros(NUM_ENVS, 2, dtype=torch.long)
+    next_obs, _, term, _, _ = env.step(acts)
+    reps = n // NUM_ENVS
+    gen = {
+        "obs": obs.repeat(reps, 1), "acts": acts.repeat(reps, 1),
+        "next_obs": next_obs.repeat(reps, 1), "dones": term.repeat(reps),
+    }
+    expert = trainer.expert.transitions_like(gen["obs"], gen["next_obs"], gen["dones"])
+    return gen, expert
+
+
+@pytest.mark.parametrize("method", ["gail", "airl"])
+def test_logged_means_come_from_the_training_forward(method, tmp_path):
+    """irl/logit_*_mean and irl/reward_mean equal the discriminator output on the update's
+    batches before its step (every minibatch), and the update forwards the net once per
+    minibatch: no logging re-forward."""
+    venv = _venv("gmm2d-bias")
+    trainer = make_irl_trainer(
+        method, "js", venv=venv, gen_algo=_ppo(venv), seed=0, demo_batch_size=16,
+        demo_minibatch_size=8, custom_logger=configure(tmp_path, ["csv"]),
+    )
+    gen, expert = _given_batches(venv, trainer, 16)
+    net = trainer._reward_net
+    with torch.no_grad():
+        outputs = [
+            net(b["state"], b["action"], b["next_state"], b["done"])
+            for b in trainer._make_disc_train_batches(gen_samples=gen, expert_samples=expert)
+        ]
+    out = torch.stack(outputs)
+    assert out.shape == (2, 16)
+    calls = []
+    handle = net.register_forward_hook(lambda *_: calls.append(1))
+    trainer.train_disc(gen_samples=gen, expert_samples=expert)
+    handle.remove()
+    assert len(calls) == 2  # one forward per minibatch, none for logging
+    values = trainer.logger.default_logger.name_to_value
+    assert values["irl/logit_expert_mean"] == pytest.approx(float(out[:, :8].mean()), rel=1e-5)
+    assert values["irl/logit_gen_mean"] == pytest.approx(float(out[:, 8:].mean()), rel=1e-5)
+    reward = trainer.reward_transform(out[:, 8:]).mean()
+    assert values["irl/reward_mean"] == pytest.approx(float(reward), rel=1e-5)
+
+
+def test_gail_never_evaluates_policy_log_probabilities(monkeypatch):
+    venv = _venv()
+    gail = make_irl_trainer("gail", "js", venv=venv, gen_algo=_ppo(venv), seed=0,
+                            demo_batch_size=8)
+
+    def fail(*_):
+        raise AssertionError("GAIL evaluated the policy's log-probabilities")
+
+    monkeypatch.setattr(gail, "_get_log_policy_act_prob", fail)
+    gen, expert = _given_batches(venv, gail, 8)
+    gail.train_disc(gen_samples=gen, expert_samples=expert)
+
+    airl = make_irl_trainer("airl", "rkl", venv=venv, gen_algo=_ppo(venv), seed=0,
+                            demo_batch_size=8)
+    batch = next(iter(airl._make_disc_train_batches(gen_samples=gen, expert_samples=expert)))
+    assert batch["log_policy_act_prob"].shape == (16,)
