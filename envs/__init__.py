@@ -27,6 +27,7 @@ from diffgym.envs.sb3 import SB3VecEnv, to_sb3, unwrap_env
 from diffgym.envs.schedule import edm_sigmas
 from diffgym.envs.tasks import Task, list_tasks, make_task, register_task
 from diffgym.envs.user_task import make_user_task  # registers the task "user"
+from diffgym.envs.wrappers import TorchToNumpy
 
 __all__ = [
     "DiffusersDenoiser",
@@ -37,6 +38,7 @@ __all__ = [
     "DiffusionSamplingEnv",
     "DiffusionSamplingSingleEnv",
     "SB3VecEnv",
+    "TorchToNumpy",
     "featurize",
     "obs_dim",
     "split_obs",

@@ -106,6 +106,18 @@ class UncondBranch(nn.Module):
         return self.denoiser(x, sigma, None)
 
 
+def _check_finite(name: str, values: torch.Tensor) -> None:
+    """``ValueError`` naming ``name`` and its first NaN/inf entry (index and value)."""
+    bad = ~torch.isfinite(values)
+    if bool(bad.any()):
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        where = index[0] if len(index) == 1 else list(index)
+        raise ValueError(
+            f"{name} must be finite, got {values[index].item()} at index {where} "
+            f"({int(bad.sum())} non-finite entr{'y' if int(bad.sum()) == 1 else 'ies'})"
+        )
+
+
 class GaussianMixture:
     """An isotropic Gaussian mixture ``sum_k w_k N(mu_k, s_k^2 I)`` over ``data_shape``.
 
@@ -118,7 +130,8 @@ class GaussianMixture:
         dtype: float dtype of the stored parameters.
 
     Raises:
-        ValueError: non-positive stds, negative or all-zero weights, mismatched shapes.
+        ValueError: NaN/inf in means, stds or weights (naming the parameter and the entry),
+            non-positive stds, negative or all-zero weights, mismatched shapes.
     """
 
     def __init__(
@@ -133,12 +146,14 @@ class GaussianMixture:
         means = torch.as_tensor(means, dtype=dtype)
         if means.ndim < 2:
             raise ValueError(f"means must have shape (K, *data_shape), got {tuple(means.shape)}")
+        _check_finite("means", means)
         k = means.shape[0]
         stds = torch.as_tensor(stds, dtype=dtype)
         if stds.ndim == 0:
             stds = stds.expand(k).clone()
         if stds.shape != (k,):
             raise ValueError(f"stds must be a float or have shape ({k},), got {tuple(stds.shape)}")
+        _check_finite("stds", stds)
         if not bool((stds > 0).all()):
             raise ValueError(f"component stds must be > 0, got {stds.tolist()}")
         if weights is None:
@@ -146,6 +161,7 @@ class GaussianMixture:
         weights = torch.as_tensor(weights, dtype=dtype)
         if weights.shape != (k,):
             raise ValueError(f"weights must have shape ({k},), got {tuple(weights.shape)}")
+        _check_finite("weights", weights)
         if bool((weights < 0).any()) or float(weights.sum()) <= 0:
             raise ValueError(f"weights must be >= 0 with a positive sum, got {weights.tolist()}")
         if component_labels is not None:

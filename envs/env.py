@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +21,7 @@ from diffgym.envs.features import (
     sigma_features,
 )
 from diffgym.envs.menus import KNOBS, ActionMenus
-from diffgym.envs.sampler import BatchNoise, Knobs, PerSampleNoise, sampler_step
+from diffgym.envs.sampler import BatchNoise, Knobs, PerSampleNoise, StepOutput, sampler_step
 from diffgym.envs.tasks import Task, make_task, validate_menus
 
 __all__ = ["DiffusionSamplingEnv", "DiffusionSamplingSingleEnv", "KNOBS", "REWARDS"]
@@ -42,6 +41,28 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was asked for but CUDA is not available")
     return dev
+
+
+AUTORESET_MODES = tuple(AutoresetMode)
+SEED_MAX = 2**64 - 1
+"""Largest seed torch's generators accept (``torch.Generator.manual_seed``)."""
+
+
+def _autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
+    try:
+        return AutoresetMode(mode)
+    except ValueError:
+        allowed = ", ".join(f"AutoresetMode.{m.name} ({m.value!r})" for m in AUTORESET_MODES)
+        raise ValueError(f"unknown autoreset_mode {mode!r}; allowed: {allowed}") from None
+
+
+def _check_seed_range(seeds: Sequence[int]) -> None:
+    for s in seeds:
+        if not 0 <= s <= SEED_MAX:
+            raise ValueError(
+                f"seed {s} is out of range: seeds must be ints in [0, 2**64 - 1] (torch's "
+                "generators; an int seed s also seeds s + 1, ..., s + num_envs - 1)"
+            )
 
 
 class DiffusionSamplingEnv(VectorEnv):
@@ -67,10 +88,30 @@ class DiffusionSamplingEnv(VectorEnv):
       full renoise budget.
     * **End**: terminated when ``i = N``; never truncated. Episodes have ``N`` steps plus one per
       renoise taken.
-    * **Autoreset**: ``AutoresetMode.SAME_STEP``: a finished sub-env resets within the step; its
-      last observation is ``info["final_obs"]`` and its info ``info["final_info"]`` (masks
-      ``info["_final_obs"]``, ``info["_final_info"]``), and its episode statistics are
-      ``info["episode"] = {"r", "l", "t", "nfe"}`` with mask ``info["_episode"]``.
+    * **Autoreset** (``autoreset_mode``, also ``metadata["autoreset_mode"]``; Gymnasium's
+      conventions, https://farama.org/Vector-Autoreset-Mode):
+
+      - ``AutoresetMode.NEXT_STEP`` (default, Gymnasium's own): the step that ends an episode
+        returns its terminal observation and, in ``info``, its end-of-episode record (below);
+        the next :meth:`step` resets that sub-env (its action is ignored, reward 0, no NFE).
+        What Gymnasium's vector wrappers expect (``NormalizeObservation`` accepts only this).
+      - ``AutoresetMode.SAME_STEP`` (what SB3 needs; :func:`~diffgym.envs.sb3.to_sb3` switches
+        to it): a finished sub-env resets within the step; its last observation is
+        ``info["final_obs"]`` and its end-of-episode record ``info["final_info"]`` (masks
+        ``info["_final_obs"]``, ``info["_final_info"]``).
+      - ``AutoresetMode.DISABLED``: finished sub-envs wait for
+        ``reset(options={"reset_mask": mask})``; stepping one before is a ``RuntimeError``.
+
+      The end-of-episode record (each key with its ``_key`` mask of finished sub-envs):
+      ``episode_nfe`` (denoiser evaluations of the episode), ``episode_return`` (float64),
+      ``episode_length`` (transitions, renoise ones included), ``final_x`` (the sample) and, for
+      conditional tasks, ``label``. The env writes no ``episode`` key: episode statistics
+      (``r``, ``l``, ``t``) are the job of ``RecordEpisodeStatistics``/``VecMonitor``.
+    * **Info** every step: ``nfe``, ``renoised``, ``churn_ignored``, ``renoise_ignored``, each
+      ``(num_envs,)`` and describing the transition just taken (all zero/False on an autoreset).
+
+    Outputs are torch tensors; for Gymnasium's numpy-only wrappers put
+    :class:`~diffgym.envs.wrappers.TorchToNumpy` first.
 
     Args:
         task: a :class:`~diffgym.envs.tasks.Task` or a task name for
@@ -84,14 +125,21 @@ class DiffusionSamplingEnv(VectorEnv):
         noise: ``"batch"`` (one generator; default, fast) or ``"per_sample"`` (one generator per
             sub-env: sub-env ``b``'s randomness depends only on ``seed + b``).
         check_finite: raise if the denoiser returns NaN/inf.
-        render_mode: only ``None`` is supported.
+        autoreset_mode: an :class:`~gymnasium.vector.AutoresetMode` or its value
+            (``"NextStep"``, ``"SameStep"``, ``"Disabled"``).
+        render_mode: only ``None`` (the env does not render).
         **task_overrides: passed to :func:`make_task` when ``task`` is a name.
 
     Raises:
-        ValueError: ``num_envs < 1``, unknown device, reward or noise mode, bad menus.
+        ValueError: ``num_envs < 1``, unknown device, reward, noise or autoreset mode, bad menus.
+        TypeError: a ``render_mode`` other than ``None`` or a keyword the task does not accept,
+            in Python's own words (``got an unexpected keyword argument 'frameskip'``), so that
+            tools which retry without such keywords (SB3's ``make_vec_env``, TorchRL's
+            ``GymEnv``) do.
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    """Class default; each instance holds its own copy with its ``autoreset_mode``."""
 
     def __init__(
         self,
@@ -108,9 +156,17 @@ class DiffusionSamplingEnv(VectorEnv):
         reward: str = "none",
         noise: str = "batch",
         check_finite: bool = True,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
         **task_overrides: Any,
     ) -> None:
+        if render_mode is not None:
+            raise TypeError(
+                f"render_mode={render_mode!r} is not supported (diffgym envs do not render; "
+                f"allowed: None): {type(self).__name__}.__init__() got an unexpected keyword "
+                f"argument 'render_mode'"
+            )
+        mode = _autoreset_mode(autoreset_mode)
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
         self.device = _resolve_device(device)
@@ -142,9 +198,8 @@ class DiffusionSamplingEnv(VectorEnv):
             raise ValueError(f"nfe_penalty must be finite and >= 0, got {nfe_penalty}")
         if not math.isfinite(s_noise) or s_noise < 0:
             raise ValueError(f"s_noise must be finite and >= 0, got {s_noise}")
-        if render_mode is not None:
-            raise ValueError(f"render_mode {render_mode!r} is not supported; allowed: None")
         self.render_mode = None
+        self.metadata = {**type(self).metadata, "autoreset_mode": mode}
         self.task = task.to(self.device)
         self.num_envs = num_envs
         self.reward_kind = reward
@@ -200,8 +255,11 @@ class DiffusionSamplingEnv(VectorEnv):
         )
         self._label_probs_cpu = None if self._label_probs is None else self._label_probs.cpu()
         self._noise: BatchNoise | PerSampleNoise | None = None
-        self._t_start = time.perf_counter()
         self._needs_reset = True
+        # Sub-envs whose episode ended at the last step and that have not been reset yet
+        # (NEXT_STEP: reset by the next step; DISABLED: by reset(options={"reset_mask": ...})).
+        self._done = torch.zeros(num_envs, dtype=torch.bool, device=dev)
+        self._any_done = False
 
         # Constants of step() and _observe(), built once (each saves a tensor op per step).
         k = max(len(self.knob_names), 1)
@@ -229,12 +287,31 @@ class DiffusionSamplingEnv(VectorEnv):
                 is seeded with ``seed[b]``; ``"batch"`` noise: the one generator with
                 ``seed[0]``). An int ``s`` stands for ``[s, s + 1, ...]``. ``None``: continue
                 the current random streams (fresh entropy on the first reset), as Gymnasium
-                envs do.
-            options: unused.
+                envs do. Seeds are ints in ``[0, 2**64 - 1]`` (what torch's generators take),
+                ``seed + num_envs - 1`` included for an int.
+            options: ``{"reset_mask": mask}`` (``(num_envs,)`` bool, numpy or torch, at least one
+                ``True``) resets only those sub-envs, continuing the random streams (Gymnasium's
+                partial reset; needs an earlier full reset and no ``seed``); other keys unused.
 
         Returns:
             ``(obs (num_envs, obs_dim), info)`` with torch tensors on ``device``.
+
+        Raises:
+            ValueError: a seed that is not an int in range, or a bad ``reset_mask``.
         """
+        mask = self._reset_mask(options)
+        if mask is not None:
+            if seed is not None:
+                raise ValueError(
+                    "seed cannot be combined with options['reset_mask']: a partial reset "
+                    "continues the random streams; seed a full reset() instead"
+                )
+            if self._noise is None or self._needs_reset:
+                raise RuntimeError("call reset() without a reset_mask first")
+            self._reset_envs(mask)
+            self._done &= ~mask
+            self._any_done = bool(self._done.any())
+            return self._observe(), {}
         seeds = None
         if isinstance(seed, (list, tuple)):
             if len(seed) != self.num_envs or not all(
@@ -247,6 +324,7 @@ class DiffusionSamplingEnv(VectorEnv):
             seed = seeds[0]
         elif isinstance(seed, np.integer):
             seed = int(seed)
+        _check_seed_range(seeds or ([] if seed is None else [seed, seed + self.num_envs - 1]))
         super().reset(seed=seed)
         if seed is None and self._noise is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
@@ -259,7 +337,8 @@ class DiffusionSamplingEnv(VectorEnv):
             self._noise = BatchNoise(self.num_envs, device=self.device, dtype=self.dtype, seed=seed)
         everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         self._reset_envs(everyone)
-        self._t_start = time.perf_counter()
+        self._done.zero_()
+        self._any_done = False
         self._needs_reset = False
         return self._observe(), {}
 
@@ -279,23 +358,41 @@ class DiffusionSamplingEnv(VectorEnv):
         Raises:
             ValueError: wrong action shape or dtype, a NaN, or an index outside its menu (names
                 the sub-env and the value); the env state is unchanged.
+            RuntimeError: no :meth:`reset` yet, or (``DISABLED``) a finished sub-env not reset.
         """
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
         idx = self._validate_actions(actions)
-        out = sampler_step(
-            self.task.denoiser,
-            self.x,
-            self.step_index,
-            self.sigmas,
-            knobs=self._knobs(idx),
-            labels=self.labels,
-            guide=self._guide,
-            budget=self.budget,
-            noise=self._noise,
-            validate=False,
-            check_finite=self.check_finite,
-        )
+        active = None  # every sub-env takes a sampler step
+        if self._any_done:  # episodes ended at the previous step and were not reset
+            if self.autoreset_mode == AutoresetMode.DISABLED:
+                finished = self._done.nonzero().squeeze(1).tolist()
+                raise RuntimeError(
+                    f"sub-env(s) {finished} finished their episodes and autoreset_mode is "
+                    f"DISABLED; reset them with reset(options={{'reset_mask': mask}}) first"
+                )
+            # NEXT_STEP: this step only resets them (their actions are ignored).
+            active = ~self._done
+            self._reset_envs(self._done)
+            self._done.zero_()
+            self._any_done = False
+        if active is not None and self.noise_mode == "batch" and not bool(active.any()):
+            out = self._no_transition()  # all sub-envs reset: no denoiser call
+        else:
+            out = sampler_step(
+                self.task.denoiser,
+                self.x,
+                self.step_index,
+                self.sigmas,
+                knobs=self._knobs(idx),
+                labels=self.labels,
+                guide=self._guide,
+                budget=self.budget,
+                noise=self._noise,
+                active=active,
+                validate=False,
+                check_finite=self.check_finite,
+            )
         self.x, self.step_index, self.budget = out.x, out.step_index, out.budget
         terminated = self.step_index >= self.num_steps
         any_done = bool(terminated.any())
@@ -311,7 +408,7 @@ class DiffusionSamplingEnv(VectorEnv):
         else:
             reward = torch.zeros(self.num_envs, dtype=torch.float32, device=self.device)
         self.episode_nfe += out.nfe
-        self.episode_length += 1
+        self.episode_length += 1 if active is None else active.long()
         info: dict[str, Any] = {
             "nfe": out.nfe,
             "renoised": out.renoised,
@@ -319,34 +416,86 @@ class DiffusionSamplingEnv(VectorEnv):
             "renoise_ignored": out.renoise_ignored,
         }
         if any_done:
-            final_obs = self._observe()
-            episode = {
-                "r": self.episode_return.clone(),
-                "l": self.episode_length.clone(),
-                "t": torch.full(
-                    (self.num_envs,), round(time.perf_counter() - self._t_start, 6),
-                    device=self.device, dtype=torch.float64,
-                ),
-                "nfe": self.episode_nfe.clone(),
-            }
-            info["final_obs"], info["_final_obs"] = final_obs, terminated
-            info["final_info"] = {
-                "episode": episode,
-                "_episode": terminated,
-                "final_x": self.x.clone(),
-                "_final_x": terminated,
-            }
-            if self.labels is not None:
-                info["final_info"]["label"] = self.labels.clone()
-                info["final_info"]["_label"] = terminated
-            info["_final_info"] = terminated
-            info["episode"], info["_episode"] = episode, terminated
-            self._reset_envs(terminated)
+            record = self._episode_record(terminated)
+            if self.autoreset_mode == AutoresetMode.SAME_STEP:
+                info["final_obs"], info["_final_obs"] = self._observe(), terminated
+                info["final_info"], info["_final_info"] = record, terminated
+                self._reset_envs(terminated)
+            else:  # NEXT_STEP / DISABLED: the terminal step reports its own record
+                info.update(record)
+                self._done, self._any_done = terminated.clone(), True
         truncated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         return self._observe(), reward, terminated, truncated, info
 
+    @property
+    def autoreset_mode(self) -> AutoresetMode:
+        """How finished sub-envs are reset (see the class docstring); ``metadata`` holds it too."""
+        return self.metadata["autoreset_mode"]
+
+    def set_autoreset_mode(self, mode: AutoresetMode | str) -> None:
+        """Switch the autoreset mode (what :func:`~diffgym.envs.sb3.to_sb3` does for SB3).
+
+        Raises:
+            ValueError: an unknown mode, or sub-envs whose finished episodes await a reset (the
+                switch would change what the observation already returned means).
+        """
+        mode = _autoreset_mode(mode)
+        if self._any_done and mode != self.autoreset_mode:
+            raise ValueError(
+                f"cannot switch autoreset_mode to {mode.name} while sub-env(s) "
+                f"{self._done.nonzero().squeeze(1).tolist()} await a reset; call reset() first"
+            )
+        self.metadata = {**self.metadata, "autoreset_mode": mode}
+
     def close_extras(self, **kwargs: Any) -> None:
         self._noise = None
+
+    def _episode_record(self, done: torch.Tensor) -> dict[str, torch.Tensor]:
+        """End-of-episode info for the sub-envs in ``done`` (``(num_envs,)`` bool), with masks."""
+        record = {
+            "episode_nfe": self.episode_nfe.clone(),
+            "episode_return": self.episode_return.clone(),
+            "episode_length": self.episode_length.clone(),
+            "final_x": self.x.clone(),
+        }
+        if self.labels is not None:
+            record["label"] = self.labels.clone()
+        for key in list(record):
+            record["_" + key] = done
+        return record
+
+    def _no_transition(self) -> StepOutput:
+        """The outcome of a step in which every sub-env only resets (NEXT_STEP autoreset)."""
+        no = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        return StepOutput(
+            x=self.x,
+            step_index=self.step_index,
+            budget=self.budget,
+            nfe=torch.zeros(self.num_envs, dtype=torch.long, device=self.device),
+            renoised=no,
+            churn_ignored=no.clone(),
+            renoise_ignored=no.clone(),
+        )
+
+    def _reset_mask(self, options: dict[str, Any] | None) -> torch.Tensor | None:
+        """``options["reset_mask"]`` as a ``(num_envs,)`` bool tensor on the device, or ``None``."""
+        if not options or options.get("reset_mask") is None:
+            return None
+        mask = options["reset_mask"]
+        if not isinstance(mask, (np.ndarray, torch.Tensor)):
+            raise TypeError(
+                f"options['reset_mask'] must be a numpy array or torch tensor, got "
+                f"{type(mask).__name__}"
+            )
+        if tuple(mask.shape) != (self.num_envs,) or mask.dtype not in (np.bool_, torch.bool):
+            raise ValueError(
+                f"options['reset_mask'] must be a ({self.num_envs},) bool array, got shape "
+                f"{tuple(mask.shape)} and dtype {mask.dtype}"
+            )
+        mask = torch.as_tensor(mask, device=self.device)
+        if not bool(mask.any()):
+            raise ValueError("options['reset_mask'] must select at least one sub-env")
+        return mask
 
     # ----------------------------------------------------------------------------------------
     # Internals
@@ -473,7 +622,7 @@ class DiffusionSamplingEnv(VectorEnv):
     # ----------------------------------------------------------------------------------------
 
     _STATE_TENSORS = ("x", "step_index", "budget", "episode_nfe", "episode_return",
-                      "episode_length")
+                      "episode_length", "_done")
 
     def state_dict(self) -> dict[str, Any]:
         """The env's dynamic state (samples, step indices, labels, budgets, episode counters and
@@ -483,6 +632,7 @@ class DiffusionSamplingEnv(VectorEnv):
         state["labels"] = None if self.labels is None else self.labels.clone()
         state["noise"] = None if self._noise is None else self._noise.state_dict()
         state["needs_reset"] = self._needs_reset
+        state["autoreset_mode"] = self.autoreset_mode.value
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -507,6 +657,8 @@ class DiffusionSamplingEnv(VectorEnv):
         if state["noise"] is not None:
             self._noise.load_state_dict(state["noise"])
         self._needs_reset = state["needs_reset"]
+        self._any_done = bool(self._done.any())
+        self.set_autoreset_mode(state["autoreset_mode"])
 
 
 def _menus_of(task: Task) -> dict[str, Any]:
@@ -521,14 +673,29 @@ def _menus_of(task: Task) -> dict[str, Any]:
 class DiffusionSamplingSingleEnv(gym.Env):
     """One sub-env of :class:`DiffusionSamplingEnv` as a plain ``gymnasium.Env`` (numpy in/out).
 
-    Built on the same code with ``num_envs=1``; no autoreset: after ``terminated`` call
-    :meth:`reset`. Accepts the vector env's keyword arguments.
+    Built on the same code with ``num_envs=1`` and ``AutoresetMode.DISABLED``: after
+    ``terminated`` call :meth:`reset`. Accepts the vector env's keyword arguments (except
+    ``autoreset_mode``). ``info`` holds the vector env's keys as Python scalars (``final_x`` a
+    numpy array); the terminal step adds the end-of-episode record (``episode_nfe``,
+    ``episode_return``, ``episode_length``, ``final_x``, ``label``) and no ``episode`` key, which
+    is ``gymnasium.wrappers.RecordEpisodeStatistics``'s.
     """
 
     metadata = {"render_modes": []}
 
     def __init__(self, task: Task | str = "gmm2d", render_mode: str | None = None, **kwargs: Any):
-        self.vec = DiffusionSamplingEnv(task, 1, render_mode=render_mode, **kwargs)
+        if "autoreset_mode" in kwargs:
+            raise TypeError(
+                f"{type(self).__name__}.__init__() got an unexpected keyword argument "
+                "'autoreset_mode' (a single env does not autoreset; call reset())"
+            )
+        if render_mode is not None:
+            raise TypeError(
+                f"render_mode={render_mode!r} is not supported (diffgym envs do not render; "
+                f"allowed: None): {type(self).__name__}.__init__() got an unexpected keyword "
+                f"argument 'render_mode'"
+            )
+        self.vec = DiffusionSamplingEnv(task, 1, autoreset_mode=AutoresetMode.DISABLED, **kwargs)
         self.render_mode = None
         self.observation_space = self.vec.single_observation_space
         self.action_space = self.vec.single_action_space
@@ -538,6 +705,13 @@ class DiffusionSamplingSingleEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode; ``seed`` an int in ``[0, 2**64 - 1]`` or ``None``.
+
+        Raises:
+            ValueError: a seed out of range.
+        """
+        if seed is not None:
+            _check_seed_range([seed])
         super().reset(seed=seed)
         if seed is None:
             seed = int(self.np_random.integers(0, 2**31 - 1))
@@ -545,19 +719,19 @@ class DiffusionSamplingSingleEnv(gym.Env):
         return obs[0].cpu().numpy(), {}
 
     def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Raises: ``RuntimeError`` when called after ``terminated`` without :meth:`reset`."""
         a = np.asarray(action)[None]
         obs, reward, terminated, truncated, info = self.vec.step(a)
-        done = bool(terminated[0])
-        out_info: dict[str, Any] = {
-            "nfe": int(info["nfe"][0]),
-            "churn_ignored": bool(info["churn_ignored"][0]),
-            "renoise_ignored": bool(info["renoise_ignored"][0]),
-        }
-        if done:
-            obs = info["final_obs"]
-            ep = info["episode"]
-            out_info["episode"] = {k: v[0].item() for k, v in ep.items()}
-        return obs[0].cpu().numpy(), float(reward[0]), done, bool(truncated[0]), out_info
+        out_info: dict[str, Any] = {}
+        for key, value in info.items():
+            mask = info.get("_" + key)
+            if key.startswith("_") or (mask is not None and not bool(mask[0])):
+                continue
+            out_info[key] = value[0].item() if value.dim() == 1 else value[0].cpu().numpy()
+        return (
+            obs[0].cpu().numpy(), float(reward[0]), bool(terminated[0]), bool(truncated[0]),
+            out_info,
+        )
 
     def close(self) -> None:
         self.vec.close()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnv,
     VecEnvIndices,
@@ -25,17 +27,27 @@ class SB3VecEnv(VecEnv):
 
     Per step: actions go to the device once; observation, reward, done and the step's NFE come
     back to the host in one copy (zero-copy views on the CPU), the final observations and
-    episode statistics in a few more on steps where an episode ends. Finished envs carry
+    end-of-episode records in a few more on steps where an episode ends. Finished envs carry
     ``terminal_observation``, ``TimeLimit.truncated`` and ``episode = {"r", "l", "t"}`` (the SB3
-    ``Monitor`` form, read by ``ep_info_buffer``) plus ``nfe``; every info has the step's
-    ``nfe``. It works with ``PPO("MlpPolicy", venv)`` unmodified
-    and as the ``venv`` of imitation's adversarial trainers.
+    ``Monitor`` form, read by ``ep_info_buffer``; ``t`` is seconds since this adapter was made)
+    plus ``nfe`` (the env's ``episode_nfe``); every info has the step's ``nfe``. It works with
+    ``PPO("MlpPolicy", venv)`` unmodified and as the ``venv`` of imitation's adversarial trainers.
+
+    SB3 needs same-step autoreset (``terminal_observation`` in the finished env's info), so the
+    adapter switches ``env`` to ``AutoresetMode.SAME_STEP``
+    (:meth:`~diffgym.envs.env.DiffusionSamplingEnv.set_autoreset_mode`): the env belongs to the
+    adapter from then on.
+
+    Raises:
+        TypeError: ``env`` is not a bare :class:`DiffusionSamplingEnv` (see :func:`to_sb3`).
+        ValueError: ``env`` has finished episodes awaiting a reset in another autoreset mode.
     """
 
     def __init__(self, env: DiffusionSamplingEnv) -> None:
-        if not isinstance(env, DiffusionSamplingEnv):
-            raise TypeError(f"to_sb3 needs a DiffusionSamplingEnv, got {type(env).__name__}")
+        _check_unwrapped(env)
+        env.set_autoreset_mode(AutoresetMode.SAME_STEP)
         self.env = env
+        self._t_start = time.perf_counter()
         self.render_mode = None
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
         self._actions: np.ndarray | None = None
@@ -79,15 +91,19 @@ class SB3VecEnv(VecEnv):
         infos: list[dict[str, Any]] = [{"nfe": n} for n in nfe.tolist()]
         if done_np.any():
             final_obs = info["final_obs"].cpu().numpy()
-            ep = {k: v.cpu().numpy() for k, v in info["episode"].items()}
+            record = info["final_info"]
+            ep = {
+                k: record[f"episode_{k}"].cpu().numpy() for k in ("return", "length", "nfe")
+            }
+            t = round(time.perf_counter() - self._t_start, 6)
             trunc = truncated.cpu().numpy()
             for b in np.flatnonzero(done_np).tolist():
                 infos[b]["terminal_observation"] = final_obs[b]
                 infos[b]["TimeLimit.truncated"] = bool(trunc[b])
                 infos[b]["episode"] = {
-                    "r": float(ep["r"][b]),
-                    "l": int(ep["l"][b]),
-                    "t": float(ep["t"][b]),
+                    "r": float(ep["return"][b]),
+                    "l": int(ep["length"][b]),
+                    "t": t,
                     "nfe": int(ep["nfe"][b]),
                 }
         return obs_np, reward_np, done_np, infos
@@ -150,11 +166,38 @@ class SB3VecEnv(VecEnv):
 
 
 def to_sb3(vector_env: DiffusionSamplingEnv) -> SB3VecEnv:
-    """Wrap a :class:`DiffusionSamplingEnv` (or a Gymnasium wrapper around one) as an SB3 VecEnv."""
-    env = vector_env
-    while not isinstance(env, DiffusionSamplingEnv) and hasattr(env, "env"):
-        env = env.env
-    return SB3VecEnv(env)
+    """Wrap a :class:`DiffusionSamplingEnv` as an SB3 VecEnv (switching it to same-step
+    autoreset, which SB3 needs).
+
+    Gymnasium vector wrappers are refused rather than dropped: they are written for Gymnasium's
+    step API and autoreset mode (``NormalizeObservation`` refuses same-step autoreset), so the
+    adapter could not apply them faithfully. Use SB3's own wrappers on the result instead
+    (``VecNormalize``, ``VecMonitor``, a ``VecEnvWrapper`` for a reward transform).
+
+    Raises:
+        TypeError: ``vector_env`` is a Gymnasium wrapper (the message names the wrappers and the
+            SB3 replacements) or not a diffgym env.
+    """
+    return SB3VecEnv(vector_env)
+
+
+def _check_unwrapped(env: Any) -> None:
+    if isinstance(env, DiffusionSamplingEnv):
+        return
+    if isinstance(env, (gym.vector.VectorWrapper, gym.Wrapper)) and isinstance(
+        env.unwrapped, DiffusionSamplingEnv
+    ):
+        names, inner = [], env
+        while inner is not env.unwrapped:
+            names.append(type(inner).__name__)
+            inner = inner.env
+        raise TypeError(
+            f"to_sb3 needs the bare DiffusionSamplingEnv, got it inside Gymnasium wrapper(s) "
+            f"{', '.join(names)}, which SB3 would bypass; wrap the SB3 VecEnv instead "
+            "(to_sb3(env) then VecNormalize / VecMonitor / a VecEnvWrapper), or pass "
+            "env.unwrapped to drop the wrappers on purpose"
+        )
+    raise TypeError(f"to_sb3 needs a DiffusionSamplingEnv, got {type(env).__name__}")
 
 
 def unwrap_env(env: Any) -> DiffusionSamplingEnv:

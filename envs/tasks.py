@@ -226,7 +226,8 @@ def make_task(name: str, **overrides) -> Task:
 
     Raises:
         ValueError: unknown task (the message lists the known ones), bad override values.
-        TypeError: an override the task does not accept (the message lists the accepted ones).
+        TypeError: an override the task does not accept (the message lists the accepted ones and
+            starts in Python's words, ``got an unexpected keyword argument 'frameskip'``).
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(list_tasks())}")
@@ -234,8 +235,11 @@ def make_task(name: str, **overrides) -> Task:
     allowed = own + _COMMON_KEYS
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
+        # Python's own wording first: tools that retry without a keyword they passed (TorchRL's
+        # GymEnv with 'frameskip') look for it.
         raise TypeError(
-            f"task {name!r} got unknown override(s) {unknown}; allowed: {', '.join(allowed)}"
+            f"make_task() got an unexpected keyword argument {unknown[0]!r}: task {name!r} got "
+            f"unknown override(s) {unknown}; allowed: {', '.join(allowed)}"
         )
     device = overrides.pop("device", None)
     common = {k: overrides.pop(k) for k in _SCHEDULE_KEYS + _MENU_KEYS if k in overrides}

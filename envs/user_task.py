@@ -58,7 +58,8 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     if np.issubdtype(x.dtype, np.integer):
         x = _to_unit_range(x)
     elif np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float32)
+        with np.errstate(over="ignore"):  # overflow to inf is reported by load_user_data
+            x = x.astype(np.float32)
     else:
         raise ValueError(f"{path}: array {key!r} has dtype {x.dtype}; expected integers or floats")
     return x, labels
@@ -132,7 +133,8 @@ def load_user_data(
     Raises:
         FileNotFoundError: ``data`` does not exist.
         ValueError: not an ``.npz`` or folder, no images, mixed sizes, a shape that does not match
-            ``data_shape`` (both named), labels of the wrong shape or negative.
+            ``data_shape`` (both named), labels of the wrong shape or negative, samples with
+            NaN/inf values (the file and the rows named).
         ImportError: an image folder without Pillow installed.
     """
     path = Path(data).expanduser()
@@ -163,7 +165,17 @@ def load_user_data(
             )
         if labels.min() < 0:
             raise ValueError(f"{path}: labels must be >= 0, got {int(labels.min())}")
-    x_t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(x32.reshape(x32.shape[0], -1)).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        listed = ", ".join(str(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+        raise ValueError(
+            f"{path}: sample row {rows[0]} has NaN/inf values (beyond float32's range counts); "
+            f"{len(rows)} of {x32.shape[0]} rows are non-finite (rows {listed}): remove them"
+        )
+    x_t = torch.from_numpy(x32)
     labels_t = None if labels is None else torch.from_numpy(labels.astype(np.int64))
     return x_t, labels_t
 

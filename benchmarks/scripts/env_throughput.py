@@ -288,7 +288,10 @@ def bench_one(
 ) -> list[dict[str, Any]]:
     """All modes for one (task, num_envs), repeats interleaved (the mode order rotates each
     round, so a change of machine load hits every mode alike); one result row per mode."""
-    env = DiffusionSamplingEnv(spec, num_envs, device=device)
+    # SAME_STEP: every step is a transition for every mode (to_sb3 would switch to it anyway)
+    env = DiffusionSamplingEnv(
+        spec, num_envs, device=device, autoreset_mode=AutoresetMode.SAME_STEP
+    )
     actions = draw_actions(env, budget.steps)
     nfe_of_prefix = _nfe_prefixes(env, actions)  # untimed; NFE is fixed by the actions
     raw, raw_state = raw_runner(env, actions)

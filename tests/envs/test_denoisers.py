@@ -244,3 +244,17 @@ def test_wrong_data_shape():
 def test_mixture_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GaussianMixture(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(weights=[float("nan"), 1.0]), r"weights must be finite, got nan at index 0"),
+        (dict(stds=[0.5, float("inf")]), r"stds must be finite, got inf at index 1"),
+        (dict(means=[[0.0, float("nan")], [1.0, 1.0]]), r"means must be finite.*index \[0, 1\]"),
+    ],
+)
+def test_mixture_rejects_non_finite_parameters(kwargs, match):
+    args = {"means": [[0.0, 0.0], [1.0, 1.0]], "stds": 0.5, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        GaussianMixture(**args)

@@ -35,6 +35,7 @@ from diffgym.envs import (
 from diffgym.envs.features import TERMINAL_SIGMA
 
 N = 18  # default number of steps
+SAME = AutoresetMode.SAME_STEP  # tests of the final_obs / final_info path
 DIGITS_WEIGHTS = Path(diffgym.envs.__file__).parent / "assets" / "digits_denoiser.pt"
 
 
@@ -119,7 +120,7 @@ def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) ->
 
 def test_spaces_multidiscrete_for_several_knobs():
     env = DiffusionSamplingEnv("gmm2d", 5)
-    assert env.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+    assert env.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP == env.autoreset_mode
     assert env.knob_names == ("churn", "guidance")
     assert env.single_action_space == spaces.MultiDiscrete([4, 5])
     assert env.action_space == batch_space(env.single_action_space, 5)
@@ -155,7 +156,7 @@ def test_spaces_discrete_for_one_knob(task, menus, knob, n):
 
 
 def test_obs_within_space_float32(device):
-    env = DiffusionSamplingEnv("gmm2d-bias", 6, device=device)
+    env = DiffusionSamplingEnv("gmm2d-bias", 6, device=device, autoreset_mode=SAME)
     rng = np.random.default_rng(0)
     obs, _ = env.reset(seed=0)
     seen_final = 0
@@ -198,7 +199,7 @@ def expected_obs(env: DiffusionSamplingEnv) -> torch.Tensor:
 
 @pytest.mark.parametrize("task", ["gmm2d", "gmm2d-bias", "cond"])
 def test_observation_layout(task):
-    env = DiffusionSamplingEnv(cond_task() if task == "cond" else task, 5)
+    env = DiffusionSamplingEnv(cond_task() if task == "cond" else task, 5, autoreset_mode=SAME)
     assert abs(env.task.denoiser.sigma_data - 0.5) > 0.1  # a wrong sigma_data would show
     rng = np.random.default_rng(1)
     obs, _ = env.reset(seed=0)
@@ -236,32 +237,34 @@ def test_observation_layout(task):
 # --------------------------------------------------------------------------------------------
 
 
-def test_same_step_autoreset_and_episode_info():
-    env = DiffusionSamplingEnv("gmm2d", 3)
+def test_same_step_autoreset_and_episode_record():
+    env = DiffusionSamplingEnv("gmm2d", 3, autoreset_mode=SAME)
+    assert env.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP == env.autoreset_mode
+    # the mode is per instance; the class default stays NEXT_STEP
+    assert DiffusionSamplingEnv.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
     obs, info = env.reset(seed=0)
     assert info == {}
     for t in range(N):
         x_before = env.x.clone()
         obs, reward, terminated, truncated, info = env.step(zero_actions(env))
         if t < N - 1:
-            assert not terminated.any() and "final_obs" not in info and "episode" not in info
+            assert not terminated.any() and "final_obs" not in info
     assert terminated.all() and not truncated.any()
-    for key in ("final_obs", "_final_obs", "final_info", "_final_info", "episode", "_episode"):
+    for key in ("final_obs", "_final_obs", "final_info", "_final_info"):
         assert key in info, key
+    assert "episode" not in info and "episode" not in info["final_info"]  # the wrappers' key
     assert torch.equal(info["_final_obs"], terminated)
     assert torch.equal(info["_final_info"], terminated)
-    assert torch.equal(info["_episode"], terminated)
-    episode = info["episode"]
-    assert set(episode) >= {"r", "l", "t", "nfe"}
-    assert episode["l"].tolist() == [N] * 3
-    assert episode["nfe"].tolist() == [2 * N - 1] * 3  # Heun: 2 per step, 1 at the last
-    assert episode["r"].tolist() == [0.0] * 3
-    assert bool((episode["t"] >= 0).all())
-    assert info["final_info"]["_episode"].all() and info["final_info"]["episode"] is episode
+    record = info["final_info"]
+    for key in ("episode_nfe", "episode_return", "episode_length", "final_x"):
+        assert torch.equal(record["_" + key], terminated), key
+    assert record["episode_length"].tolist() == [N] * 3
+    assert record["episode_nfe"].tolist() == [2 * N - 1] * 3  # Heun: 2 per step, 1 at the last
+    assert record["episode_return"].tolist() == [0.0] * 3
     # final obs is the terminal state; the returned obs is the new episode's first one
     assert torch.equal(info["final_obs"][:, 3], torch.ones(3))
     assert torch.equal(obs[:, 3], torch.zeros(3))
-    assert not torch.equal(info["final_info"]["final_x"], x_before)
+    assert not torch.equal(record["final_x"], x_before)
     assert env.step_index.tolist() == [0] * 3
     assert env.episode_length.tolist() == [0] * 3 and env.episode_nfe.tolist() == [0] * 3
     assert torch.equal(obs, env._observe())
@@ -273,7 +276,8 @@ def test_same_step_autoreset_and_episode_info():
 def test_episodes_of_different_lengths_reset_per_env():
     """gmm2d-bias with renoise: sub-env 0 is plain Heun, 1 renoises once at step 1 (jump 3 -> 0),
     2 renoises at step 10 (jump 6 -> 4) and again at step 6 (jump 3 -> 3)."""
-    env = DiffusionSamplingEnv("gmm2d-bias", 3)  # knobs churn (2), renoise (0, 3, 6), budget 2
+    # knobs churn (2), renoise (0, 3, 6), budget 2
+    env = DiffusionSamplingEnv("gmm2d-bias", 3, autoreset_mode=SAME)
     assert env.knob_names == ("churn", "renoise") and env.renoise_budget == 2
     plans = {1: {1: 1}, 2: {10: 2, 6: 1}}  # sub-env -> {step index: renoise menu index}
     env.reset(seed=0)
@@ -302,7 +306,7 @@ def test_episodes_of_different_lengths_reset_per_env():
             assert torch.equal(info["_final_obs"], terminated)
             for b in terminated.nonzero().squeeze(1).tolist():
                 finished_at[b].append(t)
-                lengths[b].append(int(info["episode"]["l"][b]))
+                lengths[b].append(int(info["final_info"]["episode_length"][b]))
                 assert env.step_index[b] == 0 and env.budget[b] == 2  # reset alone
                 assert obs[b, 3].item() == 0.0 and obs[b, 4].item() == 1.0
             for b in (~terminated).nonzero().squeeze(1).tolist():
@@ -321,7 +325,9 @@ def test_episodes_of_different_lengths_reset_per_env():
 
 @pytest.mark.parametrize("task", ["gmm2d", "cond"])
 def test_zero_actions_reproduce_plain_heun_sample(task, device):
-    env = DiffusionSamplingEnv(cond_task() if task == "cond" else task, 7, device=device)
+    env = DiffusionSamplingEnv(
+        cond_task() if task == "cond" else task, 7, device=device, autoreset_mode=SAME
+    )
     env.reset(seed=11)
     labels = None if env.labels is None else env.labels.clone()
     nfe = torch.zeros(7, dtype=torch.long, device=device)
@@ -334,7 +340,8 @@ def test_zero_actions_reproduce_plain_heun_sample(task, device):
         data_shape=env.data_shape, labels=labels,
     )
     assert torch.equal(info["final_info"]["final_x"], ref.x)
-    assert torch.equal(nfe, ref.nfe) and torch.equal(info["episode"]["nfe"], ref.nfe)
+    assert torch.equal(nfe, ref.nfe)
+    assert torch.equal(info["final_info"]["episode_nfe"], ref.nfe)
     if labels is not None:
         assert torch.equal(info["final_info"]["label"], labels)
 
@@ -346,7 +353,7 @@ def test_zero_actions_reproduce_plain_heun_sample(task, device):
 
 def test_nfe_penalty_reward_is_exact():
     lam = 0.37
-    env = DiffusionSamplingEnv("gmm2d", 8, nfe_penalty=lam)
+    env = DiffusionSamplingEnv("gmm2d", 8, nfe_penalty=lam, autoreset_mode=SAME)
     rng = np.random.default_rng(3)
     env.reset(seed=0)
     total = torch.zeros(8, dtype=torch.float64)
@@ -359,13 +366,16 @@ def test_nfe_penalty_reward_is_exact():
         assert torch.equal(reward, (-lam * expected_nfe.double()).float())
         total += -lam * expected_nfe.double()
     assert terminated.all()
-    torch.testing.assert_close(info["episode"]["r"], total, rtol=1e-12, atol=0)
-    assert torch.equal(info["episode"]["nfe"], (total / -lam).round().long())
+    record = info["final_info"]
+    torch.testing.assert_close(record["episode_return"], total, rtol=1e-12, atol=0)
+    assert torch.equal(record["episode_nfe"], (total / -lam).round().long())
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.05])
 def test_terminal_logp_reward_paid_at_last_step(lam):
-    env = DiffusionSamplingEnv("gmm2d", 6, reward="terminal_logp", nfe_penalty=lam)
+    env = DiffusionSamplingEnv(
+        "gmm2d", 6, reward="terminal_logp", nfe_penalty=lam, autoreset_mode=SAME
+    )
     rng = np.random.default_rng(4)
     env.reset(seed=2)
     for _ in range(N):
@@ -391,7 +401,7 @@ def test_terminal_logp_needs_a_mixture():
 
 @pytest.mark.parametrize("noise", ["batch", "per_sample"])
 def test_seeding_reproducible(noise, device):
-    env = DiffusionSamplingEnv("gmm2d", 4, noise=noise, device=device)
+    env = DiffusionSamplingEnv("gmm2d", 4, noise=noise, device=device, autoreset_mode=SAME)
     rng = np.random.default_rng(5)
     actions = [random_actions(env, rng) for _ in range(N + 5)]
     assert any(a[:, 0].any() for a in actions)  # churn draws noise
@@ -424,7 +434,9 @@ def test_per_sample_noise_is_independent_of_the_batch(task):
     across episodes of different lengths (renoise) and resets (labels)."""
 
     def make(n: int) -> DiffusionSamplingEnv:
-        return DiffusionSamplingEnv(cond_task() if task == "cond" else task, n, noise="per_sample")
+        return DiffusionSamplingEnv(
+            cond_task() if task == "cond" else task, n, noise="per_sample", autoreset_mode=SAME
+        )
 
     n, seed, steps = 3, 21, 2 * N + 5
     env = make(n)
@@ -445,7 +457,7 @@ def test_per_sample_noise_is_independent_of_the_batch(task):
 
 
 def test_batch_noise_draws_nothing_on_neutral_steps():
-    env = DiffusionSamplingEnv("gmm2d", 4)
+    env = DiffusionSamplingEnv("gmm2d", 4, autoreset_mode=SAME)
     env.reset(seed=0)
     gen = env._noise.generator
     for t in range(N - 1):
@@ -470,7 +482,7 @@ def test_batch_noise_draws_nothing_on_neutral_steps():
 
 def test_invalid_choices_act_neutral_and_are_flagged():
     def twins():
-        pair = [DiffusionSamplingEnv("gmm2d-bias", 2) for _ in range(2)]
+        pair = [DiffusionSamplingEnv("gmm2d-bias", 2, autoreset_mode=SAME) for _ in range(2)]
         for e in pair:
             e.reset(seed=9)
         return pair
@@ -496,7 +508,7 @@ def test_invalid_choices_act_neutral_and_are_flagged():
     assert t0.all() and t1.all()
     assert info1["churn_ignored"].tolist() == [False, True] and not info0["churn_ignored"].any()
     assert torch.equal(info0["final_info"]["final_x"], info1["final_info"]["final_x"])
-    assert torch.equal(info0["episode"]["nfe"], info1["episode"]["nfe"])
+    assert torch.equal(info0["final_info"]["episode_nfe"], info1["final_info"]["episode_nfe"])
     # renoise without budget: budget 0 -> flagged
     env = DiffusionSamplingEnv("gmm2d-bias", 1, renoise_budget=0, renoise_jumps=(0, 3))
     env.reset(seed=0)
@@ -537,7 +549,7 @@ def test_make_single_env_with_overrides():
     env.reset(seed=1)
     for _ in range(6):
         _, _, terminated, _, info = env.step(0)
-    assert terminated and info["episode"]["l"] == 6
+    assert terminated and info["episode_length"] == 6 and "episode" not in info
 
 
 def test_make_vec_vector_entry_point_with_overrides():
@@ -612,8 +624,17 @@ def test_single_env_episode():
         assert isinstance(terminated, bool) and isinstance(truncated, bool)
         assert terminated == (t == 3)
     assert obs[3] == 1.0  # the terminal observation, not the next episode's first
-    assert info["episode"]["l"] == 4 and info["episode"]["nfe"] == 7
+    assert info["episode_length"] == 4 and info["episode_nfe"] == 7 and "episode" not in info
+    assert isinstance(info["final_x"], np.ndarray) and info["final_x"].shape == (2,)
     assert env.observation_space.contains(obs)
+    with pytest.raises(RuntimeError, match="reset"):  # a single env does not autoreset
+        env.step(np.array([0, 0]))
+    assert env.reset(seed=1)[0][3] == 0.0
+
+
+def test_single_env_rejects_autoreset_mode():
+    with pytest.raises(TypeError, match="unexpected keyword argument 'autoreset_mode'"):
+        DiffusionSamplingSingleEnv("gmm2d", autoreset_mode="SameStep")
 
 
 # --------------------------------------------------------------------------------------------
@@ -691,13 +712,31 @@ def test_step_before_reset():
         (dict(nfe_penalty=-0.1), "nfe_penalty must be finite and >= 0"),
         (dict(reward="fid"), "unknown reward 'fid'"),
         (dict(noise="sobol"), "unknown noise mode 'sobol'"),
-        (dict(render_mode="human"), "render_mode 'human' is not supported"),
+        (dict(autoreset_mode="Sometimes"), r"unknown autoreset_mode 'Sometimes'; allowed: "
+         r"AutoresetMode.NEXT_STEP \('NextStep'\), AutoresetMode.SAME_STEP"),
     ],
 )
 def test_construction_errors(kwargs, match):
     kwargs = {"num_envs": 2, **kwargs}
     with pytest.raises(ValueError, match=match):
         DiffusionSamplingEnv("gmm2d", **kwargs)
+
+
+@pytest.mark.parametrize("cls", [DiffusionSamplingEnv, DiffusionSamplingSingleEnv])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        # Python's own words: SB3's make_vec_env and TorchRL's GymEnv retry without these
+        (dict(render_mode="human"), r"render_mode='human' is not supported.*"
+         r"__init__\(\) got an unexpected keyword argument 'render_mode'"),
+        (dict(render_mode="rgb_array"),
+         r"__init__\(\) got an unexpected keyword argument 'render_mode'"),
+        (dict(frameskip=4), r"unexpected keyword argument 'frameskip'.*allowed: means"),
+    ],
+)
+def test_foreign_keywords_are_type_errors(cls, kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        cls("gmm2d", **kwargs)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
@@ -716,3 +755,155 @@ def test_reset_seed_forms():
     by_list, _ = env.reset(seed=[4, 5, 6])
     by_numpy, _ = env.reset(seed=np.int64(4))
     assert torch.equal(by_int, by_list) and torch.equal(by_int, by_numpy)
+
+
+@pytest.mark.parametrize("noise", ["batch", "per_sample"])
+@pytest.mark.parametrize(
+    "seed, match",
+    [
+        (2**70, r"seed 1180591620717411303424 is out of range: "
+                r"seeds must be ints in \[0, 2\*\*64 - 1\]"),
+        (2**64 - 2, r"seed 18446744073709551616 is out of range"),  # seed + 2 for sub-env 2
+        (-1, r"seed -1 is out of range"),
+        ([0, 1, 2**64], r"seed 18446744073709551616 is out of range"),
+    ],
+)
+def test_reset_seed_out_of_range(noise, seed, match):
+    env = DiffusionSamplingEnv("gmm2d", 3, noise=noise)
+    with pytest.raises(ValueError, match=match):
+        env.reset(seed=seed)
+    with pytest.raises(ValueError, match="out of range"):
+        DiffusionSamplingSingleEnv("gmm2d").reset(seed=2**70)
+    env.reset(seed=2**64 - 3)  # the largest int seed for 3 sub-envs works
+
+
+# --------------------------------------------------------------------------------------------
+# Autoreset modes (Gymnasium's conventions)
+# --------------------------------------------------------------------------------------------
+
+
+def _run(env: DiffusionSamplingEnv, seed: int, actions: list[np.ndarray]) -> list[tuple]:
+    """``(obs, reward, terminated, info)`` per step, cloned."""
+    env.reset(seed=seed)
+    out = []
+    for a in actions:
+        obs, reward, terminated, _, info = env.step(a)
+        out.append((obs.clone(), reward.clone(), terminated.clone(), info))
+    return out
+
+
+@pytest.mark.parametrize("noise", ["batch", "per_sample"])
+def test_next_step_autoreset_is_same_step_shifted(noise):
+    """NEXT_STEP (the default): the terminal step returns the terminal obs and the episode record
+    at the top level; the next step only resets (action ignored, reward 0, no NFE); episodes of
+    different lengths (renoise) reset per sub-env. Terminal obs and records equal SAME_STEP's
+    final_obs / final_info for the same seed and actions (batch noise)."""
+    rng = np.random.default_rng(12)
+    kw = dict(nfe_penalty=0.1, noise=noise)
+    nxt = DiffusionSamplingEnv("gmm2d-bias", 3, **kw)
+    assert nxt.autoreset_mode == AutoresetMode.NEXT_STEP
+    actions = [random_actions(nxt, rng) for _ in range(4 * N)]
+    steps = _run(nxt, 3, actions)
+    records = []
+    pending = torch.zeros(3, dtype=torch.bool)
+    for obs, reward, terminated, info in steps:
+        for b in pending.nonzero().squeeze(1).tolist():  # the autoreset step
+            assert obs[b, 3] == 0.0 and obs[b, 4] == 1.0 and reward[b] == 0.0
+            assert info["nfe"][b] == 0 and not terminated[b] and not info["renoised"][b]
+        assert "final_obs" not in info and "final_info" not in info and "episode" not in info
+        if terminated.any():
+            assert torch.equal(info["_episode_nfe"], terminated)
+            assert torch.equal(obs[terminated, 3], torch.ones(int(terminated.sum())))
+            for b in terminated.nonzero().squeeze(1).tolist():
+                records.append((b, obs[b], info["final_x"][b], int(info["episode_nfe"][b]),
+                                float(info["episode_return"][b]),
+                                int(info["episode_length"][b])))
+                assert info["episode_return"][b] == pytest.approx(-0.1 * info["episode_nfe"][b])
+        else:
+            assert "episode_nfe" not in info
+        pending = terminated
+    assert len({r[0] for r in records}) == 3 and len(records) >= 4
+    if noise == "per_sample":
+        return
+    # the first episode of each sub-env is the same as under SAME_STEP
+    same = _run(DiffusionSamplingEnv("gmm2d-bias", 3, autoreset_mode=SAME, **kw), 3, actions)
+    firsts = {}
+    for _, _, terminated, info in same:
+        for b in terminated.nonzero().squeeze(1).tolist():
+            rec = info["final_info"]
+            firsts.setdefault(b, (info["final_obs"][b], rec["final_x"][b],
+                                  int(rec["episode_nfe"][b]), float(rec["episode_return"][b]),
+                                  int(rec["episode_length"][b])))
+    for b, *rest in records:
+        if b in firsts:
+            ref = firsts.pop(b)
+            assert torch.equal(rest[0], ref[0]) and torch.equal(rest[1], ref[1])
+            assert tuple(rest[2:]) == ref[2:]
+    assert not firsts
+
+
+def test_next_step_per_sample_noise_is_independent_of_the_batch():
+    """Per-sample noise under NEXT_STEP: sub-env b of a batch = a one-env env seeded s + b, even
+    when the other sub-envs reset at different steps."""
+    make = lambda n: DiffusionSamplingEnv("gmm2d-bias", n, noise="per_sample")  # noqa: E731
+    rng = np.random.default_rng(13)
+    env = make(3)
+    actions = [random_actions(env, rng) for _ in range(2 * N + 6)]
+    batch = _run(env, 21, actions)
+    for b in range(3):
+        single = _run(make(1), 21 + b, [a[b : b + 1] for a in actions])
+        for (o, r, t, _), (o1, r1, t1, _) in zip(batch, single):
+            assert torch.equal(o[b], o1[0]) and r[b] == r1[0] and t[b] == t1[0]
+
+
+def test_disabled_autoreset_and_reset_mask():
+    env = DiffusionSamplingEnv("gmm2d", 3, autoreset_mode="Disabled", num_steps=4)
+    assert env.autoreset_mode == AutoresetMode.DISABLED
+    env.reset(seed=0)
+    for _ in range(4):
+        obs, _, terminated, _, info = env.step(zero_actions(env))
+    assert terminated.all() and info["episode_nfe"].tolist() == [7] * 3
+    with pytest.raises(RuntimeError, match=r"sub-env\(s\) \[0, 1, 2\] finished.*reset_mask"):
+        env.step(zero_actions(env))
+    obs, _ = env.reset(options={"reset_mask": np.array([True, False, True])})
+    assert obs[:, 3].tolist() == [0.0, 1.0, 0.0]
+    with pytest.raises(RuntimeError, match=r"sub-env\(s\) \[1\] finished"):
+        env.step(zero_actions(env))
+    obs, _ = env.reset(options={"reset_mask": torch.tensor([False, True, False])})
+    obs, _, terminated, _, _ = env.step(zero_actions(env))
+    assert obs[:, 3].tolist() == [0.25] * 3 and not terminated.any()
+
+
+@pytest.mark.parametrize(
+    "options, error, match",
+    [
+        ({"reset_mask": [True, False]}, TypeError, "numpy array or torch tensor, got list"),
+        ({"reset_mask": np.array([1, 0])}, ValueError,
+         r"\(2,\) bool array, got shape \(2,\) and dtype int64"),
+        ({"reset_mask": np.array([True])}, ValueError, r"\(2,\) bool array, got shape \(1,\)"),
+        ({"reset_mask": np.array([False, False])}, ValueError, "at least one sub-env"),
+    ],
+)
+def test_bad_reset_mask(options, error, match):
+    env = DiffusionSamplingEnv("gmm2d", 2)
+    with pytest.raises(RuntimeError, match="without a reset_mask first"):
+        env.reset(options={"reset_mask": np.array([True, True])})
+    env.reset(seed=0)
+    with pytest.raises(error, match=match):
+        env.reset(options=options)
+    with pytest.raises(ValueError, match="seed cannot be combined"):
+        env.reset(seed=1, options={"reset_mask": np.array([True, True])})
+
+
+def test_set_autoreset_mode_refuses_pending_resets():
+    env = DiffusionSamplingEnv("gmm2d", 2, num_steps=2)
+    env.reset(seed=0)
+    env.set_autoreset_mode("SameStep")
+    assert env.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+    env.set_autoreset_mode(AutoresetMode.NEXT_STEP)
+    for _ in range(2):
+        env.step(zero_actions(env))
+    with pytest.raises(ValueError, match=r"cannot switch autoreset_mode to SAME_STEP while sub"):
+        env.set_autoreset_mode(AutoresetMode.SAME_STEP)
+    env.reset()
+    env.set_autoreset_mode(AutoresetMode.SAME_STEP)

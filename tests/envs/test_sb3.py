@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gymnasium.vector import AutoresetMode
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -41,8 +42,10 @@ def test_is_an_sb3_vecenv_with_numpy_io(device):
 
 
 def test_terminal_infos_match_the_vector_env():
-    twin = DiffusionSamplingEnv("gmm2d", 4, nfe_penalty=0.1)
+    same = AutoresetMode.SAME_STEP
+    twin = DiffusionSamplingEnv("gmm2d", 4, nfe_penalty=0.1, autoreset_mode=same)
     venv = to_sb3(DiffusionSamplingEnv("gmm2d", 4, nfe_penalty=0.1))
+    assert venv.env.autoreset_mode == AutoresetMode.SAME_STEP  # switched for SB3
     rng = np.random.default_rng(1)
     venv.seed(3)
     obs = venv.reset()
@@ -64,7 +67,7 @@ def test_terminal_infos_match_the_vector_env():
         assert info["terminal_observation"][3] == 1.0 and obs[b, 3] == 0.0
         ep = info["episode"]
         assert set(ep) == {"r", "l", "t", "nfe"}
-        assert ep["l"] == N and ep["nfe"] == int(info_t["episode"]["nfe"][b])
+        assert ep["l"] == N and ep["nfe"] == int(info_t["final_info"]["episode_nfe"][b])
         assert ep["r"] == pytest.approx(-0.1 * ep["nfe"], rel=1e-9)
         assert isinstance(ep["r"], float) and isinstance(ep["t"], float) and ep["t"] >= 0
 
@@ -123,6 +126,34 @@ def test_to_sb3_unwraps_and_rejects_others():
     assert to_sb3(env).env is env.unwrapped
     with pytest.raises(TypeError, match="DiffusionSamplingEnv"):
         SB3VecEnv(gym.make_vec("CartPole-v1", num_envs=2))
+
+
+def test_to_sb3_refuses_gymnasium_wrappers():
+    """Before, to_sb3 unwrapped silently: TransformReward(env, r + 5) gave SB3 rewards of 0."""
+    from gymnasium.wrappers.vector import NormalizeObservation, TransformReward
+
+    from diffgym.envs import TorchToNumpy
+
+    env = DiffusionSamplingEnv("gmm2d", 2)
+    wrapped = NormalizeObservation(TransformReward(TorchToNumpy(env), lambda r: r + 5))
+    with pytest.raises(
+        TypeError,
+        match=r"inside Gymnasium wrapper\(s\) NormalizeObservation, TransformReward, TorchToNumpy"
+        r", which SB3 would bypass; wrap the SB3 VecEnv instead.*VecNormalize",
+    ):
+        to_sb3(wrapped)
+    assert to_sb3(wrapped.unwrapped).env is env  # dropping them on purpose is explicit
+
+
+def test_to_sb3_refuses_an_env_awaiting_a_next_step_reset():
+    env = DiffusionSamplingEnv("gmm2d", 2, num_steps=2)
+    env.reset(seed=0)
+    for _ in range(2):
+        env.step(np.zeros((2, 2), dtype=np.int64))
+    with pytest.raises(ValueError, match="await a reset; call reset"):
+        to_sb3(env)
+    env.reset()
+    assert to_sb3(env).env.autoreset_mode == AutoresetMode.SAME_STEP
 
 
 def test_ppo_learns_to_avoid_costly_guidance():

@@ -170,6 +170,34 @@ def test_constant_guidance_improves_gmm2d():
             r"weights must have shape \(2,\)",
         ),
         ("gmm2d-bias", {"means": [[0.0, 0.0], [1.0, 1.0]]}, ValueError, r"needs explicit weights"),
+        # NaN/inf overrides, named where they enter (before, accepted and blamed on the denoiser)
+        (
+            "gmm2d",
+            {"means": [[0.0, 0.0], [1.0, 1.0]], "weights": [float("nan"), 1.0]},
+            ValueError,
+            r"weights must be finite, got nan at index 0",
+        ),
+        (
+            "gmm2d-bias",
+            {"means": [[0.0, 0.0], [1.0, 1.0]], "weights": [1.0, float("inf")]},
+            ValueError,
+            r"weights must be finite, got inf at index 1",
+        ),
+        ("gmm2d", {"weights": [float("nan")] * 25}, ValueError, r"weights must be finite, got nan"),
+        (
+            "gmm2d",
+            {"means": [[0.0, 0.0], [1.0, float("nan")]]},
+            ValueError,
+            r"means must be finite, got nan at index \[1, 1\]",
+        ),
+        (
+            "gmm2d-bias",
+            {"means": [[0.0, -float("inf")], [1.0, 1.0]], "weights": [1.0, 1.0]},
+            ValueError,
+            r"means must be finite, got -inf at index \[0, 1\]",
+        ),
+        ("gmm2d", {"std": float("inf")}, ValueError, r"std must be a finite number > 0, got inf"),
+        ("gmm2d", {"frameskip": 4}, TypeError, r"got an unexpected keyword argument 'frameskip'"),
     ],
 )
 def test_bad_task_input(name, overrides, error, match):

@@ -148,6 +148,18 @@ def test_data_errors(tmp_path, cond_spec):
         load_user_data(tmp_path / "empty")
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e40])  # 1e40 overflows float32
+def test_non_finite_rows_are_named(tmp_path, bad):
+    """Before, one NaN row in --data let `sample` exit 0 and `train` fail a minute later."""
+    x = np.zeros((6, 2))
+    x[3, 1] = bad
+    x[5, 0] = bad
+    np.savez(tmp_path / "nan.npz", x=x)
+    with pytest.raises(ValueError, match=r"nan.npz: sample row 3 has NaN/inf values.*2 of 6 rows "
+                       r"are non-finite \(rows 3, 5\)"):
+        load_user_data(tmp_path / "nan.npz")
+
+
 def test_guide_errors(tmp_path, vector_npz):
     path, _ = vector_npz
     uncond = save_module(GMMDenoiser(GaussianMixture(MEANS, 0.3)), tmp_path / "uncond.pt")
