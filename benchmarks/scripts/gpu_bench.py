@@ -1,7 +1,7 @@
-"""GPU benchmark: every device measurement of the project in one command, one JSON (issue 14).
+"""GPU benchmark: every device measurement of the project in one command, one JSON.
 
-Meant for the few minutes of a lent GPU machine; replaces ``benchmarks/gpu_check.py`` and
-``benchmarks/gpu_session.sh``. Each phase runs in its own subprocess under its own time limit
+Meant for the few minutes of a lent GPU machine (``benchmarks/scripts/gpu_session.sh`` installs
+what a bare machine lacks and runs it). Each phase runs in its own subprocess under its own time limit
 (the total stays under ``--total-limit``, 570 s by default); a phase that runs out of time is
 stopped and keeps what it had finished, and the next phase starts. The phases, in order:
 
@@ -18,8 +18,8 @@ stopped and keeps what it had finished, and the next phase starts. The phases, i
    (compile time, median ms per forward, the largest output difference).
 
 Every phase also runs on the CPU (``--device cpu`` with small sizes: the smoke test). It needs
-diffgym and its dependencies importable (on a bare GPU machine, the install step of
-``benchmarks/gpu_session.sh`` first).
+diffgym and its dependencies importable (on a bare GPU machine, run it through
+``benchmarks/scripts/gpu_session.sh``).
 
 Usage::
 
