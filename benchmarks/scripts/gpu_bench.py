@@ -1,8 +1,8 @@
 """GPU benchmark: every device measurement of the project in one command, one JSON.
 
 Meant for the few minutes of a lent GPU machine (``benchmarks/scripts/gpu_session.sh`` installs
-what a bare machine lacks and runs it). Each phase runs in its own subprocess under its own time limit
-(the total stays under ``--total-limit``, 570 s by default); a phase that runs out of time is
+what a bare machine lacks and runs it). Each phase runs in its own subprocess under its own time
+limit (the total stays under ``--total-limit``, 570 s by default); a phase that runs out of time is
 stopped and keeps what it had finished, and the next phase starts. The phases, in order:
 
 1. ``tests``: ``pytest -m cuda`` (the CUDA cases of the suite; its summary line is kept).
