@@ -105,6 +105,7 @@ log = logging.getLogger(__name__)
 
 BENCH_FORMAT = "diffgym-bench/1"
 EVAL_FORMAT = "diffgym-bench-eval/1"
+REFERENCES_FORMAT = "diffgym-bench-references/1"
 REWARD_MODES: dict[str, dict[str, str]] = {
     "irl": {"irl": "gail", "divergence": "js", "reward": "none"},
     "exact": {"irl": "none", "divergence": "js", "reward": "terminal_logp"},
@@ -442,8 +443,10 @@ class _ReferenceCache:
         self.records: dict[str, dict[str, Any]] = {}
         if path.is_file():
             data = json.loads(path.read_text())
-            if data.get("format") != EVAL_FORMAT:
-                raise ValueError(f"{path} is not a {EVAL_FORMAT} file; remove it to start over")
+            if data.get("format") != REFERENCES_FORMAT:
+                raise ValueError(
+                    f"{path} is not a {REFERENCES_FORMAT} file; remove it to start over"
+                )
             self.records = dict(data["evals"])
 
     def get_or_eval(
@@ -456,7 +459,7 @@ class _ReferenceCache:
                                     device=device)
             self.records[key] = {"family": point.family, "params": point.params, "seed": seed,
                                  "metrics": result.metrics, "cost": result.cost.to_dict()}
-            atomic_write_json(self.path, _json_ready({"format": EVAL_FORMAT,
+            atomic_write_json(self.path, _json_ready({"format": REFERENCES_FORMAT,
                                                       "evals": self.records}))
         return self.records[key]["metrics"]
 
@@ -936,8 +939,10 @@ def _plot_aggregates(result: BenchResult, path: Path) -> None:
         ax.set_xlabel("normalized score")
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(range(len(methods)), methods)
+    axes[0].invert_yaxis()  # the first method on top
     fig.suptitle(f"95 % stratified-bootstrap CIs over {len(result.tasks_used)} task(s) x "
-                 f"{len(result.config.seeds)} seed(s) (0 = default sampler, 1 = best grid point)")
+                 f"{len(result.config.seeds)} seed(s) (0 = default sampler, 1 = best grid point)",
+                 y=1.04)
     _save(fig, path)
 
 

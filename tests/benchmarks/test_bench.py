@@ -126,11 +126,11 @@ def test_leaderboard_states_the_protocol_and_every_table(tiny):
         assert needle in text, needle
 
 
-def test_rerun_reuses_runs_and_evaluations(tiny, tmp_path):
+def test_rerun_reuses_runs_and_evaluations_and_logs_to_wandb(tiny, tmp_path):
     result, out = tiny
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    again = run_bench(BenchConfig(out_dir=copy, **TINY))
+    again = run_bench(BenchConfig(out_dir=copy, **{**TINY, "wandb": True}))  # wandb disabled
     assert again.num_trained == 0
     assert [r["score"] for r in again.trials] == [r["score"] for r in result.trials]
 
