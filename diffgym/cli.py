@@ -671,6 +671,72 @@ def _run_train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------
+# bench
+# --------------------------------------------------------------------------------------------
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from diffgym.benchmarks.bench import REWARD_MODES, BenchConfig
+
+    defaults = BenchConfig.__dataclass_fields__
+    p = sub.add_parser(
+        "bench",
+        help="RL benchmark: agents x tasks x seeds, normalized scores (0 = default sampler, "
+        "1 = best grid point), IQM and bootstrap CIs (resumable; local or Ray)",
+    )
+    p.add_argument("--agents", nargs="+", default=list(defaults["agents"].default),
+                   metavar="AGENT", help="learners (default: ppo a2c trpo reinforce)")
+    p.add_argument("--tasks", nargs="+", default=list(defaults["tasks"].default), metavar="TASK",
+                   help="task names (default: gmm2d gmm2d-bias)")
+    p.add_argument("--seeds", nargs="+", type=int, default=list(defaults["seeds"].default),
+                   metavar="SEED", help="training seeds (default: 0 1 2 3 4)")
+    p.add_argument("--reward", nargs="+", default=["irl"], metavar="MODE",
+                   help=f"reward modes, of {', '.join(REWARD_MODES)} (exact: mixture tasks only)")
+    p.add_argument("--backend", default="local", help="local | ray (one training run per trial)")
+    p.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder")
+    p.add_argument("--timesteps", type=int, default=None,
+                   help="training steps per run (default: each agent's YAML n_timesteps)")
+    p.add_argument("--n-eval", type=int, default=defaults["n_eval"].default,
+                   help="samples per evaluation")
+    p.add_argument("--grid-points", default="default", help="grid preset small | default")
+    p.add_argument("--families", nargs="+", default=None, metavar="FAMILY",
+                   help="grid families (default: all each task has)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs given to Ray (default: all)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--reps", type=int, default=defaults["reps"].default,
+                   help="bootstrap replicates per confidence interval")
+    p.add_argument("--wandb", action="store_true", help="log the tables and plots to wandb")
+    p.add_argument("--no-progress", action="store_true", help="disable progress bars")
+    p.set_defaults(func=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from diffgym.benchmarks.bench import BenchConfig, run_bench
+
+    config = BenchConfig(
+        agents=tuple(args.agents),
+        tasks=tuple(args.tasks),
+        seeds=tuple(args.seeds),
+        rewards=tuple(args.reward),
+        backend=args.backend,
+        out_dir=args.out,
+        timesteps=args.timesteps,
+        n_eval=args.n_eval,
+        grid_points=args.grid_points,
+        grid_families=None if args.families is None else tuple(args.families),
+        num_cpus=args.num_cpus,
+        device=args.device,
+        reps=args.reps,
+        progress=not args.no_progress,
+        wandb=args.wandb,
+    )
+    result = run_bench(config)
+    print(result.to_markdown())
+    print(f"wrote {args.out}/bench.{{json,csv}}, leaderboard.md and PNGs in {result.seconds:.0f} s")
+    return 0
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_tasks,
     _add_train_denoiser,
@@ -680,6 +746,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_grid,
     _add_compare,
     _add_demo,
+    _add_bench,
 ]
 
 
