@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from diffgym.agents.cost import Cost, Stopwatch
@@ -587,9 +588,13 @@ def point_key(
 
 
 def finite_or_none(obj: Any) -> Any:
-    """JSON-ready copy: non-finite floats become ``None`` (strict JSON has no NaN)."""
-    if isinstance(obj, float):
+    """JSON-ready copy: non-finite floats become ``None`` (strict JSON has no NaN); numpy
+    scalars, tuples and paths become plain values."""
+    if isinstance(obj, (float, np.floating)):
+        obj = float(obj)
         return obj if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
     if isinstance(obj, Mapping):
         return {str(k): finite_or_none(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
