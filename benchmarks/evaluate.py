@@ -39,6 +39,8 @@ METRIC_DIRECTIONS = {
     "kid_inception": "min",
     "precision_inception": "max",
     "recall_inception": "max",
+    "bayes_accuracy": "max",
+    "class_sw2": "min",
 }
 """Whether a larger (``"max"``) or smaller (``"min"``) value of each metric is better."""
 
@@ -46,12 +48,19 @@ METRIC_DIRECTIONS = {
 _MIXTURE_METRICS = ("logp", "mode_tv", "mode_recall", "sw2", "mmd")
 _DIGITS_METRICS = ("fd_digits", "kid", "precision", "recall", "class_tv", "label_accuracy")
 _USER_METRICS = ("sw2", "mmd", "precision", "recall")
+# labelled mixtures (cmix): class-conditional log density, Bayes-classifier accuracy, per-class
+# mode masses, class-conditional SW2, and distances to a label-matched reference
+_COND_MIXTURE_METRICS = (
+    "logp", "bayes_accuracy", "mode_tv", "class_sw2", "sw2", "mmd", "precision", "recall"
+)
 INCEPTION_METRICS = ("fid", "kid_inception", "precision_inception", "recall_inception")
 
 
 def measured_metrics(task: Task) -> tuple[str, ...]:
     """The names :func:`task_metrics` reports for ``task`` (known before anything is sampled)."""
-    if task.target is not None:
+    if task.target is not None and task.num_classes > 0:
+        names = _COND_MIXTURE_METRICS
+    elif task.target is not None:
         names = _MIXTURE_METRICS
     elif task.name == "digits":
         names = _DIGITS_METRICS
@@ -114,8 +123,10 @@ def task_metrics(
     """Metrics of samples ``x (N, *data_shape)`` for ``task`` against fresh real data.
 
     Mixture tasks (``task.target`` set): exact log density, mode-mass TV, mode recall, sliced
-    W2 and MMD; ``digits``: FD-digits, KID, k-NN precision/recall, class TV, label accuracy;
-    user tasks: sliced W2, MMD and precision/recall on pixels. Tasks passed through
+    W2 and MMD; labelled mixtures (``cmix``) the class-conditional suite of
+    :func:`~diffgym.benchmarks.metrics.conditional_mixture_metrics` against a reference drawn
+    with the samples' labels; ``digits``: FD-digits, KID, k-NN precision/recall, class TV,
+    label accuracy; user tasks: sliced W2, MMD and precision/recall on pixels. Tasks passed through
     :func:`with_fid` also get ``fid``, ``kid_inception``, ``precision_inception`` and
     ``recall_inception`` (:func:`diffgym.benchmarks.fid.inception_metrics`). The reference set
     (``num_reference`` samples, default ``N``) is drawn with ``seed``.
@@ -148,6 +159,14 @@ def _builtin_metrics(
 ) -> dict[str, float]:
     from diffgym.benchmarks import metrics
 
+    if task.target is not None and task.num_classes > 0:  # labelled mixture (cmix)
+        if labels is None:
+            raise ValueError(f"task {task.name!r} is conditional: its metrics need the labels")
+        lab = labels.detach().cpu().long()
+        # the reference has the samples' own labels: class-conditional distances compare like
+        ref_c, ref_lab = task.target.sample(lab.shape[0], gen, lab, dtype=torch.float64)
+        x64 = x.detach().to("cpu", torch.float64)
+        return metrics.conditional_mixture_metrics(x64, lab, task.target, ref_c, ref_lab, gen)
     if task.target is not None:
         x64 = x.detach().to("cpu", torch.float64)
         return metrics.mixture_metrics(x64, task.target, ref.to(torch.float64), gen)

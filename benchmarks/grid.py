@@ -53,7 +53,7 @@ from diffgym.benchmarks.evaluate import (
     task_metrics,
     with_fid,
 )
-from diffgym.envs.denoisers import GaussianMixture
+from diffgym.envs.denoisers import FullCovGaussianMixture, GaussianMixture
 from diffgym.envs.io import atomic_write_json, atomic_write_text
 from diffgym.envs.sampler import ActionFn, PerSampleNoise, SampleResult, sample, schedule_actions
 from diffgym.envs.tasks import Task, make_task
@@ -622,9 +622,11 @@ def _hash_tensor(h: Any, name: str, t: torch.Tensor | None) -> None:
     h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
 
 
-def _hash_mixture(h: Any, name: str, m: GaussianMixture) -> None:
-    for attr in ("means", "stds", "weights", "component_labels"):
-        _hash_tensor(h, f"{name}.{attr}", getattr(m, attr))
+def _hash_mixture(h: Any, name: str, m: GaussianMixture | FullCovGaussianMixture) -> None:
+    # isotropic mixtures hash exactly as before; full-covariance ones hash covs instead of stds
+    for attr in ("means", "stds", "covs", "weights", "component_labels"):
+        if hasattr(m, attr):
+            _hash_tensor(h, f"{name}.{attr}", getattr(m, attr))
 
 
 def _hash_module(h: Any, name: str, module: torch.nn.Module | None) -> None:
@@ -634,7 +636,7 @@ def _hash_module(h: Any, name: str, module: torch.nn.Module | None) -> None:
     for sub_name, sub in module.named_modules(prefix=name):
         h.update(type(sub).__qualname__.encode())
         for attr, value in sorted(vars(sub).items()):
-            if isinstance(value, GaussianMixture):
+            if isinstance(value, (GaussianMixture, FullCovGaussianMixture)):
                 _hash_mixture(h, f"{sub_name}.{attr}", value)
     for key, value in sorted(module.state_dict().items()):
         _hash_tensor(h, f"{name}.{key}", value)
@@ -1300,7 +1302,13 @@ def _run_ray(
 # Command line
 # --------------------------------------------------------------------------------------------
 
-DEFAULT_METRICS = {"gmm2d": "sw2", "gmm2d-bias": "mode_tv", "digits": "fd_digits"}
+DEFAULT_METRICS = {
+    "gmm2d": "sw2",
+    "gmm2d-bias": "mode_tv",
+    "digits": "fd_digits",
+    "gmm2d-net": "sw2",
+    "cmix": "class_sw2",
+}
 """The metric that picks the best point per task in the CLI table."""
 
 
