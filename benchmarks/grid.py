@@ -1307,7 +1307,7 @@ DEFAULT_METRICS = {
     "gmm2d-bias": "mode_tv",
     "digits": "fd_digits",
     "gmm2d-net": "sw2",
-    "cmix": "class_sw2",
+    "cmix": "logp",
 }
 """The metric that picks the best point per task in the CLI table."""
 
