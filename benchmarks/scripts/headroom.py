@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metric", default=None, help="headline metric (default: the task's)")
     p.add_argument("--eval-seeds", type=int, nargs="+", default=list(EVAL_SEEDS))
     p.add_argument("--points", default="default", help="grid preset: small or default")
+    p.add_argument("--families", nargs="+", default=None, help="grid families (default: all)")
     for axis in ("s_churn", "s_min", "s_max", "s_noise", "w", "sigma_lo", "sigma_hi"):
         p.add_argument(
             f"--{axis.replace('_', '-')}", dest=axis, nargs="+", type=float, default=None,
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         a: getattr(args, a)
         for a in ("s_churn", "s_min", "s_max", "s_noise", "w", "sigma_lo", "sigma_hi")
     }
-    families = {f.name: f for f in make_families(task, points=args.points, **axes)}
+    families = {f.name: f for f in make_families(task, args.families, points=args.points, **axes)}
     grid = run_grid(
         task,
         list(families.values()),
