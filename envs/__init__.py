@@ -3,6 +3,7 @@
 from diffgym.envs.adapters import DiffusersDenoiser, EDMModuleDenoiser, load_denoiser
 from diffgym.envs.denoisers import (
     Denoiser,
+    FullCovGaussianMixture,
     GaussianMixture,
     GMMDenoiser,
     UncondBranch,
@@ -43,6 +44,7 @@ __all__ = [
     "to_sb3",
     "BatchNoise",
     "Denoiser",
+    "FullCovGaussianMixture",
     "GMMDenoiser",
     "GaussianMixture",
     "Knobs",
