@@ -39,7 +39,7 @@ import torch
 
 from diffgym.agents.cost import Cost, Stopwatch
 from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
-from diffgym.envs.denoisers import GaussianMixture
+from diffgym.envs.denoisers import FullCovGaussianMixture, GaussianMixture
 from diffgym.envs.sampler import ActionFn, PerSampleNoise, SampleResult, sample
 from diffgym.envs.tasks import Task
 
@@ -145,6 +145,8 @@ METRIC_DIRECTIONS = {
     "kid_inception": "min",
     "precision_inception": "max",
     "recall_inception": "max",
+    "bayes_accuracy": "max",
+    "class_sw2": "min",
 }
 """Whether a larger (``"max"``) or smaller (``"min"``) value of each metric is better."""
 
@@ -177,6 +179,18 @@ def _mixture_suite(task, x, labels, ref, gen) -> dict[str, float]:
     return metrics.mixture_metrics(x.detach(), task.target, ref, gen)
 
 
+def _conditional_mixture_suite(task, x, labels, ref, gen) -> dict[str, float]:
+    from diffgym.benchmarks import metrics
+
+    if labels is None:
+        raise ValueError(f"task {task.name!r} is conditional: its metrics need the labels")
+    lab = labels.detach().cpu().long()
+    # the reference has the samples' own labels: class-conditional distances compare like
+    ref_c, ref_lab = task.target.sample(lab.shape[0], gen, lab, dtype=torch.float64)
+    x64 = x.detach().to("cpu", torch.float64)
+    return metrics.conditional_mixture_metrics(x64, lab, task.target, ref_c, ref_lab, gen)
+
+
 def _digits_suite(task, x, labels, ref, gen) -> dict[str, float]:
     from diffgym.benchmarks import metrics
 
@@ -206,11 +220,17 @@ METRIC_SUITES: dict[str, MetricSuite] = {
         ("fd_digits", "kid", "precision", "recall", "class_tv", "label_accuracy"), _digits_suite
     ),
     "pixels": MetricSuite(("sw2", "mmd", "precision", "recall"), _pixels_suite),
+    "conditional_mixture": MetricSuite(
+        ("logp", "bayes_accuracy", "mode_tv", "class_sw2", "sw2", "mmd", "precision", "recall"),
+        _conditional_mixture_suite,
+    ),
 }
 """Metric suites by name: ``mixture`` (exact metrics against ``task.target``), ``digits``
 (FD-digits, KID, k-NN precision/recall, class TV, label accuracy in the feature space of the
 project's digits classifier), ``pixels`` (distribution distances on raw samples: bring-your-own
-model and data)."""
+model and data), ``conditional_mixture`` (labelled mixtures such as ``cmix``: class-conditional
+log density, Bayes-classifier accuracy, per-class mode masses, class-conditional SW2, and
+distances to a reference drawn with the samples' own labels)."""
 
 
 def register_metric_suite(name: str, suite: MetricSuite) -> None:
@@ -513,9 +533,11 @@ def _hash_tensor(h: Any, name: str, t: torch.Tensor | None) -> None:
     h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
 
 
-def _hash_mixture(h: Any, name: str, m: GaussianMixture) -> None:
-    for attr in ("means", "stds", "weights", "component_labels"):
-        _hash_tensor(h, f"{name}.{attr}", getattr(m, attr))
+def _hash_mixture(h: Any, name: str, m: GaussianMixture | FullCovGaussianMixture) -> None:
+    # isotropic mixtures hash exactly as before; full-covariance ones hash covs instead of stds
+    for attr in ("means", "stds", "covs", "weights", "component_labels"):
+        if hasattr(m, attr):
+            _hash_tensor(h, f"{name}.{attr}", getattr(m, attr))
 
 
 def _hash_module(h: Any, name: str, module: torch.nn.Module | None) -> None:
@@ -525,7 +547,7 @@ def _hash_module(h: Any, name: str, module: torch.nn.Module | None) -> None:
     for sub_name, sub in module.named_modules(prefix=name):
         h.update(type(sub).__qualname__.encode())
         for attr, value in sorted(vars(sub).items()):
-            if isinstance(value, GaussianMixture):
+            if isinstance(value, (GaussianMixture, FullCovGaussianMixture)):
                 _hash_mixture(h, f"{sub_name}.{attr}", value)
     for key, value in sorted(module.state_dict().items()):
         _hash_tensor(h, f"{name}.{key}", value)

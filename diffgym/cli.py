@@ -107,9 +107,11 @@ def _add_fid_argument(parser: argparse.ArgumentParser) -> None:
 def _add_train_denoiser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train-denoiser",
-        help="train the digits denoiser (and its autoguidance snapshot) and write package data",
+        help="train an embedded denoiser (and its autoguidance snapshot) and write package data",
     )
-    p.add_argument("task", choices=["digits"], help="which embedded denoiser to train")
+    p.add_argument(
+        "task", choices=["digits", "gmm2d-net", "cmix"], help="which embedded denoiser to train"
+    )
     p.add_argument("--out", type=Path, default=None, help="output folder (default: package assets)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped)")
@@ -118,11 +120,18 @@ def _add_train_denoiser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train_denoiser(args: argparse.Namespace) -> int:
-    from diffgym.envs.train_denoiser import train_digits_denoiser
+    from diffgym.envs.train_denoiser import train_digits_denoiser, train_mixture_denoiser
 
     kwargs = {} if args.steps is None else {"steps": args.steps}
-    info = train_digits_denoiser(args.out, seed=args.seed, progress=not args.no_progress, **kwargs)
-    print(f"trained digits denoiser: {info}")
+    if args.task == "digits":
+        info = train_digits_denoiser(
+            args.out, seed=args.seed, progress=not args.no_progress, **kwargs
+        )
+    else:
+        info = train_mixture_denoiser(
+            args.task, args.out, seed=args.seed, progress=not args.no_progress, **kwargs
+        )
+    print(f"trained {args.task} denoiser: {info}")
     return 0
 
 

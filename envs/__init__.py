@@ -3,6 +3,7 @@
 from diffgym.envs.adapters import DiffusersDenoiser, EDMModuleDenoiser, load_denoiser
 from diffgym.envs.denoisers import (
     Denoiser,
+    FullCovGaussianMixture,
     GaussianMixture,
     GMMDenoiser,
     UncondBranch,
@@ -46,6 +47,7 @@ __all__ = [
     "unwrap_env",
     "BatchNoise",
     "Denoiser",
+    "FullCovGaussianMixture",
     "GMMDenoiser",
     "GaussianMixture",
     "Knobs",

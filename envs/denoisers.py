@@ -25,6 +25,7 @@ from torch import nn
 
 __all__ = [
     "Denoiser",
+    "FullCovGaussianMixture",
     "GaussianMixture",
     "GMMDenoiser",
     "UncondBranch",
@@ -118,6 +119,53 @@ def _check_finite(name: str, values: torch.Tensor) -> None:
         )
 
 
+def _weights_and_labels(
+    k: int,
+    weights: torch.Tensor | Sequence | None,
+    component_labels: torch.Tensor | Sequence | None,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validated ``(K,)`` normalised weights (equal when ``None``) and ``(K,)`` int64 labels.
+
+    Raises:
+        ValueError: wrong shapes, negative or all-zero weights, negative labels.
+    """
+    if weights is None:
+        weights = torch.full((k,), 1.0 / k, dtype=dtype)
+    weights = torch.as_tensor(weights, dtype=dtype)
+    if weights.shape != (k,):
+        raise ValueError(f"weights must have shape ({k},), got {tuple(weights.shape)}")
+    _check_finite("weights", weights)
+    if bool((weights < 0).any()) or float(weights.sum()) <= 0:
+        raise ValueError(f"weights must be >= 0 with a positive sum, got {weights.tolist()}")
+    if component_labels is not None:
+        component_labels = torch.as_tensor(component_labels, dtype=torch.long)
+        if component_labels.shape != (k,):
+            raise ValueError(
+                f"component_labels must have shape ({k},), got {tuple(component_labels.shape)}"
+            )
+        if bool((component_labels < 0).any()):
+            raise ValueError("component_labels must be >= 0")
+    return weights / weights.sum(), component_labels
+
+
+def _draw_components(
+    weights: torch.Tensor,
+    component_labels: torch.Tensor | None,
+    n: int,
+    generator: torch.Generator | None,
+    class_labels: torch.Tensor | None,
+) -> torch.Tensor:
+    """``(n,)`` component indices drawn by weight (within each row's class when given)."""
+    if class_labels is None:
+        return torch.multinomial(weights, n, replacement=True, generator=generator)
+    class_labels = torch.as_tensor(class_labels, dtype=torch.long).cpu()
+    assert component_labels is not None
+    own = component_labels[None, :] == class_labels[:, None]
+    probs = weights[None, :] * own
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
 class GaussianMixture:
     """An isotropic Gaussian mixture ``sum_k w_k N(mu_k, s_k^2 I)`` over ``data_shape``.
 
@@ -156,25 +204,10 @@ class GaussianMixture:
         _check_finite("stds", stds)
         if not bool((stds > 0).all()):
             raise ValueError(f"component stds must be > 0, got {stds.tolist()}")
-        if weights is None:
-            weights = torch.full((k,), 1.0 / k, dtype=dtype)
-        weights = torch.as_tensor(weights, dtype=dtype)
-        if weights.shape != (k,):
-            raise ValueError(f"weights must have shape ({k},), got {tuple(weights.shape)}")
-        _check_finite("weights", weights)
-        if bool((weights < 0).any()) or float(weights.sum()) <= 0:
-            raise ValueError(f"weights must be >= 0 with a positive sum, got {weights.tolist()}")
-        if component_labels is not None:
-            component_labels = torch.as_tensor(component_labels, dtype=torch.long)
-            if component_labels.shape != (k,):
-                raise ValueError(
-                    f"component_labels must have shape ({k},), got {tuple(component_labels.shape)}"
-                )
-            if bool((component_labels < 0).any()):
-                raise ValueError("component_labels must be >= 0")
+        weights, component_labels = _weights_and_labels(k, weights, component_labels, dtype)
         self.means = means
         self.stds = stds
-        self.weights = weights / weights.sum()
+        self.weights = weights
         self.component_labels = component_labels
         self.data_shape = tuple(means.shape[1:])
         self.dim = int(math.prod(self.data_shape))
@@ -219,6 +252,17 @@ class GaussianMixture:
             logw = logw.masked_fill(~own, float("-inf"))
         log_joint = logw - 0.5 * sq / var - 0.5 * self.dim * torch.log(2 * math.pi * var)
         return log_joint, xf, mu, var
+
+    def component_log_joint(
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor | float = 0.0,
+        class_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``(B, K)`` ``log w_k + log N(x; mu_k, (s_k^2 + sigma^2) I)``; with ``class_labels``,
+        components of other labels get ``-inf`` (their weights are not renormalised)."""
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        return self._log_resp_terms(x, sigma, class_labels)[0]
 
     def log_prob(
         self,
@@ -266,15 +310,7 @@ class GaussianMixture:
         ``class_labels`` given, each sample is drawn from its label's sub-mixture.
         Randomness comes only from ``generator`` (on the CPU), so results are reproducible.
         """
-        w = self.weights
-        if class_labels is None:
-            comp = torch.multinomial(w, n, replacement=True, generator=generator)
-        else:
-            class_labels = torch.as_tensor(class_labels, dtype=torch.long).cpu()
-            assert self.component_labels is not None
-            own = self.component_labels[None, :] == class_labels[:, None]
-            probs = w[None, :] * own
-            comp = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        comp = _draw_components(self.weights, self.component_labels, n, generator, class_labels)
         eps = torch.randn((n, *self.data_shape), generator=generator, dtype=self.means.dtype)
         x = self.means[comp] + self.stds[comp].reshape(-1, *([1] * len(self.data_shape))) * eps
         if self.component_labels is None:
@@ -284,11 +320,187 @@ class GaussianMixture:
         return x.to(device=device, dtype=dtype), labels.to(device)
 
 
+class FullCovGaussianMixture:
+    """A Gaussian mixture with full covariances ``sum_k w_k N(mu_k, Sigma_k)`` over ``data_shape``.
+
+    The sibling of :class:`GaussianMixture` for structured (non-isotropic) components, with the
+    same interface (``log_prob``, ``posterior_mean``, ``sample``, ``component_log_joint``,
+    ``label_probs``). Each covariance is eigen-decomposed once, ``Sigma_k = V_k diag(lam_k)
+    V_k^T``, so every density and posterior mean is exact: noise ``sigma`` only shifts the
+    eigenvalues, ``Sigma_k + sigma^2 I = V_k diag(lam_k + sigma^2) V_k^T``, and Tweedie's formula
+    per component is ``mu_k + V_k diag(lam_k / (lam_k + sigma^2)) V_k^T (x - mu_k)``.
+
+    It is deliberately not a subclass of :class:`GaussianMixture`: code written for isotropic
+    components (reading ``stds``) rejects it instead of computing a wrong answer.
+
+    Args:
+        means: ``(K, *data_shape)`` component means.
+        covs: ``(K, d, d)`` symmetric positive-definite covariances, ``d = prod(data_shape)``.
+        weights: ``(K,)`` non-negative weights (normalised here); equal weights when ``None``.
+        component_labels: ``(K,)`` int labels, the class of each component; ``None`` for an
+            unconditional mixture.
+        dtype: float dtype of the stored parameters (the eigen-decomposition runs in float64).
+
+    Raises:
+        ValueError: mismatched shapes, non-symmetric or not positive-definite covariances,
+            negative or all-zero weights.
+    """
+
+    def __init__(
+        self,
+        means: torch.Tensor | Sequence,
+        covs: torch.Tensor | Sequence,
+        weights: torch.Tensor | Sequence | None = None,
+        component_labels: torch.Tensor | Sequence | None = None,
+        *,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        means = torch.as_tensor(means, dtype=dtype)
+        if means.ndim < 2:
+            raise ValueError(f"means must have shape (K, *data_shape), got {tuple(means.shape)}")
+        k = means.shape[0]
+        d = int(math.prod(means.shape[1:]))
+        covs = torch.as_tensor(covs, dtype=dtype)
+        if covs.shape != (k, d, d):
+            raise ValueError(f"covs must have shape ({k}, {d}, {d}), got {tuple(covs.shape)}")
+        c64 = covs.to(torch.float64)
+        if not torch.allclose(c64, c64.transpose(1, 2), rtol=1e-10, atol=1e-12):
+            raise ValueError("covs must be symmetric")
+        eigvals, eigvecs = torch.linalg.eigh(c64)
+        if not bool((eigvals > 0).all()):
+            raise ValueError(
+                f"covs must be positive-definite; smallest eigenvalue {float(eigvals.min()):.3g}"
+            )
+        weights, component_labels = _weights_and_labels(k, weights, component_labels, dtype)
+        self.means = means
+        self.covs = covs
+        self.eigvals = eigvals.to(dtype)  # (K, d)
+        self.eigvecs = eigvecs.to(dtype)  # (K, d, d), columns are eigenvectors
+        self.weights = weights
+        self.component_labels = component_labels
+        self.data_shape = tuple(means.shape[1:])
+        self.dim = d
+        self.num_classes = 0 if component_labels is None else int(component_labels.max()) + 1
+        self._cache: dict = {}
+
+    @property
+    def num_components(self) -> int:
+        return self.means.shape[0]
+
+    def label_probs(self) -> torch.Tensor:
+        """``(num_classes,)`` total weight of each label's components."""
+        if self.component_labels is None:
+            raise ValueError("an unconditional mixture has no labels")
+        out = torch.zeros(self.num_classes, dtype=self.weights.dtype)
+        return out.index_add_(0, self.component_labels, self.weights)
+
+    def _params(self, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(means (K, d), eigvals (K, d), eigvecs (K, d, d), weights (K,))`` on ``like``'s
+        device and dtype (cached)."""
+        key = (like.device, like.dtype)
+        if key not in self._cache:
+            self._cache[key] = tuple(
+                t.to(like.device, like.dtype)
+                for t in (
+                    self.means.reshape(self.num_components, -1),
+                    self.eigvals,
+                    self.eigvecs,
+                    self.weights,
+                )
+            )
+        return self._cache[key]
+
+    def _terms(
+        self, x: torch.Tensor, sigma: torch.Tensor, class_labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(log_joint (B, K), z (B, K, d), var (B, K, d))``: per-component log joint, the
+        offsets ``V_k^T (x - mu_k)`` in each component's eigenbasis and ``lam_k + sigma^2``."""
+        mu, lam, vecs, w = self._params(x)
+        xf = x.reshape(x.shape[0], -1)  # (B, d)
+        z = torch.einsum("bkd,kde->bke", xf[:, None, :] - mu[None], vecs)  # (B, K, d)
+        var = lam[None] + sigma.to(x.dtype)[:, None, None] ** 2  # (B, K, d)
+        logw = torch.log(w).expand(x.shape[0], -1).clone()
+        if class_labels is not None:
+            assert self.component_labels is not None
+            own = self.component_labels.to(x.device)[None, :] == class_labels[:, None]
+            logw = logw.masked_fill(~own, float("-inf"))
+        log_norm = -0.5 * ((z**2 / var).sum(-1) + torch.log(2 * math.pi * var).sum(-1))
+        return logw + log_norm, z, var
+
+    def component_log_joint(
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor | float = 0.0,
+        class_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``(B, K)`` ``log w_k + log N(x; mu_k, Sigma_k + sigma^2 I)``; with ``class_labels``,
+        components of other labels get ``-inf`` (their weights are not renormalised)."""
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        return self._terms(x, sigma, class_labels)[0]
+
+    def log_prob(
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor | float = 0.0,
+        class_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Exact ``(B,)`` log density of ``x (B, *data_shape)`` under the mixture convolved with
+        ``N(0, sigma^2 I)``; with ``class_labels``, of the label's own (renormalised)
+        sub-mixture."""
+        out = torch.logsumexp(self.component_log_joint(x, sigma, class_labels), dim=-1)
+        if class_labels is not None:
+            out = out - torch.log(self.label_probs().to(x.device, x.dtype))[class_labels]
+        return out
+
+    def posterior_mean(
+        self, x: torch.Tensor, sigma: torch.Tensor, class_labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``E[x0 | x0 + sigma eps = x]`` (Tweedie): ``(B, *data_shape), (B,) -> (B, *data_shape)``.
+
+        ``sum_k r_k (mu_k + V_k diag(lam_k / (lam_k + sigma^2)) V_k^T (x - mu_k))`` with the
+        responsibilities ``r_k`` computed in log space.
+        """
+        mu, lam, vecs, _ = self._params(x)
+        log_joint, z, var = self._terms(x, sigma, class_labels)
+        resp = torch.softmax(log_joint, dim=-1)  # (B, K)
+        u = resp[:, :, None] * (lam[None] / var) * z  # (B, K, d): weighted shrunk offsets
+        out = resp @ mu + torch.einsum("bke,kde->bd", u, vecs)
+        return out.reshape(x.shape)
+
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        class_labels: torch.Tensor | None = None,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` samples; returns ``(x (n, *data_shape), labels (n,))``.
+
+        ``x = mu_k + V_k diag(sqrt(lam_k)) eps``. Labels are the component's class (``-1`` for an
+        unconditional mixture); with ``class_labels``, each sample comes from its label's
+        sub-mixture. Randomness comes only from ``generator`` (on the CPU).
+        """
+        comp = _draw_components(self.weights, self.component_labels, n, generator, class_labels)
+        eps = torch.randn((n, self.dim), generator=generator, dtype=self.means.dtype)
+        scaled = (self.eigvals[comp].sqrt() * eps)[:, :, None]  # (n, d, 1)
+        xf = self.means.reshape(self.num_components, -1)[comp] + (
+            self.eigvecs[comp] @ scaled
+        ).squeeze(-1)
+        if self.component_labels is None:
+            labels = torch.full((n,), -1, dtype=torch.long)
+        else:
+            labels = self.component_labels[comp]
+        x = xf.reshape(n, *self.data_shape)
+        return x.to(device=device, dtype=dtype), labels.to(device)
+
+
 class GMMDenoiser(Denoiser):
     """Exact denoiser of a Gaussian mixture: the posterior mean of ``x0`` (design §2).
 
     Args:
-        mixture: the data distribution.
+        mixture: the data distribution (isotropic or full-covariance components).
         sigma_min, sigma_max: the noise range the denoiser advertises.
         conditional: when the mixture has component labels, condition on them (labels restrict
             the posterior to the label's components); ``None`` labels give the unconditional
@@ -297,7 +509,7 @@ class GMMDenoiser(Denoiser):
 
     def __init__(
         self,
-        mixture: GaussianMixture,
+        mixture: GaussianMixture | FullCovGaussianMixture,
         *,
         sigma_min: float = 0.002,
         sigma_max: float = 80.0,
@@ -313,7 +525,11 @@ class GMMDenoiser(Denoiser):
         mu = mixture.means.reshape(mixture.num_components, -1)
         w = mixture.weights[:, None]
         mean = (w * mu).sum(0)
-        second = (w * (mu**2 + mixture.stds[:, None] ** 2)).sum(0)
+        if isinstance(mixture, FullCovGaussianMixture):
+            comp_var = torch.diagonal(mixture.covs, dim1=1, dim2=2)  # (K, d)
+        else:
+            comp_var = mixture.stds[:, None] ** 2
+        second = (w * (mu**2 + comp_var)).sum(0)
         self.sigma_data = float(torch.sqrt((second - mean**2).mean()))
 
     def forward(

@@ -11,6 +11,9 @@ EDM's ``SongUNet`` (residual blocks with adaptive scale/shift from a noise + cla
 down to 134k parameters (0.55 MB of weights, shipped as package data; about 2M multiply-adds per
 image, i.e. roughly 0.1 s per forward pass of 1024 images on one CPU thread).
 :func:`build_digits_denoiser` rebuilds the pair from a JSON-able config.
+
+:class:`MixtureMLP` is the small residual MLP of the mixture tasks (``gmm2d-net``, ``cmix``);
+:func:`build_mixture_denoiser` rebuilds it, preconditioned, from a config of the same form.
 """
 
 from __future__ import annotations
@@ -28,8 +31,12 @@ from diffgym.envs.denoisers import Denoiser, c_in, c_noise
 __all__ = [
     "EDMPrecond",
     "DigitsNet",
+    "FourierEmbedding",
+    "MixtureMLP",
     "build_digits_denoiser",
+    "build_mixture_denoiser",
     "DIGITS_NET_DEFAULTS",
+    "MIXTURE_NET_DEFAULTS",
 ]
 
 #: Default :class:`DigitsNet` keyword arguments of the ``digits`` task (134k parameters, about 2M
@@ -355,4 +362,142 @@ def build_digits_denoiser(config: Mapping[str, Any]) -> EDMPrecond:
         sigma_min=float(config.get("sigma_min", 0.002)),
         sigma_max=float(config.get("sigma_max", 80.0)),
         label_dropout_supported=bool(config.get("label_dropout_supported", True)),
+    )
+
+
+#: Default :class:`MixtureMLP` keyword arguments (the mixture tasks override ``dim``,
+#: ``num_classes`` and the width).
+MIXTURE_NET_DEFAULTS: dict[str, Any] = {
+    "dim": 2,
+    "num_classes": 0,
+    "hidden": 128,
+    "num_blocks": 3,
+    "emb_channels": 64,
+    "num_freqs": 16,
+}
+
+
+class MixtureBlock(nn.Module):
+    """Residual MLP block with adaptive scale/shift from the embedding (the vector analogue of
+    :class:`ResBlock`): ``h (B, H), emb (B, E) -> (B, H)``."""
+
+    def __init__(self, hidden: int, emb_c: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden)
+        self.affine = nn.Linear(emb_c, 2 * hidden)
+        self.linear0 = nn.Linear(hidden, hidden)
+        self.linear1 = nn.Linear(hidden, hidden)
+        nn.init.zeros_(self.linear1.weight)
+        nn.init.zeros_(self.linear1.bias)
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.affine(emb).chunk(2, dim=1)
+        a = F.silu(torch.addcmul(shift, self.norm(h), scale + 1))
+        return h + self.linear1(F.silu(self.linear0(a)))
+
+
+class MixtureMLP(nn.Module):
+    """Small (class-conditional) MLP ``F(x_in, c_noise, labels)`` for vector data.
+
+    The noise level enters through :class:`FourierEmbedding` of ``c_noise`` and a two-layer MLP,
+    the class through an embedding table with ``num_classes + 1`` rows (the last is the null
+    label used for ``labels=None``: label dropout, classifier-free guidance); their sum modulates
+    every :class:`MixtureBlock`.
+
+    Args:
+        dim: data dimension.
+        num_classes: number of labels (0 = unconditional; only the null row exists).
+        hidden: width of the residual stream.
+        num_blocks: residual blocks.
+        emb_channels: width of the noise/class embedding.
+        num_freqs: Fourier frequencies of the noise embedding.
+
+    Shapes: ``x (B, dim), c_noise (B,), labels (B,) | None -> (B, dim)``.
+
+    Raises:
+        ValueError: ``dim``, ``hidden``, ``num_blocks``, ``emb_channels`` or ``num_freqs`` < 1;
+            ``num_classes < 0``.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        num_classes: int = 0,
+        hidden: int = 128,
+        num_blocks: int = 3,
+        emb_channels: int = 64,
+        num_freqs: int = 16,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("dim", dim),
+            ("hidden", hidden),
+            ("num_blocks", num_blocks),
+            ("emb_channels", emb_channels),
+            ("num_freqs", num_freqs),
+        ):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value}")
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        self.num_classes = int(num_classes)
+        self.noise_embed = FourierEmbedding(num_freqs)
+        self.noise_mlp = nn.Sequential(
+            nn.Linear(2 * num_freqs, emb_channels), nn.SiLU(), nn.Linear(emb_channels, emb_channels)
+        )
+        self.label_embed = nn.Embedding(num_classes + 1, emb_channels)
+        self.linear_in = nn.Linear(dim, hidden)
+        self.blocks = nn.ModuleList(MixtureBlock(hidden, emb_channels) for _ in range(num_blocks))
+        self.norm_out = nn.LayerNorm(hidden)
+        self.linear_out = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.linear_out.weight)
+        nn.init.zeros_(self.linear_out.bias)
+
+    def forward(
+        self, x: torch.Tensor, c_noise: torch.Tensor, class_labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``x (B, dim), c_noise (B,), class_labels (B,) int64 | None -> (B, dim)``; ``None`` or
+        the index ``num_classes`` selects the null label."""
+        if class_labels is None:
+            class_labels = torch.full(
+                (x.shape[0],), self.num_classes, dtype=torch.long, device=x.device
+            )
+        emb = self.noise_mlp(self.noise_embed(c_noise).to(x.dtype))
+        emb = F.silu(emb + self.label_embed(class_labels))
+        h = self.linear_in(x)
+        for block in self.blocks:
+            h = block(h, emb)
+        return self.linear_out(F.silu(self.norm_out(h)))
+
+
+def build_mixture_denoiser(config: Mapping[str, Any]) -> EDMPrecond:
+    """Build an untrained :class:`EDMPrecond` around a :class:`MixtureMLP` from a JSON-able
+    config (the same keys as :func:`build_digits_denoiser`, ``network`` holding
+    :class:`MixtureMLP` keyword arguments; missing ones from :data:`MIXTURE_NET_DEFAULTS`).
+
+    Raises:
+        ValueError: unknown keys (top level or network), missing ``sigma_data``.
+    """
+    unknown = set(config) - _BUILD_KEYS
+    if unknown:
+        raise ValueError(f"unknown config keys {sorted(unknown)}; allowed: {sorted(_BUILD_KEYS)}")
+    if "sigma_data" not in config:
+        raise ValueError("config must contain 'sigma_data'")
+    net_cfg = dict(config.get("network", {}))
+    unknown = set(net_cfg) - set(MIXTURE_NET_DEFAULTS)
+    if unknown:
+        raise ValueError(
+            f"unknown network config keys {sorted(unknown)}; "
+            f"allowed: {sorted(MIXTURE_NET_DEFAULTS)}"
+        )
+    net_cfg = {**MIXTURE_NET_DEFAULTS, **net_cfg}
+    return EDMPrecond(
+        model=MixtureMLP(**net_cfg),
+        sigma_data=float(config["sigma_data"]),
+        data_shape=(int(net_cfg["dim"]),),
+        num_classes=int(net_cfg["num_classes"]),
+        sigma_min=float(config.get("sigma_min", 0.002)),
+        sigma_max=float(config.get("sigma_max", 80.0)),
+        label_dropout_supported=bool(config.get("label_dropout_supported", False)),
     )

@@ -14,6 +14,14 @@ All tasks work offline. ``make_task(name, **overrides)`` builds one; ``list_task
   by ``diffgym train-denoiser digits`` and shipped with the package; classifier-free guidance by
   default (``guide="autoguidance"`` uses an early, weaker snapshot of the same run). Knobs: churn
   and guidance.
+* ``gmm2d-net``: the ``gmm2d`` data with a *trained* EDM-preconditioned MLP denoiser (real network
+  error, exact ground truth), trained by ``diffgym train-denoiser gmm2d-net`` and shipped with the
+  package; autoguidance from an early, weaker snapshot of the same run. Knobs: churn and guidance.
+* ``cmix``: a class-conditional mixture in 32 dimensions (:func:`cmix_mixture`: 10 classes of 3
+  low-rank-plus-isotropic Gaussian components each) with a trained class-conditional MLP
+  denoiser (label dropout, ``diffgym train-denoiser cmix``); classifier-free guidance by default
+  (``guide="autoguidance"`` uses the early snapshot). The ImageNet setting in miniature with exact
+  ground truth. Knobs: churn and guidance.
 """
 
 from __future__ import annotations
@@ -26,12 +34,20 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from diffgym.envs.denoisers import GaussianMixture, GMMDenoiser, UncondBranch
+from diffgym.envs.denoisers import (
+    FullCovGaussianMixture,
+    GaussianMixture,
+    GMMDenoiser,
+    UncondBranch,
+)
 from diffgym.envs.schedule import edm_sigmas
 
 __all__ = [
+    "CMIX_SEED",
     "Task",
     "array_data_sampler",
+    "cmix_mixture",
+    "gmm2d_target",
     "digits_task",
     "grid_means",
     "list_tasks",
@@ -54,7 +70,8 @@ class Task:
         guide_kind: ``"autoguidance"``, ``"cfg"`` or ``"none"``.
         data: ``sample_data`` backend, ``f(n, generator, class_labels) -> (x, labels)``.
         label_probs: ``(num_classes,)`` label distribution of episodes (conditional tasks).
-        target: the exact data distribution, for mixture tasks (exact metrics and rewards).
+        target: the exact data distribution, for mixture tasks (exact metrics and rewards);
+            a :class:`FullCovGaussianMixture` for structured components.
         num_steps, sigma_min, sigma_max, rho: the EDM schedule.
         churn_levels, guidance_levels, renoise_jumps: action menus (entry 0 is neutral).
         renoise_budget: renoise transitions allowed per episode.
@@ -72,7 +89,7 @@ class Task:
     guide_kind: str
     data: DataSampler
     label_probs: torch.Tensor | None = None
-    target: GaussianMixture | None = None
+    target: GaussianMixture | FullCovGaussianMixture | None = None
     num_steps: int = 18
     sigma_min: float = 0.002
     sigma_max: float = 80.0
@@ -267,7 +284,7 @@ def grid_means(side: int = 5, lo: float = -4.0, hi: float = 4.0) -> torch.Tensor
     return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
 
 
-def _mixture_sampler(mixture: GaussianMixture) -> DataSampler:
+def _mixture_sampler(mixture: GaussianMixture | FullCovGaussianMixture) -> DataSampler:
     def draw(n, generator=None, class_labels=None):
         return mixture.sample(n, generator, class_labels)
 
@@ -447,6 +464,113 @@ def digits_task(
     )
 
 
+# --------------------------------------------------------------------------------------------
+# Mixture tasks with trained networks
+# --------------------------------------------------------------------------------------------
+
+COND_GUIDES = ("uncond", "autoguidance")
+
+#: Seed of :func:`cmix_mixture` (the ``cmix`` task's data distribution).
+CMIX_SEED = 0
+CMIX_DIM = 32
+CMIX_CLASSES = 10
+CMIX_COMPONENTS = 3
+#: Standard deviations along each component's low-rank directions, and the isotropic floor.
+CMIX_RANK_STDS = (0.6, 0.4, 0.25, 0.15)
+CMIX_FLOOR_STD = 0.05
+#: Scales of the class centres and of the component offsets around them.
+CMIX_CENTRE_STD = 0.5
+CMIX_OFFSET_STD = 0.35
+#: Within-class component weights (permuted per class).
+CMIX_COMPONENT_WEIGHTS = (0.5, 0.3, 0.2)
+
+
+def gmm2d_target(std: float = 0.15) -> GaussianMixture:
+    """The ``gmm2d`` data distribution: equal-weight 5x5 grid on ``[-4, 4]^2``, std ``std``."""
+    return GaussianMixture(grid_means(), _check_positive("std", std))
+
+
+def cmix_mixture(seed: int = CMIX_SEED) -> FullCovGaussianMixture:
+    """The ``cmix`` data distribution, a class-conditional mixture in 32 dimensions.
+
+    10 equally likely classes of 3 components each (``K = 30``), all drawn from one generator
+    seeded ``seed``:
+
+    * class centres ``a_c ~ N(0, 0.5^2 I)``, component means ``mu_{c,m} = a_c + b_{c,m}`` with
+      ``b ~ N(0, 0.35^2 I)``;
+    * covariances low-rank-plus-isotropic, ``Sigma_k = 0.05^2 I + U_k diag(0.6, 0.4, 0.25,
+      0.15)^2 U_k^T`` with ``U_k`` a random ``(32, 4)`` orthonormal frame (QR of a Gaussian
+      matrix): each component is a thin 4-dimensional pancake;
+    * within-class weights ``(0.5, 0.3, 0.2)`` in a random order per class, divided by 10.
+
+    Returns:
+        A :class:`FullCovGaussianMixture` with ``component_labels = k // 3``.
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    c, m, d = CMIX_CLASSES, CMIX_COMPONENTS, CMIX_DIM
+    dt = torch.float64
+    centres = CMIX_CENTRE_STD * torch.randn(c, 1, d, generator=g, dtype=dt)
+    means = (centres + CMIX_OFFSET_STD * torch.randn(c, m, d, generator=g, dtype=dt)).reshape(
+        c * m, d
+    )
+    rank = len(CMIX_RANK_STDS)
+    frames = torch.linalg.qr(torch.randn(c * m, d, rank, generator=g, dtype=dt)).Q  # (K, d, r)
+    scales = torch.tensor(CMIX_RANK_STDS, dtype=dt) ** 2
+    covs = CMIX_FLOOR_STD**2 * torch.eye(d, dtype=dt) + (frames * scales) @ frames.transpose(1, 2)
+    covs = 0.5 * (covs + covs.transpose(1, 2))  # exactly symmetric
+    within = torch.tensor(CMIX_COMPONENT_WEIGHTS, dtype=dt)
+    order = torch.stack([torch.randperm(m, generator=g) for _ in range(c)])
+    weights = within[order].reshape(-1) / c
+    labels = torch.arange(c).repeat_interleave(m)
+    return FullCovGaussianMixture(means, covs, weights, labels)
+
+
+def build_gmm2d_net() -> Task:
+    """``gmm2d-net``: the ``gmm2d`` data, the shipped trained MLP denoiser, and its early snapshot
+    as the autoguidance guide."""
+    from diffgym.envs.train_denoiser import load_mixture_denoiser
+
+    target = gmm2d_target()
+    return Task(
+        name="gmm2d-net",
+        denoiser=load_mixture_denoiser("gmm2d-net", "model"),
+        guide=load_mixture_denoiser("gmm2d-net", "guide"),
+        guide_kind="autoguidance",
+        data=_mixture_sampler(target),
+        target=target,
+        churn_levels=(0.0, 0.1, 0.25, 0.5),
+        guidance_levels=(1.0, 1.5, 2.0, 3.0, 4.0),
+        metric_suite="mixture",
+        headline_metric="sw2",
+    )
+
+
+def build_cmix(*, guide: str = "uncond") -> Task:
+    """``cmix``: :func:`cmix_mixture` with the shipped class-conditional MLP; ``guide`` is
+    ``"uncond"`` (classifier-free guidance) or ``"autoguidance"`` (the early snapshot)."""
+    from diffgym.envs.train_denoiser import load_mixture_denoiser
+
+    if guide not in COND_GUIDES:
+        raise ValueError(f"unknown guide {guide!r}; allowed: {', '.join(COND_GUIDES)}")
+    target = cmix_mixture()
+    model = load_mixture_denoiser("cmix", "model")
+    return Task(
+        name="cmix",
+        denoiser=model,
+        guide=UncondBranch(model) if guide == "uncond" else load_mixture_denoiser("cmix", "guide"),
+        guide_kind="cfg" if guide == "uncond" else "autoguidance",
+        data=_mixture_sampler(target),
+        label_probs=target.label_probs(),
+        target=target,
+        churn_levels=(0.0, 0.1, 0.25, 0.5),
+        guidance_levels=(1.0, 1.5, 2.0, 3.0),
+        metric_suite="conditional_mixture",
+        headline_metric="logp",
+    )
+
+
 register_task("gmm2d", build_gmm2d, ("means", "weights", "std", "model_std", "guide_std"))
 register_task("gmm2d-bias", build_gmm2d_bias, ("means", "weights", "std", "model_std"))
 register_task("digits", build_digits, ("guide",))
+register_task("gmm2d-net", build_gmm2d_net)
+register_task("cmix", build_cmix, ("guide",))

@@ -1,0 +1,141 @@
+"""Headroom of a task: does the best grid point beat the default sampler by >= 3 paired standard
+deviations on the headline metric? (issue 18)
+
+The protocol of :mod:`diffgym.benchmarks.compare`: the grid is searched on seed 0 (the default
+preset of every family the task supports), the best point of each family picked there by the
+headline metric (:func:`~diffgym.benchmarks.grid.default_metric` unless ``--metric``), and then
+the default sampler and those best points are evaluated on held-out evaluation seeds (common
+random numbers: on each seed both see the same noise, labels and reference draw). Per family the
+paired differences ``d_s = improvement of the best point over the default on seed s`` give
+``mean``, sample ``std`` and ``z = mean / std``; the task has headroom when some family has
+``z >= 3``.
+
+Run (single-threaded, from the repository root)::
+
+    python benchmarks/scripts/headroom.py --task gmm2d-net --n 2048
+    python benchmarks/scripts/headroom.py --task cmix --n 2048
+
+Writes ``benchmarks/results/headroom_<task>.json``; the search grid is kept (resumable) under
+``runs/headroom/<task>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from diffgym.benchmarks.evaluate import METRIC_DIRECTIONS
+from diffgym.benchmarks.grid import default_metric, evaluate_point, make_families, run_grid
+from diffgym.envs.io import atomic_write_json
+from diffgym.envs.tasks import make_task
+
+SEARCH_SEED = 0
+EVAL_SEEDS = (1_000_000, 2_000_000, 3_000_000)
+Z_THRESHOLD = 3.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--task", required=True)
+    p.add_argument("--n", type=int, default=2048)
+    p.add_argument("--metric", default=None, help="headline metric (default: the task's)")
+    p.add_argument("--eval-seeds", type=int, nargs="+", default=list(EVAL_SEEDS))
+    p.add_argument("--points", default="default", help="grid preset: small or default")
+    p.add_argument("--families", nargs="+", default=None, help="grid families (default: all)")
+    for axis in ("s_churn", "s_min", "s_max", "s_noise", "w", "sigma_lo", "sigma_hi"):
+        p.add_argument(
+            f"--{axis.replace('_', '-')}", dest=axis, nargs="+", type=float, default=None,
+            help=f"explicit {axis} values replacing the preset (as in `diffgym grid`)",
+        )
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--runs", type=Path, default=Path("runs/headroom"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+
+    task = make_task(args.task)
+    metric = args.metric or default_metric(task)
+    sign = 1.0 if METRIC_DIRECTIONS[metric] == "min" else -1.0  # improvement = sign * (def - pt)
+    axes = {
+        a: getattr(args, a)
+        for a in ("s_churn", "s_min", "s_max", "s_noise", "w", "sigma_lo", "sigma_hi")
+    }
+    families = {f.name: f for f in make_families(task, args.families, points=args.points, **axes)}
+    grid = run_grid(
+        task,
+        list(families.values()),
+        n=args.n,
+        seed=SEARCH_SEED,
+        out_dir=args.runs / args.task,
+        progress=False,
+    )
+    best = grid.best(metric)
+    assert grid.default is not None
+    rows: dict[str, dict] = {}
+    default_per_seed = {}
+    for seed in args.eval_seeds:
+        default_per_seed[seed] = evaluate_point(task, None, n=args.n, seed=seed).metrics
+    for name, point in best.items():
+        per_seed = {
+            seed: evaluate_point(task, families[name], point.params, n=args.n, seed=seed).metrics
+            for seed in args.eval_seeds
+        }
+        diffs = [sign * (default_per_seed[s][metric] - per_seed[s][metric]) for s in per_seed]
+        mean = statistics.fmean(diffs)
+        std = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
+        rows[name] = {
+            "params": point.params,
+            "search_seed_metric": point.metrics[metric],
+            "per_seed": {str(s): m for s, m in per_seed.items()},
+            "improvement_per_seed": diffs,
+            "improvement_mean": mean,
+            "improvement_std": std,
+            "z": mean / std if std > 0 else math.inf if mean > 0 else math.nan,
+        }
+    winner = max(rows, key=lambda k: rows[k]["z"]) if rows else None
+    out = {
+        "task": args.task,
+        "metric": metric,
+        "direction": METRIC_DIRECTIONS[metric],
+        "n": args.n,
+        "search_seed": SEARCH_SEED,
+        "eval_seeds": list(args.eval_seeds),
+        "grid_points": len(grid.points),
+        "grid_preset": args.points,
+        "grid": {name: f.config() for name, f in families.items()},
+        "families": sorted(families),
+        "default": {
+            "search_seed_metric": grid.default.metrics[metric],
+            "per_seed": {str(s): m for s, m in default_per_seed.items()},
+        },
+        "best_per_family": rows,
+        "best_family": winner,
+        "headroom": bool(winner is not None and rows[winner]["z"] >= Z_THRESHOLD),
+        "z_threshold": Z_THRESHOLD,
+        "definition": "improvement_s = (default - best point) on eval seed s for a 'min' metric "
+        "(best - default for 'max'); z = mean / sample std over the eval seeds",
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip()
+        + f", torch {torch.__version__}, 1 thread",
+        "command": "python " + " ".join(sys.argv),
+        "wall_clock_s": time.perf_counter() - t0,
+    }
+    path = args.out or Path("benchmarks/results") / f"headroom_{args.task}.json"
+    atomic_write_json(path, out)
+    for name, row in rows.items():
+        print(
+            f"{args.task} {name:9s} {row['params']}: {metric} improvement "
+            f"{row['improvement_mean']:+.4g} ± {row['improvement_std']:.3g} (z = {row['z']:.2f})"
+        )
+    print(f"headroom: {out['headroom']} -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
