@@ -180,7 +180,7 @@ def _mixture_suite(task, x, labels, ref, gen) -> dict[str, float]:
 
 
 def _conditional_mixture_suite(task, x, labels, ref, gen) -> dict[str, float]:
-    from diffgym.benchmarks import metrics
+    from diffgym.benchmarks import conditional_metrics as metrics
 
     if labels is None:
         raise ValueError(f"task {task.name!r} is conditional: its metrics need the labels")

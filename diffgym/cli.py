@@ -120,7 +120,8 @@ def _add_train_denoiser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train_denoiser(args: argparse.Namespace) -> int:
-    from diffgym.envs.train_denoiser import train_digits_denoiser, train_mixture_denoiser
+    from diffgym.envs.train_denoiser import train_digits_denoiser
+    from diffgym.envs.train_mixture import train_mixture_denoiser
 
     kwargs = {} if args.steps is None else {"steps": args.steps}
     if args.task == "digits":

@@ -528,7 +528,7 @@ def cmix_mixture(seed: int = CMIX_SEED) -> FullCovGaussianMixture:
 def build_gmm2d_net() -> Task:
     """``gmm2d-net``: the ``gmm2d`` data, the shipped trained MLP denoiser, and its early snapshot
     as the autoguidance guide."""
-    from diffgym.envs.train_denoiser import load_mixture_denoiser
+    from diffgym.envs.train_mixture import load_mixture_denoiser
 
     target = gmm2d_target()
     return Task(
@@ -548,7 +548,7 @@ def build_gmm2d_net() -> Task:
 def build_cmix(*, guide: str = "uncond") -> Task:
     """``cmix``: :func:`cmix_mixture` with the shipped class-conditional MLP; ``guide`` is
     ``"uncond"`` (classifier-free guidance) or ``"autoguidance"`` (the early snapshot)."""
-    from diffgym.envs.train_denoiser import load_mixture_denoiser
+    from diffgym.envs.train_mixture import load_mixture_denoiser
 
     if guide not in COND_GUIDES:
         raise ValueError(f"unknown guide {guide!r}; allowed: {', '.join(COND_GUIDES)}")

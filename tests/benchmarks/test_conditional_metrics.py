@@ -9,8 +9,7 @@ import math
 import pytest
 import torch
 
-from diffgym.benchmarks.evaluate import METRIC_DIRECTIONS, measured_metrics, task_metrics
-from diffgym.benchmarks.metrics import (
+from diffgym.benchmarks.conditional_metrics import (
     bayes_accuracy,
     bayes_classifier,
     class_sliced_wasserstein,
@@ -18,6 +17,7 @@ from diffgym.benchmarks.metrics import (
     conditional_mixture_metrics,
     conditional_mode_tv,
 )
+from diffgym.benchmarks.evaluate import METRIC_DIRECTIONS, measured_metrics, task_metrics
 from diffgym.envs import make_task
 from diffgym.envs.denoisers import FullCovGaussianMixture, GaussianMixture
 

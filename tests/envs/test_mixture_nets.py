@@ -14,10 +14,8 @@ from diffgym.envs import make_task
 from diffgym.envs.denoisers import FullCovGaussianMixture, GaussianMixture, GMMDenoiser
 from diffgym.envs.networks import MixtureMLP, build_mixture_denoiser
 from diffgym.envs.tasks import cmix_mixture, gmm2d_target
-from diffgym.envs.train_denoiser import (
-    EVAL_SEED_OFFSET,
-    P_MEAN,
-    P_STD,
+from diffgym.envs.train_denoiser import EVAL_SEED_OFFSET, P_MEAN, P_STD
+from diffgym.envs.train_mixture import (
     load_mixture_denoiser,
     mixture_files,
     mixture_training_data,
