@@ -34,7 +34,7 @@ sampler was cheaper to obtain). Learned policies are evaluated at the inference 
 or 1) that scores best on the search seed, with per-sample action noise. Inference overhead:
 wall-clock of policy-guided sampling
 (:class:`~diffgym.agents.sampler.PolicySampler`) over :func:`~diffgym.envs.sampler.sample` driven
-by a fixed schedule of the policy's per-step mean knob levels (churn ``gamma`` and guidance ``w``
+by a fixed schedule of the policy's per-step mean knob levels (``churn`` and guidance ``w``
 recorded on the evaluation batch; renoise left out), with the same noise, labels, guide and batch:
 both paths run the same denoiser work per transition (the guide is evaluated on the whole batch
 whenever the task can guide), so the difference is the policy path (featurising, the actor,
@@ -135,9 +135,9 @@ search seed by the primary metric, as the grid's best points are; the selection 
 counted in the learned cost."""
 EVALS_FORMAT = "diffgym-compare-evals/1"
 RESULTS_FORMAT = "diffgym-compare/1"
-KNOB_FIELDS = ("gamma", "guidance", "renoise")
+KNOB_FIELDS = ("churn", "guidance", "renoise")
 """The :class:`~diffgym.envs.sampler.Knobs` fields recorded in a policy's action profile."""
-NEUTRAL = {"gamma": 0.0, "guidance": 1.0, "renoise": 0.0}
+NEUTRAL = {"churn": 0.0, "guidance": 1.0, "renoise": 0.0}
 
 
 @dataclass(frozen=True)
@@ -658,7 +658,7 @@ def measure_inference_overhead(
 
     Args:
         sampler: a :class:`~diffgym.agents.sampler.PolicySampler` (greedy or stochastic).
-        schedule: per-step tables for :func:`~diffgym.envs.sampler.schedule_actions` (``gamma``,
+        schedule: per-step tables for :func:`~diffgym.envs.sampler.schedule_actions` (``churn``,
             ``guidance``, ``s_noise``), each of length N.
         n: samples per run; seed: noise and label seed.
         repeats: timed runs per path, interleaved (order alternating); warmup: untimed runs.
@@ -727,8 +727,8 @@ def measure_inference_overhead(
 
 def _profile_schedule(profile: Mapping[str, Any], num_steps: int) -> dict[str, list[float]]:
     """The fixed schedule of a policy's per-step mean churn and guidance (renoise left out)."""
-    schedule = {k: list(profile[k]) for k in ("gamma", "guidance") if k in profile}
-    return schedule or {"gamma": [0.0] * num_steps}
+    schedule = {k: list(profile[k]) for k in ("churn", "guidance") if k in profile}
+    return schedule or {"churn": [0.0] * num_steps}
 
 
 # --------------------------------------------------------------------------------------------

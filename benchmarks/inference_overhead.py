@@ -109,8 +109,7 @@ def _bench_task(name: str, args: argparse.Namespace) -> dict[str, Any]:
     policy, levels = _forced_policy(task, args.knob_index, args.device, args.seed)
     sampler = PolicySampler(policy, task, device=args.device, greedy=True)
     n_steps = task.num_steps
-    field = {"churn": "gamma", "guidance": "guidance", "renoise": "renoise"}
-    schedule = schedule_actions(**{field[k]: [v] * n_steps for k, v in levels.items()})
+    schedule = schedule_actions(**{k: [v] * n_steps for k, v in levels.items()})
     labels = task.sample_labels(args.n, torch.Generator().manual_seed(args.seed))
     if labels is not None:
         labels = labels.to(args.device)

@@ -13,6 +13,7 @@ from diffgym.envs.env import KNOBS, DiffusionSamplingEnv, DiffusionSamplingSingl
 from diffgym.envs.features import featurize, obs_dim, split_obs
 from diffgym.envs.sampler import (
     BatchNoise,
+    FiniteCheck,
     Knobs,
     NoiseSource,
     NonFiniteDenoiserError,
@@ -42,6 +43,7 @@ __all__ = [
     "split_obs",
     "to_sb3",
     "BatchNoise",
+    "FiniteCheck",
     "Denoiser",
     "GMMDenoiser",
     "GaussianMixture",

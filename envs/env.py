@@ -22,7 +22,7 @@ from diffgym.envs.features import (
     sigma_features,
 )
 from diffgym.envs.menus import KNOBS, ActionMenus
-from diffgym.envs.sampler import BatchNoise, Knobs, PerSampleNoise, sampler_step
+from diffgym.envs.sampler import BatchNoise, FiniteCheck, Knobs, PerSampleNoise, sampler_step
 from diffgym.envs.tasks import Task, make_task, validate_menus
 
 __all__ = ["DiffusionSamplingEnv", "DiffusionSamplingSingleEnv", "KNOBS", "REWARDS"]
@@ -198,8 +198,9 @@ class DiffusionSamplingEnv(VectorEnv):
         self._label_probs = (
             task.label_probs.to(dev, torch.float64) if task.label_probs is not None else None
         )
-        self._label_probs_cpu = None if self._label_probs is None else self._label_probs.cpu()
         self._noise: BatchNoise | PerSampleNoise | None = None
+        # Finite checks of the denoiser outputs, read with the next step's one host sync.
+        self._finite = FiniteCheck()
         self._t_start = time.perf_counter()
         self._needs_reset = True
 
@@ -295,10 +296,11 @@ class DiffusionSamplingEnv(VectorEnv):
             noise=self._noise,
             validate=False,
             check_finite=self.check_finite,
+            finite=self._finite,
         )
         self.x, self.step_index, self.budget = out.x, out.step_index, out.budget
         terminated = self.step_index >= self.num_steps
-        any_done = bool(terminated.any())
+        any_done = out.unfinished < self.num_envs  # read with the step's one host sync
         # Reward: accumulated in float64, returned as float32; constant 0 unless configured.
         if self.nfe_penalty or self.reward_kind != "none":
             reward = out.nfe.to(torch.float64) * -self.nfe_penalty
@@ -356,18 +358,8 @@ class DiffusionSamplingEnv(VectorEnv):
         """Start new episodes in the sub-envs where ``mask`` (``(num_envs,)`` bool) is set."""
         assert self._noise is not None
         idx = mask.nonzero().squeeze(1)
-        if self.noise_mode == "per_sample":
-            # CPU generators (PerSampleNoise): the same numbers on every device, one copy.
-            eps = torch.stack(
-                [
-                    torch.randn(self.data_shape, generator=self._noise.generators[b],
-                                dtype=self.dtype)
-                    for b in idx.tolist()
-                ]
-            ).to(self.device)
-        else:
-            eps = torch.randn((idx.numel(), *self.data_shape), generator=self._noise.generator,
-                              device=self.device, dtype=self.dtype)
+        # Per-sample noise: sub-env b's draws come from its own stream (the same on every device).
+        eps = self._noise.randn_rows(idx, self.data_shape)
         self.x[idx] = eps * self.sigmas[0]
         self.step_index[idx] = 0
         self.budget[idx] = self.renoise_budget
@@ -376,19 +368,7 @@ class DiffusionSamplingEnv(VectorEnv):
         self.episode_length[idx] = 0
         if self.labels is not None:
             assert self._label_probs is not None
-            if self.noise_mode == "per_sample":
-                probs = self._label_probs_cpu
-                new = torch.cat(
-                    [
-                        torch.multinomial(probs, 1, generator=self._noise.generators[b])
-                        for b in idx.tolist()
-                    ]
-                ).to(self.device) if idx.numel() else idx
-            else:
-                new = torch.multinomial(
-                    self._label_probs, idx.numel(), replacement=True,
-                    generator=self._noise.generator,
-                ) if idx.numel() else idx
+            new = self._noise.categorical_rows(idx, self._label_probs)
             self.labels[idx] = new
 
     def _observe(self) -> torch.Tensor:

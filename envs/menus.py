@@ -10,10 +10,8 @@ from diffgym.envs.tasks import Task
 __all__ = ["KNOBS", "ActionMenus"]
 
 KNOBS = ("churn", "guidance", "renoise")
-"""Knob order in a ``MultiDiscrete`` action (only the knobs whose menu has > 1 entry)."""
-
-_KNOB_FIELDS = {"churn": "gamma", "guidance": "guidance", "renoise": "renoise"}
-"""Knob name -> :class:`~diffgym.envs.sampler.Knobs` field."""
+"""Knob order in a ``MultiDiscrete`` action (only the knobs whose menu has > 1 entry); each is
+also the name of its :class:`~diffgym.envs.sampler.Knobs` field."""
 
 
 class ActionMenus:
@@ -49,5 +47,5 @@ class ActionMenus:
         or ``None`` for the neutral 1)."""
         kw: dict[str, torch.Tensor] = {} if s_noise is None else {"s_noise": s_noise}
         for j, name in enumerate(self.names):
-            kw[_KNOB_FIELDS[name]] = self.levels[name][index[:, j]]
+            kw[name] = self.levels[name][index[:, j]]
         return Knobs(**kw)
