@@ -88,15 +88,16 @@ class NoiseSource:
 
 def _check_state(state: dict[str, Any], keys: set[str], per_sample: bool, batch: int) -> None:
     """``ValueError`` unless ``state`` is a noise state of this kind and batch size."""
+    kinds = ("BatchNoise", "PerSampleNoise")
+    if isinstance(state, dict) and state.get("per_sample") in (0, 1, False, True):
+        if int(state["per_sample"]) != int(per_sample):
+            raise ValueError(
+                f"the state is a {kinds[int(state['per_sample'])]} state; this is a "
+                f"{kinds[int(per_sample)]}"
+            )
     if not isinstance(state, dict) or set(state) != keys:
         got = sorted(state) if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"not a noise state: expected keys {sorted(keys)}, got {got}")
-    if int(state["per_sample"]) != int(per_sample):
-        kinds = ("BatchNoise", "PerSampleNoise")
-        raise ValueError(
-            f"the state is a {kinds[int(state['per_sample'])]} state; this is a "
-            f"{kinds[int(per_sample)]}"
-        )
     if int(state["batch_size"]) != batch:
         raise ValueError(
             f"the state is for {int(state['batch_size'])} samples, this source has {batch}"
@@ -343,13 +344,13 @@ KNOB_FIELDS = ("churn", "s_noise", "guidance", "renoise")
 def _deprecated_gamma(churn: Any, gamma: Any, where: str) -> Any:
     if gamma is None:
         return churn
+    if churn is not None:
+        raise TypeError(f"{where}: give churn or its deprecated alias gamma, not both")
     warnings.warn(
         f"{where}(gamma=...) is deprecated; use churn=... (removed in the next release)",
         DeprecationWarning,
         stacklevel=3,
     )
-    if churn is not None:
-        raise TypeError(f"{where}: give churn or its deprecated alias gamma, not both")
     return gamma
 
 
@@ -829,7 +830,8 @@ def schedule_actions(
     if len(set(lengths.values())) > 1:
         raise ValueError(f"schedule tables must have one length, got {lengths}")
     host = {
-        name: torch.as_tensor(t).detach().cpu().to(torch.float64)
+        name: (t.detach().cpu().to(torch.float64) if torch.is_tensor(t)
+               else torch.as_tensor(t, dtype=torch.float64))
         for name, t in tables.items()
         if t is not None
     }
