@@ -177,6 +177,8 @@ _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15  # splitmix64's increment: element lanes of one draw
 _DRAW = 0xD1B54A32D192ED03  # odd multiplier of the draw counter
 _MIX1, _MIX2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+_ONE_BITS = 0x3FF0000000000000  # float64 1.0: OR-ing 52 mantissa bits gives a number in [1, 2)
+_MANTISSA_HI32 = 0x000FFFFFFFF00000  # the top 32 of the 52 mantissa bits
 
 
 def _signed(v: int) -> int:
@@ -198,13 +200,19 @@ def _shr(z: torch.Tensor, k: int) -> torch.Tensor:
     return (z >> k) & ((1 << (64 - k)) - 1)
 
 
-def _mix64(z: torch.Tensor) -> torch.Tensor:
-    """splitmix64's finaliser, elementwise on int64 tensors (a fresh tensor)."""
-    z = z ^ _shr(z, 30)
-    z = z * _signed(_MIX1)
-    z = z ^ _shr(z, 27)
-    z = z * _signed(_MIX2)
-    return z ^ _shr(z, 31)
+def _mix64(z: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
+    """splitmix64's finaliser, elementwise on int64 tensors, in place on ``z`` (returned).
+
+    In place with one scratch tensor: fresh temporaries of every op cost more than the ops on
+    a CPU (allocation and cache misses dominate at 2048 x 32 elements)."""
+    t = torch.empty_like(z) if scratch is None else scratch
+    for shift, mult in ((30, _signed(_MIX1)), (27, _signed(_MIX2)), (31, None)):
+        torch.bitwise_right_shift(z, shift, out=t)
+        t &= (1 << (64 - shift)) - 1  # logical shift
+        z ^= t
+        if mult is not None:
+            z *= mult
+    return z
 
 
 def _seed_key(seed: int) -> int:
@@ -251,6 +259,7 @@ class PerSampleNoise(NoiseSource):
                                   device=self.device)
         self._counters = torch.zeros(self.batch_size, dtype=torch.long, device=self.device)
         self._lanes: dict[int, torch.Tensor] = {}
+        self._scratch: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
 
     def reseed(self, index: int, seed: int) -> None:
         """Restart sample ``index``'s stream from ``seed``."""
@@ -265,22 +274,47 @@ class PerSampleNoise(NoiseSource):
 
     def _normals(self, draw_keys: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         """``(n, *shape)`` normals of the draws ``draw_keys (n,)`` (Box-Muller, float64)."""
-        m = math.prod(shape)
+        n, m = draw_keys.shape[0], math.prod(shape)
         pairs = (m + 1) // 2
         lanes = self._lanes.get(pairs)
         if lanes is None:
             lanes = torch.tensor([_signed(_GOLDEN * (p + 1)) for p in range(pairs)],
                                  dtype=torch.long, device=self.device)
             self._lanes[pairs] = lanes
-        h = _mix64(draw_keys[:, None] + lanes)  # (n, pairs)
-        u1 = (_shr(h, 32).to(torch.float64) + 0.5) * 2.0**-32  # in (0, 1)
-        theta = (h & 0xFFFFFFFF).to(torch.float64) * (2.0 * math.pi * 2.0**-32)
-        r = torch.sqrt(-2.0 * torch.log(u1))
-        z = torch.stack([r * torch.cos(theta), r * torch.sin(theta)], dim=2)
-        z = z.reshape(draw_keys.shape[0], 2 * pairs)
+        # Scratch buffers are kept between full-batch draws: fresh large tensors cost a page
+        # fault per page on a CPU, several times the arithmetic below.
+        scratch = self._scratch.get((n, pairs))
+        if scratch is None:
+            scratch = (
+                torch.empty((n, pairs), dtype=torch.long, device=self.device),
+                torch.empty((n, pairs), dtype=torch.long, device=self.device),
+                torch.empty((n, pairs, 2), dtype=torch.float64, device=self.device),
+            )
+            if n == self.batch_size:
+                self._scratch = {(n, pairs): scratch}
+        h, t, z = scratch
+        torch.add(draw_keys[:, None], lanes, out=h)  # (n, pairs): one hash per two normals
+        _mix64(h, t)
+        # Box-Muller: r = sqrt(-2 ln u1) from the high 32 bits, theta = 2 pi u2 from the low.
+        # 32 bits -> float64 by setting them as the top of the mantissa of a number in [1, 2)
+        # (integer ops and a view; int64 -> float64 conversion is not vectorised on most CPUs).
+        torch.bitwise_right_shift(h, 12, out=t)  # bits 63..32 -> mantissa bits 51..20
+        t &= _MANTISSA_HI32
+        t |= _ONE_BITS
+        r = t.view(torch.float64)
+        torch.sub(2.0, r, out=r)  # u1 = 1 - a 2^-32, in (0, 1]
+        r.log_().mul_(-2.0).sqrt_()
+        h <<= 20  # bits 31..0 -> mantissa bits 51..20
+        h &= _MANTISSA_HI32
+        h |= _ONE_BITS
+        theta = h.view(torch.float64).sub_(1.0).mul_(2.0 * math.pi)  # 2 pi u2, u2 in [0, 1)
+        torch.cos(theta, out=z[:, :, 0])
+        torch.sin(theta, out=z[:, :, 1])
+        z *= r[:, :, None]
+        flat = z.reshape(n, 2 * pairs)
         if 2 * pairs != m:
-            z = z[:, :m]
-        return z.to(self.dtype).reshape(draw_keys.shape[0], *shape)
+            flat = flat[:, :m]
+        return flat.to(self.dtype, copy=True).reshape(n, *shape)  # never the scratch buffer
 
     def randn(self, shape: Sequence[int], *, needed: bool = True) -> torch.Tensor:
         if needed:
@@ -298,11 +332,12 @@ class PerSampleNoise(NoiseSource):
         return out
 
     def uniform_rows(self, index: torch.Tensor) -> torch.Tensor:
-        """``(len(index),)`` float64 uniforms in ``[0, 1)`` (53 bits), one draw per sample."""
+        """``(len(index),)`` float64 uniforms in ``[0, 1)`` (52 bits), one draw per sample."""
         index = index.to(self.device)
         h = self._draw_keys(self._keys[index], self._counters[index])
         self._counters[index] += 1
-        return _shr(_mix64(h + _signed(_GOLDEN)), 11).to(torch.float64) * 2.0**-53
+        bits = _shr(_mix64(h + _signed(_GOLDEN)), 12) | _ONE_BITS  # 52 random mantissa bits
+        return bits.view(torch.float64) - 1.0
 
     def categorical_rows(self, index: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         """Inverse-CDF draws from ``probs (K,)`` (any non-negative weights), one per sample."""

@@ -21,7 +21,7 @@ def test_env_throughput_quick(tmp_path):
         capture_output=True, text=True, timeout=300, env=env, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "| task | envs | (a) raw step | (b) vector env |" in proc.stdout
+    assert "| task | envs | (a) Heun loop | (b) vector env |" in proc.stdout
     payload = json.loads(out.read_text())
     assert payload["benchmark"] == "env_throughput" and "--quick" in payload["command"]
     machine = payload["machine"]
