@@ -201,6 +201,7 @@ class DiffusionSamplingEnv(VectorEnv):
         self._noise: BatchNoise | PerSampleNoise | None = None
         # Finite checks of the denoiser outputs, read with the next step's one host sync.
         self._finite = FiniteCheck()
+        self._uniform_step: int | None = None  # every sub-env at this step index, if known
         self._t_start = time.perf_counter()
         self._needs_reset = True
 
@@ -260,6 +261,7 @@ class DiffusionSamplingEnv(VectorEnv):
             self._noise = BatchNoise(self.num_envs, device=self.device, dtype=self.dtype, seed=seed)
         everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         self._reset_envs(everyone)
+        self._uniform_step = 0
         self._t_start = time.perf_counter()
         self._needs_reset = False
         return self._observe(), {}
@@ -283,13 +285,13 @@ class DiffusionSamplingEnv(VectorEnv):
         """
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
-        idx = self._validate_actions(actions)
+        idx, used = self._validate_actions(actions, used=True)
         out = sampler_step(
             self.task.denoiser,
             self.x,
             self.step_index,
             self.sigmas,
-            knobs=self._knobs(idx),
+            knobs=self.action_menus.knobs(idx, self._s_noise, used=used),
             labels=self.labels,
             guide=self._guide,
             budget=self.budget,
@@ -297,8 +299,14 @@ class DiffusionSamplingEnv(VectorEnv):
             validate=False,
             check_finite=self.check_finite,
             finite=self._finite,
+            uniform=self._uniform_step,
         )
         self.x, self.step_index, self.budget = out.x, out.step_index, out.budget
+        self._uniform_step = out.uniform
+        if out.unfinished == 0:  # every sub-env ends: they start over together
+            self._uniform_step = 0
+            if self.check_finite:
+                self._finite.check()  # once per episode
         terminated = self.step_index >= self.num_steps
         any_done = out.unfinished < self.num_envs  # read with the step's one host sync
         # Reward: accumulated in float64, returned as float32; constant 0 unless configured.
@@ -390,10 +398,12 @@ class DiffusionSamplingEnv(VectorEnv):
             return self._no_budget  # read-only: featurize copies it
         return budget.to(self.dtype) / self.renoise_budget
 
-    def _validate_actions(self, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def _validate_actions(self, actions: np.ndarray | torch.Tensor, used: bool = False) -> Any:
         """Menu indices as ``(num_envs, num_knobs)`` int64 on the device; ``ValueError`` if bad.
 
-        One host sync (the range check) for tensors; numpy actions are checked on the host.
+        One host sync (the range check) for tensors; numpy actions are checked on the host. With
+        ``used``, also (read in the same sync) whether each knob is off neutral in any sub-env:
+        ``(indices, [bool per knob])``, so that neutral knobs cost the sampler nothing.
         """
         n, k = self.num_envs, max(len(self.knob_names), 1)
         shape = tuple(actions.shape) if torch.is_tensor(actions) else np.shape(actions)
@@ -409,10 +419,12 @@ class DiffusionSamplingEnv(VectorEnv):
             bad = (a < 0) | (a >= sizes)
             if a.dtype.is_floating_point:
                 bad |= ~torch.isfinite(a) | (a != torch.round(a))
-            if bool(bad.any()):
+            flags = torch.cat([bad.any().reshape(1), (a != 0).any(dim=0)]).tolist()
+            if flags[0]:
                 b, j = (int(v) for v in bad.nonzero()[0])
                 raise ValueError(self._bad_action_message(b, j, a[b, j].item()))
-            return a.to(self.device, torch.long)
+            idx = a.to(self.device, torch.long)
+            return (idx, [bool(f) for f in flags[1:]]) if used else idx
         a = np.asarray(actions)
         if a.dtype.kind not in "iuf":
             raise ValueError(f"actions must be integer menu indices, got dtype {a.dtype}")
@@ -424,7 +436,8 @@ class DiffusionSamplingEnv(VectorEnv):
         if bad.any():
             b, j = (int(v) for v in np.argwhere(bad)[0])
             raise ValueError(self._bad_action_message(b, j, a[b, j].item()))
-        return torch.as_tensor(a.astype(np.int64, copy=False), device=self.device)
+        idx = torch.as_tensor(a.astype(np.int64, copy=False), device=self.device)
+        return (idx, (a != 0).any(axis=0).tolist()) if used else idx
 
     @property
     def _multi(self) -> bool:

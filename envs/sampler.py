@@ -452,6 +452,8 @@ class StepOutput:
             read with the step's one host sync).
         rows_evaluated: ``(denoiser rows, guide rows)`` evaluated in this transition (host ints;
             their sum equals ``nfe.sum()``).
+        uniform: the step index every sample is at after a step called with ``uniform`` that
+            renoised no sample (``None`` otherwise): pass it to the next step.
     """
 
     x: torch.Tensor
@@ -463,56 +465,72 @@ class StepOutput:
     renoise_ignored: torch.Tensor
     unfinished: int = -1
     rows_evaluated: tuple[int, int] = (0, 0)
+    uniform: int | None = None
 
 
 class FiniteCheck:
-    """Finite checks of denoiser outputs, accumulated on the device and read in one host sync.
+    """Finite checks of the sampler, accumulated on the device and read in one host sync.
 
-    :func:`sampler_step` records one flag per evaluated output (no host sync). The flags are read
-    with the one host sync of the next :func:`sampler_step` given this check, or by
-    :meth:`check`; a non-finite output raises :class:`NonFiniteDenoiserError` naming the step
-    index, sigma and sample of the first one.
+    :func:`sampler_step` queues one flag per step: whether the new state is finite. Any NaN/inf
+    that the denoiser or guide returns for an evaluated row reaches that row's new state (every
+    stage output enters it with a non-zero weight, and ``0 * inf`` is NaN), so one reduction per
+    step replaces one per stage. The flags are read with the one host sync of the next
+    :func:`sampler_step` given this check, or by :meth:`check`; a failed flag is traced back to
+    the first non-finite stage output, and :class:`NonFiniteDenoiserError` names its stage, step
+    index, sigma and sample.
     """
+
+    max_pending = 64
+    """Steps queued without a host sync before :func:`sampler_step` reads them anyway."""
 
     def __init__(self) -> None:
         self._pending: list[tuple] = []
 
     def record(
         self,
-        out: torch.Tensor,
-        rows: torch.Tensor | None,
+        state: torch.Tensor,
+        outputs: Sequence[tuple],
         step_index: torch.Tensor,
         sigma: torch.Tensor,
-        what: str,
     ) -> None:
-        """Queue the check of ``out (n, ...)``, the output for batch rows ``rows (n,)`` (all rows
-        when ``None``) of samples at ``step_index (B,)`` evaluated at ``sigma (B,)``."""
-        self._pending.append((torch.isfinite(out).all(), out, rows, step_index, sigma, what))
+        """Queue the check of ``state (B, ...)``, the samples after a step from step indices
+        ``step_index (B,)`` at ``sigma (B,)``; ``outputs``: ``(out (n, ...), rows (n,) or None
+        for all, sigma_in (B,), stage name)`` of every evaluation of the step."""
+        self._pending.append((torch.isfinite(state).all(), state, outputs, step_index, sigma))
 
     def flags(self) -> list[torch.Tensor]:
         """The queued flags (0-dim bool, ``True`` = finite), to read with another host sync."""
         return [p[0] for p in self._pending]
 
     def resolve(self, finite: Sequence[bool]) -> None:
-        """Consume the host values of :meth:`flags`; raise for the first non-finite output."""
+        """Consume the host values of :meth:`flags`; raise for the first non-finite step."""
         pending, self._pending = self._pending[: len(finite)], self._pending[len(finite):]
-        for ok, (_, out, rows, step_index, sigma, what) in zip(finite, pending):
+        for ok, (_, state, outputs, step_index, sigma) in zip(finite, pending):
             if not ok:
-                self._raise(out, rows, step_index, sigma, what)
+                self._pending = []
+                self._raise(state, outputs, step_index, sigma)
 
     def check(self) -> None:
-        """Read the queued flags now (one host sync) and raise if any output was not finite."""
+        """Read the queued flags now (one host sync) and raise if any step was not finite."""
         if self._pending:
             self.resolve(torch.stack(self.flags()).tolist())
 
-    def _raise(self, out, rows, step_index, sigma, what) -> NoReturn:
-        bad = ~torch.isfinite(out.reshape(out.shape[0], -1)).all(dim=1)
-        r = int(bad.nonzero()[0, 0])
-        b = int(rows[r]) if rows is not None else r
-        self._pending = []
+    @staticmethod
+    def _raise(state, outputs, step_index, sigma) -> NoReturn:
+        for out, rows, sigma_in, what in outputs:
+            bad = ~torch.isfinite(out.reshape(out.shape[0], -1)).all(dim=1)
+            if bool(bad.any()):
+                r = int(bad.nonzero()[0, 0])
+                b = int(rows[r]) if rows is not None else r
+                raise NonFiniteDenoiserError(
+                    f"the denoiser returned NaN/inf ({what}) at step index "
+                    f"{int(step_index[b])}, sigma={float(sigma_in[b]):.6g} (sample {b})"
+                )
+        bad = ~torch.isfinite(state.reshape(state.shape[0], -1)).all(dim=1)
+        b = int(bad.nonzero()[0, 0])
         raise NonFiniteDenoiserError(
-            f"the denoiser returned NaN/inf ({what}) at step index {int(step_index[b])}, "
-            f"sigma={float(sigma[b]):.6g} (sample {b})"
+            f"the samples became NaN/inf at step index {int(step_index[b])}, "
+            f"sigma={float(sigma[b]):.6g} (sample {b}; the input was not finite)"
         )
 
 
@@ -554,17 +572,18 @@ def _raise_knob(knobs: Knobs, name: str, bad: torch.Tensor, allowed: str) -> NoR
 
 
 class _Rows:
-    """The batch rows a stage evaluates: all, none, or ``index (n,)`` (``count`` of ``B``)."""
+    """The batch rows a stage evaluates: all, none, or ``index (n,)`` (``count`` of ``batch``;
+    ``mask`` may be ``None`` when ``count`` is 0 or ``batch``)."""
 
     __slots__ = ("count", "index", "full")
 
-    def __init__(self, mask: torch.Tensor | None = None, count: int = 0) -> None:
+    def __init__(self, mask: torch.Tensor | None, count: int, batch: int) -> None:
         self.count = count
-        self.full = mask is not None and count == mask.shape[0]
+        self.full = count == batch
         self.index = None if self.full or count == 0 else _nonzero(mask, count)
 
 
-_NO_ROWS = _Rows()
+_NO_ROWS = _Rows(None, 0, -1)
 
 
 def _nonzero(mask: torch.Tensor, count: int) -> torch.Tensor:
@@ -589,6 +608,7 @@ def sampler_step(
     validate: bool = True,
     check_finite: bool = True,
     finite: FiniteCheck | None = None,
+    uniform: int | None = None,
 ) -> StepOutput:
     """One transition of the sampling MDP for a batch (design §3; EDM Algorithm 2).
 
@@ -625,6 +645,9 @@ def sampler_step(
         finite: accumulate the finite checks here instead; they are read with the next call's
             host sync that is given the same ``finite`` (or by :meth:`FiniteCheck.check`), so a
             non-finite output raises one step later, before any state changes.
+        uniform: the caller knows on the host that every sample is at step index ``uniform``
+            (and ``active`` is ``None``): the levels and the last-step decision come from the
+            host, and with neutral knobs the step needs no host sync at all.
 
     Returns:
         A :class:`StepOutput`. NFE per sample: 2 for a Heun step (1 when ``sigma_{i+1} = 0``),
@@ -645,64 +668,106 @@ def sampler_step(
             raise ValueError(
                 f"step_index must have shape ({batch},), got {tuple(step_index.shape)}"
             )
-    i = step_index.clamp(0, num_steps - 1)
-    sig = sigmas.to(dev, dt)
-    t_cur = sig[i]
-    t_next = sig[i + 1]
-    last = t_next == 0
-    everyone = active is None
-    if active is None:
-        active = torch.ones(batch, dtype=torch.bool, device=dev)
+    sig = sigmas if (sigmas.device == dev and sigmas.dtype == dt) else sigmas.to(dev, dt)
+    if uniform is None:
+        i = step_index.clamp(0, num_steps - 1)
+        t_cur = sig[i]
+        t_next = sig[i + 1]
+        last = t_next == 0
+        last_host = None
+    else:  # every sample at step `uniform`: 0-dim levels, the last step known on the host
+        if active is not None or not 0 <= uniform < num_steps:
+            raise ValueError(
+                f"uniform={uniform} needs active=None and a step index in 0..{num_steps - 1}"
+            )
+        i = step_index
+        t_cur, t_next = sig[uniform], sig[uniform + 1]
+        last_host = uniform == num_steps - 1
+        last = None
+
+    def last_mask() -> torch.Tensor:
+        return last if last is not None else torch.full((batch,), last_host, device=dev)
+    # Masks are None where they are trivially all (active, euler) or none (renoised, noisy):
+    # neutral knobs cost no mask arithmetic and no count.
 
     # Renoise decision: k > 0, i > 0 and budget left.
-    zeros_long = torch.zeros(batch, dtype=torch.long, device=dev)
-    k = knobs.renoise.to(dev) if knobs.renoise is not None else None
-    bud = budget.to(dev) if budget is not None else zeros_long
-    if k is not None:
+    renoised = renoise_ignored = None
+    j, bud = i, budget
+    if knobs.renoise is not None:
+        k = knobs.renoise.to(dev)
+        bud = budget.to(dev) if budget is not None else torch.zeros_like(k)
         wants_renoise = k > 0
-        renoised = wants_renoise & (i > 0) & (bud > 0) & active
-        renoise_ignored = wants_renoise & ~renoised & active
+        renoised = wants_renoise & (i > 0) & (bud > 0)
+        if active is not None:
+            renoised &= active
+        renoise_ignored = wants_renoise & ~renoised
+        if active is not None:
+            renoise_ignored &= active
         j = torch.where(renoised, (i - k).clamp_min(0), i)
-    else:
-        renoised = renoise_ignored = torch.zeros(batch, dtype=torch.bool, device=dev)
-        j = i
 
     # Churn (not at the last step; not when renoising).
+    churn = churn_ignored = noisy = None
     if knobs.churn is not None:
         churn = knobs.churn.to(dev, dt)
-        churn_ignored = (churn > 0) & last & ~renoised & active
-        churn = torch.where(last | renoised, torch.zeros_like(churn), churn)
-        noisy = ((churn > 0) | renoised) & active
-    else:
-        churn, noisy = None, renoised
-        churn_ignored = torch.zeros(batch, dtype=torch.bool, device=dev)
+        wants_churn = churn > 0
+        blocked = last_mask() if renoised is None else last_mask() | renoised
+        churn_ignored = wants_churn & last_mask()
+        if renoised is not None:
+            churn_ignored &= ~renoised
+        if active is not None:
+            churn_ignored &= active
+        churn = torch.where(blocked, torch.zeros_like(churn), churn)
+        noisy = wants_churn & ~blocked
+    if renoised is not None:
+        noisy = renoised if noisy is None else noisy | renoised
+    if noisy is not None and active is not None:
+        noisy = noisy & active
 
     # Rows per stage: Euler where active and not renoised, Heun also where sigma_{i+1} > 0;
     # the guide where w != 1 as well.
-    euler = active & ~renoised
-    heun = euler & ~last
+    if renoised is None:
+        euler = active
+    else:
+        euler = ~renoised if active is None else active & ~renoised
+    if last_host is None:
+        heun = ~last if euler is None else euler & ~last
+    else:  # None: every row (no last step) or none (the last step), known on the host
+        heun = None if (euler is None or last_host) else euler
     w = knobs.guidance.to(dev, dt) if (knobs.guidance is not None and guide is not None) else None
     guided = (w != 1) if w is not None else None
-    new_index = torch.where(renoised, j, i + 1)
-    new_index = torch.where(active, new_index, step_index)
-    masks = [euler, heun, noisy, renoised, active, new_index < num_steps]
+    guided_euler = guided_heun = None
     if guided is not None:
-        guided_euler, guided_heun = euler & guided, heun & guided
-        masks += [guided_euler, guided_heun]
+        guided_euler = guided if euler is None else euler & guided
+        guided_heun = (guided if heun is None else heun & guided) if not last_host else None
+    new_index = i + 1 if renoised is None else torch.where(renoised, j, i + 1)
+    if active is not None:
+        new_index = torch.where(active, new_index, step_index)
+    masks = {} if (heun is None or heun is euler) else {"heun": heun}
+    for name, mask in (("euler", euler), ("noisy", noisy), ("renoised", renoised),
+                       ("active", active), ("guided_euler", guided_euler),
+                       ("guided_heun", guided_heun)):
+        if mask is not None:
+            masks[name] = mask
+    if euler is not None:  # otherwise every row ends at i + 1 (unfinished = Heun rows)
+        masks["unfinished"] = new_index < num_steps
 
     # The step's one host sync: row counts, validation flags and queued finite checks.
-    stats = [torch.stack(masks).sum(dim=1)]
+    stats = [torch.stack(list(masks.values())).sum(dim=1)] if masks else []
     violations = []
     if validate:
         violations = _knob_violations(knobs)
-        bad_index = ((step_index < 0) | (step_index >= num_steps)) & active
+        bad_index = (step_index < 0) | (step_index >= num_steps)
+        if active is not None:
+            bad_index &= active
         violations.append(("step index", bad_index, ""))
         stats.append(torch.stack([bad.any() for _, bad, _ in violations]).long())
     pending = finite.flags() if (finite is not None and check_finite) else []
-    if pending:
+    if pending and (stats or len(pending) >= FiniteCheck.max_pending):
         stats.append(torch.stack(pending).long())
-    host = torch.cat(stats).tolist() if len(stats) > 1 else stats[0].tolist()
-    counts, host = host[: len(masks)], host[len(masks):]
+    else:
+        pending = []  # no sync this step: the checks wait for one
+    host = (torch.cat(stats).tolist() if len(stats) > 1 else stats[0].tolist()) if stats else []
+    counts, host = dict(zip(masks, host)), host[len(masks):]
     if violations:
         flags, host = host[: len(violations)], host[len(violations):]
         for (name, bad, allowed), flag in zip(violations, flags):
@@ -716,9 +781,17 @@ def sampler_step(
             _raise_knob(knobs, name, bad, allowed)
     if pending:
         finite.resolve([bool(v) for v in host])
-    n_euler, n_heun, n_noisy, n_renoised, n_active, unfinished = counts[:6]
-    n_guided_euler, n_guided_heun = counts[6:] if guided is not None else (0, 0)
-    everyone = everyone or n_active == batch
+    n_euler = counts.get("euler", batch)
+    if heun is None:
+        n_heun = 0 if last_host else batch
+    else:
+        n_heun = counts["heun"] if heun is not euler else n_euler
+    n_noisy = counts.get("noisy", 0)
+    n_renoised = counts.get("renoised", 0)
+    n_guided_euler = counts.get("guided_euler", 0)
+    n_guided_heun = counts.get("guided_heun", 0)
+    unfinished = counts.get("unfinished", n_heun)
+    everyone = active is None or counts["active"] == batch
 
     # One draw serves churn or renoise (they exclude each other within a step).
     if noise is not None:
@@ -729,20 +802,22 @@ def sampler_step(
         eps = None
 
     checker = (finite if finite is not None else FiniteCheck()) if check_finite else None
+    outputs: list[tuple] = []  # (output, rows, sigma, stage) of every evaluation
     rows_evaluated = [0, 0]
 
     def evaluate(
         model: Denoise, x_in: torch.Tensor, t_in: torch.Tensor, rows: _Rows, what: str
     ) -> torch.Tensor:
         """``model`` on ``rows`` only: ``(rows.count, *data_shape)`` (the whole batch if full)."""
+        if t_in.dim() == 0:
+            t_in = t_in.expand(batch)
         if rows.full:
             out = model(x_in, t_in, labels)
         else:
             idx = rows.index
             out = model(x_in[idx], t_in[idx], labels[idx] if labels is not None else None)
         rows_evaluated[model is guide] += rows.count
-        if checker is not None:
-            checker.record(out, rows.index, i, t_in, what)
+        outputs.append((out, rows.index, t_in, what))
         return out
 
     def denoise(
@@ -774,20 +849,21 @@ def sampler_step(
             t_hat, x_hat = t_cur, x
 
         # Euler step.
-        grows = _Rows(guided_euler, n_guided_euler) if n_guided_euler else _NO_ROWS
-        x0_hat = denoise(x_hat, t_hat, _Rows(euler, n_euler), grows, "Euler stage")
+        grows = _Rows(guided_euler, n_guided_euler, batch) if n_guided_euler else _NO_ROWS
+        x0_hat = denoise(x_hat, t_hat, _Rows(euler, n_euler, batch), grows, "Euler stage")
         h = _bcast(t_next - t_hat, x)
         d_cur = (x_hat - x0_hat) / _bcast(t_hat, x)
         x_euler = x_hat + h * d_cur
 
         # Heun correction where sigma_{i+1} > 0 (rows without it are not evaluated).
         if n_heun:
-            t_eval = t_next if n_heun == batch else torch.where(last, t_cur, t_next)
-            grows = _Rows(guided_heun, n_guided_heun) if n_guided_heun else _NO_ROWS
-            x0_prime = denoise(x_euler, t_eval, _Rows(heun, n_heun), grows, "Heun stage")
+            whole = n_heun == batch or last_host is False
+            t_eval = t_next if whole else torch.where(last, t_cur, t_next)
+            grows = _Rows(guided_heun, n_guided_heun, batch) if n_guided_heun else _NO_ROWS
+            x0_prime = denoise(x_euler, t_eval, _Rows(heun, n_heun, batch), grows, "Heun stage")
             d_prime = (x_euler - x0_prime) / _bcast(t_eval, x)
             x_heun = x_hat + h * (0.5 * d_cur + 0.5 * d_prime)
-            x_next = x_heun if n_heun == batch else torch.where(_bcast(last, x), x_euler, x_heun)
+            x_next = x_heun if whole else torch.where(_bcast(last, x), x_euler, x_heun)
         else:
             x_next = x_euler
 
@@ -798,25 +874,40 @@ def sampler_step(
         x_next = torch.where(_bcast(renoised, x), x_renoised, x_next)
     if not everyone:
         x_next = torch.where(_bcast(active, x), x_next, x)
-    if check_finite and finite is None:
-        checker.check()
+    if checker is not None and outputs:
+        checker.record(x_next, outputs, i, t_cur.expand(batch) if t_cur.dim() == 0 else t_cur)
+        if finite is None:
+            checker.check()
 
     # Per-sample results.
+    if bud is None:
+        bud = torch.zeros(batch, dtype=torch.long, device=dev)
     new_budget = torch.where(renoised, bud - 1, bud) if n_renoised else bud
-    if guided is not None:
-        nfe = euler.long() + heun.long() + guided_euler.long() + guided_heun.long()
+    if heun is None:
+        nfe = torch.full((batch,), 1 if last_host else 2, dtype=torch.long, device=dev)
+        if euler is not None:
+            nfe *= euler
     else:
-        nfe = euler.long() + heun.long()
+        nfe = heun.long()
+        nfe += 1 if euler is None else euler
+    if guided_euler is not None:
+        nfe += guided_euler
+    if guided_heun is not None:
+        nfe += guided_heun
+    none = None
+    if renoised is None or churn_ignored is None or renoise_ignored is None:
+        none = torch.zeros(batch, dtype=torch.bool, device=dev)
     return StepOutput(
         x=x_next,
         step_index=new_index,
         budget=new_budget,
         nfe=nfe,
-        renoised=renoised,
-        churn_ignored=churn_ignored,
-        renoise_ignored=renoise_ignored,
+        renoised=none if renoised is None else renoised,
+        churn_ignored=none if churn_ignored is None else churn_ignored,
+        renoise_ignored=none if renoise_ignored is None else renoise_ignored,
         unfinished=unfinished,
         rows_evaluated=(rows_evaluated[0], rows_evaluated[1]),
+        uniform=uniform + 1 if (uniform is not None and not n_renoised) else None,
     )
 
 
@@ -939,9 +1030,10 @@ def sample(
     Returns:
         :class:`SampleResult` with the final samples, per-sample NFE and the rows evaluated.
 
-    One host sync per transition (:func:`sampler_step`'s), plus one at the end for the finite
-    checks. Knobs of ``actions`` with ``validated = True`` (:func:`schedule_actions`, a policy's
-    menus) are not checked again at every step.
+    At most one host sync per transition (:func:`sampler_step`'s; none for neutral knobs while
+    every sample is at the same step), plus one at the end for the finite checks. Knobs of
+    ``actions`` with ``validated = True`` (:func:`schedule_actions`, a policy's menus) are not
+    checked again at every step.
     """
     batch = noise.batch_size
     dev = noise.device
@@ -956,12 +1048,13 @@ def sample(
     finite = FiniteCheck() if check_finite else None
     rows_evaluated = 0
     unfinished = batch
+    uniform: int | None = 0  # every sample at this step index (until a renoise)
     # Each renoise moves back at most N - 1 levels, so N + budget (N - 1) transitions suffice.
     max_transitions = num_steps + int(renoise_budget) * max(num_steps - 1, 0)
     for _ in range(max_transitions):
         if unfinished == 0:
             break
-        active = step_index < num_steps
+        active = None if uniform is not None else step_index < num_steps
         knobs = actions(x, step_index, budget, labels) if actions is not None else Knobs()
         out = sampler_step(
             denoiser,
@@ -977,11 +1070,12 @@ def sample(
             validate=validate,
             check_finite=check_finite,
             finite=finite,
+            uniform=uniform,
         )
         x, step_index, budget = out.x, out.step_index, out.budget
         nfe = nfe + out.nfe
-        steps = steps + active.long()
-        unfinished = out.unfinished
+        steps = steps + (1 if active is None else active.long())
+        unfinished, uniform = out.unfinished, out.uniform
         rows_evaluated += sum(out.rows_evaluated)
     if finite is not None:
         finite.check()

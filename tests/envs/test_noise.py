@@ -176,13 +176,20 @@ def test_finite_checks_are_read_with_the_next_step():
     finite.check()  # cleared after raising
 
 
-def test_env_raises_non_finite_one_step_later():
+@pytest.mark.parametrize("churn", [False, True])
+def test_env_raises_non_finite_by_the_end_of_the_episode(churn):
+    """Neutral actions need no host sync: the check comes at the end of the episode; with churn
+    the step's sync reads it one step later. Either way the first bad stage is named."""
     env = DiffusionSamplingEnv("gmm2d", 3)
     env.reset(seed=0)
     env.task.denoiser.forward = lambda x, sigma, class_labels=None: x * math.nan
-    env.step(torch.zeros(3, 2, dtype=torch.long))
+    actions = torch.zeros(3, 2, dtype=torch.long)
+    actions[:, 0] = int(churn)
+    steps = 0
     with pytest.raises(NonFiniteDenoiserError, match=r"Euler stage\) at step index 0"):
-        env.step(torch.zeros(3, 2, dtype=torch.long))
+        for steps in range(1, env.num_steps + 1):
+            env.step(actions)
+    assert steps == (2 if churn else env.num_steps)
 
 
 def test_sample_raises_non_finite_at_the_end():
