@@ -388,19 +388,23 @@ def _nfe_prefixes(env: DiffusionSamplingEnv, actions: torch.Tensor) -> list[int]
 
 
 def _interleaved(fns: dict[str, Callable[[], Any]], repeats: int, device: torch.device,
-                 ) -> dict[str, float]:
-    """Median wall seconds of each ``fn`` over ``repeats`` interleaved rounds (one untimed)."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
+                 ) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall and process-CPU seconds of each ``fn`` over ``repeats`` interleaved rounds
+    (the order rotates each round; one untimed warm-up round)."""
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
     order = list(fns)
     for r in range(repeats + 1):
         for k in order[r % len(order):] + order[: r % len(order)]:
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fns[k]()
             _sync(device)
             if r:  # round 0 warms up
-                times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+                wall[k].append(time.perf_counter() - t0)
+                cpu[k].append(time.process_time() - c0)
+    med = statistics.median
+    return {k: med(v) for k, v in wall.items()}, {k: med(v) for k, v in cpu.items()}
 
 
 def bench_noise(task: str, spec: Task, args: argparse.Namespace, device: torch.device,
@@ -420,11 +424,14 @@ def bench_noise(task: str, spec: Task, args: argparse.Namespace, device: torch.d
                 src.randn(shape)
         return run
 
-    draw_s = _interleaved({k: draws(v) for k, v in sources.items()}, args.noise_repeats, device)
+    draw_s, draw_cpu = _interleaved({k: draws(v) for k, v in sources.items()},
+                                    args.noise_repeats, device)
     out: dict[str, Any] = {
         "task": task, "batch": n, "data_shape": list(shape), "draws": args.noise_draws,
         "draw_ms": {k: 1e3 * v / args.noise_draws for k, v in draw_s.items()},
+        "draw_cpu_ms": {k: 1e3 * v / args.noise_draws for k, v in draw_cpu.items()},
         "draw_ratio": draw_s["per_sample"] / draw_s["batch"],
+        "draw_ratio_cpu": draw_cpu["per_sample"] / draw_cpu["batch"],
     }
     if task in args.noise_sample_tasks:
         sigmas = spec.sigmas(device)
@@ -441,10 +448,13 @@ def bench_noise(task: str, spec: Task, args: argparse.Namespace, device: torch.d
                            actions=churn, dtype=dt)
             return go
 
-        sample_s = _interleaved({k: run(k) for k in sources}, args.noise_repeats, device)
+        sample_s, sample_cpu = _interleaved({k: run(k) for k in sources}, args.noise_repeats,
+                                            device)
         out.update(
             sample_ms={k: 1e3 * v for k, v in sample_s.items()},
+            sample_cpu_ms={k: 1e3 * v for k, v in sample_cpu.items()},
             sample_ratio=sample_s["per_sample"] / sample_s["batch"],
+            sample_ratio_cpu=sample_cpu["per_sample"] / sample_cpu["batch"],
         )
     return out
 
@@ -480,14 +490,16 @@ def bench_guided(task: str, spec: Task, args: argparse.Namespace, device: torch.
         return go
 
     repeats = args.task_repeats.get(task, args.repeats)
-    secs = _interleaved({k: run(k) for k in ("plain", "guided")}, repeats, device)
+    secs, cpu = _interleaved({k: run(k) for k in ("plain", "guided")}, repeats, device)
     nfe_ratio = nfe["guided"] / nfe["plain"]
     time_ratio = secs["guided"] / secs["plain"]
+    cpu_ratio = cpu["guided"] / cpu["plain"]
     return {
         "task": task, "n": n, "point": point, "guided_steps": guided_steps,
-        "num_steps": spec.num_steps, "nfe": nfe, "seconds": secs, "repeats": repeats,
-        "time_ratio": time_ratio, "nfe_ratio": nfe_ratio,
-        "measured_over_predicted": time_ratio / nfe_ratio,
+        "num_steps": spec.num_steps, "nfe": nfe, "seconds": secs, "cpu_seconds": cpu,
+        "repeats": repeats, "time_ratio": time_ratio, "cpu_ratio": cpu_ratio,
+        "nfe_ratio": nfe_ratio, "measured_over_predicted": time_ratio / nfe_ratio,
+        "measured_over_predicted_cpu": cpu_ratio / nfe_ratio,
     }
 
 
@@ -724,16 +736,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for r in payload["noise"]:
         ms = r["draw_ms"]
         line = (f"\nnoise, {r['task']}, B={r['batch']}: one draw {ms['per_sample']:.3f} ms "
-                f"per-sample vs {ms['batch']:.3f} ms batch ({r['draw_ratio']:.2f}x)")
+                f"per-sample vs {ms['batch']:.3f} ms batch ({r['draw_ratio']:.2f}x; CPU time "
+                f"{r['draw_ratio_cpu']:.2f}x)")
         if "sample_ratio" in r:
             line += (f"; whole sample (churn) {r['sample_ms']['per_sample']:.1f} ms vs "
-                     f"{r['sample_ms']['batch']:.1f} ms ({r['sample_ratio']:.2f}x)")
+                     f"{r['sample_ms']['batch']:.1f} ms ({r['sample_ratio']:.2f}x; CPU time "
+                     f"{r['sample_ratio_cpu']:.2f}x)")
         print(line)
     for r in payload["guided"]:
         print(
             f"\nguided, {r['task']}: {r['guided_steps']} of {r['num_steps']} steps guided, "
             f"NFE x{r['nfe_ratio']:.3f}, time x{r['time_ratio']:.3f}: measured / predicted "
-            f"{r['measured_over_predicted']:.3f}"
+            f"{r['measured_over_predicted']:.3f} (CPU time {r['measured_over_predicted_cpu']:.3f})"
         )
     print(
         f"\nsteps/s (NFE/s), wall-clock medians; machine: {payload['machine']['cpu']}, "
