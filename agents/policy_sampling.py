@@ -202,6 +202,7 @@ class PolicySampler:
             obs = self.observe(x, step_index, budget, labels)
             return self.knobs(self.select(obs, action_noise))
 
+        act.validated = True  # menu levels are validated with the task: no per-step checks
         return act
 
     def sample(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,8 +36,16 @@ if TYPE_CHECKING:
 
 __all__ = ["plot_action_profile", "plot_quality_vs_cost", "plot_samples"]
 
-KNOB_LABELS = {"gamma": "churn γ", "guidance": "guidance w", "renoise": "renoise jump k"}
-NEUTRAL_LEVEL = {"gamma": 0.0, "guidance": 1.0, "renoise": 0.0}
+KNOB_LABELS = {"churn": "churn γ", "guidance": "guidance w", "renoise": "renoise jump k"}
+NEUTRAL_LEVEL = {"churn": 0.0, "guidance": 1.0, "renoise": 0.0}
+OLD_KNOB_KEYS = {"churn": "gamma"}
+"""Keys of results written before the knob was renamed (read as the new name)."""
+
+
+def _knob_entry(tables: Mapping[str, Any], knob: str) -> Any:
+    """``tables[knob]``, or the entry under the knob's old name (``None`` if neither)."""
+    value = tables.get(knob)
+    return tables.get(OLD_KNOB_KEYS[knob]) if value is None and knob in OLD_KNOB_KEYS else value
 
 
 def _pyplot():
@@ -120,19 +128,19 @@ def plot_action_profile(result: ComparisonResult, path: str | os.PathLike) -> No
     grid_rows = [r for r in result.rows if r.kind == "grid"]
     knobs = [
         k for k in KNOB_LABELS
-        if any(k in r.info.get("profile", {}) for r in learned)
-        or any(k in r.info.get("schedule", {}) for r in grid_rows)
-    ] or ["gamma"]
+        if any(_knob_entry(r.info.get("profile", {}), k) is not None for r in learned)
+        or any(_knob_entry(r.info.get("schedule", {}), k) is not None for r in grid_rows)
+    ] or ["churn"]
     fig, axes = plt.subplots(1, len(knobs), figsize=(4.6 * len(knobs), 3.8), squeeze=False)
     for ax, knob in zip(axes[0], knobs):
         ax.axhline(NEUTRAL_LEVEL[knob], color="grey", ls=":", lw=1.0, label="default (neutral)")
         for i, r in enumerate(grid_rows):
-            table = r.info.get("schedule", {}).get(knob)
+            table = _knob_entry(r.info.get("schedule", {}), knob)
             if table is not None:
                 ax.step(sigma, table, where="mid", ls="--", lw=1.2, color=f"C{i}",
                         label=f"{r.method}: {r.detail}")
         for i, r in enumerate(learned):
-            prof = r.info.get("profile", {}).get(knob)
+            prof = _knob_entry(r.info.get("profile", {}), knob)
             if prof is None:
                 continue
             mean = np.asarray(prof["mean"], dtype=np.float64)

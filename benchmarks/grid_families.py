@@ -215,10 +215,10 @@ class ChurnFamily(GridFamily):
     s_noise: tuple[float, ...] = (1.0,)
 
     def tables(self, point: Mapping[str, float], sigmas: torch.Tensor) -> dict[str, list[float]]:
-        gamma = edm_churn_gammas(
+        churn = edm_churn_gammas(
             sigmas, s_churn=point["s_churn"], s_min=point["s_min"], s_max=point["s_max"]
         )
-        return {"gamma": gamma.tolist(), "s_noise": [point["s_noise"]] * gamma.shape[0]}
+        return {"churn": churn.tolist(), "s_noise": [point["s_noise"]] * churn.shape[0]}
 
     @classmethod
     def preset(cls, task: Task, points: str = "default") -> ChurnFamily:

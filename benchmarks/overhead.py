@@ -129,5 +129,5 @@ def measure_inference_overhead(
 
 def profile_schedule(profile: Mapping[str, Any], num_steps: int) -> dict[str, list[float]]:
     """The fixed schedule of a policy's per-step mean churn and guidance (renoise left out)."""
-    schedule = {k: list(profile[k]) for k in ("gamma", "guidance") if k in profile}
-    return schedule or {"gamma": [0.0] * num_steps}
+    schedule = {k: list(profile[k]) for k in ("churn", "guidance") if k in profile}
+    return schedule or {"churn": [0.0] * num_steps}

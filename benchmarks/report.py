@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 RESULTS_FORMAT = "diffgym-compare/1"
-KNOB_FIELDS = ("gamma", "guidance", "renoise")
+KNOB_FIELDS = ("churn", "guidance", "renoise")
 """The :class:`~diffgym.envs.sampler.Knobs` fields recorded in a policy's action profile."""
 
 

@@ -44,7 +44,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EVALS_FORMAT = "diffgym-compare-evals/1"
-NEUTRAL = {"gamma": 0.0, "guidance": 1.0, "renoise": 0.0}
+NEUTRAL = {"churn": 0.0, "guidance": 1.0, "renoise": 0.0}
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from diffgym.envs.env import KNOBS, DiffusionSamplingEnv, DiffusionSamplingSingl
 from diffgym.envs.features import featurize, obs_dim, split_obs
 from diffgym.envs.sampler import (
     BatchNoise,
+    FiniteCheck,
     Knobs,
     NoiseSource,
     NonFiniteDenoiserError,
@@ -46,6 +47,7 @@ __all__ = [
     "to_sb3",
     "unwrap_env",
     "BatchNoise",
+    "FiniteCheck",
     "Denoiser",
     "FullCovGaussianMixture",
     "GMMDenoiser",

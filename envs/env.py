@@ -21,7 +21,14 @@ from diffgym.envs.features import (
     sigma_features,
 )
 from diffgym.envs.menus import KNOBS, ActionMenus
-from diffgym.envs.sampler import BatchNoise, Knobs, PerSampleNoise, StepOutput, sampler_step
+from diffgym.envs.sampler import (
+    BatchNoise,
+    FiniteCheck,
+    Knobs,
+    PerSampleNoise,
+    StepOutput,
+    sampler_step,
+)
 from diffgym.envs.tasks import Task, make_task, validate_menus
 
 __all__ = ["DiffusionSamplingEnv", "DiffusionSamplingSingleEnv", "KNOBS", "REWARDS"]
@@ -253,8 +260,10 @@ class DiffusionSamplingEnv(VectorEnv):
         self._label_probs = (
             task.label_probs.to(dev, torch.float64) if task.label_probs is not None else None
         )
-        self._label_probs_cpu = None if self._label_probs is None else self._label_probs.cpu()
         self._noise: BatchNoise | PerSampleNoise | None = None
+        # Finite checks of the denoiser outputs, read with the next step's one host sync.
+        self._finite = FiniteCheck()
+        self._uniform_step: int | None = None  # every sub-env at this step index, if known
         self._needs_reset = True
         # Sub-envs whose episode ended at the last step and that have not been reset yet
         # (NEXT_STEP: reset by the next step; DISABLED: by reset(options={"reset_mask": ...})).
@@ -311,6 +320,7 @@ class DiffusionSamplingEnv(VectorEnv):
             self._reset_envs(mask)
             self._done &= ~mask
             self._any_done = bool(self._done.any())
+            self._uniform_step = None  # the reset sub-envs restart at step 0, the others do not
             return self._observe(), {}
         seeds = None
         if isinstance(seed, (list, tuple)):
@@ -339,6 +349,7 @@ class DiffusionSamplingEnv(VectorEnv):
         self._reset_envs(everyone)
         self._done.zero_()
         self._any_done = False
+        self._uniform_step = 0
         self._needs_reset = False
         return self._observe(), {}
 
@@ -362,8 +373,9 @@ class DiffusionSamplingEnv(VectorEnv):
         """
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
-        idx = self._validate_actions(actions)
+        idx, used = self._validate_actions(actions, used=True)
         active = None  # every sub-env takes a sampler step
+        uniform = self._uniform_step
         if self._any_done:  # episodes ended at the previous step and were not reset
             if self.autoreset_mode == AutoresetMode.DISABLED:
                 finished = self._done.nonzero().squeeze(1).tolist()
@@ -376,6 +388,7 @@ class DiffusionSamplingEnv(VectorEnv):
             self._reset_envs(self._done)
             self._done.zero_()
             self._any_done = False
+            uniform = None
         if active is not None and self.noise_mode == "batch" and not bool(active.any()):
             out = self._no_transition()  # all sub-envs reset: no denoiser call
         else:
@@ -384,7 +397,7 @@ class DiffusionSamplingEnv(VectorEnv):
                 self.x,
                 self.step_index,
                 self.sigmas,
-                knobs=self._knobs(idx),
+                knobs=self.action_menus.knobs(idx, self._s_noise, used=used),
                 labels=self.labels,
                 guide=self._guide,
                 budget=self.budget,
@@ -392,10 +405,18 @@ class DiffusionSamplingEnv(VectorEnv):
                 active=active,
                 validate=False,
                 check_finite=self.check_finite,
+                finite=self._finite,
+                uniform=uniform,
             )
         self.x, self.step_index, self.budget = out.x, out.step_index, out.budget
+        self._uniform_step = out.uniform
+        if out.unfinished == 0:  # every sub-env ends: they start over together
+            same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
+            self._uniform_step = 0 if same_step else None
+            if self.check_finite:
+                self._finite.check()  # once per episode
         terminated = self.step_index >= self.num_steps
-        any_done = bool(terminated.any())
+        any_done = out.unfinished < self.num_envs  # read with the step's one host sync
         # Reward: accumulated in float64, returned as float32; constant 0 unless configured.
         if self.nfe_penalty or self.reward_kind != "none":
             reward = out.nfe.to(torch.float64) * -self.nfe_penalty
@@ -465,7 +486,8 @@ class DiffusionSamplingEnv(VectorEnv):
         return record
 
     def _no_transition(self) -> StepOutput:
-        """The outcome of a step in which every sub-env only resets (NEXT_STEP autoreset)."""
+        """The outcome of a step in which every sub-env only resets (NEXT_STEP autoreset): all
+        start over at step 0 together."""
         no = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         return StepOutput(
             x=self.x,
@@ -475,6 +497,8 @@ class DiffusionSamplingEnv(VectorEnv):
             renoised=no,
             churn_ignored=no.clone(),
             renoise_ignored=no.clone(),
+            unfinished=self.num_envs,
+            uniform=0,
         )
 
     def _reset_mask(self, options: dict[str, Any] | None) -> torch.Tensor | None:
@@ -505,18 +529,8 @@ class DiffusionSamplingEnv(VectorEnv):
         """Start new episodes in the sub-envs where ``mask`` (``(num_envs,)`` bool) is set."""
         assert self._noise is not None
         idx = mask.nonzero().squeeze(1)
-        if self.noise_mode == "per_sample":
-            # CPU generators (PerSampleNoise): the same numbers on every device, one copy.
-            eps = torch.stack(
-                [
-                    torch.randn(self.data_shape, generator=self._noise.generators[b],
-                                dtype=self.dtype)
-                    for b in idx.tolist()
-                ]
-            ).to(self.device)
-        else:
-            eps = torch.randn((idx.numel(), *self.data_shape), generator=self._noise.generator,
-                              device=self.device, dtype=self.dtype)
+        # Per-sample noise: sub-env b's draws come from its own stream (the same on every device).
+        eps = self._noise.randn_rows(idx, self.data_shape)
         self.x[idx] = eps * self.sigmas[0]
         self.step_index[idx] = 0
         self.budget[idx] = self.renoise_budget
@@ -525,19 +539,7 @@ class DiffusionSamplingEnv(VectorEnv):
         self.episode_length[idx] = 0
         if self.labels is not None:
             assert self._label_probs is not None
-            if self.noise_mode == "per_sample":
-                probs = self._label_probs_cpu
-                new = torch.cat(
-                    [
-                        torch.multinomial(probs, 1, generator=self._noise.generators[b])
-                        for b in idx.tolist()
-                    ]
-                ).to(self.device) if idx.numel() else idx
-            else:
-                new = torch.multinomial(
-                    self._label_probs, idx.numel(), replacement=True,
-                    generator=self._noise.generator,
-                ) if idx.numel() else idx
+            new = self._noise.categorical_rows(idx, self._label_probs)
             self.labels[idx] = new
 
     def _observe(self) -> torch.Tensor:
@@ -559,10 +561,12 @@ class DiffusionSamplingEnv(VectorEnv):
             return self._no_budget  # read-only: featurize copies it
         return budget.to(self.dtype) / self.renoise_budget
 
-    def _validate_actions(self, actions: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def _validate_actions(self, actions: np.ndarray | torch.Tensor, used: bool = False) -> Any:
         """Menu indices as ``(num_envs, num_knobs)`` int64 on the device; ``ValueError`` if bad.
 
-        One host sync (the range check) for tensors; numpy actions are checked on the host.
+        One host sync (the range check) for tensors; numpy actions are checked on the host. With
+        ``used``, also (read in the same sync) whether each knob is off neutral in any sub-env:
+        ``(indices, [bool per knob])``, so that neutral knobs cost the sampler nothing.
         """
         n, k = self.num_envs, max(len(self.knob_names), 1)
         shape = tuple(actions.shape) if torch.is_tensor(actions) else np.shape(actions)
@@ -578,10 +582,12 @@ class DiffusionSamplingEnv(VectorEnv):
             bad = (a < 0) | (a >= sizes)
             if a.dtype.is_floating_point:
                 bad |= ~torch.isfinite(a) | (a != torch.round(a))
-            if bool(bad.any()):
+            flags = torch.cat([bad.any().reshape(1), (a != 0).any(dim=0)]).tolist()
+            if flags[0]:
                 b, j = (int(v) for v in bad.nonzero()[0])
                 raise ValueError(self._bad_action_message(b, j, a[b, j].item()))
-            return a.to(self.device, torch.long)
+            idx = a.to(self.device, torch.long)
+            return (idx, [bool(f) for f in flags[1:]]) if used else idx
         a = np.asarray(actions)
         if a.dtype.kind not in "iuf":
             raise ValueError(f"actions must be integer menu indices, got dtype {a.dtype}")
@@ -593,7 +599,8 @@ class DiffusionSamplingEnv(VectorEnv):
         if bad.any():
             b, j = (int(v) for v in np.argwhere(bad)[0])
             raise ValueError(self._bad_action_message(b, j, a[b, j].item()))
-        return torch.as_tensor(a.astype(np.int64, copy=False), device=self.device)
+        idx = torch.as_tensor(a.astype(np.int64, copy=False), device=self.device)
+        return (idx, (a != 0).any(axis=0).tolist()) if used else idx
 
     @property
     def _multi(self) -> bool:

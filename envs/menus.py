@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from diffgym.envs.sampler import Knobs
@@ -10,10 +12,8 @@ from diffgym.envs.tasks import Task
 __all__ = ["KNOBS", "ActionMenus"]
 
 KNOBS = ("churn", "guidance", "renoise")
-"""Knob order in a ``MultiDiscrete`` action (only the knobs whose menu has > 1 entry)."""
-
-_KNOB_FIELDS = {"churn": "gamma", "guidance": "guidance", "renoise": "renoise"}
-"""Knob name -> :class:`~diffgym.envs.sampler.Knobs` field."""
+"""Knob order in a ``MultiDiscrete`` action (only the knobs whose menu has > 1 entry); each is
+also the name of its :class:`~diffgym.envs.sampler.Knobs` field."""
 
 
 class ActionMenus:
@@ -44,10 +44,20 @@ class ActionMenus:
         self.renoise_budget = int(task.renoise_budget) if "renoise" in self.names else 0
         self.guided = "guidance" in self.names
 
-    def knobs(self, index: torch.Tensor, s_noise: torch.Tensor | None = None) -> Knobs:
+    def knobs(
+        self,
+        index: torch.Tensor,
+        s_noise: torch.Tensor | None = None,
+        used: Sequence[bool] | None = None,
+    ) -> Knobs:
         """Menu indices ``(B, len(names))`` -> per-sample :class:`Knobs` (``s_noise`` ``(B,)``
-        or ``None`` for the neutral 1)."""
-        kw: dict[str, torch.Tensor] = {} if s_noise is None else {"s_noise": s_noise}
+        or ``None`` for the neutral 1). ``used[j] = False`` says knob ``j`` is at its neutral
+        entry 0 in every sample (known on the host): it is left ``None``, which the sampler
+        skips."""
+        kw: dict[str, torch.Tensor] = {}
         for j, name in enumerate(self.names):
-            kw[_KNOB_FIELDS[name]] = self.levels[name][index[:, j]]
+            if used is None or used[j]:
+                kw[name] = self.levels[name][index[:, j]]
+        if s_noise is not None and "churn" in kw:
+            kw["s_noise"] = s_noise
         return Knobs(**kw)

@@ -1,20 +1,29 @@
 """The batched EDM sampler step (design §3) and the whole-trajectory loop around it.
 
 One function, :func:`sampler_step`, implements a transition of the sampling MDP for a batch of
-samples, each with its own knobs (churn ``gamma``, ``S_noise``, guidance weight ``w``, renoise jump
+samples, each with its own knobs (``churn``, ``S_noise``, guidance weight ``w``, renoise jump
 ``k``). The Gymnasium env, the grid-search baselines and policy-guided inference all call it.
 
+Every counted NFE is one evaluated row: the denoiser sees only the rows that take a stage (active,
+not renoised; the Heun stage only where ``sigma_{i+1} > 0``) and the guide only the rows with
+``w != 1``. When every row needs a stage it is one full-batch call. Which rows need what is read
+with one host sync per step (a handful of counts), which also carries the knob validation and
+the accumulated finite checks of the previous step (:class:`FiniteCheck`).
+
 Randomness is injected through a :class:`NoiseSource`: either one generator for the whole batch
-(fast; the default for training) or one generator per sample, so that a sample's trajectory does not
-depend on the batch it is in (EDM's ``StackedRandomGenerator`` idea; used for common random numbers
-when evaluating).
+(fast; the default for training) or per-sample counter-based streams (:class:`PerSampleNoise`),
+so that a sample's trajectory does not depend on the batch it is in (EDM's
+``StackedRandomGenerator`` idea; common random numbers when evaluating), drawn for the whole batch
+in one vectorised call and identical on CPU and GPU.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -23,7 +32,9 @@ __all__ = [
     "BatchNoise",
     "PerSampleNoise",
     "Knobs",
+    "KNOB_FIELDS",
     "StepOutput",
+    "FiniteCheck",
     "NonFiniteDenoiserError",
     "sampler_step",
     "SampleResult",
@@ -47,21 +58,50 @@ class NoiseSource:
     """Standard-normal noise for a batch of ``batch_size`` samples.
 
     ``randn(shape, needed)`` returns ``(batch_size, *shape)``. ``needed`` says whether any sample
-    uses the draw; a source may skip the draw (return zeros) when it is not needed.
+    uses the draw; a source may skip the work (return zeros) when it is not needed.
+    ``randn_rows`` and ``categorical_rows`` draw for a subset of the samples (starts of new
+    episodes in the env). ``state_dict``/``load_state_dict`` save and restore the streams.
     """
 
     batch_size: int
+    device: torch.device
+    dtype: torch.dtype
     per_sample: bool = False
 
     def randn(self, shape: Sequence[int], *, needed: bool = True) -> torch.Tensor:
         raise NotImplementedError
 
+    def randn_rows(self, index: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """``(len(index), *shape)`` standard normals for the samples ``index`` (int64, unique)."""
+        raise NotImplementedError
+
+    def categorical_rows(self, index: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """``(len(index),)`` int64 draws from the categorical ``probs (K,)``, one per sample."""
+        raise NotImplementedError
+
     def state_dict(self) -> dict[str, Any]:
-        """The stream positions (plain tensors); :meth:`load_state_dict` restores them."""
         raise NotImplementedError
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
+
+
+def _check_state(state: dict[str, Any], keys: set[str], per_sample: bool, batch: int) -> None:
+    """``ValueError`` unless ``state`` is a noise state of this kind and batch size."""
+    kinds = ("BatchNoise", "PerSampleNoise")
+    if isinstance(state, dict) and state.get("per_sample") in (0, 1, False, True):
+        if int(state["per_sample"]) != int(per_sample):
+            raise ValueError(
+                f"the state is a {kinds[int(state['per_sample'])]} state; this is a "
+                f"{kinds[int(per_sample)]}"
+            )
+    if not isinstance(state, dict) or set(state) != keys:
+        got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"not a noise state: expected keys {sorted(keys)}, got {got}")
+    if int(state["batch_size"]) != batch:
+        raise ValueError(
+            f"the state is for {int(state['batch_size'])} samples, this source has {batch}"
+        )
 
 
 class BatchNoise(NoiseSource):
@@ -99,34 +139,105 @@ class BatchNoise(NoiseSource):
     def seed(self, seed: int) -> None:
         self.generator.manual_seed(int(seed))
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"].cpu())
-
     def randn(self, shape: Sequence[int], *, needed: bool = True) -> torch.Tensor:
         full = (self.batch_size, *shape)
         if not needed:
             return torch.zeros(full, device=self.device, dtype=self.dtype)
         return torch.randn(full, generator=self.generator, device=self.device, dtype=self.dtype)
 
+    def randn_rows(self, index: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        return torch.randn(
+            (index.numel(), *shape), generator=self.generator, device=self.device, dtype=self.dtype
+        )
+
+    def categorical_rows(self, index: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        if index.numel() == 0:
+            return torch.zeros(0, dtype=torch.long, device=probs.device)
+        return torch.multinomial(probs, index.numel(), replacement=True, generator=self.generator)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"per_sample": 0, "batch_size": int, "generator": uint8 CPU tensor}``."""
+        return {"per_sample": 0, "batch_size": self.batch_size,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; ``ValueError`` for another kind, batch size or device."""
+        _check_state(state, {"per_sample", "batch_size", "generator"}, False, self.batch_size)
+        try:
+            self.generator.set_state(torch.as_tensor(state["generator"]).cpu())
+        except RuntimeError as err:
+            raise ValueError(
+                f"the noise state does not fit this {self.generator.device} generator ({err})"
+            ) from err
+
+
+# Counter-based per-sample streams: splitmix64 (Steele et al. 2014) in int64 torch ops, which wrap
+# modulo 2**64 like the unsigned original; ``>>`` is arithmetic in torch, so logical shifts mask.
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15  # splitmix64's increment: element lanes of one draw
+_DRAW = 0xD1B54A32D192ED03  # odd multiplier of the draw counter
+_MIX1, _MIX2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+_ONE_BITS = 0x3FF0000000000000  # float64 1.0: OR-ing 52 mantissa bits gives a number in [1, 2)
+_MANTISSA_HI32 = 0x000FFFFFFFF00000  # the top 32 of the 52 mantissa bits
+
+
+def _signed(v: int) -> int:
+    """An unsigned 64-bit integer as the int64 with the same bits."""
+    v &= _MASK64
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _mix64_int(z: int) -> int:
+    """splitmix64's finaliser on a Python int (unsigned 64-bit arithmetic)."""
+    z &= _MASK64
+    z = ((z ^ (z >> 30)) * _MIX1) & _MASK64
+    z = ((z ^ (z >> 27)) * _MIX2) & _MASK64
+    return z ^ (z >> 31)
+
+
+def _shr(z: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift of int64 bits."""
+    return (z >> k) & ((1 << (64 - k)) - 1)
+
+
+def _mix64(z: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
+    """splitmix64's finaliser, elementwise on int64 tensors, in place on ``z`` (returned).
+
+    In place with one scratch tensor: fresh temporaries of every op cost more than the ops on
+    a CPU (allocation and cache misses dominate at 2048 x 32 elements)."""
+    t = torch.empty_like(z) if scratch is None else scratch
+    for shift, mult in ((30, _signed(_MIX1)), (27, _signed(_MIX2)), (31, None)):
+        torch.bitwise_right_shift(z, shift, out=t)
+        t &= (1 << (64 - shift)) - 1  # logical shift
+        z ^= t
+        if mult is not None:
+            z *= mult
+    return z
+
+
+def _seed_key(seed: int) -> int:
+    """A sample's stream key (int64 bits) from its integer seed."""
+    return _signed(_mix64_int(_mix64_int(int(seed)) ^ 0x5851F42D4C957F2D))
+
 
 class PerSampleNoise(NoiseSource):
-    """One generator per sample: sample ``b``'s noise depends only on its own seed.
+    """Per-sample counter-based streams: sample ``b``'s noise depends only on its own seed.
 
-    Every call draws one normal vector per sample, whether or not the sample uses it, so a sample's
-    random stream advances by exactly one draw per call and never depends on the other samples or
-    on the batch size.
-
-    The generators are CPU generators whatever ``device`` is, and each call's batch is copied to
-    ``device`` once. So sample ``b``'s noise is the same numbers on every device (results differ
-    across devices only by floating-point rounding), and a GPU is not asked for one tiny kernel
-    launch per sample per step (2048 of them per step at the comparison's batch size).
+    Draw ``c`` of sample ``b`` is a pure function of ``(key(seed_b), c)``: a splitmix64 hash of
+    the key, the draw counter and the element index, turned into normals by Box-Muller in float64
+    (two normals per 64-bit hash). Every call of :meth:`randn` advances every sample's counter by
+    one, whether or not the sample uses the draw, so a sample's stream never depends on the other
+    samples or on the batch size; :meth:`randn_rows` and :meth:`categorical_rows` advance only the
+    listed samples. One draw is one vectorised computation for the whole batch (integer ops are
+    exact and the float64 maths is the same, so CPU and GPU give the same numbers up to the last
+    bit of ``log``/``cos``).
 
     Args:
         seeds: ``batch_size`` integer seeds, one per sample.
-        device, dtype: of the returned noise.
+        device, dtype: of the returned noise (the streams live on ``device``).
+
+    Raises:
+        ValueError: no seeds.
     """
 
     per_sample = True
@@ -144,53 +255,183 @@ class PerSampleNoise(NoiseSource):
         self.device = torch.device(device)
         self.dtype = dtype
         self.batch_size = len(seeds)
-        self.generators = [torch.Generator() for _ in seeds]
-        for g, s in zip(self.generators, seeds):
-            g.manual_seed(s)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generators": [g.get_state() for g in self.generators]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        states = state["generators"]
-        if len(states) != len(self.generators):
-            raise ValueError(
-                f"noise state of {len(states)} samples does not fit {len(self.generators)}"
-            )
-        for g, s in zip(self.generators, states):
-            g.set_state(s.cpu())
+        self._keys = torch.tensor([_seed_key(s) for s in seeds], dtype=torch.long,
+                                  device=self.device)
+        self._counters = torch.zeros(self.batch_size, dtype=torch.long, device=self.device)
+        self._lanes: dict[int, torch.Tensor] = {}
+        self._scratch: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
 
     def reseed(self, index: int, seed: int) -> None:
         """Restart sample ``index``'s stream from ``seed``."""
-        self.generators[index].manual_seed(int(seed))
+        self._keys[index] = _seed_key(seed)
+        self._counters[index] = 0
+
+    # The draws ---------------------------------------------------------------------------
+
+    def _draw_keys(self, keys: torch.Tensor, counters: torch.Tensor) -> torch.Tensor:
+        """``(n,)`` int64 key of each sample's current draw."""
+        return _mix64(keys + counters * _signed(_DRAW))
+
+    def _normals(self, draw_keys: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """``(n, *shape)`` normals of the draws ``draw_keys (n,)`` (Box-Muller, float64)."""
+        n, m = draw_keys.shape[0], math.prod(shape)
+        pairs = (m + 1) // 2
+        lanes = self._lanes.get(pairs)
+        if lanes is None:
+            lanes = torch.tensor([_signed(_GOLDEN * (p + 1)) for p in range(pairs)],
+                                 dtype=torch.long, device=self.device)
+            self._lanes[pairs] = lanes
+        # Scratch buffers are kept between full-batch draws: fresh large tensors cost a page
+        # fault per page on a CPU, several times the arithmetic below.
+        scratch = self._scratch.get((n, pairs))
+        if scratch is None:
+            scratch = (
+                torch.empty((n, pairs), dtype=torch.long, device=self.device),
+                torch.empty((n, pairs), dtype=torch.long, device=self.device),
+                torch.empty((n, pairs, 2), dtype=torch.float64, device=self.device),
+            )
+            if n == self.batch_size:
+                self._scratch = {(n, pairs): scratch}
+        h, t, z = scratch
+        torch.add(draw_keys[:, None], lanes, out=h)  # (n, pairs): one hash per two normals
+        _mix64(h, t)
+        # Box-Muller: r = sqrt(-2 ln u1) from the high 32 bits, theta = 2 pi u2 from the low.
+        # 32 bits -> float64 by setting them as the top of the mantissa of a number in [1, 2)
+        # (integer ops and a view; int64 -> float64 conversion is not vectorised on most CPUs).
+        torch.bitwise_right_shift(h, 12, out=t)  # bits 63..32 -> mantissa bits 51..20
+        t &= _MANTISSA_HI32
+        t |= _ONE_BITS
+        r = t.view(torch.float64)
+        torch.sub(2.0, r, out=r)  # u1 = 1 - a 2^-32, in (0, 1]
+        r.log_().mul_(-2.0).sqrt_()
+        h <<= 20  # bits 31..0 -> mantissa bits 51..20
+        h &= _MANTISSA_HI32
+        h |= _ONE_BITS
+        theta = h.view(torch.float64).sub_(1.0).mul_(2.0 * math.pi)  # 2 pi u2, u2 in [0, 1)
+        torch.cos(theta, out=z[:, :, 0])
+        torch.sin(theta, out=z[:, :, 1])
+        z *= r[:, :, None]
+        flat = z.reshape(n, 2 * pairs)
+        if 2 * pairs != m:
+            flat = flat[:, :m]
+        return flat.to(self.dtype, copy=True).reshape(n, *shape)  # never the scratch buffer
 
     def randn(self, shape: Sequence[int], *, needed: bool = True) -> torch.Tensor:
-        noise = torch.stack(
-            [torch.randn(tuple(shape), generator=g, dtype=self.dtype) for g in self.generators]
-        )
-        return noise.to(self.device)
+        if needed:
+            out = self._normals(self._draw_keys(self._keys, self._counters), tuple(shape))
+        else:
+            out = torch.zeros((self.batch_size, *shape), device=self.device, dtype=self.dtype)
+        self._counters += 1
+        return out
+
+    def randn_rows(self, index: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        index = index.to(self.device)
+        out = self._normals(self._draw_keys(self._keys[index], self._counters[index]),
+                            tuple(shape))
+        self._counters[index] += 1
+        return out
+
+    def uniform_rows(self, index: torch.Tensor) -> torch.Tensor:
+        """``(len(index),)`` float64 uniforms in ``[0, 1)`` (52 bits), one draw per sample."""
+        index = index.to(self.device)
+        h = self._draw_keys(self._keys[index], self._counters[index])
+        self._counters[index] += 1
+        bits = _shr(_mix64(h + _signed(_GOLDEN)), 12) | _ONE_BITS  # 52 random mantissa bits
+        return bits.view(torch.float64) - 1.0
+
+    def categorical_rows(self, index: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """Inverse-CDF draws from ``probs (K,)`` (any non-negative weights), one per sample."""
+        cdf = torch.cumsum(probs.to(self.device, torch.float64), 0)
+        u = self.uniform_rows(index) * cdf[-1]
+        return torch.searchsorted(cdf, u, right=True).clamp_max(probs.shape[0] - 1)
+
+    # State -------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"per_sample": 1, "batch_size": int, "keys": (B,) int64, "counters": (B,) int64}``
+        (CPU tensors)."""
+        return {"per_sample": 1, "batch_size": self.batch_size,
+                "keys": self._keys.cpu().clone(), "counters": self._counters.cpu().clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (from any device); ``ValueError`` if it does not fit."""
+        _check_state(state, {"per_sample", "batch_size", "keys", "counters"}, True,
+                     self.batch_size)
+        for name in ("keys", "counters"):
+            v = torch.as_tensor(state[name])
+            if v.shape != (self.batch_size,) or v.dtype != torch.long:
+                raise ValueError(
+                    f"noise state {name!r} must be a ({self.batch_size},) int64 tensor, got "
+                    f"{tuple(v.shape)} {v.dtype}"
+                )
+        self._keys = torch.as_tensor(state["keys"]).to(self.device).clone()
+        self._counters = torch.as_tensor(state["counters"]).to(self.device).clone()
+
+
+# --------------------------------------------------------------------------------------------
+# Knobs
+# --------------------------------------------------------------------------------------------
+
+KNOB_FIELDS = ("churn", "s_noise", "guidance", "renoise")
+"""The :class:`Knobs` fields; the menu knobs (``churn``, ``guidance``, ``renoise``) share them."""
+
+
+def _deprecated_gamma(churn: Any, gamma: Any, where: str) -> Any:
+    if gamma is None:
+        return churn
+    if churn is not None:
+        raise TypeError(f"{where}: give churn or its deprecated alias gamma, not both")
+    warnings.warn(
+        f"{where}(gamma=...) is deprecated; use churn=... (removed in the next release)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return gamma
+
+
+@dataclass(init=False)
+class Knobs:
+    """Per-sample sampler knobs for one step; each ``(B,)`` tensor or ``None`` (neutral).
+
+    Attributes:
+        churn: churn ``gamma >= 0`` (neutral 0): ``sigma_hat = sigma_i (1 + churn)``.
+        s_noise: churn noise scale ``S_noise`` (neutral 1).
+        guidance: guidance weight ``w`` (neutral 1), finite.
+        renoise: renoise jump ``k >= 0`` as int64 (neutral 0).
+
+    ``gamma=`` is accepted as a deprecated alias of ``churn=`` (``DeprecationWarning``).
+    """
+
+    churn: torch.Tensor | None = None
+    s_noise: torch.Tensor | None = None
+    guidance: torch.Tensor | None = None
+    renoise: torch.Tensor | None = None
+
+    def __init__(
+        self,
+        churn: torch.Tensor | None = None,
+        s_noise: torch.Tensor | None = None,
+        guidance: torch.Tensor | None = None,
+        renoise: torch.Tensor | None = None,
+        *,
+        gamma: torch.Tensor | None = None,
+    ) -> None:
+        self.churn = _deprecated_gamma(churn, gamma, "Knobs")
+        self.s_noise = s_noise
+        self.guidance = guidance
+        self.renoise = renoise
+
+    @property
+    def gamma(self) -> torch.Tensor | None:
+        """Deprecated alias of :attr:`churn`."""
+        warnings.warn("Knobs.gamma is deprecated; use Knobs.churn", DeprecationWarning,
+                      stacklevel=2)
+        return self.churn
 
 
 # --------------------------------------------------------------------------------------------
 # The step
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Knobs:
-    """Per-sample sampler knobs for one step; each ``(B,)`` tensor or ``None`` (neutral).
-
-    Attributes:
-        gamma: churn ``gamma >= 0`` (neutral 0): ``sigma_hat = sigma_i (1 + gamma)``.
-        s_noise: churn noise scale ``S_noise`` (neutral 1).
-        guidance: guidance weight ``w`` (neutral 1), finite.
-        renoise: renoise jump ``k >= 0`` as int64 (neutral 0).
-    """
-
-    gamma: torch.Tensor | None = None
-    s_noise: torch.Tensor | None = None
-    guidance: torch.Tensor | None = None
-    renoise: torch.Tensor | None = None
 
 
 @dataclass
@@ -201,11 +442,18 @@ class StepOutput:
         x: ``(B, *data_shape)`` samples after the transition.
         step_index: ``(B,)`` int64 new step indices (``i + 1``, or ``j`` after a renoise).
         budget: ``(B,)`` int64 renoise budget left.
-        nfe: ``(B,)`` int64 denoiser evaluations spent by each sample in this transition.
+        nfe: ``(B,)`` int64 denoiser evaluations spent by each sample in this transition (each
+            one an evaluated row: the denoiser's or the guide's).
         renoised: ``(B,)`` bool, the sample took a renoise transition.
         churn_ignored: ``(B,)`` bool, a churn > 0 was asked for but not applied (last step).
         renoise_ignored: ``(B,)`` bool, a renoise was asked for but not applied (step 0 or no
             budget).
+        unfinished: number of samples with ``step_index < N`` after the transition (a host int,
+            read with the step's one host sync).
+        rows_evaluated: ``(denoiser rows, guide rows)`` evaluated in this transition (host ints;
+            their sum equals ``nfe.sum()``).
+        uniform: the step index every sample is at after a step called with ``uniform`` that
+            renoised no sample (``None`` otherwise): pass it to the next step.
     """
 
     x: torch.Tensor
@@ -215,6 +463,75 @@ class StepOutput:
     renoised: torch.Tensor
     churn_ignored: torch.Tensor
     renoise_ignored: torch.Tensor
+    unfinished: int = -1
+    rows_evaluated: tuple[int, int] = (0, 0)
+    uniform: int | None = None
+
+
+class FiniteCheck:
+    """Finite checks of the sampler, accumulated on the device and read in one host sync.
+
+    :func:`sampler_step` queues one flag per step: whether the new state is finite. Any NaN/inf
+    that the denoiser or guide returns for an evaluated row reaches that row's new state (every
+    stage output enters it with a non-zero weight, and ``0 * inf`` is NaN), so one reduction per
+    step replaces one per stage. The flags are read with the one host sync of the next
+    :func:`sampler_step` given this check, or by :meth:`check`; a failed flag is traced back to
+    the first non-finite stage output, and :class:`NonFiniteDenoiserError` names its stage, step
+    index, sigma and sample.
+    """
+
+    max_pending = 64
+    """Steps queued without a host sync before :func:`sampler_step` reads them anyway."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple] = []
+
+    def record(
+        self,
+        state: torch.Tensor,
+        outputs: Sequence[tuple],
+        step_index: torch.Tensor,
+        sigma: torch.Tensor,
+    ) -> None:
+        """Queue the check of ``state (B, ...)``, the samples after a step from step indices
+        ``step_index (B,)`` at ``sigma (B,)``; ``outputs``: ``(out (n, ...), rows (n,) or None
+        for all, sigma_in (B,), stage name)`` of every evaluation of the step."""
+        self._pending.append((torch.isfinite(state).all(), state, outputs, step_index, sigma))
+
+    def flags(self) -> list[torch.Tensor]:
+        """The queued flags (0-dim bool, ``True`` = finite), to read with another host sync."""
+        return [p[0] for p in self._pending]
+
+    def resolve(self, finite: Sequence[bool]) -> None:
+        """Consume the host values of :meth:`flags`; raise for the first non-finite step."""
+        pending, self._pending = self._pending[: len(finite)], self._pending[len(finite):]
+        for ok, (_, state, outputs, step_index, sigma) in zip(finite, pending):
+            if not ok:
+                self._pending = []
+                self._raise(state, outputs, step_index, sigma)
+
+    def check(self) -> None:
+        """Read the queued flags now (one host sync) and raise if any step was not finite."""
+        if self._pending:
+            self.resolve(torch.stack(self.flags()).tolist())
+
+    @staticmethod
+    def _raise(state, outputs, step_index, sigma) -> NoReturn:
+        for out, rows, sigma_in, what in outputs:
+            bad = ~torch.isfinite(out.reshape(out.shape[0], -1)).all(dim=1)
+            if bool(bad.any()):
+                r = int(bad.nonzero()[0, 0])
+                b = int(rows[r]) if rows is not None else r
+                raise NonFiniteDenoiserError(
+                    f"the denoiser returned NaN/inf ({what}) at step index "
+                    f"{int(step_index[b])}, sigma={float(sigma_in[b]):.6g} (sample {b})"
+                )
+        bad = ~torch.isfinite(state.reshape(state.shape[0], -1)).all(dim=1)
+        b = int(bad.nonzero()[0, 0])
+        raise NonFiniteDenoiserError(
+            f"the samples became NaN/inf at step index {int(step_index[b])}, "
+            f"sigma={float(sigma[b]):.6g} (sample {b}; the input was not finite)"
+        )
 
 
 def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -222,15 +539,21 @@ def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (x.ndim - 1)))
 
 
-def _validate_knobs(knobs: Knobs, batch: int) -> None:
-    """Raise ``ValueError`` for knobs of the wrong shape or with illegal values (one host sync)."""
-    for name in ("gamma", "s_noise", "guidance", "renoise"):
+def _check_knob_shapes(knobs: Knobs, batch: int) -> None:
+    """Shapes and dtypes (host-side, no sync)."""
+    for name in KNOB_FIELDS:
         v = getattr(knobs, name)
         if v is not None and v.shape != (batch,):
             raise ValueError(f"knob {name} must have shape ({batch},), got {tuple(v.shape)}")
+    if knobs.renoise is not None and knobs.renoise.dtype.is_floating_point:
+        raise TypeError(f"knob renoise must be an integer tensor, got {knobs.renoise.dtype}")
+
+
+def _knob_violations(knobs: Knobs) -> list[tuple[str, torch.Tensor, str]]:
+    """``(name, bad (B,) bool, what is allowed)`` per given knob (device ops, no sync)."""
     checks = []
-    if knobs.gamma is not None:
-        checks.append(("gamma", ~torch.isfinite(knobs.gamma) | (knobs.gamma < 0), "finite >= 0"))
+    if knobs.churn is not None:
+        checks.append(("churn", ~torch.isfinite(knobs.churn) | (knobs.churn < 0), "finite >= 0"))
     if knobs.s_noise is not None:
         checks.append(
             ("s_noise", ~torch.isfinite(knobs.s_noise) | (knobs.s_noise < 0), "finite >= 0")
@@ -238,29 +561,36 @@ def _validate_knobs(knobs: Knobs, batch: int) -> None:
     if knobs.guidance is not None:
         checks.append(("guidance", ~torch.isfinite(knobs.guidance), "finite"))
     if knobs.renoise is not None:
-        if knobs.renoise.dtype.is_floating_point:
-            raise TypeError(f"knob renoise must be an integer tensor, got {knobs.renoise.dtype}")
         checks.append(("renoise", knobs.renoise < 0, "an integer >= 0"))
-    if not checks:
-        return
-    bad_any = torch.stack([bad.any() for _, bad, _ in checks])
-    if not bool(bad_any.any()):
-        return
-    for (name, bad, allowed), flag in zip(checks, bad_any.tolist()):
-        if flag:
-            b = int(bad.nonzero()[0, 0])
-            value = getattr(knobs, name)[b].item()
-            raise ValueError(f"knob {name}={value} at sample {b} is not allowed; must be {allowed}")
+    return checks
 
 
-def _check_finite(d: torch.Tensor, step_index: torch.Tensor, sigma: torch.Tensor, what: str):
-    bad = ~torch.isfinite(d.reshape(d.shape[0], -1)).all(dim=1)
-    if bool(bad.any()):
-        b = int(bad.nonzero()[0, 0])
-        raise NonFiniteDenoiserError(
-            f"the denoiser returned NaN/inf ({what}) at step index {int(step_index[b])}, "
-            f"sigma={float(sigma[b]):.6g} (sample {b})"
-        )
+def _raise_knob(knobs: Knobs, name: str, bad: torch.Tensor, allowed: str) -> NoReturn:
+    b = int(bad.nonzero()[0, 0])
+    value = getattr(knobs, name)[b].item()
+    raise ValueError(f"knob {name}={value} at sample {b} is not allowed; must be {allowed}")
+
+
+class _Rows:
+    """The batch rows a stage evaluates: all, none, or ``index (n,)`` (``count`` of ``batch``;
+    ``mask`` may be ``None`` when ``count`` is 0 or ``batch``)."""
+
+    __slots__ = ("count", "index", "full")
+
+    def __init__(self, mask: torch.Tensor | None, count: int, batch: int) -> None:
+        self.count = count
+        self.full = count == batch
+        self.index = None if self.full or count == 0 else _nonzero(mask, count)
+
+
+_NO_ROWS = _Rows(None, 0, -1)
+
+
+def _nonzero(mask: torch.Tensor, count: int) -> torch.Tensor:
+    """``(count,)`` int64 indices of the set entries of ``mask``, without a host sync on CUDA."""
+    if mask.device.type != "cpu" and hasattr(torch, "nonzero_static"):
+        return torch.nonzero_static(mask, size=count).squeeze(1)
+    return mask.nonzero().squeeze(1)
 
 
 def sampler_step(
@@ -277,6 +607,8 @@ def sampler_step(
     active: torch.Tensor | None = None,
     validate: bool = True,
     check_finite: bool = True,
+    finite: FiniteCheck | None = None,
+    uniform: int | None = None,
 ) -> StepOutput:
     """One transition of the sampling MDP for a batch (design §3; EDM Algorithm 2).
 
@@ -284,35 +616,45 @@ def sampler_step(
 
     1. Renoise (``k > 0``, ``i > 0`` and budget left): ``j = max(i - k, 0)``,
        ``x <- x + sqrt(sigma_j^2 - sigma_i^2) eps``, ``i <- j``, budget - 1; no NFE.
-    2. Otherwise churn: ``sigma_hat = sigma_i (1 + gamma)``,
+    2. Otherwise churn: ``sigma_hat = sigma_i (1 + churn)``,
        ``x_hat = x + sqrt(sigma_hat^2 - sigma_i^2) S_noise eps`` (no churn at the last step);
     3. guided denoiser ``D_w = G + w (D(., c) - G)`` with ``G`` the guidance source (the
        unconditional branch for classifier-free guidance, a weaker model for autoguidance);
     4. Euler to ``sigma_{i+1}``; 5. Heun correction when ``sigma_{i+1} > 0``; 6. ``i <- i + 1``.
 
+    The denoiser is evaluated only on the rows that take a stage and the guide only on those of
+    them with ``w != 1``; a stage every row takes is one full-batch call. One host sync per call
+    reads the row counts (with the validation flags and ``finite``'s queued checks).
+
     Args:
         denoiser: ``D(x, sigma, class_labels) -> x0_hat`` (EDM convention).
         x: ``(B, *data_shape)`` current samples.
-        step_index: ``(B,)`` int64 indices into ``sigmas``, each in ``[0, N)``.
+        step_index: ``(B,)`` int64 indices into ``sigmas``, each in ``[0, N)`` for active rows.
         sigmas: ``(N + 1,)`` schedule ending in 0, on ``x``'s device.
         knobs: per-sample knobs (``None`` entries are neutral).
         labels: ``(B,)`` class labels, or ``None`` for an unconditional task.
         guide: the guidance source ``G(x, sigma, class_labels)``; ``None`` disables guidance (then
-            every ``w`` acts as 1). It is evaluated on the whole batch whenever it is given, so
-            pass ``None`` when no sample can use a ``w != 1``.
+            every ``w`` acts as 1).
         budget: ``(B,)`` int64 renoise budget left (``None`` = no renoise possible).
         noise: the noise source (required when churn or renoise can be active).
         active: ``(B,)`` bool; inactive samples are returned unchanged with no NFE.
-        validate: check knob shapes and values (one host sync).
+        validate: check knob shapes and values and the step indices (read with the step's sync).
         check_finite: raise :class:`NonFiniteDenoiserError` naming the step index and sigma if the
-            denoiser returns NaN/inf (one host sync per denoiser stage).
+            denoiser or guide returns NaN/inf. Without ``finite`` the outputs are checked at the
+            end of this call (one more host sync).
+        finite: accumulate the finite checks here instead; they are read with the next call's
+            host sync that is given the same ``finite`` (or by :meth:`FiniteCheck.check`), so a
+            non-finite output raises one step later, before any state changes.
+        uniform: the caller knows on the host that every sample is at step index ``uniform``
+            (and ``active`` is ``None``): the levels and the last-step decision come from the
+            host, and with neutral knobs the step needs no host sync at all.
 
     Returns:
         A :class:`StepOutput`. NFE per sample: 2 for a Heun step (1 when ``sigma_{i+1} = 0``),
         doubled when guidance needs both branches (``w != 1`` with a guide), 0 for renoise.
 
     Raises:
-        ValueError: knobs of the wrong shape, negative ``gamma``/``S_noise``/``k``, non-finite
+        ValueError: knobs of the wrong shape, negative ``churn``/``S_noise``/``k``, non-finite
             ``w``, a step index outside ``[0, N)``.
         NonFiniteDenoiserError: the denoiser returned NaN/inf.
     """
@@ -321,102 +663,251 @@ def sampler_step(
     num_steps = sigmas.shape[0] - 1
     dev, dt = x.device, x.dtype
     if validate:
-        _validate_knobs(knobs, batch)
+        _check_knob_shapes(knobs, batch)
         if step_index.shape != (batch,):
             raise ValueError(
                 f"step_index must have shape ({batch},), got {tuple(step_index.shape)}"
             )
-        bad = (step_index < 0) | (step_index >= num_steps)
-        if active is not None:
-            bad = bad & active
-        if bool(bad.any()):
-            value = int(step_index[bad][0])
-            raise ValueError(f"step index {value} is out of range; allowed 0..{num_steps - 1}")
-    if active is None:
-        active = torch.ones(batch, dtype=torch.bool, device=dev)
-    i = step_index.clamp(0, num_steps - 1)
-    sig = sigmas.to(dev, dt)
-    t_cur = sig[i]
-    t_next = sig[i + 1]
-    last = t_next == 0
+    sig = sigmas if (sigmas.device == dev and sigmas.dtype == dt) else sigmas.to(dev, dt)
+    if uniform is None:
+        i = step_index.clamp(0, num_steps - 1)
+        t_cur = sig[i]
+        t_next = sig[i + 1]
+        last = t_next == 0
+        last_host = None
+    else:  # every sample at step `uniform`: 0-dim levels, the last step known on the host
+        if active is not None or not 0 <= uniform < num_steps:
+            raise ValueError(
+                f"uniform={uniform} needs active=None and a step index in 0..{num_steps - 1}"
+            )
+        i = step_index
+        t_cur, t_next = sig[uniform], sig[uniform + 1]
+        last_host = uniform == num_steps - 1
+        last = None
+
+    def last_mask() -> torch.Tensor:
+        return last if last is not None else torch.full((batch,), last_host, device=dev)
+    # Masks are None where they are trivially all (active, euler) or none (renoised, noisy):
+    # neutral knobs cost no mask arithmetic and no count.
 
     # Renoise decision: k > 0, i > 0 and budget left.
-    zeros_long = torch.zeros(batch, dtype=torch.long, device=dev)
-    k = knobs.renoise.to(dev) if knobs.renoise is not None else zeros_long
-    bud = budget.to(dev) if budget is not None else zeros_long
-    wants_renoise = k > 0
-    renoised = wants_renoise & (i > 0) & (bud > 0) & active
-    renoise_ignored = wants_renoise & ~renoised & active
-    j = torch.where(renoised, (i - k).clamp_min(0), i)
+    renoised = renoise_ignored = None
+    j, bud = i, budget
+    if knobs.renoise is not None:
+        k = knobs.renoise.to(dev)
+        bud = budget.to(dev) if budget is not None else torch.zeros_like(k)
+        wants_renoise = k > 0
+        renoised = wants_renoise & (i > 0) & (bud > 0)
+        if active is not None:
+            renoised &= active
+        renoise_ignored = wants_renoise & ~renoised
+        if active is not None:
+            renoise_ignored &= active
+        j = torch.where(renoised, (i - k).clamp_min(0), i)
 
     # Churn (not at the last step; not when renoising).
-    gamma = knobs.gamma.to(dev, dt) if knobs.gamma is not None else torch.zeros_like(t_cur)
-    churn_ignored = (gamma > 0) & last & ~renoised & active
-    gamma = torch.where(last | renoised, torch.zeros_like(gamma), gamma)
-    s_noise = knobs.s_noise.to(dev, dt) if knobs.s_noise is not None else torch.ones_like(t_cur)
+    churn = churn_ignored = noisy = None
+    if knobs.churn is not None:
+        churn = knobs.churn.to(dev, dt)
+        wants_churn = churn > 0
+        blocked = last_mask() if renoised is None else last_mask() | renoised
+        churn_ignored = wants_churn & last_mask()
+        if renoised is not None:
+            churn_ignored &= ~renoised
+        if active is not None:
+            churn_ignored &= active
+        churn = torch.where(blocked, torch.zeros_like(churn), churn)
+        noisy = wants_churn & ~blocked
+    if renoised is not None:
+        noisy = renoised if noisy is None else noisy | renoised
+    if noisy is not None and active is not None:
+        noisy = noisy & active
+
+    # Rows per stage: Euler where active and not renoised, Heun also where sigma_{i+1} > 0;
+    # the guide where w != 1 as well.
+    if renoised is None:
+        euler = active
+    else:
+        euler = ~renoised if active is None else active & ~renoised
+    if last_host is None:
+        heun = ~last if euler is None else euler & ~last
+    else:  # None: every row (no last step) or none (the last step), known on the host
+        heun = None if (euler is None or last_host) else euler
+    w = knobs.guidance.to(dev, dt) if (knobs.guidance is not None and guide is not None) else None
+    guided = (w != 1) if w is not None else None
+    guided_euler = guided_heun = None
+    if guided is not None:
+        guided_euler = guided if euler is None else euler & guided
+        guided_heun = (guided if heun is None else heun & guided) if not last_host else None
+    new_index = i + 1 if renoised is None else torch.where(renoised, j, i + 1)
+    if active is not None:
+        new_index = torch.where(active, new_index, step_index)
+    masks = {} if (heun is None or heun is euler) else {"heun": heun}
+    for name, mask in (("euler", euler), ("noisy", noisy), ("renoised", renoised),
+                       ("active", active), ("guided_euler", guided_euler),
+                       ("guided_heun", guided_heun)):
+        if mask is not None:
+            masks[name] = mask
+    if euler is not None:  # otherwise every row ends at i + 1 (unfinished = Heun rows)
+        masks["unfinished"] = new_index < num_steps
+
+    # The step's one host sync: row counts, validation flags and queued finite checks.
+    stats = [torch.stack(list(masks.values())).sum(dim=1)] if masks else []
+    violations = []
+    if validate:
+        violations = _knob_violations(knobs)
+        bad_index = (step_index < 0) | (step_index >= num_steps)
+        if active is not None:
+            bad_index &= active
+        violations.append(("step index", bad_index, ""))
+        stats.append(torch.stack([bad.any() for _, bad, _ in violations]).long())
+    pending = finite.flags() if (finite is not None and check_finite) else []
+    if pending and (stats or len(pending) >= FiniteCheck.max_pending):
+        stats.append(torch.stack(pending).long())
+    else:
+        pending = []  # no sync this step: the checks wait for one
+    host = (torch.cat(stats).tolist() if len(stats) > 1 else stats[0].tolist()) if stats else []
+    counts, host = dict(zip(masks, host)), host[len(masks):]
+    if violations:
+        flags, host = host[: len(violations)], host[len(violations):]
+        for (name, bad, allowed), flag in zip(violations, flags):
+            if not flag:
+                continue
+            if name == "step index":
+                value = int(step_index[bad][0])
+                raise ValueError(
+                    f"step index {value} is out of range; allowed 0..{num_steps - 1}"
+                )
+            _raise_knob(knobs, name, bad, allowed)
+    if pending:
+        finite.resolve([bool(v) for v in host])
+    n_euler = counts.get("euler", batch)
+    if heun is None:
+        n_heun = 0 if last_host else batch
+    else:
+        n_heun = counts["heun"] if heun is not euler else n_euler
+    n_noisy = counts.get("noisy", 0)
+    n_renoised = counts.get("renoised", 0)
+    n_guided_euler = counts.get("guided_euler", 0)
+    n_guided_heun = counts.get("guided_heun", 0)
+    unfinished = counts.get("unfinished", n_heun)
+    everyone = active is None or counts["active"] == batch
 
     # One draw serves churn or renoise (they exclude each other within a step).
     if noise is not None:
-        needed = noise.per_sample or bool(((gamma > 0) | renoised).any())
-        eps = noise.randn(x.shape[1:], needed=needed).to(dt)
+        eps = noise.randn(x.shape[1:], needed=n_noisy > 0).to(dt)
+    elif n_noisy:
+        raise ValueError("churn or renoise needs a noise source; pass noise=...")
     else:
-        if bool(((gamma > 0) | renoised).any()):
-            raise ValueError("churn or renoise needs a noise source; pass noise=...")
-        eps = torch.zeros_like(x)
+        eps = None
+
+    checker = (finite if finite is not None else FiniteCheck()) if check_finite else None
+    outputs: list[tuple] = []  # (output, rows, sigma, stage) of every evaluation
+    rows_evaluated = [0, 0]
+
+    def evaluate(
+        model: Denoise, x_in: torch.Tensor, t_in: torch.Tensor, rows: _Rows, what: str
+    ) -> torch.Tensor:
+        """``model`` on ``rows`` only: ``(rows.count, *data_shape)`` (the whole batch if full)."""
+        if t_in.dim() == 0:
+            t_in = t_in.expand(batch)
+        if rows.full:
+            out = model(x_in, t_in, labels)
+        else:
+            idx = rows.index
+            out = model(x_in[idx], t_in[idx], labels[idx] if labels is not None else None)
+        rows_evaluated[model is guide] += rows.count
+        outputs.append((out, rows.index, t_in, what))
+        return out
+
+    def denoise(
+        x_in: torch.Tensor, t_in: torch.Tensor, rows: _Rows, grows: _Rows, what: str
+    ) -> torch.Tensor:
+        """The guided denoiser ``D_w`` on ``rows``; rows not evaluated get ``x_in`` (``d = 0``)."""
+        d = evaluate(denoiser, x_in, t_in, rows, what)
+        if not rows.full:
+            d = x_in.index_copy(0, rows.index, d)
+        if grows.count == 0:
+            return d
+        g = evaluate(guide, x_in, t_in, grows, what + ", guidance source")
+        if grows.full:
+            return g + _bcast(w, x_in) * (d - g)
+        gi = grows.index
+        return d.index_copy(0, gi, g + _bcast(w[gi], g) * (d[gi] - g))
+
+    x_next = x
+    if n_euler:
+        # Churn: increase noise temporarily.
+        if churn is not None and n_noisy:
+            t_hat = t_cur * (1 + churn)
+            s_noise = knobs.s_noise.to(dev, dt) if knobs.s_noise is not None else None
+            scale = torch.sqrt((t_hat**2 - t_cur**2).clamp_min(0))
+            if s_noise is not None:
+                scale = scale * s_noise
+            x_hat = x + _bcast(scale, x) * eps
+        else:
+            t_hat, x_hat = t_cur, x
+
+        # Euler step.
+        grows = _Rows(guided_euler, n_guided_euler, batch) if n_guided_euler else _NO_ROWS
+        x0_hat = denoise(x_hat, t_hat, _Rows(euler, n_euler, batch), grows, "Euler stage")
+        h = _bcast(t_next - t_hat, x)
+        d_cur = (x_hat - x0_hat) / _bcast(t_hat, x)
+        x_euler = x_hat + h * d_cur
+
+        # Heun correction where sigma_{i+1} > 0 (rows without it are not evaluated).
+        if n_heun:
+            whole = n_heun == batch or last_host is False
+            t_eval = t_next if whole else torch.where(last, t_cur, t_next)
+            grows = _Rows(guided_heun, n_guided_heun, batch) if n_guided_heun else _NO_ROWS
+            x0_prime = denoise(x_euler, t_eval, _Rows(heun, n_heun, batch), grows, "Heun stage")
+            d_prime = (x_euler - x0_prime) / _bcast(t_eval, x)
+            x_heun = x_hat + h * (0.5 * d_cur + 0.5 * d_prime)
+            x_next = x_heun if whole else torch.where(_bcast(last, x), x_euler, x_heun)
+        else:
+            x_next = x_euler
 
     # Renoise: x <- x + sqrt(sigma_j^2 - sigma_i^2) eps.
-    t_j = sig[j]
-    x_renoised = x + _bcast(torch.sqrt((t_j**2 - t_cur**2).clamp_min(0)), x) * eps
+    if n_renoised:
+        t_j = sig[j]
+        x_renoised = x + _bcast(torch.sqrt((t_j**2 - t_cur**2).clamp_min(0)), x) * eps
+        x_next = torch.where(_bcast(renoised, x), x_renoised, x_next)
+    if not everyone:
+        x_next = torch.where(_bcast(active, x), x_next, x)
+    if checker is not None and outputs:
+        checker.record(x_next, outputs, i, t_cur.expand(batch) if t_cur.dim() == 0 else t_cur)
+        if finite is None:
+            checker.check()
 
-    # Churn: increase noise temporarily.
-    t_hat = t_cur * (1 + gamma)
-    x_hat = x + _bcast(torch.sqrt((t_hat**2 - t_cur**2).clamp_min(0)) * s_noise, x) * eps
-
-    # Guided denoiser.
-    w = knobs.guidance.to(dev, dt) if knobs.guidance is not None else torch.ones_like(t_cur)
-    guided = (w != 1) if guide is not None else torch.zeros(batch, dtype=torch.bool, device=dev)
-
-    def denoise(x_in: torch.Tensor, t_in: torch.Tensor, what: str) -> torch.Tensor:
-        d_cond = denoiser(x_in, t_in, labels)
-        if check_finite:
-            _check_finite(d_cond, i, t_in, what)
-        if guide is None:
-            return d_cond
-        d_guide = guide(x_in, t_in, labels)
-        if check_finite:
-            _check_finite(d_guide, i, t_in, what + ", guidance source")
-        w_b = _bcast(w, x_in)
-        return torch.where(_bcast(guided, x_in), d_guide + w_b * (d_cond - d_guide), d_cond)
-
-    # Euler step.
-    x0_hat = denoise(x_hat, t_hat, "Euler stage")
-    d_cur = (x_hat - x0_hat) / _bcast(t_hat, x)
-    x_euler = x_hat + _bcast(t_next - t_hat, x) * d_cur
-
-    # Heun correction where sigma_{i+1} > 0 (masked lanes evaluate at t_cur to stay finite).
-    t_eval = torch.where(last, t_cur, t_next)
-    x0_prime = denoise(torch.where(_bcast(last, x), x_hat, x_euler), t_eval, "Heun stage")
-    d_prime = (x_euler - x0_prime) / _bcast(t_eval, x)
-    x_heun = x_hat + _bcast(t_next - t_hat, x) * (0.5 * d_cur + 0.5 * d_prime)
-    x_next = torch.where(_bcast(last, x), x_euler, x_heun)
-
-    # Assemble per-sample results.
-    x_out = torch.where(_bcast(renoised, x), x_renoised, x_next)
-    x_out = torch.where(_bcast(active, x), x_out, x)
-    new_index = torch.where(renoised, j, i + 1)
-    new_index = torch.where(active, new_index, step_index)
-    new_budget = torch.where(renoised, bud - 1, bud)
-    per_stage = 1 + guided.long()
-    nfe = per_stage * torch.where(last, 1, 2)
-    nfe = torch.where(renoised | ~active, zeros_long, nfe)
+    # Per-sample results.
+    if bud is None:
+        bud = torch.zeros(batch, dtype=torch.long, device=dev)
+    new_budget = torch.where(renoised, bud - 1, bud) if n_renoised else bud
+    if heun is None:
+        nfe = torch.full((batch,), 1 if last_host else 2, dtype=torch.long, device=dev)
+        if euler is not None:
+            nfe *= euler
+    else:
+        nfe = heun.long()
+        nfe += 1 if euler is None else euler
+    if guided_euler is not None:
+        nfe += guided_euler
+    if guided_heun is not None:
+        nfe += guided_heun
+    none = None
+    if renoised is None or churn_ignored is None or renoise_ignored is None:
+        none = torch.zeros(batch, dtype=torch.bool, device=dev)
     return StepOutput(
-        x=x_out,
+        x=x_next,
         step_index=new_index,
         budget=new_budget,
         nfe=nfe,
-        renoised=renoised,
-        churn_ignored=churn_ignored,
-        renoise_ignored=renoise_ignored,
+        renoised=none if renoised is None else renoised,
+        churn_ignored=none if churn_ignored is None else churn_ignored,
+        renoise_ignored=none if renoise_ignored is None else renoise_ignored,
+        unfinished=unfinished,
+        rows_evaluated=(rows_evaluated[0], rows_evaluated[1]),
+        uniform=uniform + 1 if (uniform is not None and not n_renoised) else None,
     )
 
 
@@ -427,13 +918,15 @@ def sampler_step(
 
 @dataclass
 class SampleResult:
-    """Final samples ``x (B, *data_shape)``, ``labels (B,)`` (or None), ``nfe (B,)`` int64, and the
-    number of transitions each sample took, ``steps (B,)``."""
+    """Final samples ``x (B, *data_shape)``, ``labels (B,)`` (or None), ``nfe (B,)`` int64, the
+    number of transitions each sample took, ``steps (B,)``, and the rows the denoiser and guide
+    evaluated in all (``rows_evaluated == nfe.sum()``)."""
 
     x: torch.Tensor
     labels: torch.Tensor | None
     nfe: torch.Tensor
     steps: torch.Tensor
+    rows_evaluated: int = 0
 
 
 ActionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], Knobs]
@@ -441,19 +934,47 @@ ActionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | N
 
 def schedule_actions(
     *,
-    gamma: Sequence[float] | torch.Tensor | None = None,
+    churn: Sequence[float] | torch.Tensor | None = None,
     s_noise: Sequence[float] | torch.Tensor | None = None,
     guidance: Sequence[float] | torch.Tensor | None = None,
     renoise: Sequence[int] | torch.Tensor | None = None,
+    gamma: Sequence[float] | torch.Tensor | None = None,
 ) -> ActionFn:
     """An action function that reads per-step knob tables: sample at step ``i`` gets ``table[i]``.
 
-    Each table has length ``N`` (one entry per step index). Returns a callable for :func:`sample`.
+    Each table has length ``N`` (one entry per step index). The tables are validated here, once
+    (so :func:`sample` skips the per-step knob checks). ``gamma=`` is a deprecated alias of
+    ``churn=``. Returns a callable for :func:`sample` (with ``validated = True``).
+
+    Raises:
+        ValueError: tables of different lengths, or an entry outside its knob's range (churn,
+            ``S_noise`` finite ``>= 0``; guidance finite; renoise an integer ``>= 0``).
     """
-    tables = {"gamma": gamma, "s_noise": s_noise, "guidance": guidance, "renoise": renoise}
+    churn = _deprecated_gamma(churn, gamma, "schedule_actions")
+    tables = {"churn": churn, "s_noise": s_noise, "guidance": guidance, "renoise": renoise}
     lengths = {name: len(t) for name, t in tables.items() if t is not None}
     if len(set(lengths.values())) > 1:
         raise ValueError(f"schedule tables must have one length, got {lengths}")
+    host = {
+        name: (t.detach().cpu().to(torch.float64) if torch.is_tensor(t)
+               else torch.as_tensor(t, dtype=torch.float64))
+        for name, t in tables.items()
+        if t is not None
+    }
+    allowed = {"churn": "finite >= 0", "s_noise": "finite >= 0", "guidance": "finite",
+               "renoise": "an integer >= 0"}
+    for name, t in host.items():
+        bad = ~torch.isfinite(t)
+        if name != "guidance":
+            bad |= t < 0
+        if name == "renoise":
+            bad |= t != torch.round(t)
+        if bool(bad.any()):
+            step = int(bad.nonzero()[0, 0])
+            raise ValueError(
+                f"schedule table {name}[{step}]={t[step].item()} is not allowed; must be "
+                f"{allowed[name]}"
+            )
     cache: dict = {}
 
     def act(x: torch.Tensor, step_index: torch.Tensor, budget: torch.Tensor, labels) -> Knobs:
@@ -473,6 +994,7 @@ def schedule_actions(
         idx = step_index.clamp(0, max(n - 1, 0))
         return Knobs(**{name: t[idx] for name, t in tab.items()})
 
+    act.validated = True  # type: ignore[attr-defined]
     return act
 
 
@@ -501,9 +1023,17 @@ def sample(
         actions: ``f(x, step_index, budget, labels) -> Knobs`` picks each step's knobs (a fixed
             schedule from :func:`schedule_actions`, or a policy); ``None`` = plain Heun.
         renoise_budget: renoise transitions allowed per sample.
+        dtype: of the samples.
+        check_finite: raise :class:`NonFiniteDenoiserError` if the denoiser or guide returns
+            NaN/inf (checks accumulated, read with each step's one host sync and at the end).
 
     Returns:
-        :class:`SampleResult` with the final samples and per-sample NFE.
+        :class:`SampleResult` with the final samples, per-sample NFE and the rows evaluated.
+
+    At most one host sync per transition (:func:`sampler_step`'s; none for neutral knobs while
+    every sample is at the same step), plus one at the end for the finite checks. Knobs of
+    ``actions`` with ``validated = True`` (:func:`schedule_actions`, a policy's menus) are not
+    checked again at every step.
     """
     batch = noise.batch_size
     dev = noise.device
@@ -514,12 +1044,17 @@ def sample(
     budget = torch.full((batch,), int(renoise_budget), dtype=torch.long, device=dev)
     nfe = torch.zeros(batch, dtype=torch.long, device=dev)
     steps = torch.zeros(batch, dtype=torch.long, device=dev)
+    validate = actions is not None and not getattr(actions, "validated", False)
+    finite = FiniteCheck() if check_finite else None
+    rows_evaluated = 0
+    unfinished = batch
+    uniform: int | None = 0  # every sample at this step index (until a renoise)
     # Each renoise moves back at most N - 1 levels, so N + budget (N - 1) transitions suffice.
     max_transitions = num_steps + int(renoise_budget) * max(num_steps - 1, 0)
     for _ in range(max_transitions):
-        active = step_index < num_steps
-        if not bool(active.any()):
+        if unfinished == 0:
             break
+        active = None if uniform is not None else step_index < num_steps
         knobs = actions(x, step_index, budget, labels) if actions is not None else Knobs()
         out = sampler_step(
             denoiser,
@@ -532,10 +1067,16 @@ def sample(
             budget=budget,
             noise=noise,
             active=active,
+            validate=validate,
             check_finite=check_finite,
+            finite=finite,
+            uniform=uniform,
         )
         x, step_index, budget = out.x, out.step_index, out.budget
         nfe = nfe + out.nfe
-        steps = steps + active.long()
-    return SampleResult(x=x, labels=labels, nfe=nfe, steps=steps)
-
+        steps = steps + (1 if active is None else active.long())
+        unfinished, uniform = out.unfinished, out.uniform
+        rows_evaluated += sum(out.rows_evaluated)
+    if finite is not None:
+        finite.check()
+    return SampleResult(x=x, labels=labels, nfe=nfe, steps=steps, rows_evaluated=rows_evaluated)

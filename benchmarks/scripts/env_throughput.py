@@ -1,14 +1,15 @@
-"""Env throughput: how close the batched env comes to the bare step function.
+"""Env throughput: how close the batched env comes to a hand-written Heun loop, and what common
+random numbers and guidance cost.
 
-Four ways of running the same transitions (issue 3), each timed on the same pre-drawn random legal
-actions, after a warm-up, median over repeats; the repeats of the modes are interleaved (the order
-rotates every round) and each is timed in wall-clock and in process CPU time (``time.process_time``,
-less sensitive to other processes on a shared machine):
+Section ``throughput``: four ways of running the same transitions, each timed on
+the same pre-drawn actions (``--actions neutral``, the default: every knob at its neutral entry;
+``random``: uniform legal menu indices), after a warm-up, median over repeats; the repeats of the
+modes are interleaved (the order rotates every round) and each is timed in wall-clock and in
+process CPU time (``time.process_time``, less sensitive to other processes on a shared machine):
 
-* ``raw`` (a): :func:`~diffgym.envs.sampler.sampler_step` called in a loop with the env's knobs
-  (looked up before timing) and settings (``check_finite``, the guide, one batch generator), plus
-  the start-over of finished samples from fresh noise: the physical limit. No observations,
-  rewards, validation or bookkeeping.
+* ``raw`` (a): a hand-written batched EDM Heun loop over the same denoiser (Karras et al. 2022,
+  Alg. 1; no ``sampler_step``, no knobs, no checks), every sample at the same step, starting over
+  from fresh noise after ``N`` steps: the physical limit of deterministic sampling.
 * ``vector`` (b): :class:`~diffgym.envs.DiffusionSamplingEnv` (torch actions on the device).
 * ``sb3`` (c): the SB3 adapter :func:`~diffgym.envs.to_sb3` (numpy in and out).
 * ``sync`` (d): ``gymnasium.vector.SyncVectorEnv`` over :class:`DiffusionSamplingSingleEnv`
@@ -16,21 +17,30 @@ less sensitive to other processes on a shared machine):
   (one Python env per sample is slow) and for a fraction (``--sync-fraction``) of the steps.
 
 ``steps/s`` counts sub-env transitions (``num_envs`` per vector step). The NFE of a transition
-depends only on the action and the step index, never on the noise, so every mode spends the same
-NFE on the same action pattern; it is counted once on the vector env (untimed) and checked
-against the raw loop during the warm-up.
+depends only on the action and the step index, never on the noise; it is counted once on the
+vector env (untimed). With neutral actions the env and the Heun loop spend the same NFE (checked
+during the warm-up), so ``(b)/(a)`` is the env's overhead; with random actions the ratios compare
+NFE/s. Target: ``(b)/(a) >= 0.90`` at 1024 envs, neutral actions, gmm2d and digits.
+
+Section ``noise``: per-sample (counter-based) against batch noise at ``--noise-batch`` samples
+(2048 by default): one draw of each task's data shape, and a whole ``sample`` call with a churn
+schedule (noise drawn at every step). Target: per-sample <= 1.5x batch.
+
+Section ``guided``: ``sample`` with a guidance-interval schedule (guidance at ``k`` of ``N`` steps,
+the interval family's first small-grid point) against plain Heun on the same batch: the measured
+time ratio over the ratio of counted NFE. Target: within 10 % (0.90..1.10).
 
 Usage::
 
-    python benchmarks/env_throughput.py --device cpu --tasks gmm2d digits \\
+    python benchmarks/scripts/env_throughput.py --device cpu --tasks gmm2d digits \\
         --num-envs 1 64 256 1024 --steps 180 --repeats 5 \\
         --task-steps digits=18 --task-repeats digits=3 --threads 1 \\
         --out benchmarks/results/env_throughput.json
 
-Results are written after every (task, num_envs), atomically, with ``"complete": false`` until
-the run ends.
+Results are written after every (task, num_envs) and section, atomically, with
+``"complete": false`` until the run ends.
 
-Targets (issue 3): vector/raw >= 0.90 at 1024 envs; vector/sync >= 20 at 256 envs.
+Targets: vector/sync >= 20 at 256 envs.
 
 ``digits-untrained`` times ``digits`` with a randomly initialised network of the shipped
 architecture (for machines without the trained weights; throughput does not depend on weights).
@@ -60,10 +70,11 @@ from diffgym.envs import (
     BatchNoise,
     DiffusionSamplingEnv,
     DiffusionSamplingSingleEnv,
-    Knobs,
+    PerSampleNoise,
     Task,
     make_task,
-    sampler_step,
+    sample,
+    schedule_actions,
     to_sb3,
 )
 from diffgym.envs.io import atomic_write_json
@@ -71,16 +82,19 @@ from diffgym.envs.tasks import digits_task
 
 MODES = ("raw", "vector", "sb3", "sync")
 MODE_LABELS = {
-    "raw": "(a) raw step",
+    "raw": "(a) Heun loop",
     "vector": "(b) vector env",
     "sb3": "(c) SB3 adapter",
     "sync": "(d) SyncVectorEnv",
 }
-TARGET_VECTOR_OVER_RAW = 0.90  # at 1024 envs
+TARGET_VECTOR_OVER_RAW = 0.90  # at 1024 envs, neutral actions
 TARGET_VECTOR_OVER_SYNC = 20.0  # at 256 envs
+TARGET_NOISE_RATIO = 1.5  # per-sample / batch noise at --noise-batch samples
+TARGET_GUIDED_TOLERANCE = 0.10  # |measured / NFE-predicted time - 1|
+ACTION_KINDS = ("neutral", "random")
+SECTIONS = ("throughput", "noise", "guided")
 ACTION_SEED = 1234  # seed of the pre-drawn action pattern
 ENV_SEED = 0  # reset seed of every timed run
-KNOB_FIELDS = {"churn": "gamma", "guidance": "guidance", "renoise": "renoise"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,10 +160,13 @@ class Runner:
         self.reset, self.step, self.close = reset, step, close
 
 
-def draw_actions(env: DiffusionSamplingEnv, steps: int) -> torch.Tensor:
-    """``(steps, num_envs, num_knobs)`` random legal menu indices (int64, on the env's device)."""
-    gen = torch.Generator().manual_seed(ACTION_SEED)
+def draw_actions(env: DiffusionSamplingEnv, steps: int, kind: str = "neutral") -> torch.Tensor:
+    """``(steps, num_envs, num_knobs)`` menu indices (int64, on the env's device): all 0
+    (neutral) or uniform random legal indices."""
     sizes = [len(env.menus[k]) for k in env.knob_names] or [1]
+    if kind == "neutral":
+        return torch.zeros((steps, env.num_envs, len(sizes)), dtype=torch.long, device=env.device)
+    gen = torch.Generator().manual_seed(ACTION_SEED)
     cols = [torch.randint(0, n, (steps, env.num_envs, 1), generator=gen) for n in sizes]
     return torch.cat(cols, dim=2).to(env.device)
 
@@ -159,46 +176,39 @@ def env_actions(env: DiffusionSamplingEnv, actions: torch.Tensor) -> torch.Tenso
     return actions if len(env.knob_names) > 1 else actions[..., 0]
 
 
-def raw_runner(env: DiffusionSamplingEnv, actions: torch.Tensor) -> tuple[Runner, dict]:
-    """(a) ``sampler_step`` in a loop with the env's knobs. The returned dict's ``"nfe"`` counts
-    the NFE of the steps run while ``"count"`` is set (for the untimed check against the env)."""
+def heun_runner(env: DiffusionSamplingEnv) -> tuple[Runner, dict]:
+    """(a) a hand-written batched EDM Heun loop (Alg. 1) over the env's denoiser: one step per
+    call, every sample at the same step index, fresh noise after ``N`` steps. No sampler_step,
+    knobs, validation or bookkeeping. The returned dict's ``"nfe"`` counts the NFE of the steps
+    run while ``"count"`` is set (for the untimed check against the env)."""
     dev, task, n = env.device, env.task, env.num_envs
-    # Knob tensors of every step, looked up before timing (the env does this lookup in step()).
-    s_noise = torch.ones(n, device=dev, dtype=env.dtype)
-    knobs = []
-    for t in range(actions.shape[0]):
-        levels = env.knob_values(env_actions(env, actions)[t])
-        knobs.append(Knobs(s_noise=s_noise, **{KNOB_FIELDS[k]: v for k, v in levels.items()}))
-    guide = task.guide if "guidance" in env.knob_names else None
-    start_budget = torch.full((n,), env.renoise_budget, dtype=torch.long, device=dev)
+    denoiser, shape, num_steps = task.denoiser, env.data_shape, env.num_steps
+    sig = env.sigmas.tolist()
+    t_vec = [torch.full((n,), s, device=dev, dtype=env.dtype) for s in sig]
     labels = task.sample_labels(n, torch.Generator().manual_seed(ENV_SEED))
     labels = labels.to(dev) if labels is not None else None
-    sigma_0 = env.sigmas[0]
     state: dict[str, Any] = {"count": False, "nfe": 0}
 
     def reset() -> None:
-        state["noise"] = noise = BatchNoise(n, device=dev, dtype=env.dtype, seed=ENV_SEED)
-        state["x"] = noise.randn(env.data_shape) * sigma_0
-        state["index"], state["budget"] = torch.zeros_like(start_budget), start_budget.clone()
+        state["noise"] = BatchNoise(n, device=dev, dtype=env.dtype, seed=ENV_SEED)
+        state["x"], state["i"] = state["noise"].randn(shape) * sig[0], 0
 
     def step(t: int) -> None:
-        noise = state["noise"]
-        out = sampler_step(
-            task.denoiser, state["x"], state["index"], env.sigmas, knobs=knobs[t], labels=labels,
-            guide=guide, budget=state["budget"], noise=noise, validate=False,
-            check_finite=env.check_finite,
-        )
-        x, index, budget = out.x, out.step_index, out.budget
-        # Finished samples start over from fresh noise (labels are kept).
-        done = index >= env.num_steps
-        if bool(done.any()):
-            mask = done.reshape(-1, *([1] * len(env.data_shape)))
-            x = torch.where(mask, noise.randn(env.data_shape) * sigma_0, x)
-            index = torch.where(done, 0, index)
-            budget = torch.where(done, start_budget, budget)
-        state["x"], state["index"], state["budget"] = x, index, budget
+        x, i = state["x"], state["i"]
+        t_cur, t_next = sig[i], sig[i + 1]
+        # Euler step
+        d_cur = (x - denoiser(x, t_vec[i], labels)) / t_cur
+        x_next = x + (t_next - t_cur) * d_cur
+        # Heun correction
+        if t_next > 0:
+            d_prime = (x_next - denoiser(x_next, t_vec[i + 1], labels)) / t_next
+            x_next = x + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_prime)
         if state["count"]:
-            state["nfe"] += int(out.nfe.sum())
+            state["nfe"] += n * (2 if t_next > 0 else 1)
+        i += 1
+        if i == num_steps:  # start over from fresh noise (labels are kept)
+            x_next, i = state["noise"].randn(shape) * sig[0], 0
+        state["x"], state["i"] = x_next, i
 
     return Runner(reset, step), state
 
@@ -292,9 +302,9 @@ def bench_one(
     env = DiffusionSamplingEnv(
         spec, num_envs, device=device, autoreset_mode=AutoresetMode.SAME_STEP
     )
-    actions = draw_actions(env, budget.steps)
+    actions = draw_actions(env, budget.steps, args.actions)
     nfe_of_prefix = _nfe_prefixes(env, actions)  # untimed; NFE is fixed by the actions
-    raw, raw_state = raw_runner(env, actions)
+    raw, raw_state = heun_runner(env)
     runners = {"raw": raw, "vector": vector_runner(env, actions), "sb3": sb3_runner(env, actions)}
     steps = {m: budget.steps for m in runners}
     repeats = {m: budget.repeats for m in runners}
@@ -305,15 +315,17 @@ def bench_one(
         runners["sync"] = sync_runner(spec, env, actions, device)
         steps["sync"], repeats["sync"] = budget.sync_steps, budget.sync_repeats
 
-    # Warm-up (untimed); the raw loop's NFE is checked against the env's on the way.
+    # Warm-up (untimed); the Heun loop's NFE is checked against the env's on the way (neutral
+    # actions) and counted for its own rate (random actions).
     for mode, runner in runners.items():
         raw_state["count"] = mode == "raw"
         run_timed(runner, min(budget.warmup, steps[mode]), device)
     raw_state["count"] = False
-    if raw_state["nfe"] != nfe_of_prefix[budget.warmup]:
+    if args.actions == "neutral" and raw_state["nfe"] != nfe_of_prefix[budget.warmup]:
         raise AssertionError(
-            f"raw loop spent {raw_state['nfe']} NFE, the env {nfe_of_prefix[budget.warmup]}"
+            f"Heun loop spent {raw_state['nfe']} NFE, the env {nfe_of_prefix[budget.warmup]}"
         )
+    heun_nfe = _heun_nfe(env, budget.steps)
 
     times: dict[str, list[tuple[float, float]]] = {m: [] for m in runners}
     order = list(runners)
@@ -345,7 +357,8 @@ def bench_one(
             "steps_per_cpu_s": None,
         }
         if mode in times:
-            n_steps, nfe = steps[mode], nfe_of_prefix[steps[mode]]
+            n_steps = steps[mode]
+            nfe = heun_nfe[n_steps] if mode == "raw" else nfe_of_prefix[n_steps]
             wall, cpu = statistics.median(entry["wall_s"]), statistics.median(entry["cpu_s"])
             entry.update(
                 nfe=nfe,
@@ -372,23 +385,159 @@ def _nfe_prefixes(env: DiffusionSamplingEnv, actions: torch.Tensor) -> list[int]
     return totals
 
 
+# --------------------------------------------------------------------------------------------
+# Sections "noise" and "guided"
+# --------------------------------------------------------------------------------------------
+
+
+def _interleaved(fns: dict[str, Callable[[], Any]], repeats: int, device: torch.device,
+                 ) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall and process-CPU seconds of each ``fn`` over ``repeats`` interleaved rounds
+    (the order rotates each round; one untimed warm-up round)."""
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    order = list(fns)
+    for r in range(repeats + 1):
+        for k in order[r % len(order):] + order[: r % len(order)]:
+            _sync(device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            fns[k]()
+            _sync(device)
+            if r:  # round 0 warms up
+                wall[k].append(time.perf_counter() - t0)
+                cpu[k].append(time.process_time() - c0)
+    med = statistics.median
+    return {k: med(v) for k, v in wall.items()}, {k: med(v) for k, v in cpu.items()}
+
+
+def bench_noise(task: str, spec: Task, args: argparse.Namespace, device: torch.device,
+                ) -> dict[str, Any]:
+    """Per-sample against batch noise at ``--noise-batch`` samples: ``--noise-draws`` draws of
+    the task's data shape, and (``--noise-sample-tasks``) a whole ``sample`` with churn at every
+    step. Times are medians of interleaved repeats."""
+    n, shape, dt = args.noise_batch, spec.data_shape, spec.dtype
+    sources = {
+        "batch": BatchNoise(n, device=device, dtype=dt, seed=0),
+        "per_sample": PerSampleNoise(range(n), device=device, dtype=dt),
+    }
+
+    def draws(src):
+        def run() -> None:
+            for _ in range(args.noise_draws):
+                src.randn(shape)
+        return run
+
+    draw_s, draw_cpu = _interleaved({k: draws(v) for k, v in sources.items()},
+                                    args.noise_repeats, device)
+    out: dict[str, Any] = {
+        "task": task, "batch": n, "data_shape": list(shape), "draws": args.noise_draws,
+        "draw_ms": {k: 1e3 * v / args.noise_draws for k, v in draw_s.items()},
+        "draw_cpu_ms": {k: 1e3 * v / args.noise_draws for k, v in draw_cpu.items()},
+        "draw_ratio": draw_s["per_sample"] / draw_s["batch"],
+        "draw_ratio_cpu": draw_cpu["per_sample"] / draw_cpu["batch"],
+    }
+    if task in args.noise_sample_tasks:
+        sigmas = spec.sigmas(device)
+        labels = spec.sample_labels(n, torch.Generator().manual_seed(0))
+        labels = labels.to(device) if labels is not None else None
+        churn = schedule_actions(churn=[0.1] * spec.num_steps)  # a draw at every step
+
+        def run(kind: str) -> Callable[[], Any]:
+            def go() -> None:
+                noise = (BatchNoise(n, device=device, dtype=dt, seed=0) if kind == "batch"
+                         else PerSampleNoise(range(n), device=device, dtype=dt))
+                with torch.inference_mode():
+                    sample(spec.denoiser, sigmas, noise=noise, data_shape=shape, labels=labels,
+                           actions=churn, dtype=dt)
+            return go
+
+        sample_s, sample_cpu = _interleaved({k: run(k) for k in sources}, args.noise_repeats,
+                                            device)
+        out.update(
+            sample_ms={k: 1e3 * v for k, v in sample_s.items()},
+            sample_cpu_ms={k: 1e3 * v for k, v in sample_cpu.items()},
+            sample_ratio=sample_s["per_sample"] / sample_s["batch"],
+            sample_ratio_cpu=sample_cpu["per_sample"] / sample_cpu["batch"],
+        )
+    return out
+
+
+def bench_guided(task: str, spec: Task, args: argparse.Namespace, device: torch.device,
+                 ) -> dict[str, Any] | None:
+    """``sample`` with a guidance-interval schedule against plain Heun: measured time ratio over
+    the ratio of counted NFE (``None`` for a task without a guide)."""
+    if spec.guide is None:
+        return None
+    from diffgym.benchmarks.grid import IntervalFamily
+
+    family = IntervalFamily.preset(spec, "small")
+    point = family.points()[0]
+    tables = family.tables(point, spec.sigmas(dtype=torch.float64))
+    guided_steps = sum(w != 1.0 for w in tables["guidance"])
+    n, dt = args.guided_n, spec.dtype
+    sigmas = spec.sigmas(device)
+    labels = spec.sample_labels(n, torch.Generator().manual_seed(0))
+    labels = labels.to(device) if labels is not None else None
+    nfe: dict[str, int] = {}
+
+    def run(kind: str) -> Callable[[], Any]:
+        actions = schedule_actions(**tables) if kind == "guided" else None
+
+        def go() -> None:
+            with torch.inference_mode():
+                res = sample(spec.denoiser, sigmas, noise=BatchNoise(n, device=device, dtype=dt,
+                             seed=0), data_shape=spec.data_shape, labels=labels,
+                             guide=spec.guide if kind == "guided" else None, actions=actions,
+                             dtype=dt)
+            nfe[kind] = int(res.nfe.sum())
+        return go
+
+    repeats = args.task_repeats.get(task, args.repeats)
+    secs, cpu = _interleaved({k: run(k) for k in ("plain", "guided")}, repeats, device)
+    nfe_ratio = nfe["guided"] / nfe["plain"]
+    time_ratio = secs["guided"] / secs["plain"]
+    cpu_ratio = cpu["guided"] / cpu["plain"]
+    return {
+        "task": task, "n": n, "point": point, "guided_steps": guided_steps,
+        "num_steps": spec.num_steps, "nfe": nfe, "seconds": secs, "cpu_seconds": cpu,
+        "repeats": repeats, "time_ratio": time_ratio, "cpu_ratio": cpu_ratio,
+        "nfe_ratio": nfe_ratio, "measured_over_predicted": time_ratio / nfe_ratio,
+        "measured_over_predicted_cpu": cpu_ratio / nfe_ratio,
+    }
+
+
+def _heun_nfe(env: DiffusionSamplingEnv, steps: int) -> list[int]:
+    """``out[t]`` = NFE of the first ``t`` steps of the Heun loop (2 per sample, 1 at the last
+    step of an episode)."""
+    totals = [0]
+    for t in range(steps):
+        last = t % env.num_steps == env.num_steps - 1
+        totals.append(totals[-1] + env.num_envs * (1 if last else 2))
+    return totals
+
+
 def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``vector/raw``, ``vector/sync`` and ``sb3/vector`` per (task, num_envs), of wall-clock
-    rates, and the first two also of process-CPU-time rates (``*_cpu``)."""
+    rates, and the first two also of process-CPU-time rates (``*_cpu``). ``vector/raw`` compares
+    NFE per second (the same as transitions per second with neutral actions)."""
     out = []
     keys = list(dict.fromkeys((r["task"], r["num_envs"]) for r in rows))  # in run order
     for task, n in keys:
         mine = {r["mode"]: r for r in rows if (r["task"], r["num_envs"]) == (task, n)}
         wall = {m: r["steps_per_s"] for m, r in mine.items()}
         cpu = {m: r["steps_per_cpu_s"] for m, r in mine.items()}
+        for rates, key in ((wall, "median_wall_s"), (cpu, "median_cpu_s")):
+            for m in ("vector", "raw"):  # NFE per second for (b)/(a)
+                r = mine.get(m)
+                rates[m + "_nfe"] = r["nfe"] / r[key] if r and r["nfe"] and r[key] else None
         out.append(
             {
                 "task": task,
                 "num_envs": n,
-                "vector_over_raw": _ratio(wall.get("vector"), wall.get("raw")),
+                "vector_over_raw": _ratio(wall.get("vector_nfe"), wall.get("raw_nfe")),
                 "vector_over_sync": _ratio(wall.get("vector"), wall.get("sync")),
                 "sb3_over_vector": _ratio(wall.get("sb3"), wall.get("vector")),
-                "vector_over_raw_cpu": _ratio(cpu.get("vector"), cpu.get("raw")),
+                "vector_over_raw_cpu": _ratio(cpu.get("vector_nfe"), cpu.get("raw_nfe")),
                 "vector_over_sync_cpu": _ratio(cpu.get("vector"), cpu.get("sync")),
             }
         )
@@ -459,6 +608,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="timed steps per repeat of (d), as a fraction of the task's steps (>= 1 step)",
     )
     p.add_argument("--sync-repeats", type=int, default=3, help="repeats for (d)")
+    p.add_argument("--actions", choices=ACTION_KINDS, default="neutral",
+                   help="pre-drawn actions of the throughput section")
+    p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    p.add_argument("--noise-batch", type=int, default=2048, help="samples of the noise section")
+    p.add_argument("--noise-draws", type=int, default=50, help="draws per timed noise repeat")
+    p.add_argument("--noise-repeats", type=int, default=5)
+    p.add_argument("--noise-sample-tasks", nargs="*", default=["gmm2d"],
+                   help="tasks whose whole-sample noise cost is timed (slow for networks)")
+    p.add_argument("--guided-n", type=int, default=1024, help="samples of the guided section")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/env_throughput.json"))
     p.add_argument("--quick", action="store_true", help="tiny smoke run (overrides sizes)")
@@ -469,7 +627,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.num_envs = [1, 4]
         args.steps, args.repeats, args.sync_repeats, args.sync_max_envs = 4, 1, 1, 4
         args.task_steps, args.task_repeats = {}, {}
-    for name in ("steps", "repeats", "sync_repeats"):
+        args.noise_batch, args.noise_draws, args.noise_repeats, args.guided_n = 16, 2, 1, 8
+    for name in ("steps", "repeats", "sync_repeats", "noise_batch", "noise_draws",
+                 "noise_repeats", "guided_n"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     for name in ("warmup_fraction", "sync_fraction"):
@@ -517,7 +677,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "quick": args.quick,
             "action_seed": ACTION_SEED,
             "env_seed": ENV_SEED,
-            "actions": "uniform random menu indices per knob, pre-drawn, same for every mode",
+            "actions": args.actions,
+            "actions_meaning": {
+                "neutral": "every knob at menu index 0 (EDM's deterministic Heun step)",
+                "random": "uniform random menu indices per knob, pre-drawn, same for every mode",
+            }[args.actions],
+            "sections": args.sections,
+            "noise_batch": args.noise_batch,
+            "noise_draws": args.noise_draws,
+            "noise_repeats": args.noise_repeats,
+            "noise_sample_tasks": args.noise_sample_tasks,
+            "guided_n": args.guided_n,
             "statistic": "median over interleaved repeats (mode order rotates each round)",
             "cpu_time": "time.process_time of this process (all its threads)",
             "steps_per_s": "sub-env transitions per second (num_envs per vector step)",
@@ -527,9 +697,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "targets": {
             "vector_over_raw_at_1024": TARGET_VECTOR_OVER_RAW,
             "vector_over_sync_at_256": TARGET_VECTOR_OVER_SYNC,
+            "per_sample_over_batch_noise": TARGET_NOISE_RATIO,
+            "guided_measured_over_predicted_tolerance": TARGET_GUIDED_TOLERANCE,
         },
         "results": rows,
         "ratios": [],
+        "noise": [],
+        "guided": [],
     }
     for task in args.tasks:
         try:
@@ -540,15 +714,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             continue
         budget = Budget.for_task(task, args)
         payload["budgets"][task] = dataclasses.asdict(budget)
-        for n in args.num_envs:
-            print(f"{task}, {n} envs ...", file=sys.stderr, flush=True)
-            rows.extend(bench_one(task, spec, n, budget, args, device))
-            payload["ratios"] = ratios(rows)
-            atomic_write_json(args.out, payload)  # partial results survive an interrupted run
+        spec = spec.to(device)
+        if "throughput" in args.sections:
+            for n in args.num_envs:
+                print(f"{task}, {n} envs ...", file=sys.stderr, flush=True)
+                rows.extend(bench_one(task, spec, n, budget, args, device))
+                payload["ratios"] = ratios(rows)
+                atomic_write_json(args.out, payload)  # partial results survive an interruption
+        if "noise" in args.sections:
+            print(f"{task}, noise ...", file=sys.stderr, flush=True)
+            payload["noise"].append(bench_noise(task, spec, args, device))
+            atomic_write_json(args.out, payload)
+        if "guided" in args.sections:
+            print(f"{task}, guided schedule ...", file=sys.stderr, flush=True)
+            guided = bench_guided(task, spec, args, device)
+            if guided is not None:
+                payload["guided"].append(guided)
+            atomic_write_json(args.out, payload)
     payload["complete"] = True
     payload["ratios"] = ratios(rows)
     atomic_write_json(args.out, payload)
-    print(markdown_table(rows, payload["ratios"]))
+    if rows:
+        print(markdown_table(rows, payload["ratios"]))
+    for r in payload["noise"]:
+        ms = r["draw_ms"]
+        line = (f"\nnoise, {r['task']}, B={r['batch']}: one draw {ms['per_sample']:.3f} ms "
+                f"per-sample vs {ms['batch']:.3f} ms batch ({r['draw_ratio']:.2f}x; CPU time "
+                f"{r['draw_ratio_cpu']:.2f}x)")
+        if "sample_ratio" in r:
+            line += (f"; whole sample (churn) {r['sample_ms']['per_sample']:.1f} ms vs "
+                     f"{r['sample_ms']['batch']:.1f} ms ({r['sample_ratio']:.2f}x; CPU time "
+                     f"{r['sample_ratio_cpu']:.2f}x)")
+        print(line)
+    for r in payload["guided"]:
+        print(
+            f"\nguided, {r['task']}: {r['guided_steps']} of {r['num_steps']} steps guided, "
+            f"NFE x{r['nfe_ratio']:.3f}, time x{r['time_ratio']:.3f}: measured / predicted "
+            f"{r['measured_over_predicted']:.3f} (CPU time {r['measured_over_predicted_cpu']:.3f})"
+        )
     print(
         f"\nsteps/s (NFE/s), wall-clock medians; machine: {payload['machine']['cpu']}, "
         f"{payload['machine']['torch_threads']} torch threads, torch {torch.__version__}, "

@@ -108,8 +108,7 @@ def _bench_task(name: str, args: argparse.Namespace) -> dict[str, Any]:
     policy, levels = _forced_policy(task, args.knob_index, args.device, args.seed)
     sampler = PolicySampler(policy, task, device=args.device, greedy=True)
     n_steps = task.num_steps
-    field = {"churn": "gamma", "guidance": "guidance", "renoise": "renoise"}
-    schedule = {field[k]: [v] * n_steps for k, v in levels.items()}
+    schedule = {k: [v] * n_steps for k, v in levels.items()}
     timing = measure_inference_overhead(
         sampler, schedule, n=args.n, seed=args.seed, repeats=args.repeats, warmup=args.warmup
     )

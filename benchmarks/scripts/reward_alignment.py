@@ -60,7 +60,7 @@ def _variants(greedy: PolicySampler, stochastic: PolicySampler, sigma_cut: float
             if g is None:
                 g = torch.ones_like(greedy.sigmas[step_index])
             g = torch.where(late[step_index], torch.full_like(g, w), g)
-            return Knobs(gamma=k.gamma, s_noise=k.s_noise, guidance=g, renoise=k.renoise)
+            return Knobs(churn=k.churn, s_noise=k.s_noise, guidance=g, renoise=k.renoise)
 
         return lambda seed: act
 

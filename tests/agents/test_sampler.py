@@ -17,8 +17,6 @@ from diffgym.envs import (
     schedule_actions,
 )
 
-FIELD = {"churn": "gamma", "guidance": "guidance", "renoise": "renoise"}
-
 
 def _policy(env: DiffusionSamplingEnv, **policy_kwargs):
     return make_agent("ppo", env, seed=0, n_steps=4, policy_kwargs=policy_kwargs).policy
@@ -60,9 +58,9 @@ def test_forced_greedy_policy_uses_the_menu_levels(gmm_env):
     index = sampler.select(obs)
     assert index.tolist() == [[2, 2]] * 8
     knobs = sampler.knobs(index)
-    assert knobs.gamma.tolist() == [gmm_env.menus["churn"][2]] * 8
+    assert knobs.churn.tolist() == [gmm_env.menus["churn"][2]] * 8
     assert knobs.guidance.tolist() == [gmm_env.menus["guidance"][2]] * 8
-    levels = {FIELD[k]: [m[2]] * gmm_env.num_steps for k, m in gmm_env.menus.items()}
+    levels = {k: [m[2]] * gmm_env.num_steps for k, m in gmm_env.menus.items()}
     out = sampler.sample(32, seed=1)
     ref = sample(gmm_env.task.denoiser, sampler.sigmas, noise=BatchNoise(32, seed=1),
                  data_shape=(2,), guide=gmm_env.task.guide, actions=schedule_actions(**levels))

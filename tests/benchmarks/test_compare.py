@@ -96,8 +96,8 @@ def test_rows_are_evaluated_identically(tiny):
     learned = result.row(METHOD)
     assert learned.per_seed[0]["train_seed"] == 0
     profile = learned.info["profile"]
-    assert set(profile) == {"gamma", "guidance"}  # gmm2d's knobs
-    assert len(profile["gamma"]["mean"]) == len(result.sigmas) - 1
+    assert set(profile) == {"churn", "guidance"}  # gmm2d's knobs
+    assert len(profile["churn"]["mean"]) == len(result.sigmas) - 1
     grid_row = result.best_grid_row()
     assert grid_row is not None and grid_row.kind == "grid"
     deltas, mean, _ = result.paired_delta(learned)

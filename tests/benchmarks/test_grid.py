@@ -60,7 +60,7 @@ def test_churn_family_tables():
     (point,) = family.points()
     assert point == {"s_churn": 1.0, "s_min": 0.5, "s_max": 5.0, "s_noise": 1.007}
     tables = family.tables(point, HAND_SIGMAS)
-    assert tables["gamma"] == pytest.approx([0.0, 0.2, 0.2, 0.2, 0.0])
+    assert tables["churn"] == pytest.approx([0.0, 0.2, 0.2, 0.2, 0.0])
     assert tables["s_noise"] == [1.007] * 5
 
 

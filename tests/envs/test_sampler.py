@@ -221,7 +221,7 @@ def test_churn_hand_computed():
         SIGMAS6,
         noise=FixedNoise(eps),
         knobs=Knobs(
-            gamma=torch.tensor([gamma], dtype=F64), s_noise=torch.tensor([s_noise], dtype=F64)
+            churn=torch.tensor([gamma], dtype=F64), s_noise=torch.tensor([s_noise], dtype=F64)
         ),
     )
     t_cur, t_next = sig[i], sig[i + 1]
@@ -250,7 +250,7 @@ def test_churn_at_last_step_is_ignored():
         5,
         SIGMAS6,
         noise=FixedNoise(eps),
-        knobs=Knobs(gamma=torch.tensor([0.0, 0.5], dtype=F64)),
+        knobs=Knobs(churn=torch.tensor([0.0, 0.5], dtype=F64)),
     )
     # last step: Euler to sigma_N = 0, i.e. x_N = D(x, sigma_{N-1}), for both samples
     expected = [den.scalar(v, sig[5]) for v in (0.4, -0.2)]
@@ -379,7 +379,7 @@ def test_mixed_batch_equals_each_sample_alone():
     eps = torch.tensor([[1.0, -1.0], [0.5, 0.5], [-0.2, 0.3], [2.0, 1.0], [0.1, 0.1]], dtype=F64)
     idx = torch.tensor([0, 3, 4, 5, 2])
     knobs = Knobs(
-        gamma=torch.tensor([0.5, 0.0, 0.2, 0.3, 0.0], dtype=F64),
+        churn=torch.tensor([0.5, 0.0, 0.2, 0.3, 0.0], dtype=F64),
         s_noise=torch.tensor([1.0, 1.0, 1.007, 1.0, 1.0], dtype=F64),
         guidance=torch.tensor([1.0, 2.0, 1.0, 3.0, 1.5], dtype=F64),
         renoise=torch.tensor([0, 2, 0, 0, 1]),
@@ -400,7 +400,7 @@ def test_mixed_batch_equals_each_sample_alone():
             knobs=Knobs(
                 **{
                     f: getattr(knobs, f)[b : b + 1]
-                    for f in ("gamma", "s_noise", "guidance", "renoise")
+                    for f in ("churn", "s_noise", "guidance", "renoise")
                 }
             ),
         )
@@ -474,7 +474,7 @@ def test_nfe_per_action(i, gamma, w, k, budget, with_guide, active, nfe):
         noise=FixedNoise(torch.ones(1, 2, dtype=F64)),
         active=torch.tensor([active]),
         knobs=Knobs(
-            gamma=torch.tensor([gamma], dtype=F64),
+            churn=torch.tensor([gamma], dtype=F64),
             guidance=torch.tensor([w], dtype=F64),
             renoise=torch.tensor([k]),
         ),
@@ -543,7 +543,7 @@ def test_per_sample_noise_is_independent_of_batch(with_renoise, device):
     n = 10
     gamma = [0.0, 0.3, 0.3, 0.5, 0.5, 0.2, 0.1, 0.1, 0.0, 0.0]
     renoise = [0, 0, 0, 0, 0, 3, 0, 0, 0, 0] if with_renoise else None
-    actions = schedule_actions(gamma=gamma, renoise=renoise)
+    actions = schedule_actions(churn=gamma, renoise=renoise)
     budget = 1 if with_renoise else 0
     full, full_trace = _recorded_run([3, 7, 11], actions, budget, device)
     alone, alone_trace = _recorded_run([7], actions, budget, device)
@@ -559,25 +559,30 @@ def test_per_sample_noise_is_independent_of_batch(with_renoise, device):
 
 
 def test_per_sample_noise_draws_one_vector_per_sample():
+    """Every call advances every stream by one draw, used or not: sample 1's second draw in a
+    batch is the second draw of its seed alone."""
     noise = PerSampleNoise([5, 9], dtype=F64)
     a = noise.randn((3,), needed=False)
     b = noise.randn((3,))
-    g = torch.Generator().manual_seed(9)
-    first, second = torch.randn(3, generator=g, dtype=F64), torch.randn(3, generator=g, dtype=F64)
-    assert torch.equal(a[1], first) and torch.equal(b[1], second)
+    alone = PerSampleNoise([9], dtype=F64)
+    first, second = alone.randn((3,))[0], alone.randn((3,))[0]
+    assert torch.equal(a, torch.zeros(2, 3, dtype=F64))
+    assert torch.equal(b[1], second) and not torch.equal(first, second)
     with pytest.raises(ValueError, match="at least one seed"):
         PerSampleNoise([])
 
 
 def test_per_sample_noise_is_the_same_on_every_device(device):
-    """Per-sample streams come from CPU generators: identical numbers on any device, delivered
-    on that device (so CUDA and CPU evaluations share their common random numbers)."""
+    """Counter-based streams: the same numbers on any device (up to the last bit of the float64
+    log/cos), delivered on that device, so CUDA and CPU evaluations share their common random
+    numbers."""
     on_device = PerSampleNoise([5, 9, 13], device=device, dtype=F64)
     on_cpu = PerSampleNoise([5, 9, 13], dtype=F64)
-    for shape in ((2,), (1, 8, 8)):
+    for shape in ((2,), (1, 8, 8), (3,)):
         x = on_device.randn(shape)
         assert x.device.type == torch.device(device).type and x.dtype == F64
-        assert torch.equal(x.cpu(), on_cpu.randn(shape))
+        assert x.shape == (3, *shape)
+        torch.testing.assert_close(x.cpu(), on_cpu.randn(shape), rtol=1e-12, atol=1e-12)
 
 
 def test_batch_noise_draws_nothing_when_neutral():
@@ -589,7 +594,7 @@ def test_batch_noise_draws_nothing_when_neutral():
         task.sigmas(),
         noise=noise,
         data_shape=(2,),
-        actions=schedule_actions(gamma=[0.0] * 6, renoise=[0] * 6),
+        actions=schedule_actions(churn=[0.0] * 6, renoise=[0] * 6),
         renoise_budget=2,
     )
     ref = torch.Generator().manual_seed(5)
@@ -597,20 +602,20 @@ def test_batch_noise_draws_nothing_when_neutral():
     assert torch.equal(gen.get_state(), ref.get_state())
     assert res.nfe.tolist() == [11] * 4
     # with churn on, the generator moves on
-    churn = schedule_actions(gamma=[0.0, 0.2, 0.0, 0.0, 0.0, 0.0])
+    churn = schedule_actions(churn=[0.0, 0.2, 0.0, 0.0, 0.0, 0.0])
     sample(task.denoiser, task.sigmas(), noise=noise, data_shape=(2,), actions=churn)
     torch.randn((4, 2), generator=ref)
     assert not torch.equal(gen.get_state(), ref.get_state())
 
 
 def test_schedule_actions_reads_tables_by_step_index():
-    act = schedule_actions(gamma=[0.0, 0.1, 0.2], renoise=[0, 0, 2])
+    act = schedule_actions(churn=[0.0, 0.1, 0.2], renoise=[0, 0, 2])
     knobs = act(torch.zeros(3, 2, dtype=F64), torch.tensor([2, 0, 1]), torch.ones(3), None)
-    torch.testing.assert_close(knobs.gamma, torch.tensor([0.2, 0.0, 0.1], dtype=F64))
+    torch.testing.assert_close(knobs.churn, torch.tensor([0.2, 0.0, 0.1], dtype=F64))
     assert knobs.renoise.dtype == torch.long and knobs.renoise.tolist() == [2, 0, 0]
     assert knobs.guidance is None and knobs.s_noise is None
     with pytest.raises(ValueError, match="one length"):
-        schedule_actions(gamma=[0.0, 0.1], guidance=[1.0])
+        schedule_actions(churn=[0.0, 0.1], guidance=[1.0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -630,11 +635,11 @@ def _call(knobs=None, **kwargs):
     "knobs, error, match",
     [
         (
-            Knobs(gamma=torch.tensor([0.0, -0.1, 0.0])),
+            Knobs(churn=torch.tensor([0.0, -0.1, 0.0])),
             ValueError,
-            r"knob gamma=-0\.1.* at sample 1 is not allowed; must be finite >= 0",
+            r"knob churn=-0\.1.* at sample 1 is not allowed; must be finite >= 0",
         ),
-        (Knobs(gamma=torch.tensor([0.0, 0.0, math.nan])), ValueError, r"knob gamma=nan"),
+        (Knobs(churn=torch.tensor([0.0, 0.0, math.nan])), ValueError, r"knob churn=nan"),
         (Knobs(s_noise=torch.tensor([-1.0, 1.0, 1.0])), ValueError, r"knob s_noise=-1\.0"),
         (
             Knobs(guidance=torch.tensor([1.0, math.inf, 1.0])),
@@ -652,7 +657,7 @@ def _call(knobs=None, **kwargs):
             TypeError,
             r"knob renoise must be an integer tensor, got torch.float32",
         ),
-        (Knobs(gamma=torch.zeros(2)), ValueError, r"knob gamma must have shape \(3,\), got \(2,\)"),
+        (Knobs(churn=torch.zeros(2)), ValueError, r"knob churn must have shape \(3,\), got \(2,\)"),
         (Knobs(guidance=torch.ones(3, 1)), ValueError, r"knob guidance must have shape \(3,\)"),
     ],
 )
@@ -673,7 +678,7 @@ def test_bad_step_index_and_missing_noise():
             x,
             torch.tensor([0, 1]),
             SIGMAS6,
-            knobs=Knobs(gamma=torch.tensor([0.0, 0.1], dtype=F64)),
+            knobs=Knobs(churn=torch.tensor([0.0, 0.1], dtype=F64)),
         )
 
 

@@ -21,7 +21,7 @@ def test_env_throughput_quick(tmp_path):
         capture_output=True, text=True, timeout=300, env=env, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "| task | envs | (a) raw step | (b) vector env |" in proc.stdout
+    assert "| task | envs | (a) Heun loop | (b) vector env |" in proc.stdout
     payload = json.loads(out.read_text())
     assert payload["benchmark"] == "env_throughput" and "--quick" in payload["command"]
     machine = payload["machine"]
@@ -48,5 +48,12 @@ def test_env_throughput_quick(tmp_path):
     assert keys == [("gmm2d", n) for n in num_envs]
     for ratio in payload["ratios"]:
         assert ratio_keys <= set(ratio) and ratio["vector_over_raw"] > 0
-    assert set(payload["targets"]) == {"vector_over_raw_at_1024", "vector_over_sync_at_256"}
+    assert {"vector_over_raw_at_1024", "vector_over_sync_at_256"} <= set(payload["targets"])
+    assert set(payload["targets"]) >= {"per_sample_over_batch_noise",
+                                       "guided_measured_over_predicted_tolerance"}
+    (noise,) = payload["noise"]
+    assert noise["task"] == "gmm2d" and noise["draw_ratio"] > 0 and noise["sample_ratio"] > 0
+    (guided,) = payload["guided"]
+    assert guided["task"] == "gmm2d" and guided["nfe"]["guided"] > guided["nfe"]["plain"]
+    assert guided["measured_over_predicted"] > 0 and guided["guided_steps"] >= 1
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file left

@@ -1,0 +1,208 @@
+"""Noise sources: the counter-based per-sample streams (independence from the batch, order and
+device; determinism; the normal distribution; draws for subsets of samples), checkpoint state of
+both sources, categorical draws, and the knob vocabulary (``churn``, ``gamma`` deprecated)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from diffgym.envs import (
+    BatchNoise,
+    DiffusionSamplingEnv,
+    FiniteCheck,
+    Knobs,
+    NonFiniteDenoiserError,
+    PerSampleNoise,
+    edm_sigmas,
+    sample,
+    sampler_step,
+    schedule_actions,
+)
+from diffgym.envs.sampler import _mix64, _mix64_int, _signed
+
+F64 = torch.float64
+
+
+def test_mix64_matches_unsigned_reference():
+    """The int64 torch hash equals splitmix64's finaliser in unsigned arithmetic (wrapping
+    multiplication, logical shifts), negative inputs included."""
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randint(-(2**63), 2**63 - 1, (500,), dtype=torch.long, generator=gen)
+    z = torch.cat([z, torch.tensor([0, 1, -1, 2**63 - 1, -(2**63)])])
+    got = _mix64(z.clone()).tolist()
+    want = [_signed(_mix64_int(v)) for v in z.tolist()]
+    assert got == want
+
+
+def test_per_sample_noise_is_deterministic_and_independent_of_batch_and_order():
+    a = PerSampleNoise([3, 7, 11], dtype=F64)
+    b = PerSampleNoise([11, 3, 7], dtype=F64)
+    alone = PerSampleNoise([7], dtype=F64)
+    for shape in ((2,), (1, 5, 5), (3,)):
+        xa, xb, x1 = a.randn(shape), b.randn(shape), alone.randn(shape)
+        assert torch.equal(xa[1], x1[0]) and torch.equal(xb[2], x1[0])
+        assert torch.equal(xa[0], xb[1]) and torch.equal(xa[2], xb[0])
+        assert not torch.equal(xa[0], xa[1])
+    again = PerSampleNoise([3, 7, 11], dtype=F64)
+    assert torch.equal(again.randn((2,)), PerSampleNoise([3, 7, 11], dtype=F64).randn((2,)))
+
+
+def test_per_sample_noise_is_standard_normal():
+    """Moments, tails and independence of lanes, draws and neighbouring seeds."""
+    noise = PerSampleNoise(range(4096), dtype=F64)
+    x = noise.randn((64,))  # 262,144 numbers
+    y = noise.randn((64,))
+    assert abs(float(x.mean())) < 0.01 and abs(float(x.std()) - 1) < 0.01
+    assert abs(float((x**3).mean())) < 0.03 and abs(float((x**4).mean()) - 3) < 0.06
+    assert abs(float((x.abs() > 1.96).double().mean()) - 0.05) < 0.003
+    for u, v in ((x[:, 0::2], x[:, 1::2]), (x, y), (x[:-1], x[1:])):  # lanes, draws, seeds
+        corr = torch.corrcoef(torch.stack([u.flatten(), v.flatten()]))[0, 1]
+        assert abs(float(corr)) < 0.01
+    ks = torch.sort(x.flatten()).values
+    cdf = 0.5 * (1 + torch.erf(ks / math.sqrt(2)))
+    emp = torch.arange(1, ks.numel() + 1, dtype=F64) / ks.numel()
+    assert float((cdf - emp).abs().max()) < 0.005  # KS statistic (critical ~0.0034 at 1 %)
+
+
+def test_rows_draws_advance_only_their_samples():
+    noise = PerSampleNoise([5, 9, 13], dtype=F64)
+    sub = noise.randn_rows(torch.tensor([1]), (4,))
+    assert torch.equal(sub[0], PerSampleNoise([9], dtype=F64).randn((4,))[0])
+    full = noise.randn((4,))
+    first_5 = PerSampleNoise([5], dtype=F64).randn((4,))[0]
+    nine = PerSampleNoise([9], dtype=F64)
+    nine.randn((4,))
+    assert torch.equal(full[0], first_5) and torch.equal(full[1], nine.randn((4,))[0])
+    noise.reseed(1, 9)
+    assert torch.equal(noise.randn_rows(torch.tensor([1]), (4,))[0], sub[0])
+
+
+def test_categorical_rows_follow_the_probabilities():
+    probs = torch.tensor([0.5, 0.0, 0.2, 0.3], dtype=F64)
+    noise = PerSampleNoise(range(20000))
+    labels = noise.categorical_rows(torch.arange(20000), probs)
+    freq = torch.bincount(labels, minlength=4).double() / 20000
+    assert freq[1] == 0
+    torch.testing.assert_close(freq, probs, atol=0.015, rtol=0)
+    # sample b's label depends only on its seed
+    alone = PerSampleNoise([17]).categorical_rows(torch.tensor([0]), probs)
+    assert labels[17] == alone[0]
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_noise_state_dict_round_trip(per_sample, device):
+    def make():
+        if per_sample:
+            return PerSampleNoise([1, 2, 3], device=device, dtype=F64)
+        return BatchNoise(3, device=device, dtype=F64, seed=4)
+
+    noise = make()
+    noise.randn((2,))
+    state = noise.state_dict()
+    assert all(isinstance(v, (int, torch.Tensor)) for v in state.values())
+    assert all(v.device.type == "cpu" for v in state.values() if torch.is_tensor(v))
+    want = noise.randn((2,))
+    fresh = make()
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.randn((2,)), want)
+
+
+def test_noise_state_errors():
+    with pytest.raises(ValueError, match="is a BatchNoise state; this is a PerSampleNoise"):
+        PerSampleNoise([1, 2]).load_state_dict(BatchNoise(2, seed=0).state_dict())
+    with pytest.raises(ValueError, match="state is for 3 samples, this source has 2"):
+        PerSampleNoise([1, 2]).load_state_dict(PerSampleNoise([1, 2, 3]).state_dict())
+    with pytest.raises(ValueError, match="not a noise state"):
+        BatchNoise(2, seed=0).load_state_dict({"generator": torch.zeros(3)})
+    foreign = {"per_sample": 0, "batch_size": 2, "generator": torch.zeros(16, dtype=torch.uint8)}
+    with pytest.raises(ValueError, match="does not fit this cpu generator"):
+        BatchNoise(2, seed=0).load_state_dict(foreign)
+
+
+def test_gamma_is_a_deprecated_alias_of_churn():
+    c = torch.tensor([0.1, 0.2])
+    with pytest.warns(DeprecationWarning, match=r"Knobs\(gamma=...\) is deprecated"):
+        k = Knobs(gamma=c)
+    assert k.churn is c
+    with pytest.warns(DeprecationWarning, match="Knobs.gamma is deprecated"):
+        assert k.gamma is c
+    with pytest.raises(TypeError, match="churn or its deprecated alias gamma, not both"):
+        Knobs(churn=c, gamma=c)
+    with pytest.warns(DeprecationWarning, match=r"schedule_actions\(gamma=...\)"):
+        act = schedule_actions(gamma=[0.0, 0.3])
+    knobs = act(torch.zeros(2, 2), torch.tensor([1, 0]), torch.zeros(2), None)
+    assert knobs.churn.tolist() == pytest.approx([0.3, 0.0])
+
+
+@pytest.mark.parametrize(
+    "tables, match",
+    [
+        ({"churn": [0.0, -0.1]}, r"schedule table churn\[1\]=-0\.1 is not allowed; must be finite"),
+        ({"s_noise": [math.nan, 1.0]}, r"schedule table s_noise\[0\]=nan"),
+        ({"guidance": [1.0, math.inf]}, r"guidance\[1\]=inf is not allowed; must be finite"),
+        ({"renoise": [0, 1.5]}, r"renoise\[1\]=1\.5 is not allowed; must be an integer >= 0"),
+    ],
+)
+def test_schedule_tables_are_validated_once(tables, match):
+    with pytest.raises(ValueError, match=match):
+        schedule_actions(**tables)
+
+
+class NaNAt(torch.nn.Module):
+    """0.5 x, but NaN for sample 1 once sigma < 1."""
+
+    def forward(self, x, sigma, class_labels=None):
+        out = 0.5 * x.clone()
+        out[1] = torch.where(sigma[1] < 1.0, math.nan, out[1])
+        return out
+
+
+def test_finite_checks_are_read_with_the_next_step():
+    sigmas = edm_sigmas(6)
+    x = torch.zeros(3, 2)
+    finite = FiniteCheck()
+    i = next(n for n in range(6) if float(sigmas[n + 1]) < 1.0)
+    idx = torch.full((3,), i)
+    out = sampler_step(NaNAt(), x, idx, sigmas, finite=finite)  # no raise yet
+    assert not torch.isfinite(out.x[1]).all()
+    with pytest.raises(NonFiniteDenoiserError, match=rf"Heun stage\) at step index {i}.*sample 1"):
+        sampler_step(NaNAt(), out.x, idx + 1, sigmas, finite=finite)
+    sampler_step(NaNAt(), x, idx, sigmas, finite=finite)
+    with pytest.raises(NonFiniteDenoiserError, match=r"sample 1"):
+        finite.check()
+    finite.check()  # cleared after raising
+
+
+@pytest.mark.parametrize("churn", [False, True])
+def test_env_raises_non_finite_by_the_end_of_the_episode(churn):
+    """Neutral actions need no host sync: the check comes at the end of the episode; with churn
+    the step's sync reads it one step later. Either way the first bad stage is named."""
+    env = DiffusionSamplingEnv("gmm2d", 3)
+    env.reset(seed=0)
+    env.task.denoiser.forward = lambda x, sigma, class_labels=None: x * math.nan
+    actions = torch.zeros(3, 2, dtype=torch.long)
+    actions[:, 0] = int(churn)
+    steps = 0
+    with pytest.raises(NonFiniteDenoiserError, match=r"Euler stage\) at step index 0"):
+        while steps < env.num_steps:
+            steps += 1
+            env.step(actions)
+    assert steps == (2 if churn else env.num_steps)
+
+
+def test_sample_raises_non_finite_at_the_end():
+    """A NaN on the last (Euler-only) step is reported by the end-of-trajectory check."""
+    sigmas = edm_sigmas(3)
+
+    class LastNaN(torch.nn.Module):
+        calls = 0
+
+        def forward(self, x, sigma, class_labels=None):
+            self.calls += 1
+            return 0.5 * x * (math.nan if self.calls == 5 else 1.0)  # the 5th call: step 2
+
+    with pytest.raises(NonFiniteDenoiserError, match=r"Euler stage\) at step index 2"):
+        sample(LastNaN(), sigmas, noise=BatchNoise(2, seed=0), data_shape=(2,))
