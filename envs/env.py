@@ -640,6 +640,7 @@ class DiffusionSamplingEnv(VectorEnv):
         state["noise"] = None if self._noise is None else self._noise.state_dict()
         state["needs_reset"] = self._needs_reset
         state["autoreset_mode"] = self.autoreset_mode.value
+        state["uniform_step"] = self._uniform_step
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -665,6 +666,7 @@ class DiffusionSamplingEnv(VectorEnv):
             self._noise.load_state_dict(state["noise"])
         self._needs_reset = state["needs_reset"]
         self._any_done = bool(self._done.any())
+        self._uniform_step = state["uniform_step"]  # None unless every sub-env is at one step
         self.set_autoreset_mode(state["autoreset_mode"])
 
 
