@@ -202,6 +202,7 @@ class DiffusionSamplingEnv(VectorEnv):
         # Finite checks of the denoiser outputs, read with the next step's one host sync.
         self._finite = FiniteCheck()
         self._uniform_step: int | None = None  # every sub-env at this step index, if known
+        self._uniform_stamp: tuple[int, int] | None = None  # step_index it was known for
         self._t_start = time.perf_counter()
         self._needs_reset = True
 
@@ -261,7 +262,7 @@ class DiffusionSamplingEnv(VectorEnv):
             self._noise = BatchNoise(self.num_envs, device=self.device, dtype=self.dtype, seed=seed)
         everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         self._reset_envs(everyone)
-        self._uniform_step = 0
+        self._set_uniform_hint(0)
         self._t_start = time.perf_counter()
         self._needs_reset = False
         return self._observe(), {}
@@ -299,14 +300,12 @@ class DiffusionSamplingEnv(VectorEnv):
             validate=False,
             check_finite=self.check_finite,
             finite=self._finite,
-            uniform=self._uniform_step,
+            uniform=self._uniform_hint(),
         )
         self.x, self.step_index, self.budget = out.x, out.step_index, out.budget
-        self._uniform_step = out.uniform
-        if out.unfinished == 0:  # every sub-env ends: they start over together
-            self._uniform_step = 0
-            if self.check_finite:
-                self._finite.check()  # once per episode
+        self._set_uniform_hint(0 if out.unfinished == 0 else out.uniform)
+        if out.unfinished == 0 and self.check_finite:  # every sub-env ends (and starts over)
+            self._finite.check()  # once per episode
         terminated = self.step_index >= self.num_steps
         any_done = out.unfinished < self.num_envs  # read with the step's one host sync
         # Reward: accumulated in float64, returned as float32; constant 0 unless configured.
@@ -378,6 +377,23 @@ class DiffusionSamplingEnv(VectorEnv):
             assert self._label_probs is not None
             new = self._noise.categorical_rows(idx, self._label_probs)
             self.labels[idx] = new
+        self._set_uniform_hint(self._uniform_step)  # step_index was written: stamp it again
+
+    def _uniform_hint(self) -> int | None:
+        """The step index every sub-env is at, when the host knows it and ``step_index`` has not
+        been written since (anyone restoring the state by hand drops the hint)."""
+        try:
+            stamp = (id(self.step_index), self.step_index._version)
+        except RuntimeError:  # inference tensors keep no version counter
+            return None
+        return self._uniform_step if stamp == self._uniform_stamp else None
+
+    def _set_uniform_hint(self, step: int | None) -> None:
+        self._uniform_step = step
+        try:
+            self._uniform_stamp = (id(self.step_index), self.step_index._version)
+        except RuntimeError:
+            self._uniform_stamp = None
 
     def _observe(self) -> torch.Tensor:
         """``(num_envs, obs_dim)`` observation of the current state (``0 <= i <= N``)."""
