@@ -204,7 +204,7 @@ def _run_sample(args: argparse.Namespace) -> int:
         labels=labels,
         guide=task.guide if args.guidance != 1.0 else None,
         actions=schedule_actions(
-            gamma=[args.churn] * n_steps,
+            churn=[args.churn] * n_steps,
             s_noise=[args.s_noise] * n_steps,
             guidance=[args.guidance] * n_steps,
         ),
@@ -412,7 +412,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     n_steps = task.num_steps
     samplers = {
         "Heun (deterministic)": {},
-        "churn 0.25": {"gamma": [0.25] * n_steps},
+        "churn 0.25": {"churn": [0.25] * n_steps},
         "autoguidance w=2": {"guidance": [2.0] * n_steps},
         "autoguidance w=3": {"guidance": [3.0] * n_steps},
     }

@@ -264,6 +264,7 @@ class DiffusionSamplingEnv(VectorEnv):
         # Finite checks of the denoiser outputs, read with the next step's one host sync.
         self._finite = FiniteCheck()
         self._uniform_step: int | None = None  # every sub-env at this step index, if known
+        self._uniform_stamp: tuple[int, int] | None = None  # step_index it was known for
         self._needs_reset = True
         # Sub-envs whose episode ended at the last step and that have not been reset yet
         # (NEXT_STEP: reset by the next step; DISABLED: by reset(options={"reset_mask": ...})).
@@ -320,7 +321,7 @@ class DiffusionSamplingEnv(VectorEnv):
             self._reset_envs(mask)
             self._done &= ~mask
             self._any_done = bool(self._done.any())
-            self._uniform_step = None  # the reset sub-envs restart at step 0, the others do not
+            self._set_uniform_hint(None)  # the reset sub-envs restart at step 0, the others not
             return self._observe(), {}
         seeds = None
         if isinstance(seed, (list, tuple)):
@@ -349,7 +350,7 @@ class DiffusionSamplingEnv(VectorEnv):
         self._reset_envs(everyone)
         self._done.zero_()
         self._any_done = False
-        self._uniform_step = 0
+        self._set_uniform_hint(0)
         self._needs_reset = False
         return self._observe(), {}
 
@@ -375,7 +376,7 @@ class DiffusionSamplingEnv(VectorEnv):
             raise RuntimeError("call reset() before step()")
         idx, used = self._validate_actions(actions, used=True)
         active = None  # every sub-env takes a sampler step
-        uniform = self._uniform_step
+        uniform = self._uniform_hint()
         if self._any_done:  # episodes ended at the previous step and were not reset
             if self.autoreset_mode == AutoresetMode.DISABLED:
                 finished = self._done.nonzero().squeeze(1).tolist()
@@ -409,12 +410,12 @@ class DiffusionSamplingEnv(VectorEnv):
                 uniform=uniform,
             )
         self.x, self.step_index, self.budget = out.x, out.step_index, out.budget
-        self._uniform_step = out.uniform
+        uniform = out.uniform
         if out.unfinished == 0:  # every sub-env ends: they start over together
-            same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
-            self._uniform_step = 0 if same_step else None
+            uniform = 0 if self.autoreset_mode == AutoresetMode.SAME_STEP else None
             if self.check_finite:
                 self._finite.check()  # once per episode
+        self._set_uniform_hint(uniform)
         terminated = self.step_index >= self.num_steps
         any_done = out.unfinished < self.num_envs  # read with the step's one host sync
         # Reward: accumulated in float64, returned as float32; constant 0 unless configured.
@@ -541,6 +542,23 @@ class DiffusionSamplingEnv(VectorEnv):
             assert self._label_probs is not None
             new = self._noise.categorical_rows(idx, self._label_probs)
             self.labels[idx] = new
+        self._set_uniform_hint(self._uniform_step)  # step_index was written: stamp it again
+
+    def _uniform_hint(self) -> int | None:
+        """The step index every sub-env is at, when the host knows it and ``step_index`` has not
+        been written since (anyone restoring the state by hand drops the hint)."""
+        try:
+            stamp = (id(self.step_index), self.step_index._version)
+        except RuntimeError:  # inference tensors keep no version counter
+            return None
+        return self._uniform_step if stamp == self._uniform_stamp else None
+
+    def _set_uniform_hint(self, step: int | None) -> None:
+        self._uniform_step = step
+        try:
+            self._uniform_stamp = (id(self.step_index), self.step_index._version)
+        except RuntimeError:
+            self._uniform_stamp = None
 
     def _observe(self) -> torch.Tensor:
         """``(num_envs, obs_dim)`` observation of the current state (``0 <= i <= N``)."""
@@ -666,7 +684,7 @@ class DiffusionSamplingEnv(VectorEnv):
             self._noise.load_state_dict(state["noise"])
         self._needs_reset = state["needs_reset"]
         self._any_done = bool(self._done.any())
-        self._uniform_step = state["uniform_step"]  # None unless every sub-env is at one step
+        self._set_uniform_hint(state["uniform_step"])  # None unless all are at one step
         self.set_autoreset_mode(state["autoreset_mode"])
 
 

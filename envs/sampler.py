@@ -448,6 +448,8 @@ class StepOutput:
         churn_ignored: ``(B,)`` bool, a churn > 0 was asked for but not applied (last step).
         renoise_ignored: ``(B,)`` bool, a renoise was asked for but not applied (step 0 or no
             budget).
+            The three flags are read-only: flags of knobs that were not given share one all-False
+            tensor.
         unfinished: number of samples with ``step_index < N`` after the transition (a host int,
             read with the step's one host sync).
         rows_evaluated: ``(denoiser rows, guide rows)`` evaluated in this transition (host ints;

@@ -206,3 +206,23 @@ def test_sample_raises_non_finite_at_the_end():
 
     with pytest.raises(NonFiniteDenoiserError, match=r"Euler stage\) at step index 2"):
         sample(LastNaN(), sigmas, noise=BatchNoise(2, seed=0), data_shape=(2,))
+
+
+def test_env_drops_its_uniform_step_hint_when_the_state_is_written():
+    """The env runs neutral steps without a host sync while it knows every sub-env's step; a
+    state restored by hand (as a checkpoint does) must not be read with a stale hint."""
+    env = DiffusionSamplingEnv("gmm2d", 4)
+    ref = DiffusionSamplingEnv("gmm2d", 4)
+    for e in (env, ref):
+        e.reset(seed=0)
+    neutral = torch.zeros(4, 2, dtype=torch.long)
+    env.step(neutral)
+    assert env._uniform_hint() == 1
+    ragged = torch.tensor([0, 3, 5, 2])
+    for e in (env, ref):
+        e.step_index.copy_(ragged)
+    assert env._uniform_hint() is None
+    ref._uniform_step = None  # no hint at all
+    ref.x.copy_(env.x)
+    torch.testing.assert_close(env.step(neutral)[0], ref.step(neutral)[0], rtol=0, atol=0)
+    assert env.step_index.tolist() == [1, 4, 6, 3]
