@@ -1397,6 +1397,8 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         "costs, plots (resumable)",
     )
     p.add_argument("--task", default="gmm2d", help="task name (see `diffgym tasks`)")
+    p.add_argument("--task-seed", type=int, default=None, metavar="K",
+                   help="task override seed=K (gmm2d-random: which mixture)")
     p.add_argument("--budget", default="full", help="quick (./run.sh, minutes) or full (default)")
     p.add_argument("--agents", nargs="+", default=["ppo"], metavar="AGENT")
     p.add_argument("--divergences", nargs="+", default=["js"], metavar="DIV")
@@ -1440,6 +1442,8 @@ def run_compare_cli(args: argparse.Namespace) -> int:
     from diffgym.envs.user_task import user_task_overrides
 
     task_name, task_overrides = user_task_overrides(args.task, args)
+    if args.task_seed is not None:
+        task_overrides["seed"] = args.task_seed
     out = args.out if args.out is not None else Path("runs/compare") / f"{task_name}-{args.budget}"
     try:
         result = run_comparison(

@@ -1332,6 +1332,8 @@ def add_grid_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         "common random numbers; resumable",
     )
     p.add_argument("--task", default="gmm2d", help="task name (see `diffgym tasks`)")
+    p.add_argument("--task-seed", type=int, default=None, metavar="K",
+                   help="task override seed=K (gmm2d-random: which mixture)")
     p.add_argument(
         "--families",
         nargs="+",
@@ -1375,6 +1377,8 @@ def run_grid_cli(args: argparse.Namespace) -> int:
     from diffgym.envs.user_task import user_task_overrides
 
     task_name, overrides = user_task_overrides(args.task, args)
+    if args.task_seed is not None:
+        overrides["seed"] = args.task_seed
     task = make_task(task_name, device=args.device, **overrides)
     if args.fid_weights is not None:
         with_fid(task, args.fid_weights)

@@ -209,6 +209,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-samples", type=int, default=None)
     p.add_argument("--nfe-penalty", type=float, default=None, help="reward -penalty x NFE")
     p.add_argument("--ent-coef", type=float, default=None, help="entropy bonus (temperature)")
+    p.add_argument("--task-seed", type=int, default=None, metavar="K",
+                   help="task override seed=K (gmm2d-random: which mixture)")
     p.add_argument("--run-dir", type=Path, default=None, help="run directory (must be new)")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its latest checkpoint")
@@ -270,6 +272,8 @@ def _run_train(args: argparse.Namespace) -> int:
         if user:
             base["task"] = task_name
             base["task_overrides"] = {**base.get("task_overrides", {}), **user}
+        if args.task_seed is not None:
+            base["task_overrides"] = {**base.get("task_overrides", {}), "seed": args.task_seed}
         if args.keep_checkpoints is not None:
             base["keep_checkpoints"] = None if args.keep_checkpoints == "all" else (
                 args.keep_checkpoints
@@ -359,9 +363,13 @@ def _add_tasks(sub: argparse._SubParsersAction) -> None:
 
 def _run_tasks(args: argparse.Namespace) -> int:
     from diffgym import ENV_IDS
+    from diffgym.envs import list_tasks
 
     for env_id, name in ENV_IDS.items():
         print(f"{name:12s} {env_id}")
+    usage = {"gmm2d-random": "--task gmm2d-random --task-seed K", "user": "--denoiser D --data X"}
+    for name in sorted(set(list_tasks()) - set(ENV_IDS.values())):
+        print(f"{name:12s} (no gym id: {usage.get(name, '--task ' + name)})")
     return 0
 
 
