@@ -23,6 +23,12 @@ estimate of the state log-ratio. AIRL is kept as imitation defines it for compar
 divergence family is meant for GAIL's state-only discriminator. With AIRL the transform is applied
 to ``r_theta(s')`` (``divergence="rkl"`` is imitation's AIRL reward exactly) and ``reward_test``
 stays imitation's untransformed ``r_theta``.
+
+**Reward options** (:mod:`~diffgym.rewards.shaping`, all off by default) add two more
+overrides: ``logits_expert_is_high`` attaches the R1 penalty (``disc_grad_penalty``) to the
+logits the discriminator loss is built from, and ``train_gen`` opens and closes the round in
+which a :class:`~diffgym.rewards.shaping.ShapedReward` records terminal samples
+(``terminal_mmd_weight``; ``action_cost`` needs no state).
 """
 
 from __future__ import annotations

@@ -97,6 +97,46 @@ def run_option(task_seed: int, option: str, *, timesteps: int, n: int, run_dir: 
     return out
 
 
+def summarize(out: Path, timesteps: int, train_seed: int) -> str:
+    """A markdown table of every finished (task, option) in ``out``: per option, the mean over
+    tasks of the paired SW2 difference to the default sampler and to the best constant guidance,
+    and of the mode TV minus the default's (greedy and tau = 1), with per-task values."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(out.glob(f"task*_s{train_seed}_t{timesteps}.json")):
+        res = json.loads(path.read_text())
+        base_path = out / f"task{res['task_seed']}_baselines_n{res['n']}.json"
+        res["base"] = json.loads(base_path.read_text())
+        rows.setdefault(res["option"], []).append(res)
+    lines = [
+        f"PPO + GAIL-js, {timesteps} steps, training seed {train_seed}; paired on the same "
+        "evaluation noise. dSW2 = SW2 - SW2(default sampler); vs w* = SW2 - SW2(best constant "
+        "guidance); dTV = mode TV - mode TV(default). Per task in brackets.",
+        "",
+        "| option | tasks | greedy dSW2 | greedy vs w* | greedy dTV | tau1 dSW2 | tau1 dTV "
+        "| greedy NFE |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for option in OPTIONS:
+        if option not in rows:
+            continue
+        rs = sorted(rows[option], key=lambda r: r["task_seed"])
+
+        def col(mode: str, f, rs: list[dict[str, Any]] = rs) -> str:
+            vals = [f(r[mode], r["base"]) for r in rs]
+            return f"{sum(vals) / len(vals):+.4f} ({', '.join(f'{v:+.3f}' for v in vals)})"
+
+        lines.append(
+            f"| {option} | {', '.join(str(r['task_seed']) for r in rs)} "
+            f"| {col('greedy', lambda m, b: m['sw2'] - b['default']['sw2'])} "
+            f"| {col('greedy', lambda m, b: m['sw2'] - b['best_guidance']['sw2'])} "
+            f"| {col('greedy', lambda m, b: m['mode_tv'] - b['default']['mode_tv'])} "
+            f"| {col('tau1', lambda m, b: m['sw2'] - b['default']['sw2'])} "
+            f"| {col('tau1', lambda m, b: m['mode_tv'] - b['default']['mode_tv'])} "
+            f"| {sum(r['greedy']['nfe_per_sample'] for r in rs) / len(rs):.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task-seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -107,7 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/reward_options"))
     p.add_argument("--runs", type=Path, default=Path("runs/reward_options"))
+    p.add_argument("--summary", action="store_true",
+                   help="only write OUT/summary.md from the finished results")
     args = p.parse_args(argv)
+    if args.summary:
+        text = summarize(args.out, args.timesteps, args.train_seed)
+        (args.out / "summary.md").write_text(text)
+        print(text)
+        return 0
     bad = [s for s in args.task_seeds if s not in DEV_SEEDS]
     if bad:
         p.error(f"task seeds {bad} are not development seeds ({DEV_SEEDS}); held-out seeds are "
