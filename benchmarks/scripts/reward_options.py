@@ -150,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--summary", action="store_true",
                    help="only write OUT/summary.md from the finished results")
     args = p.parse_args(argv)
-    if args.summary:
-        text = summarize(args.out, args.timesteps, args.train_seed)
+    if args.summary:  # one table per training seed found
+        seeds = sorted({int(f.stem.rsplit("_s", 1)[1].split("_")[0])
+                        for f in args.out.glob(f"task*_s*_t{args.timesteps}.json")})
+        text = "\n".join(summarize(args.out, args.timesteps, s) for s in seeds)
         (args.out / "summary.md").write_text(text)
         print(text)
         return 0
