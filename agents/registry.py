@@ -97,8 +97,16 @@ find_env = unwrap_env
 unwrap_env`, under the name this module has always exported)."""
 
 
+SHARED_HYPERPARAMS = {"gmm2d-random": "gmm2d"}
+"""Tasks without a Gymnasium id of their own -> the task whose YAML blocks they use (the one
+default configuration: a procedural task is never tuned for)."""
+
+
 def env_id_for_task(task_name: str) -> str | None:
-    """The registered Gymnasium id of a task (``"gmm2d"`` -> ``"diffgym/GMM2D-v0"``), or None."""
+    """The registered Gymnasium id of a task (``"gmm2d"`` -> ``"diffgym/GMM2D-v0"``), or None;
+    a task of :data:`SHARED_HYPERPARAMS` gets the id of the task it shares hyperparameters with
+    (``"gmm2d-random"`` -> ``"diffgym/GMM2D-v0"``)."""
+    task_name = SHARED_HYPERPARAMS.get(task_name, task_name)
     for env_id, name in ENV_IDS.items():
         if name == task_name:
             return env_id

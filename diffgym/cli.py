@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from diffgym.tables import print_table
+
 __all__ = ["main", "build_parser"]
 
 log = logging.getLogger("diffgym")
@@ -47,7 +49,10 @@ def _finite_float(text: str) -> float:
 
 
 def _add_user_task_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--denoiser SPEC``, ``--data PATH``, ``--guide uncond|none|SPEC`` (task ``user``)."""
+    """``--task-seed K`` (procedural tasks) and ``--denoiser SPEC``, ``--data PATH``,
+    ``--guide uncond|none|SPEC`` (task ``user``)."""
+    parser.add_argument("--task-seed", type=int, default=None, metavar="K",
+                        help="task override seed=K (gmm2d-random: which mixture)")
     group = parser.add_argument_group("user task (bring your own model and data)")
     group.add_argument(
         "--denoiser",
@@ -67,9 +72,10 @@ def _add_user_task_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def user_task_overrides(task: str | None, args: argparse.Namespace) -> tuple[str | None, dict]:
-    """``(task name, make_task overrides)`` from the user-task flags:
+    """``(task name, make_task overrides)`` from the task flags:
     ``("user", {"denoiser": ..., "data": ..., "guide": ...})`` when ``--denoiser`` is given (it
-    selects the task ``"user"`` whatever ``--task`` says), ``(task, {})`` otherwise.
+    selects the task ``"user"`` whatever ``--task`` says), ``(task, {})`` otherwise; with
+    ``--task-seed K`` the overrides also hold ``seed=K``.
 
     Raises:
         ValueError: ``--denoiser`` without ``--data`` (or the reverse), or ``--guide`` alone.
@@ -77,14 +83,15 @@ def user_task_overrides(task: str | None, args: argparse.Namespace) -> tuple[str
     denoiser = getattr(args, "denoiser", None)
     data = getattr(args, "data", None)
     guide = getattr(args, "guide", None)
+    seed = {} if getattr(args, "task_seed", None) is None else {"seed": args.task_seed}
     if denoiser is None and data is None and guide is None:
-        return task, {}
+        return task, seed
     if denoiser is None or data is None:
         raise ValueError("--denoiser and --data go together (and --guide needs both)")
     overrides: dict = {"denoiser": denoiser, "data": str(data)}
     if guide is not None:
         overrides["guide"] = guide
-    return "user", overrides
+    return "user", {**overrides, **seed}
 
 
 def _add_fid_argument(parser: argparse.ArgumentParser) -> None:
@@ -240,7 +247,7 @@ def _report_samples(args, task, result, seconds: float, sampler: str, stem: str)
         "seconds": seconds,
         **metrics,
     }
-    _print_table(f"{task.name}: {args.n} samples", [row])
+    print_table(f"{task.name}: {args.n} samples", [row])
     print(f"wrote {npz} and {png}")
     return 0
 
@@ -251,7 +258,8 @@ def _run_policy_sample(args: argparse.Namespace) -> int:
 
     if args.n < 2:
         raise ValueError(f"--n must be >= 2, got {args.n}")
-    given = [f for f, v in (("--task", args.task), ("--num-steps", args.num_steps),
+    given = [f for f, v in (("--task", args.task), ("--task-seed", args.task_seed),
+                            ("--num-steps", args.num_steps),
                             ("--denoiser", args.denoiser), ("--data", args.data),
                             ("--guide", args.guide)) if v is not None]
     if given or args.churn or args.guidance != 1.0:
@@ -348,7 +356,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         given = [f"--{f.replace('_', '-')}" for f in (*_TRAIN_FLAGS, "keep_checkpoints",
-                 "ent_coef", "run_dir", "config", "denoiser", "data", "guide")
+                 "ent_coef", "run_dir", "config", "denoiser", "data", "guide", "task_seed")
                  if getattr(args, f) is not None]
         if given:
             raise ValueError(
@@ -383,7 +391,7 @@ def _run_train(args: argparse.Namespace) -> int:
                           evaluator=TrainingEvaluator())
     final = run.train()
     rows = [{"run": str(run.run_dir), **final, "rollout_nfe": float(run.venv.total_nfe)}]
-    _print_table(f"{run.config.agent}+{run.config.irl}/{run.config.divergence} on "
+    print_table(f"{run.config.agent}+{run.config.irl}/{run.config.divergence} on "
                  f"{run.config.task}", rows)
     return 0
 
@@ -444,7 +452,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     png = args.out / "demo.png"
     save_samples_png(task, panels, png)
-    _print_table(f"gmm2d sampling demo ({args.n} samples, same seeds per sampler)", rows)
+    print_table(f"gmm2d sampling demo ({args.n} samples, same seeds per sampler)", rows)
     print(f"wrote {png}")
     return 0
 
@@ -461,36 +469,19 @@ def _add_tasks(sub: argparse._SubParsersAction) -> None:
 
 def _run_tasks(args: argparse.Namespace) -> int:
     from diffgym import ENV_IDS
+    from diffgym.envs import list_tasks
 
     for env_id, name in ENV_IDS.items():
         print(f"{name:12s} {env_id}")
+    usage = {"gmm2d-random": "--task gmm2d-random --task-seed K", "user": "--denoiser D --data X"}
+    for name in sorted(set(list_tasks()) - set(ENV_IDS.values())):
+        print(f"{name:12s} (no gym id: {usage.get(name, '--task ' + name)})")
     return 0
 
 
 # --------------------------------------------------------------------------------------------
 # plumbing
 # --------------------------------------------------------------------------------------------
-
-
-def _print_table(title: str, rows: list[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    def fmt(v) -> str:
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    table = Table(title=title)
-    if len(rows) == 1:  # one row: a (name, value) column pair, so no header is ever cut short
-        table.add_column("")
-        table.add_column("value", justify="right")
-        for k, v in rows[0].items():
-            table.add_row(k, fmt(v))
-    else:
-        for c in rows[0]:
-            table.add_column(c, justify="left" if c == "sampler" else "right")
-        for r in rows:
-            table.add_row(*[fmt(v) for v in r.values()])
-    Console(width=160).print(table)
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,6 +10,11 @@ All tasks work offline. ``make_task(name, **overrides)`` builds one; ``list_task
   the exact denoiser of the equal-weight mixture. Knobs: churn and renoise. A time-only schedule
   can barely change mode masses; a state-dependent policy can (renoise samples headed for
   over-represented modes).
+* ``gmm2d-random``: a procedural family of ``gmm2d``-like tasks, one per ``seed``: the number of
+  modes, their positions (with a minimum separation), unbalanced weights, per-mode spreads, the
+  model's blur and the guide's blur are drawn from :data:`RANDOM_MIXTURE_RANGES`; same menus and
+  metrics as ``gmm2d``. Seeds :data:`DEV_SEEDS` are for development, :data:`HELDOUT_SEEDS` for
+  the final evaluation only.
 * ``digits``: scikit-learn's 8x8 digits scaled to [-1, 1]; a class-conditional EDM network trained
   by ``diffgym train-denoiser digits`` and shipped with the package; classifier-free guidance by
   default (``guide="autoguidance"`` uses an early, weaker snapshot of the same run). Knobs: churn
@@ -44,11 +49,16 @@ from diffgym.envs.schedule import edm_sigmas
 
 __all__ = [
     "CMIX_SEED",
+    "DEV_SEEDS",
+    "HELDOUT_SEEDS",
+    "RANDOM_MIN_SEPARATION",
+    "RANDOM_MIXTURE_RANGES",
     "Task",
     "array_data_sampler",
+    "build_gmm2d_random",
     "cmix_mixture",
-    "gmm2d_target",
     "digits_task",
+    "gmm2d_target",
     "grid_means",
     "list_tasks",
     "make_task",
@@ -239,7 +249,8 @@ def make_task(name: str, **overrides) -> Task:
 
     Every task accepts ``num_steps``, ``sigma_min``, ``sigma_max``, ``rho``, the menus
     (``churn_levels``, ``guidance_levels``, ``renoise_jumps``, ``renoise_budget``) and ``device``;
-    mixture tasks also ``means``, ``weights``, ``std``, ``model_std``, ``guide_std``.
+    mixture tasks also ``means``, ``weights``, ``std``, ``model_std``, ``guide_std``;
+    ``gmm2d-random`` takes ``seed``.
 
     Raises:
         ValueError: unknown task (the message lists the known ones), bad override values.
@@ -404,6 +415,118 @@ def build_gmm2d_bias(
         metric_suite="mixture",
         headline_metric="mode_tv",
         extra={"std": std, "model_std": model_std},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Procedural mixtures
+# --------------------------------------------------------------------------------------------
+
+RANDOM_MIXTURE_RANGES: dict[str, tuple[float, float]] = {
+    "num_modes": (4, 12),
+    "box": (-4.0, 4.0),
+    "weight_ratio": (1.0, 8.0),
+    "std": (0.08, 0.3),
+    "model_blur": (0.2, 0.6),
+    "guide_blur_factor": (1.5, 3.0),
+}
+"""Ranges of ``gmm2d-random``, each drawn uniformly (``num_modes``: an int, bounds included):
+
+* ``num_modes`` K; ``box``: every mean uniform in ``box^2``, redrawn until it lies at least
+  :data:`RANDOM_MIN_SEPARATION` from the means drawn before it;
+* ``weight_ratio``: weight ``w_k`` proportional to ``exp(u_k)``, ``u_k`` uniform in
+  ``[0, log 8]``, so the largest weight is at most 8 times the smallest;
+* ``std``: per-mode standard deviation ``s_k`` of the real data;
+* ``model_blur`` ``b``: the model is the exact denoiser of the mixture with stds
+  ``sqrt(s_k^2 + b^2)`` (same means and weights);
+* ``guide_blur_factor`` ``f``: the autoguidance guide has stds ``sqrt(s_k^2 + (f b)^2)``."""
+
+RANDOM_MIN_SEPARATION = 1.75
+"""Minimum distance between two means of a ``gmm2d-random`` mixture."""
+
+DEV_SEEDS = range(0, 100)
+"""Seeds of ``gmm2d-random`` used to develop and tune (reward options, hyperparameters)."""
+
+HELDOUT_SEEDS = range(1000, 1100)
+"""Seeds of ``gmm2d-random`` held out for the final evaluation: never tune on them."""
+
+_MAX_PLACEMENT_TRIES = 10_000
+
+
+def _uniform(gen: torch.Generator, lo: float, hi: float, n: int | None = None) -> torch.Tensor:
+    """``U(lo, hi)`` draws (a 0-d tensor when ``n`` is None, else ``(n,)``), float64."""
+    u = torch.rand(() if n is None else (n,), generator=gen, dtype=torch.float64)
+    return lo + (hi - lo) * u
+
+
+def _random_means(gen: torch.Generator, k: int) -> torch.Tensor:
+    """``(k, 2)`` means uniform in the box, each at least the minimum separation from the
+    earlier ones (dart throwing; the ranges leave ample room, so it always succeeds)."""
+    lo, hi = RANDOM_MIXTURE_RANGES["box"]
+    sep = RANDOM_MIN_SEPARATION
+    means: list[torch.Tensor] = []
+    for _ in range(_MAX_PLACEMENT_TRIES):
+        cand = _uniform(gen, lo, hi, 2)
+        if all(float((cand - m).norm()) >= sep for m in means):
+            means.append(cand)
+            if len(means) == k:
+                return torch.stack(means)
+    raise RuntimeError(f"could not place {k} modes {sep} apart in {RANDOM_MIXTURE_RANGES['box']}")
+
+
+def build_gmm2d_random(*, seed: int = 0) -> Task:
+    """``gmm2d-random``: the mixture drawn by ``seed`` from :data:`RANDOM_MIXTURE_RANGES`.
+
+    The real data is ``sum_k w_k N(mu_k, s_k^2 I)``; the model is the exact denoiser of the same
+    mixture blurred by ``b`` and the autoguidance guide that of it blurred by ``f b`` (see
+    :data:`RANDOM_MIXTURE_RANGES`). Menus are those of ``gmm2d``. The seed and every drawn value
+    are in ``task.extra`` (so each seed has its own grid cache keys). Same seed, same task, on
+    every machine (a CPU generator seeded with ``seed``).
+
+    Args:
+        seed: an int >= 0; :data:`DEV_SEEDS` for development, :data:`HELDOUT_SEEDS` for the
+            final held-out evaluation.
+
+    Raises:
+        ValueError: ``seed`` is not an int >= 0 (bools are rejected).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(
+            f"gmm2d-random seed must be an int >= 0 (development seeds {DEV_SEEDS.start}-"
+            f"{DEV_SEEDS.stop - 1}, held-out {HELDOUT_SEEDS.start}-{HELDOUT_SEEDS.stop - 1}), "
+            f"got {seed!r}"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    k_lo, k_hi = RANDOM_MIXTURE_RANGES["num_modes"]
+    k = int(torch.randint(int(k_lo), int(k_hi) + 1, (), generator=gen))
+    means = _random_means(gen, k)
+    ratio = RANDOM_MIXTURE_RANGES["weight_ratio"]
+    weights = _uniform(gen, math.log(ratio[0]), math.log(ratio[1]), k).exp()
+    weights = weights / weights.sum()
+    stds = _uniform(gen, *RANDOM_MIXTURE_RANGES["std"], k)
+    blur = float(_uniform(gen, *RANDOM_MIXTURE_RANGES["model_blur"]))
+    guide_blur = blur * float(_uniform(gen, *RANDOM_MIXTURE_RANGES["guide_blur_factor"]))
+    target = GaussianMixture(means, stds, weights)
+    model = GMMDenoiser(GaussianMixture(means, (stds**2 + blur**2).sqrt(), weights))
+    guide = GMMDenoiser(GaussianMixture(means, (stds**2 + guide_blur**2).sqrt(), weights))
+    return Task(
+        name="gmm2d-random",
+        denoiser=model,
+        guide=guide,
+        guide_kind="autoguidance",
+        data=_mixture_sampler(target),
+        target=target,
+        churn_levels=(0.0, 0.1, 0.25, 0.5),
+        guidance_levels=(1.0, 1.5, 2.0, 3.0, 4.0),
+        metric_suite="mixture",
+        headline_metric="sw2",
+        extra={
+            "seed": seed,
+            "num_modes": k,
+            "model_blur": blur,
+            "guide_blur": guide_blur,
+            "weight_max_over_min": float(weights.max() / weights.min()),
+        },
     )
 
 
@@ -574,3 +697,4 @@ register_task("gmm2d-bias", build_gmm2d_bias, ("means", "weights", "std", "model
 register_task("digits", build_digits, ("guide",))
 register_task("gmm2d-net", build_gmm2d_net)
 register_task("cmix", build_cmix, ("guide",))
+register_task("gmm2d-random", build_gmm2d_random, ("seed",))

@@ -7,6 +7,8 @@
 * :data:`DIVERGENCES` / :class:`RewardTransform`: f-divergence rewards on the logit.
 * :func:`make_irl_trainer`: imitation's GAIL / AIRL with sigma-matched expert batches and the
   chosen reward transform.
+* :mod:`~diffgym.rewards.shaping`: reward options that see mode masses (R1 penalty, spectral
+  norm, terminal MMD witness, menu-position cost) and :class:`ShapedReward`.
 """
 
 from diffgym.rewards.discriminator import NoiseConditionedDiscriminator
@@ -21,6 +23,7 @@ from diffgym.rewards.divergences import (
     rkl_reward,
 )
 from diffgym.rewards.expert import ExpertDemonstrations, NoisedDataExpert
+from diffgym.rewards.shaping import ShapedReward, menu_position, mmd_witness, r1_penalty
 from diffgym.rewards.trainer import (
     METHODS,
     DivergenceReward,
@@ -41,9 +44,13 @@ __all__ = [
     "NoiseConditionedDiscriminator",
     "NoisedDataExpert",
     "RewardTransform",
+    "ShapedReward",
     "chi2_reward",
     "fkl_reward",
     "js_reward",
+    "menu_position",
+    "mmd_witness",
     "pr_reward",
+    "r1_penalty",
     "rkl_reward",
 ]

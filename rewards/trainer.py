@@ -29,11 +29,18 @@ estimate of the state log-ratio. AIRL is kept as imitation defines it for compar
 divergence family is meant for GAIL's state-only discriminator. With AIRL the transform is applied
 to ``r_theta(s')`` (``divergence="rkl"`` is imitation's AIRL reward exactly) and ``reward_test``
 stays imitation's untransformed ``r_theta``.
+
+**Reward options** (:mod:`~diffgym.rewards.shaping`, all off by default) add two more
+overrides: ``logits_expert_is_high`` attaches the R1 penalty (``disc_grad_penalty``) to the
+logits the discriminator loss is built from, and ``train_gen`` opens and closes the round in
+which a :class:`~diffgym.rewards.shaping.ShapedReward` records terminal samples
+(``terminal_mmd_weight``; ``action_cost`` needs no state).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -52,6 +59,7 @@ from diffgym.envs.sb3 import unwrap_env
 from diffgym.rewards.discriminator import NoiseConditionedDiscriminator
 from diffgym.rewards.divergences import DIVERGENCES, RewardTransform
 from diffgym.rewards.expert import NoisedDataExpert
+from diffgym.rewards.shaping import ShapedReward, add_to_loss, apply_spectral_norm, r1_penalty
 
 __all__ = [
     "DEFAULT_DISC_LR",
@@ -139,6 +147,9 @@ class _SigmaMatched:
         venv: VecEnv,
         reward_net: RewardNet,
         demo_batch_size: int,
+        disc_grad_penalty: float = 0.0,
+        terminal_mmd_weight: float = 0.0,
+        action_cost: float = 0.0,
         **kwargs: Any,
     ) -> None:
         _check_space("expert", expert.observation_space, venv)
@@ -151,6 +162,7 @@ class _SigmaMatched:
         self.reward_transform = reward_transform
         # Must exist before imitation's __init__, which wraps the env with `reward_train`.
         self._transformed_reward = DivergenceReward(reward_net, reward_transform)
+        self._init_reward_options(disc_grad_penalty, terminal_mmd_weight, action_cost)
         # Detached (2 m,) discriminator outputs of the current update's minibatches (expert rows
         # first); a list only while ``train_disc`` runs.
         self._disc_outputs: list[torch.Tensor] | None = None
@@ -170,6 +182,48 @@ class _SigmaMatched:
     def discriminator(self) -> RewardNet:
         """The discriminator (its logit is what the reward transform is applied to)."""
         return self._reward_net
+
+    # -- reward options (rewards/shaping.py) --------------------------------------------------
+    def _init_reward_options(
+        self, disc_grad_penalty: float, terminal_mmd_weight: float, action_cost: float
+    ) -> None:
+        """Store the R1 weight; wrap the reward in a :class:`ShapedReward` when a terminal MMD
+        term or an action cost is asked for."""
+        if not math.isfinite(float(disc_grad_penalty)) or float(disc_grad_penalty) < 0:
+            raise ValueError(f"disc_grad_penalty must be a finite number >= 0, got "
+                             f"{disc_grad_penalty!r}")
+        self.disc_grad_penalty = float(disc_grad_penalty)
+        self.shaped_reward: ShapedReward | None = None
+        if terminal_mmd_weight or action_cost:
+            task = self.expert.task
+            scale = 1.0 / task.sigma_data  # c_in(0): the terminal states' sample scaling
+            # Its own stream (the expert's seed + 1): the expert's draws stay as without it.
+            gen = torch.Generator().manual_seed(self.expert.generator.initial_seed() + 1)
+
+            def sample_data(n: int) -> torch.Tensor:
+                x, _ = task.sample_data(n, gen)
+                return x.reshape(n, -1).to(torch.float64) * scale
+
+            self.shaped_reward = ShapedReward(
+                self._transformed_reward,
+                data_shape=task.data_shape,
+                sample_data=sample_data,
+                terminal_mmd_weight=terminal_mmd_weight,
+                action_cost=action_cost,
+            )
+            self._transformed_reward = self.shaped_reward
+
+    def train_gen(self, *args: Any, **kwargs: Any) -> None:
+        """imitation's generator update; the :class:`ShapedReward`, if any, records this
+        round's terminal samples for the next round's witness."""
+        if self.shaped_reward is None:
+            return super().train_gen(*args, **kwargs)  # type: ignore[misc]
+        self.shaped_reward.begin_round()
+        try:
+            super().train_gen(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            self.shaped_reward.end_round()
+
 
     def _make_disc_train_batches(
         self,
@@ -238,9 +292,15 @@ class _SigmaMatched:
         done: torch.Tensor,
         log_policy_act_prob: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """imitation's ``(2 m,)`` training logits; during ``train_disc`` the discriminator's
-        own output (GAIL's logit; AIRL's ``r_theta``, the logit plus ``log pi``) is also kept,
-        detached, for the ``irl/…`` means."""
+        """imitation's ``(2 m,)`` training logits (expert rows first). During ``train_disc`` the
+        discriminator's own output (GAIL's logit; AIRL's ``r_theta``, the logit plus ``log pi``)
+        is also kept, detached, for the ``irl/…`` means. With ``disc_grad_penalty = gamma > 0``
+        (and gradients on), the R1 penalty ``gamma / 2 mean_expert |grad_x l|^2`` (scaled like
+        imitation's minibatch loss) is attached to the logits, so it joins the discriminator loss
+        built from them."""
+        penalise = self.disc_grad_penalty > 0 and torch.is_grad_enabled()
+        if penalise:
+            next_state = next_state.detach().requires_grad_(True)
         logits = super().logits_expert_is_high(  # type: ignore[misc]
             state, action, next_state, done, log_policy_act_prob
         )
@@ -249,6 +309,15 @@ class _SigmaMatched:
             if log_policy_act_prob is not None:
                 output = output + log_policy_act_prob
             self._disc_outputs.append(output)
+        if penalise:
+            sq_norm = r1_penalty(logits, next_state, self.expert.task.data_shape)
+            if self._disc_outputs is not None:  # one of this trainer's minibatches
+                expert_rows = sq_norm[: self.demo_minibatch_size]
+            else:  # called from outside: penalise every row
+                expert_rows = sq_norm
+            penalty = 0.5 * self.disc_grad_penalty * expert_rows.mean()
+            penalty = penalty * (state.shape[0] / 2) / self.demo_batch_size
+            logits = add_to_loss(logits, penalty)
         return logits
 
     def train_disc(
@@ -381,6 +450,10 @@ def make_irl_trainer(
     disc_opt_kwargs: Mapping[str, Any] | None = None,
     allow_variable_horizon: bool = True,
     seed: int | None = None,
+    disc_grad_penalty: float = 0.0,
+    disc_spectral_norm: bool = False,
+    terminal_mmd_weight: float = 0.0,
+    action_cost: float = 0.0,
     **kwargs: Any,
 ) -> AdversarialTrainer:
     """An imitation adversarial trainer on the diffusion-sampling env ``venv``.
@@ -407,7 +480,14 @@ def make_irl_trainer(
             ``lr = DEFAULT_DISC_LR``).
         allow_variable_horizon: imitation's check; ``True`` because renoising makes episode
             lengths vary (no termination leak: every episode ends at ``sigma = 0``).
-        seed: seed of the default expert's generator.
+        seed: seed of the default expert's generator (and of the terminal MMD term's data).
+        disc_grad_penalty: R1 weight ``gamma`` on expert states (0: off; see
+            :mod:`~diffgym.rewards.shaping`).
+        disc_spectral_norm: spectral normalisation of the discriminator's trunk and head
+            (applied in place to ``reward_net``).
+        terminal_mmd_weight: weight ``beta`` of the MMD-witness reward at terminal states (0:
+            off).
+        action_cost: per-step cost of each knob's menu position (0: off).
         **kwargs: further ``AdversarialTrainer`` options (``demo_minibatch_size``,
             ``gen_train_timesteps``, ``gen_replay_buffer_capacity``, ``custom_logger``,
             ``log_dir``, ``init_tensorboard``, …).
@@ -415,7 +495,7 @@ def make_irl_trainer(
     Raises:
         ValueError: unknown ``method`` or ``divergence`` (the message lists the valid names),
             ``lam <= 0``, an expert or reward net whose observation space differs from the
-            env's, ``demo_batch_size < 1``.
+            env's, ``demo_batch_size < 1``, a negative reward-option weight.
         TypeError: ``demonstrations`` passed (expert states are generated: pass ``expert``).
     """
     if method not in METHODS:
@@ -441,6 +521,8 @@ def make_irl_trainer(
         expert = NoisedDataExpert(venv, seed=seed)
     if reward_net is None:
         reward_net = NoiseConditionedDiscriminator.for_env(venv)
+    if disc_spectral_norm:
+        apply_spectral_norm(reward_net)
     if demo_batch_size is None:
         demo_batch_size = venv.num_envs
         if isinstance(gen_algo, OnPolicyAlgorithm):
@@ -461,5 +543,8 @@ def make_irl_trainer(
         disc_opt_cls=disc_opt_cls,
         disc_opt_kwargs={"lr": DEFAULT_DISC_LR, **(disc_opt_kwargs or {})},
         allow_variable_horizon=allow_variable_horizon,
+        disc_grad_penalty=disc_grad_penalty,
+        terminal_mmd_weight=terminal_mmd_weight,
+        action_cost=action_cost,
         **kwargs,
     )

@@ -35,3 +35,24 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     assert "unknown task 'cifar10'" in capsys.readouterr().err
     assert main(["sample", "--n", "1", "--out", str(tmp_path)]) == 2
     assert "--n must be >= 2" in capsys.readouterr().err
+
+
+def test_gmm2d_random_is_listed_and_takes_a_task_seed(tmp_path, capsys):
+    import json
+
+    from diffgym.agents.registry import env_id_for_task
+
+    assert main(["tasks"]) == 0
+    assert "gmm2d-random" in capsys.readouterr().out
+    assert env_id_for_task("gmm2d-random") == "diffgym/GMM2D-v0"  # gmm2d's YAML blocks
+    d = tmp_path / "run"
+    assert main(["train", "--task", "gmm2d-random", "--task-seed", "7", "--agent", "reinforce",
+                 "--timesteps", "144", "--n-envs", "8", "--eval-samples", "32",
+                 "--run-dir", str(d), "--no-progress"]) == 0
+    assert json.loads((d / "config.json").read_text())["train"]["task_overrides"] == {"seed": 7}
+    assert main(["grid", "--task", "gmm2d-random", "--task-seed", "-1",
+                 "--out", str(tmp_path / "g")]) == 2
+    assert "seed must be an int >= 0" in capsys.readouterr().err
+    assert main(["compare", "--task", "gmm2d", "--task-seed", "1", "--budget", "quick",
+                 "--out", str(tmp_path / "c")]) == 2
+    assert "unknown override(s) ['seed']" in capsys.readouterr().err

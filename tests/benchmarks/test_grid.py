@@ -391,3 +391,12 @@ def test_measured_metrics_names_what_task_metrics_reports(gmm2d):
 
     x, _ = gmm2d.sample_data(64, torch.Generator().manual_seed(0))
     assert set(task_metrics(gmm2d, x)) == set(measured_metrics(gmm2d))
+
+
+def test_gmm2d_random_grid_fingerprint_differs_per_seed():
+    from diffgym.benchmarks.grid import task_fingerprint
+
+    fp = [task_fingerprint(make_task("gmm2d-random", seed=s)) for s in (0, 1)]
+    assert fp[0]["name"] == fp[1]["name"] == "gmm2d-random"
+    assert fp[0]["content_sha256"] != fp[1]["content_sha256"]
+    assert fp[0]["extra"]["seed"] == 0 and fp[1]["extra"]["seed"] == 1

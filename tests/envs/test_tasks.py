@@ -251,3 +251,51 @@ def test_digits_task(make_generator):
     assert auto.guide_kind == "autoguidance"
     with pytest.raises(ValueError, match=r"unknown guide 'x'; allowed: uncond, autoguidance"):
         make_task("digits", guide="x")
+
+
+# --------------------------------------------------------------------------------------------
+# gmm2d-random
+# --------------------------------------------------------------------------------------------
+
+
+def test_gmm2d_random_is_deterministic_per_seed():
+    from diffgym.envs.tasks import RANDOM_MIN_SEPARATION, RANDOM_MIXTURE_RANGES
+
+    a, b = make_task("gmm2d-random", seed=3), make_task("gmm2d-random", seed=3)
+    other = make_task("gmm2d-random", seed=4)
+    assert a.name == "gmm2d-random" and a.extra["seed"] == 3 and other.extra["seed"] == 4
+    for attr in ("means", "stds", "weights"):
+        assert torch.equal(getattr(a.target, attr), getattr(b.target, attr))
+    assert not torch.equal(a.target.means[:2], other.target.means[:2])
+    x = torch.randn(16, 2, dtype=torch.float64)
+    sigma = torch.full((16,), 0.5, dtype=torch.float64)
+    assert torch.equal(a.denoiser(x, sigma), b.denoiser(x, sigma))
+    assert torch.equal(a.guide(x, sigma), b.guide(x, sigma))
+    # The drawn mixture respects the stated ranges; menus are gmm2d's.
+    k = a.target.num_components
+    lo, hi = RANDOM_MIXTURE_RANGES["num_modes"]
+    assert lo <= k <= hi and a.extra["num_modes"] == k
+    dist = torch.cdist(a.target.means, a.target.means) + 1e9 * torch.eye(k)
+    assert float(dist.min()) >= RANDOM_MIN_SEPARATION
+    assert float(a.target.weights.max() / a.target.weights.min()) <= 8.0 + 1e-9
+    assert float(a.target.weights.sum()) == pytest.approx(1.0)
+    s_lo, s_hi = RANDOM_MIXTURE_RANGES["std"]
+    assert bool(((a.target.stds >= s_lo) & (a.target.stds <= s_hi)).all())
+    assert a.extra["guide_blur"] > a.extra["model_blur"] > 0
+    gmm = make_task("gmm2d")
+    assert a.churn_levels == gmm.churn_levels and a.guidance_levels == gmm.guidance_levels
+    assert a.guide_kind == "autoguidance"
+
+
+def test_gmm2d_random_seed_splits_are_disjoint():
+    from diffgym.envs.tasks import DEV_SEEDS, HELDOUT_SEEDS
+
+    assert len(DEV_SEEDS) >= 10 and len(HELDOUT_SEEDS) >= 10
+    assert not set(DEV_SEEDS) & set(HELDOUT_SEEDS)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "3", True, None])
+def test_gmm2d_random_rejects_bad_seeds(seed):
+    with pytest.raises(ValueError, match=r"seed must be an int >= 0.*got"):
+        make_task("gmm2d-random", seed=seed)
+

@@ -1,0 +1,338 @@
+"""Reward options that see distribution-level errors (issue 13), each a small unit.
+
+The f-divergence reward of a discriminator moves only to second order with mode-mass errors
+(RESULTS §1), and a policy can drive a knob to the top of its menu where that reward is flat.
+Four named options of :func:`~diffgym.rewards.make_irl_trainer` act on it:
+
+* ``disc_grad_penalty = gamma`` — R1 gradient penalty on expert states (Mescheder et al. 2018,
+  "Which training methods for GANs do actually converge?"): ``gamma / 2 E_expert |grad_x l|^2``
+  added to the discriminator loss, ``x`` the scaled sample part of the state
+  (:func:`r1_penalty`). It keeps the logit smooth where the data is, so it can track the mass
+  ratio instead of separating samples.
+* ``disc_spectral_norm = True`` — spectral normalisation (Miyato et al. 2018) of the
+  discriminator trunk and head (:func:`apply_spectral_norm`), another Lipschitz control.
+* ``terminal_mmd_weight = beta`` — a batch-level term at terminal states: ``beta w(x)`` with
+  ``w`` the kernel MMD witness between the data and the policy's recent terminal samples
+  (:func:`mmd_witness`), negative on over-represented modes and positive on under-represented
+  ones: a first-order signal of mode masses (Gretton et al. 2012).
+* ``action_cost = c`` — a per-step penalty ``-c sum_k a_k / (n_k - 1)`` on each knob's menu
+  position (:func:`menu_position`; entry 0 is neutral and costs nothing, the top of a menu costs
+  ``c``), a prior towards the plain sampler that stops a flat reward from saturating a menu.
+
+:class:`ShapedReward` adds the last two to the generator's reward; the first two change the
+discriminator (:class:`~diffgym.rewards.trainer.SigmaMatchedGAIL` and
+:func:`~diffgym.rewards.make_irl_trainer`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from imitation.rewards.reward_nets import ForwardWrapper, RewardNet
+from torch import nn
+
+from diffgym.envs.features import split_obs
+
+__all__ = [
+    "MMD_BANDWIDTH_SCALES",
+    "TERMINAL_MMD_SAMPLES",
+    "ShapedReward",
+    "add_to_loss",
+    "apply_spectral_norm",
+    "median_bandwidth",
+    "menu_position",
+    "mmd_witness",
+    "r1_penalty",
+]
+
+MMD_BANDWIDTH_SCALES = (1.0, 0.5, 0.25, 0.125)
+"""Bandwidths of the witness's RBF kernels, as multiples of the median pairwise distance: the
+median alone is about the spread of the whole mixture and cannot tell neighbouring modes apart;
+the smaller ones resolve single modes."""
+
+TERMINAL_MMD_SAMPLES = 512
+"""Policy terminal samples kept for the witness (the newest ones; about four rounds of 64 envs x
+2 episodes), and data samples drawn for it each round."""
+
+
+# --------------------------------------------------------------------------------------------
+# Discriminator regularisation
+# --------------------------------------------------------------------------------------------
+
+
+def r1_penalty(logit: torch.Tensor, obs: torch.Tensor, data_shape: Sequence[int]) -> torch.Tensor:
+    """``(B,)`` squared gradient norms ``|d logit_b / d x_b|^2`` over the sample part of the
+    states (the layout of :mod:`diffgym.envs.features`), differentiable (``create_graph``).
+
+    Args:
+        logit: ``(B,)`` discriminator logits computed from ``obs``.
+        obs: ``(B, obs_dim)`` states with ``requires_grad``.
+        data_shape: the task's sample shape.
+    """
+    (grad,) = torch.autograd.grad(logit.sum(), obs, create_graph=True)
+    d = math.prod(data_shape)
+    out = grad[:, :d].pow(2).sum(dim=1)
+    assert out.shape == (obs.shape[0],), f"penalty shape {tuple(out.shape)}"
+    return out
+
+
+class _AddToLoss(torch.autograd.Function):
+    """Identity on ``values``; the backward pass also sends gradient 1 to ``extra`` (a scalar),
+    so ``extra`` is added to whatever loss is later built from ``values``."""
+
+    @staticmethod
+    def forward(ctx: Any, values: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+        return values.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return grad, torch.ones((), dtype=grad.dtype, device=grad.device)
+
+
+def add_to_loss(values: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+    """``values`` unchanged, with the scalar ``extra`` added to any loss built from them (its
+    gradient flows when that loss is backpropagated; nothing happens otherwise)."""
+    if extra.ndim != 0:
+        raise ValueError(f"extra must be a scalar, got shape {tuple(extra.shape)}")
+    return _AddToLoss.apply(values, extra)
+
+
+def apply_spectral_norm(net: nn.Module) -> nn.Module:
+    """Spectral normalisation of every ``Linear`` / ``Conv2d`` of ``net``'s trunk and head (in
+    place; returns ``net``). FiLM projections (zero-initialised: their spectral norm is 0) and
+    the conditioning MLP are left alone: they see only the noise level, not the sample.
+    """
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    targets = [
+        (name, m)
+        for name, m in net.named_modules()
+        if isinstance(m, (nn.Linear, nn.Conv2d))
+        and not name.startswith(("films", "cond_mlp"))
+        and ".films." not in name
+    ]
+    if not targets:
+        raise ValueError(f"{type(net).__name__} has no Linear or Conv2d layer to normalise")
+    for _, module in targets:
+        spectral_norm(module)
+    return net
+
+
+# --------------------------------------------------------------------------------------------
+# Batch-level terminal term
+# --------------------------------------------------------------------------------------------
+
+
+def median_bandwidth(points: torch.Tensor) -> float:
+    """Median pairwise distance of ``points (N, D)`` (at most 1024 of them; > 0)."""
+    pts = points[:1024]
+    dist = torch.cdist(pts, pts)
+    off = dist[~torch.eye(pts.shape[0], dtype=torch.bool, device=pts.device)]
+    med = float(off.median()) if off.numel() else 1.0
+    return med if med > 0 else 1.0
+
+
+def mmd_witness(
+    x: torch.Tensor,
+    data: torch.Tensor,
+    policy: torch.Tensor,
+    *,
+    scales: Sequence[float] = MMD_BANDWIDTH_SCALES,
+    bandwidth: float | None = None,
+) -> torch.Tensor:
+    """The kernel MMD witness ``w(x) = mean_j k(x, data_j) - mean_j k(x, policy_j)`` at ``x``.
+
+    ``k`` is the average over ``scales`` of RBF kernels ``exp(-|a - b|^2 / (2 h^2))`` with
+    ``h = scale * bandwidth`` (default: the median pairwise distance of data and policy pooled);
+    each scale's witness is divided by ``mean_ij k(data_i, data_j)`` so it reads as a density
+    difference relative to the data's: about ``-(r - 1) p_data(x) / mean p_data`` on a mode the
+    policy over-represents ``r`` times.
+
+    Args:
+        x: ``(B, D)`` points to score.
+        data: ``(N, D)`` data samples.
+        policy: ``(M, D)`` policy samples.
+
+    Returns:
+        ``(B,)`` witness values: negative where the policy puts too much mass.
+    """
+    if data.ndim != 2 or policy.ndim != 2 or x.ndim != 2:
+        raise ValueError(
+            f"x, data and policy must be 2-d, got {tuple(x.shape)}, {tuple(data.shape)}, "
+            f"{tuple(policy.shape)}"
+        )
+    h = bandwidth if bandwidth is not None else median_bandwidth(torch.cat([data, policy]))
+    d2_data = torch.cdist(x, data).pow(2)
+    d2_pol = torch.cdist(x, policy).pow(2)
+    d2_dd = torch.cdist(data[:1024], data[:1024]).pow(2)
+    out = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    for scale in scales:
+        inv = 1.0 / (2.0 * (scale * h) ** 2)
+        norm = torch.exp(-d2_dd * inv).mean()
+        out += (torch.exp(-d2_data * inv).mean(1) - torch.exp(-d2_pol * inv).mean(1)) / norm
+    out = out / len(scales)
+    assert out.shape == (x.shape[0],), f"witness shape {tuple(out.shape)}"
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Menu-saturation prior
+# --------------------------------------------------------------------------------------------
+
+
+def _menu_sizes(action_space: gym.Space) -> tuple[int, ...]:
+    if isinstance(action_space, gym.spaces.Discrete):
+        return (int(action_space.n),)
+    if isinstance(action_space, gym.spaces.MultiDiscrete):
+        return tuple(int(n) for n in np.asarray(action_space.nvec).reshape(-1))
+    raise TypeError(
+        f"action_cost needs a Discrete or MultiDiscrete action space, got {action_space}"
+    )
+
+
+def menu_position(onehot: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+    """``(B,)`` sum over knobs of the chosen entry's position ``a_k / (n_k - 1)`` in its menu.
+
+    Args:
+        onehot: ``(B, sum(sizes))`` concatenated one-hot actions (imitation's preprocessing of a
+            ``MultiDiscrete`` / ``Discrete`` action).
+        sizes: menu sizes ``n_k``; a one-entry menu contributes 0.
+    """
+    if onehot.shape[1] != sum(sizes):
+        raise ValueError(f"one-hot actions of width {onehot.shape[1]} do not match menus {sizes}")
+    weights = torch.cat([
+        torch.arange(n, dtype=onehot.dtype, device=onehot.device) / max(n - 1, 1) for n in sizes
+    ])
+    return onehot @ weights
+
+
+# --------------------------------------------------------------------------------------------
+# The generator's reward
+# --------------------------------------------------------------------------------------------
+
+
+class ShapedReward(ForwardWrapper):
+    """``base(s, a, s', done) + terminal_mmd_weight done w(x') - action_cost position(a)``.
+
+    ``w`` is :func:`mmd_witness` between fresh data and the policy's newest terminal samples.
+    Terminal samples are recorded by :meth:`predict_processed` (the call the rollout's reward
+    wrapper makes) between :meth:`begin_round` and :meth:`end_round`; ``end_round`` moves them
+    into the witness (keeping the newest :data:`TERMINAL_MMD_SAMPLES`) and draws new data. Until
+    the first ``end_round`` the witness term is 0, so each round is scored against the policy of
+    the rounds before it.
+
+    Args:
+        base: the f-divergence reward (``(B,)`` per transition).
+        data_shape: the task's sample shape.
+        sample_data: ``n -> (n, D)`` data samples, scaled like the terminal states' sample part
+            (``c_in(0) x = x / sigma_data``).
+        terminal_mmd_weight: ``beta >= 0``.
+        action_cost: ``c >= 0``.
+        num_samples: witness samples per side.
+
+    Raises:
+        ValueError: a negative weight, ``num_samples < 2``.
+        TypeError: ``action_cost > 0`` with a non-discrete action space.
+    """
+
+    def __init__(
+        self,
+        base: RewardNet,
+        *,
+        data_shape: Sequence[int],
+        sample_data: Callable[[int], torch.Tensor],
+        terminal_mmd_weight: float = 0.0,
+        action_cost: float = 0.0,
+        num_samples: int = TERMINAL_MMD_SAMPLES,
+    ) -> None:
+        super().__init__(base)
+        for name, value in (("terminal_mmd_weight", terminal_mmd_weight),
+                            ("action_cost", action_cost)):
+            if not math.isfinite(float(value)) or float(value) < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
+            raise ValueError(f"num_samples must be an int >= 2, got {num_samples!r}")
+        self.data_shape = tuple(data_shape)
+        self.sample_data = sample_data
+        self.terminal_mmd_weight = float(terminal_mmd_weight)
+        self.action_cost = float(action_cost)
+        self.num_samples = num_samples
+        self.menu_sizes = _menu_sizes(base.action_space) if action_cost > 0 else ()
+        self.policy_terminals: torch.Tensor | None = None  # (M, D)
+        self.data_terminals: torch.Tensor | None = None  # (N, D)
+        self._recording: list[torch.Tensor] | None = None
+
+    def _sample_part(self, obs: torch.Tensor) -> torch.Tensor:
+        x, _ = split_obs(obs, self.data_shape)
+        return x.reshape(x.shape[0], -1)
+
+    def witness(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` witness at the sample part of ``obs (B, obs_dim)`` (0 before the first
+        :meth:`end_round`)."""
+        if self.policy_terminals is None or self.data_terminals is None:
+            return torch.zeros(obs.shape[0], dtype=obs.dtype, device=obs.device)
+        x = self._sample_part(obs).to(self.data_terminals.dtype)
+        data = self.data_terminals.to(x.device)
+        w = mmd_witness(x, data, self.policy_terminals.to(x.device))
+        return w.to(obs.dtype)
+
+    def forward(
+        self,
+        state: torch.Tensor,
+        action: torch.Tensor,
+        next_state: torch.Tensor,
+        done: torch.Tensor,
+    ) -> torch.Tensor:
+        """``(B, ...)`` preprocessed transitions -> ``(B,)`` rewards."""
+        reward = self.base(state, action, next_state, done)
+        if self.terminal_mmd_weight > 0:
+            is_done = done.to(reward.dtype).reshape(-1)
+            if bool(is_done.any()):
+                w = torch.zeros_like(reward)
+                rows = is_done > 0
+                w[rows] = self.witness(next_state[rows]).to(reward.dtype)
+                reward = reward + self.terminal_mmd_weight * w
+        if self.action_cost > 0:
+            reward = reward - self.action_cost * menu_position(
+                action.to(reward.dtype), self.menu_sizes
+            )
+        assert reward.shape == (state.shape[0],), f"reward shape {tuple(reward.shape)}"
+        return reward
+
+    def predict_processed(
+        self,
+        state: np.ndarray,
+        action: np.ndarray,
+        next_state: np.ndarray,
+        done: np.ndarray,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """imitation's reward call during rollouts; also records terminal samples while a round
+        is open (:meth:`begin_round`)."""
+        if self._recording is not None and self.terminal_mmd_weight > 0:
+            rows = np.asarray(done).reshape(-1).astype(bool)
+            if rows.any():
+                obs = torch.as_tensor(np.asarray(next_state)[rows], dtype=torch.float64)
+                self._recording.append(self._sample_part(obs))
+        return super().predict_processed(state, action, next_state, done, **kwargs)
+
+    def begin_round(self) -> None:
+        """Start recording the policy's terminal samples."""
+        self._recording = []
+
+    def end_round(self) -> None:
+        """Stop recording; keep the newest :attr:`num_samples` policy terminal samples and draw
+        as many fresh data samples."""
+        recorded, self._recording = self._recording, None
+        if self.terminal_mmd_weight == 0 or not recorded:
+            return
+        new = torch.cat(recorded)
+        if self.policy_terminals is not None:
+            new = torch.cat([self.policy_terminals, new])
+        self.policy_terminals = new[-self.num_samples:]
+        self.data_terminals = self.sample_data(self.num_samples).to(torch.float64)

@@ -1,0 +1,228 @@
+"""Reward options that see mode masses: the R1 penalty, spectral norm, the terminal MMD witness
+and the menu-position cost; each gives shaped ``(batch,)`` outputs and ranks a mode the policy
+over-represents below one it under-represents."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from imitation.util.logger import configure
+from stable_baselines3 import PPO
+
+from diffgym.envs import DiffusionSamplingEnv, to_sb3
+from diffgym.envs.features import TERMINAL_SIGMA
+from diffgym.rewards import (
+    DivergenceReward,
+    NoiseConditionedDiscriminator,
+    RewardTransform,
+    ShapedReward,
+    make_irl_trainer,
+    menu_position,
+    mmd_witness,
+    r1_penalty,
+)
+from diffgym.rewards.shaping import add_to_loss, apply_spectral_norm
+
+NUM_ENVS, N_STEPS = 4, 18
+LEFT, RIGHT = (-3.0, 0.0), (3.0, 0.0)
+
+
+def _two_modes(n: int, frac_left: float, seed: int) -> torch.Tensor:
+    """``(n, 2)`` points: ``frac_left`` of them around LEFT, the rest around RIGHT (std 0.3)."""
+    g = torch.Generator().manual_seed(seed)
+    n_left = int(round(frac_left * n))
+    centres = torch.tensor([LEFT] * n_left + [RIGHT] * (n - n_left), dtype=torch.float64)
+    return centres + 0.3 * torch.randn(n, 2, generator=g, dtype=torch.float64)
+
+
+def _terminal_obs(x: torch.Tensor) -> torch.Tensor:
+    """gmm2d terminal observations ``(n, 5)`` with sample part ``x`` (already scaled)."""
+    n = x.shape[0]
+    cond = torch.tensor([math.log(TERMINAL_SIGMA) / 4, 1.0, 0.0]).expand(n, 3)
+    return torch.cat([x.float(), cond], dim=1)
+
+
+def _venv(task="gmm2d"):
+    venv = to_sb3(DiffusionSamplingEnv(task, NUM_ENVS))
+    venv.seed(0)
+    return venv
+
+
+def _ppo(venv) -> PPO:
+    return PPO("MlpPolicy", venv, n_steps=N_STEPS, batch_size=36, n_epochs=1, seed=0,
+               policy_kwargs={"net_arch": [16]})
+
+
+# --- the terminal MMD witness ---------------------------------------------------------------
+
+
+def test_mmd_witness_shape_and_sign_on_an_over_represented_mode():
+    data = _two_modes(400, 0.5, seed=0)
+    policy = _two_modes(400, 0.8, seed=1)  # LEFT over-represented, RIGHT under-represented
+    x = torch.tensor([LEFT, RIGHT], dtype=torch.float64)
+    w = mmd_witness(x, data, policy)
+    assert w.shape == (2,)
+    assert w[0] < 0 < w[1]
+    # Same distribution: the witness is small next to the mass error's.
+    same = mmd_witness(x, data, _two_modes(400, 0.5, seed=2))
+    assert same.abs().max() < 0.25 * w.abs().min()
+
+
+def test_mmd_witness_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="must be 2-d"):
+        mmd_witness(torch.zeros(3), torch.zeros(4, 2), torch.zeros(4, 2))
+
+
+def test_shaped_reward_terminal_term_sign_and_only_at_terminal_states():
+    venv = _venv()
+    disc = NoiseConditionedDiscriminator.for_env(venv)
+    base = DivergenceReward(disc, RewardTransform("js"))
+    data = _two_modes(512, 0.5, seed=0)
+    shaped = ShapedReward(base, data_shape=(2,), sample_data=lambda n: data[:n],
+                          terminal_mmd_weight=2.0)
+    obs = _terminal_obs(torch.tensor([LEFT, RIGHT]))
+    acts = np.zeros((2, 2), dtype=np.int64)
+    done = np.ones(2, dtype=bool)
+    before = shaped.predict_processed(obs.numpy(), acts, obs.numpy(), done)
+    np.testing.assert_allclose(before, base.predict_processed(obs.numpy(), acts, obs.numpy(), done),
+                               rtol=1e-6)  # no witness before the first round ends
+    # One round in which the policy ended 80 % of its samples in the LEFT mode.
+    shaped.begin_round()
+    pol = _terminal_obs(_two_modes(400, 0.8, seed=1)).numpy()
+    shaped.predict_processed(pol, np.zeros((400, 2), dtype=np.int64), pol, np.ones(400, bool))
+    shaped.end_round()
+    assert shaped.policy_terminals.shape == (400, 2)
+    after = shaped.predict_processed(obs.numpy(), acts, obs.numpy(), done)
+    assert after.shape == (2,)
+    bonus = after - before
+    assert bonus[0] < 0 < bonus[1]
+    # Non-terminal transitions get no witness term.
+    not_done = shaped.predict_processed(obs.numpy(), acts, obs.numpy(), np.zeros(2, bool))
+    np.testing.assert_allclose(not_done, before, rtol=1e-6)
+
+
+# --- the menu-position cost ------------------------------------------------------------------
+
+
+def test_menu_position_and_action_cost():
+    sizes = (4, 5)  # gmm2d: churn, guidance
+    onehot = torch.zeros(3, 9)
+    onehot[0, [0, 4]] = 1  # neutral, neutral
+    onehot[1, [0, 8]] = 1  # neutral churn, top guidance
+    onehot[2, [2, 6]] = 1  # churn 2/3, guidance 2/4
+    pos = menu_position(onehot, sizes)
+    assert pos.shape == (3,)
+    torch.testing.assert_close(pos, torch.tensor([0.0, 1.0, 2 / 3 + 0.5]))
+    with pytest.raises(ValueError, match="do not match menus"):
+        menu_position(torch.zeros(2, 8), sizes)
+
+    venv = _venv()
+    base = DivergenceReward(NoiseConditionedDiscriminator.for_env(venv), RewardTransform("js"))
+    shaped = ShapedReward(base, data_shape=(2,), sample_data=lambda n: torch.zeros(n, 2),
+                          action_cost=0.1)
+    obs = _terminal_obs(torch.zeros(2, 2)).numpy()
+    acts = np.array([[0, 0], [0, 4]])  # neutral vs top of the guidance menu
+    diff = (shaped.predict_processed(obs, acts, obs, np.zeros(2, bool))
+            - base.predict_processed(obs, acts, obs, np.zeros(2, bool)))
+    np.testing.assert_allclose(diff, [0.0, -0.1], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [({"terminal_mmd_weight": -1.0}, "terminal_mmd_weight must be"),
+     ({"action_cost": float("nan")}, "action_cost must be"),
+     ({"num_samples": 1}, "num_samples must be")],
+)
+def test_shaped_reward_bad_values(kw, match):
+    venv = _venv()
+    base = DivergenceReward(NoiseConditionedDiscriminator.for_env(venv), RewardTransform("js"))
+    with pytest.raises(ValueError, match=match):
+        ShapedReward(base, data_shape=(2,), sample_data=lambda n: torch.zeros(n, 2), **kw)
+
+
+# --- discriminator regularisation ------------------------------------------------------------
+
+
+def test_r1_penalty_shape_and_value():
+    obs = torch.randn(6, 5, requires_grad=True)
+    a = torch.tensor([2.0, -1.0, 5.0, 5.0, 5.0])  # the last three are conditioning
+    pen = r1_penalty(obs @ a, obs, (2,))
+    assert pen.shape == (6,)
+    torch.testing.assert_close(pen, torch.full((6,), 5.0))  # 2^2 + 1^2: sample part only
+
+
+def test_add_to_loss_adds_the_extra_term_to_the_gradient():
+    v = torch.tensor([1.0, 2.0], requires_grad=True)
+    p = torch.tensor(3.0, requires_grad=True)
+    out = add_to_loss(v * 1.0, p * p)
+    torch.testing.assert_close(out, v.detach())
+    out.sum().backward()
+    torch.testing.assert_close(v.grad, torch.ones(2))
+    torch.testing.assert_close(p.grad, torch.tensor(6.0))  # d(p^2)/dp
+    with pytest.raises(ValueError, match="must be a scalar"):
+        add_to_loss(v, v)
+
+
+def test_spectral_norm_bounds_the_trunk():
+    venv = _venv()
+    disc = apply_spectral_norm(NoiseConditionedDiscriminator.for_env(venv))
+    for _ in range(20):  # one power iteration per forward in training mode
+        disc.logit(torch.randn(8, 5))
+    for layer in (*disc.layers, disc.head):  # power iteration: close to 1, not exact
+        assert torch.linalg.matrix_norm(layer.weight, ord=2) <= 1.1
+    assert not hasattr(disc.films[0].proj, "parametrizations")  # zero-initialised: left alone
+    with pytest.raises(ValueError, match="no Linear or Conv2d"):
+        apply_spectral_norm(torch.nn.ReLU())
+
+
+@pytest.mark.parametrize("option", [{"disc_grad_penalty": 1.0}, {"disc_spectral_norm": True}])
+def test_regularised_discriminator_ranks_an_over_represented_mode_lower(option):
+    """Trained on terminal states (data 50/50, policy 80/20), the regularised discriminator's
+    reward is lower on the mode the policy over-represents."""
+    torch.manual_seed(0)
+    venv = _venv()
+    trainer = make_irl_trainer("gail", "js", venv=venv, gen_algo=_ppo(venv), seed=0,
+                               demo_batch_size=256, disc_opt_kwargs={"lr": 3e-3}, **option)
+    exp = _terminal_obs(_two_modes(256, 0.5, seed=0) / 0.5)
+    gen = _terminal_obs(_two_modes(256, 0.8, seed=1) / 0.5)
+
+    def batch(obs):
+        n = obs.shape[0]
+        return {"obs": obs, "acts": torch.zeros(n, 2, dtype=torch.long), "next_obs": obs,
+                "dones": torch.ones(n, dtype=torch.bool)}
+
+    for _ in range(60):
+        stats = trainer.train_disc(expert_samples=batch(exp), gen_samples=batch(gen))
+    assert math.isfinite(stats["disc_loss"])
+    probe = _terminal_obs(torch.tensor([LEFT, RIGHT]) / 0.5).numpy()
+    reward = trainer.reward_train.predict_processed(
+        probe, np.zeros((2, 2), dtype=np.int64), probe, np.ones(2, bool)
+    )
+    assert reward.shape == (2,)
+    assert reward[0] < reward[1]
+
+
+def test_bad_grad_penalty_raises():
+    venv = _venv()
+    with pytest.raises(ValueError, match="disc_grad_penalty must be"):
+        make_irl_trainer(venv=venv, gen_algo=_ppo(venv), disc_grad_penalty=-1.0)
+
+
+def test_all_options_train_end_to_end(tmp_path):
+    venv = _venv()
+    trainer = make_irl_trainer(
+        "gail", "js", venv=venv, gen_algo=_ppo(venv), seed=0,
+        custom_logger=configure(tmp_path, ["csv"]), disc_grad_penalty=1.0,
+        disc_spectral_norm=True, terminal_mmd_weight=1.0, action_cost=0.05,
+    )
+    assert isinstance(trainer.reward_train, ShapedReward)
+    trainer.train(2 * NUM_ENVS * N_STEPS)  # two rounds
+    # Each episode lasts 18 steps: one terminal sample per env per round.
+    assert trainer.shaped_reward.policy_terminals.shape == (2 * NUM_ENVS, 2)
+    obs = venv.reset()
+    acts = np.zeros((NUM_ENVS, 2), dtype=np.int64)
+    rew = trainer.reward_train.predict_processed(obs, acts, obs, np.ones(NUM_ENVS, bool))
+    assert rew.shape == (NUM_ENVS,) and np.isfinite(rew).all()
