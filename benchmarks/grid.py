@@ -56,7 +56,7 @@ from diffgym.benchmarks.grid_families import (
     make_families,
     task_knobs,
 )
-from diffgym.envs.io import atomic_write_json, atomic_write_text
+from diffgym.envs.io import atomic_write_json, atomic_write_text, locked
 from diffgym.envs.sampler import schedule_actions
 from diffgym.envs.tasks import Task
 
@@ -454,14 +454,29 @@ class _Recorder:
         self.write()
 
     def write(self) -> None:
+        """Rewrite ``grid.json`` / ``grid.csv`` under the folder's lock, first merging in what
+        another writer (a concurrent ``diffgym grid`` into the same folder) has saved there:
+        its points of this grid are taken, its other points kept under ``"other_points"``."""
         if self.out_dir is None:
             return
-        result = self.result(0)
-        data = result.to_dict()
-        if self.other:
-            data["other_points"] = self.other
-        atomic_write_json(self.out_dir / "grid.json", data)
-        atomic_write_text(self.out_dir / "grid.csv", result.to_csv())
+        path = self.out_dir / "grid.json"
+        with locked(self.out_dir / "grid.lock"):
+            data = _read_grid_json(path)
+            if data is not None:
+                wanted = {s.key for s in self.specs}
+                known = {r["key"] for r in self.other}
+                for raw in data.get("points", []) + data.get("other_points", []):
+                    if raw["key"] in wanted:
+                        self.done.setdefault(raw["key"], PointResult.from_dict(raw))
+                    elif raw["key"] not in known:
+                        self.other.append(raw)
+                        known.add(raw["key"])
+            result = self.result(0)
+            data = result.to_dict()
+            if self.other:
+                data["other_points"] = self.other
+            atomic_write_json(path, data)
+            atomic_write_text(self.out_dir / "grid.csv", result.to_csv())
 
 
 def run_grid(

@@ -25,7 +25,7 @@ from diffgym.benchmarks.evaluate import (
     finite_or_none,
 )
 from diffgym.benchmarks.report import KNOB_FIELDS
-from diffgym.envs.io import atomic_save_npz, atomic_write_json
+from diffgym.envs.io import atomic_save_npz, atomic_write_json, locked
 from diffgym.envs.sampler import Knobs, PerSampleNoise, SampleResult
 from diffgym.envs.tasks import Task
 
@@ -74,9 +74,20 @@ class EvalCache:
         return self.records.get(key)
 
     def put(self, key: str, record: dict[str, Any]) -> None:
+        """Add a record and rewrite the file under its lock, keeping what another writer (a
+        concurrent comparison in the same folder) has added meanwhile."""
         self.records[key] = record
         self.num_new += 1
-        if self.path is not None:
+        if self.path is None:
+            return
+        with locked(self.path.with_suffix(".lock")):
+            if self.path.is_file():
+                try:
+                    data = json.loads(self.path.read_text())
+                except json.JSONDecodeError:
+                    data = {}
+                for k, v in data.get("evals", {}).items():
+                    self.records.setdefault(k, v)
             atomic_write_json(
                 self.path, finite_or_none({"format": EVALS_FORMAT, "evals": self.records})
             )

@@ -7,17 +7,18 @@ even to a power cut after the rename.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "atomic_save_npz",
-           "atomic_torch_save"]
+           "atomic_torch_save", "locked"]
 
 
 _UMASK = os.umask(0)
@@ -81,3 +82,27 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
     import torch
 
     return atomic_write(path, lambda p: torch.save(obj, p))
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created if missing) for the block.
+
+    Writers that share a results file (two ``diffgym grid`` runs into one ``--out``) take it
+    around read-merge-write, so neither can overwrite what the other just wrote. Where file locks
+    are unavailable (not POSIX) the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+

@@ -400,3 +400,23 @@ def test_gmm2d_random_grid_fingerprint_differs_per_seed():
     assert fp[0]["name"] == fp[1]["name"] == "gmm2d-random"
     assert fp[0]["content_sha256"] != fp[1]["content_sha256"]
     assert fp[0]["extra"]["seed"] == 0 and fp[1]["extra"]["seed"] == 1
+
+
+def test_concurrent_grids_into_one_folder_lose_nothing(gmm2d, tmp_path):
+    """A second `diffgym grid` writing into the same folder while this one runs (simulated by
+    running it from this grid's point callback) keeps its points: each write merges under the
+    folder's lock instead of overwriting."""
+    other = [IntervalFamily(w=(2.0,), sigma_lo=(0.3,), sigma_hi=(5.0,))]
+    ran = []
+
+    def concurrent_writer(record):
+        if not ran:
+            ran.append(run_grid(gmm2d, other, n=N_SMALL, out_dir=tmp_path, progress=False))
+
+    mine = run_grid(gmm2d, [GuidanceFamily(w=(2.0, 3.0))], n=N_SMALL, out_dir=tmp_path,
+                    progress=False, on_point=concurrent_writer)
+    data = json.loads((tmp_path / "grid.json").read_text())
+    saved = {p["key"] for p in data["points"]} | {p["key"] for p in data["other_points"]}
+    assert {p.key for p in mine.points} <= saved
+    assert {p.key for p in ran[0].points} <= saved  # the other run's points survived
+    assert {p["family"] for p in data["other_points"]} == {"interval"}
