@@ -63,7 +63,12 @@ from diffgym.benchmarks.bench_report import (
     log_wandb,
     write_outputs,
 )
-from diffgym.benchmarks.compare import CHECKPOINT_EVERY, FALLBACK_TIMESTEPS, TRAIN_EVAL_SAMPLES
+from diffgym.benchmarks.compare import (
+    CHECKPOINT_EVERY,
+    FALLBACK_TIMESTEPS,
+    TRAIN_EVAL_SAMPLES,
+    check_names,
+)
 from diffgym.benchmarks.evaluate import METRIC_DIRECTIONS, SEARCH_SEED, eval_seed, finite_or_none
 from diffgym.benchmarks.grid import (
     BACKENDS,
@@ -111,21 +116,6 @@ REWARD_MODES: dict[str, dict[str, str]] = {
     "exact": {"irl": "none", "divergence": "js", "reward": "terminal_logp"},
 }
 """The :class:`~diffgym.agents.train.TrainConfig` settings of each reward mode."""
-
-
-def _names(kind: str, values: Any, allowed: Sequence[str], one: str) -> tuple[str, ...]:
-    """``values`` as a tuple; ``ValueError`` naming ``allowed`` for an unknown, empty or repeat."""
-    if isinstance(values, str):
-        values = (values,)
-    values = tuple(values)
-    if not values:
-        raise ValueError(f"{kind} must not be empty; allowed: {', '.join(allowed)}")
-    for v in values:
-        if v not in allowed:
-            raise ValueError(f"unknown {one} {v!r}; allowed: {', '.join(allowed)}")
-    if len(set(values)) != len(values):
-        raise ValueError(f"{kind} must not repeat, got {values}")
-    return values
 
 
 def _positive_int(name: str, value: Any, *, minimum: int = 1, optional: bool = False) -> None:
@@ -189,9 +179,9 @@ class BenchConfig:
         def put(name: str, value: Any) -> None:
             object.__setattr__(self, name, value)
 
-        put("agents", _names("agents", self.agents, list(AGENTS), "agent"))
-        put("tasks", _names("tasks", self.tasks, list_tasks(), "task"))
-        put("rewards", _names("rewards", self.rewards, list(REWARD_MODES), "reward mode"))
+        put("agents", check_names("agents", self.agents, list(AGENTS), one="agent"))
+        put("tasks", check_names("tasks", self.tasks, list_tasks(), one="task"))
+        put("rewards", check_names("rewards", self.rewards, list(REWARD_MODES), one="reward mode"))
         seeds = (self.seeds,) if isinstance(self.seeds, int) else tuple(self.seeds)
         if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
             raise ValueError(f"seeds must be a non-empty list of ints >= 0, got {seeds!r}")
@@ -209,7 +199,9 @@ class BenchConfig:
                 f"{', '.join(POINT_PRESETS)}"
             )
         if self.grid_families is not None:
-            families = _names("grid families", self.grid_families, list(FAMILIES), "grid family")
+            families = check_names(
+                "grid families", self.grid_families, list(FAMILIES), one="grid family"
+            )
             put("grid_families", families)
         put("grid_axes", {str(k): tuple(float(x) for x in v) for k, v in self.grid_axes.items()})
         _positive_int("num_cpus", self.num_cpus, optional=True)

@@ -175,7 +175,7 @@ BUDGETS: dict[str, CompareBudget] = {
 """Named budgets of ``diffgym compare --budget``."""
 
 
-def _check_names(
+def check_names(
     kind: str, values: Sequence[str], allowed: Sequence[str], *, one: str
 ) -> tuple[str, ...]:
     """``values`` as a tuple; ``ValueError`` naming ``allowed`` for an unknown, empty or repeat."""
@@ -270,8 +270,8 @@ class CompareConfig:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
         if self.task not in list_tasks():
             raise ValueError(f"unknown task {self.task!r}; allowed: {', '.join(list_tasks())}")
-        set_("agents", _check_names("agents", self.agents, list(AGENTS), one="agent"))
-        set_("divergences", _check_names(
+        set_("agents", check_names("agents", self.agents, list(AGENTS), one="agent"))
+        set_("divergences", check_names(
             "divergences", self.divergences, list(DIVERGENCES), one="divergence"))
         if self.irl not in IRL_METHODS:
             raise ValueError(f"unknown irl method {self.irl!r}; allowed: {', '.join(IRL_METHODS)}")
@@ -294,7 +294,7 @@ class CompareConfig:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; allowed: {', '.join(BACKENDS)}")
         if self.grid_families is not None:
-            set_("grid_families", _check_names(
+            set_("grid_families", check_names(
                 "grid families", self.grid_families, list(FAMILIES), one="grid family"))
         ts = self.timesteps
         if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int) or ts < 1):
