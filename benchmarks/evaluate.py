@@ -118,7 +118,7 @@ def eval_labels(task: Task, n: int, seed: int) -> torch.Tensor | None:
 
 def _check_n(n: int) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an int >= 2 (samples per evaluation), got {n!r}")
+        raise ValueError(f"n must be an int >= 2 (samples per point), got {n!r}")
     return n
 
 

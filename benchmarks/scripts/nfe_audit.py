@@ -85,8 +85,7 @@ def case_interval_schedule(task: Task, n: int) -> tuple[int, int]:
 
 
 def case_policy(task: Task, n: int) -> tuple[int, int]:
-    from diffgym.agents import make_agent
-    from diffgym.agents.sampler import PolicySampler
+    from diffgym.agents import PolicySampler, make_agent
 
     env = DiffusionSamplingEnv(task, 4)
     policy = make_agent("ppo", env, seed=0).policy

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from diffgym.agents.sampler import ACTION_SEED_OFFSET, PolicySampler
+from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
 from diffgym.agents.train import TrainConfig, TrainingRun
 from diffgym.benchmarks.grid import GuidanceFamily, evaluate_point, evaluate_sampler
 from diffgym.envs import PerSampleNoise, make_task

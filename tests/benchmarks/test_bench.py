@@ -1,5 +1,5 @@
 """Tests of diffgym.benchmarks.bench on a tiny benchmark (gmm2d, two agents, two seeds, two
-training rounds, a three-point grid, 64 samples): files, the normalized score in the table,
+training rounds, a three-point grid, 512 samples): files, the normalized score in the table,
 resuming without retraining, an excluded task, the Ray backend's table, the CLI and bad input."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ TINY = dict(
     seeds=(0, 1),
     rewards=("irl",),
     timesteps=2 * N_ENVS * N_STEPS,  # two rounds
-    n_eval=64,
+    n_eval=512,
     grid_points="small",
     grid_families=("guidance",),
     n_envs=N_ENVS,

@@ -151,7 +151,7 @@ def test_plain_sample_is_one_full_batch_call_per_stage(task):
 @pytest.mark.filterwarnings("ignore:no ppo hyperparameters")
 def test_policy_sampler_rows_equal_nfe(task):
     from diffgym.agents import make_agent
-    from diffgym.agents.sampler import PolicySampler
+    from diffgym.agents.policy_sampling import PolicySampler
 
     env = DiffusionSamplingEnv(task, 4)
     policy = make_agent("ppo", env, seed=0, n_steps=4, batch_size=16).policy  # untrained

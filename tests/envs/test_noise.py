@@ -21,7 +21,7 @@ from diffgym.envs import (
     sampler_step,
     schedule_actions,
 )
-from diffgym.envs.sampler import _mix64, _mix64_int, _signed
+from diffgym.envs.noise import _mix64, _mix64_int, _signed
 
 F64 = torch.float64
 

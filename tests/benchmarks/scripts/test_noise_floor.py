@@ -31,7 +31,7 @@ def test_real_vs_real_on_gmm2d(tmp_path, load_script):
     ("args", "match"),
     [
         (("cifar", 64, [0, 1]), "unknown task 'cifar'; allowed: .*gmm2d"),
-        (("gmm2d", 1, [0, 1]), "n must be an int >= 2, got 1"),
+        (("gmm2d", 1, [0, 1]), r"n must be an int >= 2 \(samples per point\), got 1"),
         (("gmm2d", 64, [3, 3]), r"at least two distinct seeds >= 0 \(no repeats\), got \[3, 3\]"),
         (("gmm2d", 64, [0, 0, 1]), r"\(no repeats\), got \[0, 0, 1\]"),
     ],
