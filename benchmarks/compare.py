@@ -87,6 +87,7 @@ from diffgym.benchmarks.grid import (
     evaluate_sampler,
     make_families,
     point_key,
+    point_task,
     run_grid,
     task_fingerprint,
 )
@@ -1115,7 +1116,8 @@ def run_comparison(
                     guided = any(w != 1.0 for w in point.schedule.get("guidance", ()))
                     actions = schedule_actions(**point.schedule) if point.schedule else None
                     ev = evaluate_sampler(
-                        task, actions, n=n_eval, seed=s, guided=guided, device=device
+                        point_task(task, point.family, point.params), actions, n=n_eval, seed=s,
+                        guided=guided, device=device,
                     )
                     record = _evaluation_record(ev, {"method": method, "point": point.key})
                     cache.put(key, record)

@@ -245,3 +245,16 @@ def test_wandb_logging_runs_disabled(tiny, monkeypatch):
     result, out = tiny
     monkeypatch.setenv("WANDB_MODE", "disabled")
     compare._log_wandb(result, out)
+
+
+def test_schedule_family_row_runs_its_own_schedule(tmp_path):
+    """``grid_families=("schedule",)``: the grid row is the best N x rho point, re-evaluated on
+    the evaluation seed with its own number of steps (its NFE per sample is 2 N - 1)."""
+    result = run_comparison("gmm2d", out_dir=tmp_path, **{**TINY, "grid_families": ("schedule",),
+                                                           "plots": False})
+    assert result.grid.num_points == 1 + 4  # default + the small N x rho preset
+    row = result.best_grid_row()
+    assert row is not None and row.method == "grid/schedule"
+    steps = row.info["params"]["num_steps"]
+    nfe = row.per_seed[0]["cost"]["nfe"] / row.per_seed[0]["cost"]["samples"]
+    assert steps in (6, 12) and nfe == 2 * steps - 1
