@@ -136,8 +136,9 @@ search seed by the primary metric, as the grid's best points are; the selection 
 counted in the learned cost."""
 EVALS_FORMAT = "diffgym-compare-evals/1"
 RESULTS_FORMAT = "diffgym-compare/1"
-KNOB_FIELDS = ("churn", "guidance", "renoise")
-"""The :class:`~diffgym.envs.sampler.Knobs` fields recorded in a policy's action profile."""
+KNOB_FIELDS = ("churn", "guidance", "renoise", "step")
+"""The :class:`~diffgym.envs.sampler.Knobs` fields recorded in a policy's action profile (with the
+step knob, per base-grid level; ``step`` and ``renoise`` in base-grid levels)."""
 NEUTRAL = {"churn": 0.0, "guidance": 1.0, "renoise": 0.0}
 
 
@@ -583,8 +584,9 @@ class _EvalCache:
 class _ProfileRecorder:
     """Wraps an action function; sums each knob's level per step index over active samples."""
 
-    def __init__(self, act: Callable[..., Knobs], num_steps: int) -> None:
+    def __init__(self, act: Callable[..., Knobs], num_steps: int, advance: int = 1) -> None:
         self.act = act
+        self.advance = advance  # the neutral step, recorded where a level is never visited
         self.num_steps = num_steps
         self.counts = torch.zeros(num_steps, dtype=torch.float64)
         self.sums: dict[str, torch.Tensor] = {}
@@ -608,7 +610,8 @@ class _ProfileRecorder:
         seen = self.counts > 0
         out: dict[str, Any] = {"counts": self.counts.tolist()}
         for name, total in self.sums.items():
-            mean = torch.where(seen, total / self.counts.clamp_min(1), NEUTRAL[name])
+            neutral = NEUTRAL.get(name, float(self.advance))
+            mean = torch.where(seen, total / self.counts.clamp_min(1), neutral)
             out[name] = mean.tolist()
         return out
 
@@ -696,6 +699,7 @@ def measure_inference_overhead(
                 guide=guide,
                 actions=actions,
                 dtype=task.dtype,
+                advance=sampler.action_menus.schedule_factor,  # the default walk of its grid
             )
 
     paths = {"policy": run_policy, "schedule": run_schedule}
@@ -823,7 +827,8 @@ def _evaluate_policy(
         action_noise = PerSampleNoise(
             [ACTION_SEED_OFFSET + seed + b for b in range(n)], device=device
         )
-        recorder = _ProfileRecorder(sampler.actions(action_noise), task.num_steps)
+        recorder = _ProfileRecorder(sampler.actions(action_noise), task.base_steps,
+                                    task.schedule_factor)
         ev = evaluate_sampler(
             task,
             recorder,
@@ -832,6 +837,7 @@ def _evaluate_policy(
             guided="guidance" in sampler.knob_names,
             renoise_budget=sampler.renoise_budget,
             device=device,
+            base_grid=True,  # as the policy walks it (the task's schedule without a step knob)
         )
         record = _evaluation_record(
             ev, {"method": method, "run": run.run_dir.name, "profile": recorder.profile(),
@@ -1202,7 +1208,7 @@ def run_comparison(
                 if j == 0 and "overhead" not in record:
                     record["overhead"] = measure_inference_overhead(
                         sampler,
-                        _profile_schedule(record["profile"], task.num_steps),
+                        _profile_schedule(record["profile"], task.base_steps),
                         n=min(n_eval, OVERHEAD_MAX_N),
                         seed=s,
                         repeats=overhead_repeats,
@@ -1252,6 +1258,9 @@ def run_comparison(
                         "per_seed_cost": [c.to_dict() for c in costs],
                         "profile": _mean_profile(profiles),
                         "overhead": overhead,
+                        # the step knob's base grid, the sigma axis of the profile (issue 16)
+                        **({"profile_sigmas": task.base_sigmas(dtype=torch.float64).tolist()}
+                           if task.schedule_factor > 1 else {}),
                     },
                 )
             )

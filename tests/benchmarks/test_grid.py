@@ -453,3 +453,13 @@ def test_cli_runs_the_schedule_family(tmp_path, capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "schedule(num_steps=6, rho=5)" in out and "11" in out
+
+
+def test_base_grid_evaluation_is_the_default_sampler_when_neutral():
+    from diffgym.benchmarks.grid import evaluate_sampler
+
+    task = make_task("gmm2d", num_steps=6, step_advances=(2, 1, 3, 4))
+    a = evaluate_sampler(task, n=32, seed=0)
+    b = evaluate_sampler(task, n=32, seed=0, base_grid=True)
+    assert torch.equal(a.result.x, b.result.x) and a.metrics == b.metrics
+    assert a.cost.nfe == b.cost.nfe == 32 * 11
