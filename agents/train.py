@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from diffgym.envs.env import DiffusionSamplingEnv
 from diffgym.envs.io import atomic_torch_save, atomic_write, atomic_write_json
@@ -259,6 +260,11 @@ class TrainingRun:
                 custom_logger=self.logger,
                 **cfg.irl_kwargs,
             )
+            if cfg.nfe_penalty or cfg.reward != "none":
+                # imitation replaces the env reward by the IRL reward: add the env's own reward
+                # (the NFE penalty, a terminal reward) back, or it would be silently dropped.
+                self.trainer.venv_train = _WithEnvReward(self.trainer.venv_train)
+                self.agent.set_env(self.trainer.venv_train)
         self.round_timesteps = int(self.agent.n_steps * n_envs)
         self.total_rounds = max(cfg.timesteps // self.round_timesteps, 1)
 
@@ -651,6 +657,19 @@ def _set_generator_states(noise, states: list[torch.Tensor]) -> None:
                 f"({err}); per-sample CUDA runs checkpointed before diffgym drew per-sample noise "
                 "with CPU generators cannot be resumed"
             ) from err
+
+
+class _WithEnvReward(VecEnvWrapper):
+    """Adds the wrapped env's own reward (``info["original_env_rew"]``, kept by imitation's
+    reward wrapper) to the IRL reward, so an ``nfe_penalty`` acts under GAIL/AIRL too."""
+
+    def reset(self):
+        return self.venv.reset()
+
+    def step_wait(self):
+        obs, rews, dones, infos = self.venv.step_wait()
+        env_rew = np.asarray([info.get("original_env_rew", 0.0) for info in infos], rews.dtype)
+        return obs, rews + env_rew, dones, infos
 
 
 def _make_logger(folder: Path):
