@@ -50,7 +50,10 @@ class FrontierPoint:
         kind: one of :data:`KINDS`.
         nfe_per_sample: mean denoiser evaluations per sample.
         value: the metric's mean; ``std``: its sample std over seeds (``nan`` for one seed).
-        seeds: the protocol seeds it was measured on; ``source``: ``"grid"`` or ``"compare"``.
+        seeds: the protocol seeds it was measured on; ``source``: ``"grid"`` (a grid's search
+            seed), ``"compare"`` (a comparison's evaluation seeds) or another name for points
+            measured elsewhere (e.g. ``"eval"``); the default-over-N line joins ``"grid"`` and
+            ``"eval"`` points.
     """
 
     label: str
@@ -164,7 +167,7 @@ def default_match(
     reference = next((p for p in defaults if p.source == "compare"), None) or (
         defaults[0] if defaults else None)
     curve = sorted((p for p in points if p.kind in ("default", "default_n")
-                    and p.source == "grid"), key=lambda p: p.nfe_per_sample)
+                    and p.source != "compare"), key=lambda p: p.nfe_per_sample)
     out: dict[str, dict[str, float | None]] = {}
     for p in points:
         if p.kind != "learned":
@@ -211,10 +214,10 @@ def plot_nfe_frontier(
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     curve = sorted((p for p in points if p.kind in ("default", "default_n")
-                    and p.source == "grid"), key=lambda p: p.nfe_per_sample)
+                    and p.source != "compare"), key=lambda p: p.nfe_per_sample)
     if len(curve) > 1:
         ax.plot([p.nfe_per_sample for p in curve], [p.value for p in curve], "-", color="black",
-                lw=1.0, label="default sampler over N (grid seed)")
+                lw=1.0, label=f"default sampler over N ({curve[0].source})")
     labelled: set[str] = set()
     for p in points:
         if p.kind == "learned":
@@ -232,7 +235,7 @@ def plot_nfe_frontier(
     for i, p in enumerate(learned):
         ax.errorbar([p.nfe_per_sample], [p.value],
                     yerr=None if math.isnan(p.std) else [[p.std], [p.std]], fmt="*", ms=12,
-                    capsize=4, color=f"C{3 + i % 7}", zorder=6,
+                    capsize=4, color=plt.cm.tab20(i % 20), zorder=6,
                     label=f"{p.label} ({len(p.seeds)} seeds)")
     front = pareto_front(points, direction)
     if len(front) > 1:

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         FrontierPoint(name, row["kind"], row["nfe_per_sample"], row["mean"],
                       statistics.stdev([r["metrics"][metric] for r in row["per_seed"]])
                       if len(row["per_seed"]) > 1 else float("nan"),
-                      tuple(args.seeds), "grid")
+                      tuple(args.seeds), "eval")
         for name, row in rows.items()
     ]
     write_frontier(points, args.out / "nfe_frontier.png", args.out / "nfe_frontier.json",
