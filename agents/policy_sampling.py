@@ -86,8 +86,9 @@ class PolicySampler:
         self.temperature = float(temperature)
         self.check_finite = check_finite
         self.dtype = task.dtype
-        self.sigmas = task.sigmas(self.device, self.dtype)
-        self.num_steps = task.num_steps
+        # As the env: the step knob's base grid (the task's schedule when the knob is off).
+        self.sigmas = task.base_sigmas(self.device, self.dtype)
+        self.num_steps = task.base_steps
         # Per step index i = 0..N: c_in(sigma_i), the c_noise feature and i / N (as the env).
         step_frac = torch.arange(self.num_steps + 1, device=self.device, dtype=self.dtype)
         self._obs_table = torch.cat(
@@ -275,6 +276,7 @@ class PolicySampler:
                 renoise_budget=self.renoise_budget,
                 dtype=self.dtype,
                 check_finite=self.check_finite,
+                advance=self.action_menus.schedule_factor,
             )
 
 

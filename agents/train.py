@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from diffgym.agents.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -303,6 +304,11 @@ class TrainingRun:
                 custom_logger=self.logger,
                 **cfg.irl_kwargs,
             )
+            if cfg.nfe_penalty or cfg.reward != "none":
+                # imitation replaces the env reward by the IRL reward: add the env's own reward
+                # (the NFE penalty, a terminal reward) back, or it would be silently dropped.
+                self.trainer.venv_train = _WithEnvReward(self.trainer.venv_train)
+                self.agent.set_env(self.trainer.venv_train)
         self.round_timesteps = int(self.agent.n_steps * n_envs)
         self.total_rounds = max(cfg.timesteps // self.round_timesteps, 1)
 
@@ -619,6 +625,19 @@ class TrainingRun:
         from wandb.integration.sb3 import WandbCallback
 
         return WandbCallback(verbose=0)
+
+
+class _WithEnvReward(VecEnvWrapper):
+    """Adds the wrapped env's own reward (``info["original_env_rew"]``, kept by imitation's
+    reward wrapper) to the IRL reward, so an ``nfe_penalty`` acts under GAIL/AIRL too."""
+
+    def reset(self):
+        return self.venv.reset()
+
+    def step_wait(self):
+        obs, rews, dones, infos = self.venv.step_wait()
+        env_rew = np.asarray([info.get("original_env_rew", 0.0) for info in infos], rews.dtype)
+        return obs, rews + env_rew, dones, infos
 
 
 def read_cost(run_dir: str | os.PathLike) -> Cost:

@@ -86,6 +86,7 @@ from diffgym.benchmarks.grid import (
     GridResult,
     PointResult,
     make_families,
+    point_task,
     run_grid,
 )
 from diffgym.benchmarks.overhead import measure_inference_overhead, profile_schedule
@@ -406,7 +407,8 @@ def _fixed_rows(ctx: _Context, grid: GridResult) -> list[ComparisonRow]:
                 guided = any(w != 1.0 for w in point.schedule.get("guidance", ()))
                 actions = schedule_actions(**point.schedule) if point.schedule else None
                 ev = evaluate_sampler(
-                    ctx.task, actions, n=cfg.n_eval, seed=s, guided=guided, device=cfg.device
+                    point_task(ctx.task, point.family, point.params), actions, n=cfg.n_eval,
+                    seed=s, guided=guided, device=cfg.device,
                 )
                 record = evaluation_record(ev, {"method": method, "point": point.key})
                 ctx.cache.put(key, record)
@@ -497,7 +499,7 @@ def _learned_row(
         if j == 0 and "overhead" not in record:
             record["overhead"] = measure_inference_overhead(
                 sampler,
-                profile_schedule(record["profile"], ctx.task.num_steps),
+                profile_schedule(record["profile"], ctx.task.base_steps),
                 n=min(cfg.n_eval, OVERHEAD_MAX_N),
                 seed=s,
                 repeats=cfg.overhead_repeats,
@@ -542,6 +544,9 @@ def _learned_row(
             "per_seed_cost": [c.to_dict() for c in costs],
             "profile": mean_profile(profiles),
             "overhead": overhead,
+            # the step knob's base grid, the sigma axis of the profile
+            **({"profile_sigmas": ctx.task.base_sigmas(dtype=torch.float64).tolist()}
+               if ctx.task.schedule_factor > 1 else {}),
         },
     )
 

@@ -144,15 +144,17 @@ def plot_action_profile(result: ComparisonResult, path: str | os.PathLike) -> No
             if prof is None:
                 continue
             mean = np.asarray(prof["mean"], dtype=np.float64)
+            # a policy with the step knob is profiled on its base grid
+            x = np.asarray(r.info.get("profile_sigmas", result.sigmas)[:-1], dtype=np.float64)
             std = np.asarray([math.nan if v is None else v for v in prof["std"]], dtype=np.float64)
             color = f"C{len(grid_rows) + i}"
             # The profile is recorded at each run's chosen inference temperature.
             modes = sorted({"greedy" if p.get("temperature") is None else f"τ={p['temperature']:g}"
                             for p in r.per_seed})
-            ax.plot(sigma, mean, "o-", ms=3, lw=1.4, color=color,
+            ax.plot(x, mean, "o-", ms=3, lw=1.4, color=color,
                     label=f"{r.method} ({'/'.join(modes)}, mean over {len(r.per_seed)} seeds)")
             if np.isfinite(std).any():
-                ax.fill_between(sigma, mean - std, mean + std, color=color, alpha=0.2)
+                ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2)
         ax.set_xscale("log")
         ax.invert_xaxis()  # sampling runs from high to low noise, left to right
         ax.set_xlabel("σ_i (step noise level)")

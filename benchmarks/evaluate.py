@@ -368,6 +368,7 @@ def crn_sample(
     guided: bool = False,
     renoise_budget: int = 0,
     device: torch.device | str = "cpu",
+    base_grid: bool = False,
 ) -> SampleResult:
     """``n`` trajectories of the common-random-numbers protocol (no scoring).
 
@@ -384,7 +385,7 @@ def crn_sample(
         labels = labels.to(device)
     return sample(
         task.denoiser,
-        task.sigmas(device),
+        task.base_sigmas(device) if base_grid else task.sigmas(device),
         noise=PerSampleNoise(eval_seeds(n, seed), device=device, dtype=task.dtype),
         data_shape=task.data_shape,
         labels=labels,
@@ -392,6 +393,7 @@ def crn_sample(
         actions=actions,
         renoise_budget=renoise_budget,
         dtype=task.dtype,
+        advance=task.schedule_factor if base_grid else 1,
     )
 
 
@@ -405,6 +407,7 @@ def evaluate_sampler(
     renoise_budget: int = 0,
     device: torch.device | str = "cpu",
     category: str = "evaluation",
+    base_grid: bool = False,
 ) -> SamplerEvaluation:
     """Sample ``n`` trajectories under the common-random-numbers protocol and score them.
 
@@ -423,6 +426,11 @@ def evaluate_sampler(
         device: where to sample.
         category: the :class:`~diffgym.agents.cost.Cost` category of the sampling time
             (``"evaluation"`` for a method's evaluation, ``"grid_point"`` for a grid point).
+        base_grid: walk the step knob's base grid (:meth:`~diffgym.envs.tasks.Task.base_sigmas`,
+            neutral advance ``schedule_factor``), as a policy trained with the step knob does
+            (its action function reads base-grid step indices); ``False``: the task's schedule
+            (knob tables of length N). The same samples either way when no step is taken off
+            neutral.
 
     Raises:
         ValueError: ``n < 2``; ``guided`` on a task without a guide.
@@ -431,7 +439,7 @@ def evaluate_sampler(
     with Stopwatch(device) as sampling:
         result = crn_sample(
             task, actions, n=n, seed=seed, guided=guided, renoise_budget=renoise_budget,
-            device=device,
+            device=device, base_grid=base_grid,
         )
     with Stopwatch() as scoring:
         metrics = task_metrics(task, result.x, result.labels, seed=reference_seed(seed))

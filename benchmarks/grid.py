@@ -50,10 +50,12 @@ from diffgym.benchmarks.grid_families import (
     GridFamily,
     GuidanceFamily,
     IntervalFamily,
+    ScheduleFamily,
     _check_family,
     edm_churn_gammas,
     guidance_interval_weights,
     make_families,
+    point_task,
     task_knobs,
 )
 from diffgym.envs.io import atomic_write_json, atomic_write_text, locked
@@ -72,6 +74,7 @@ __all__ = [
     "GuidanceFamily",
     "IntervalFamily",
     "PointResult",
+    "ScheduleFamily",
     "SamplerEvaluation",
     "crn_sample",
     "default_metric",
@@ -83,6 +86,7 @@ __all__ = [
     "guidance_interval_weights",
     "make_families",
     "point_key",
+    "point_task",
     "print_grid_table",
     "reference_seed",
     "run_grid",
@@ -194,7 +198,8 @@ def _evaluate_spec(
 ) -> PointResult:
     actions = schedule_actions(**spec.schedule) if spec.schedule else None
     ev = evaluate_sampler(
-        task, actions, n=n, seed=seed, guided=spec.guided, device=device, category="grid_point"
+        point_task(task, spec.family, spec.params), actions, n=n, seed=seed,
+        guided=spec.guided, device=device, category="grid_point",
     )
     return PointResult(spec.key, spec.family, spec.params, ev.metrics, ev.cost, spec.schedule)
 

@@ -8,6 +8,10 @@ Families, each available where the task has the knob:
 * ``guidance``: constant guidance weight ``w``.
 * ``interval``: guidance in a limited interval (Kynkäänniemi et al. 2024): ``w`` for
   ``sigma_lo <= sigma_i <= sigma_hi``, else 1; grid over ``w x sigma_lo x sigma_hi``.
+* ``schedule`` (every task; searched only when named): plain Heun on the EDM schedule with its
+  own number of steps and ``rho``; grid over ``num_steps x rho``. Its points change the task
+  (:meth:`GridFamily.task_changes`, applied by :func:`point_task`) instead of per-step knob
+  tables, so their NFE per sample differs from the default sampler's.
 
 A family enumerates its points and turns a point into per-step knob tables (the keyword arguments
 of :func:`~diffgym.envs.sampler.schedule_actions`); :mod:`diffgym.benchmarks.grid` evaluates them.
@@ -20,7 +24,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -34,9 +38,11 @@ __all__ = [
     "GridFamily",
     "GuidanceFamily",
     "IntervalFamily",
+    "ScheduleFamily",
     "edm_churn_gammas",
     "guidance_interval_weights",
     "make_families",
+    "point_task",
     "task_knobs",
 ]
 
@@ -125,14 +131,17 @@ class GridFamily:
     """A family of fixed schedules: enumerates points and turns a point into per-step tables.
 
     Subclasses set ``name`` (the family's registry key), ``knob`` (the task knob it needs, see
-    :func:`task_knobs`), ``axes`` (the parameter names of a point, which are also the
-    dataclass fields holding each axis's values), ``bounds`` (per axis: the minimum value and
-    whether it is excluded) and optionally ``ordered`` (``(lo, hi)``: a point needs
-    ``lo < hi``). Axes are validated and normalised on construction.
+    :func:`task_knobs`; ``None``: every task), ``opt_in`` (searched only when named), ``axes``
+    (the parameter names of a point, which are also the dataclass fields holding each axis's
+    values), ``bounds`` (per axis: the minimum value and whether it is excluded) and optionally
+    ``ordered`` (``(lo, hi)``: a point needs ``lo < hi``). Axes are validated and normalised on
+    construction. A family changes either per-step knob tables (:meth:`tables`) or the task
+    itself (:meth:`task_changes`, e.g. the schedule family).
     """
 
     name: ClassVar[str]
-    knob: ClassVar[str]
+    knob: ClassVar[str | None]
+    opt_in: ClassVar[bool] = False
     axes: ClassVar[tuple[str, ...]]
     bounds: ClassVar[dict[str, tuple[float, bool]]]
     ordered: ClassVar[tuple[str, str] | None] = None
@@ -162,6 +171,11 @@ class GridFamily:
     def tables(self, point: Mapping[str, float], sigmas: torch.Tensor) -> dict[str, list[float]]:
         """Per-step knob tables (keyword arguments of ``schedule_actions``), each of length N."""
         raise NotImplementedError
+
+    @classmethod
+    def task_changes(cls, point: Mapping[str, float]) -> dict[str, Any]:
+        """Task fields the point changes (``Task.replace`` arguments); none for knob families."""
+        return {}
 
     @classmethod
     def preset(cls, task: Task, points: str = "default") -> GridFamily:
@@ -311,24 +325,86 @@ class IntervalFamily(GridFamily):
         )
 
 
+# -- The schedule family -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduleFamily(GridFamily):
+    """Plain Heun on the EDM schedule with its own ``num_steps x rho`` (the baseline users tune
+    first: fewer steps cost fewer NFE). Every task has it; it is searched only when named.
+
+    A point runs the task with ``Task.replace(num_steps=N, rho=rho)`` (:meth:`task_changes`,
+    applied by :func:`point_task`) and no knob tables, under the same CRN protocol; its NFE per
+    sample is ``2 N - 1``.
+
+    Raises:
+        ValueError: an empty axis, a non-integer or non-positive ``num_steps``, ``rho <= 0``.
+    """
+
+    name: ClassVar[str] = "schedule"
+    knob: ClassVar[str | None] = None
+    opt_in: ClassVar[bool] = True
+    axes: ClassVar[tuple[str, ...]] = ("num_steps", "rho")
+    bounds: ClassVar[dict[str, tuple[float, bool]]] = {
+        "num_steps": (1.0, False), "rho": (0.0, True),
+    }
+
+    num_steps: tuple[float, ...]
+    rho: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for v in self.num_steps:
+            if v != int(v):
+                raise ValueError(
+                    f"schedule grid axis num_steps has {v!r}; values must be integers >= 1"
+                )
+
+    def tables(self, point: Mapping[str, float], sigmas: torch.Tensor) -> dict[str, list[float]]:
+        return {}
+
+    @classmethod
+    def task_changes(cls, point: Mapping[str, float]) -> dict[str, Any]:
+        return {"num_steps": int(point["num_steps"]), "rho": float(point["rho"])}
+
+    @classmethod
+    def preset(cls, task: Task, points: str = "default") -> ScheduleFamily:
+        """``num_steps`` in (6, 9, 12, 18, 24) x ``rho`` in (3, 5, 7, 9): 20 points; small:
+        (6, 12) x (5, 7): 4."""
+        _check_preset(points)
+        if points == "small":
+            return cls(num_steps=(6.0, 12.0), rho=(5.0, 7.0))
+        return cls(num_steps=(6.0, 9.0, 12.0, 18.0, 24.0), rho=(3.0, 5.0, 7.0, 9.0))
+
+
+def point_task(task: Task, family: str, params: Mapping[str, float]) -> Task:
+    """The task a point of ``family`` runs on: ``task`` with the family's
+    :meth:`~GridFamily.task_changes` (``task`` itself for knob families and the default)."""
+    cls = FAMILIES.get(family)
+    changes = cls.task_changes(params) if cls is not None else {}
+    return task.replace(**changes) if changes else task
+
+
 FAMILIES: dict[str, type[GridFamily]] = {
     ChurnFamily.name: ChurnFamily,
     GuidanceFamily.name: GuidanceFamily,
     IntervalFamily.name: IntervalFamily,
+    ScheduleFamily.name: ScheduleFamily,
 }
 """The grid families by name."""
 
 
 def _families_for(task: Task) -> list[str]:
+    """The families searched by default: every knob family the task supports (not opt-in)."""
     knobs = task_knobs(task)
-    return [name for name, cls in FAMILIES.items() if cls.knob in knobs]
+    return [name for name, cls in FAMILIES.items() if not cls.opt_in and cls.knob in knobs]
 
 
 def _check_family(task: Task, name: str) -> type[GridFamily]:
     if name not in FAMILIES:
         raise ValueError(f"unknown grid family {name!r}; allowed: {', '.join(FAMILIES)}")
     cls = FAMILIES[name]
-    if cls.knob not in task_knobs(task):
+    if cls.knob is not None and cls.knob not in task_knobs(task):
         available = _families_for(task)
         raise ValueError(
             f"grid family {name!r} needs the {cls.knob} knob, which task {task.name!r} lacks; "

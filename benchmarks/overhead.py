@@ -80,6 +80,7 @@ def measure_inference_overhead(
                 actions=actions,
                 renoise_budget=sampler.renoise_budget,
                 dtype=task.dtype,
+                advance=sampler.action_menus.schedule_factor,  # the default walk of its grid
             )
 
     def sync() -> None:

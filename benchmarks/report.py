@@ -34,8 +34,9 @@ __all__ = [
 ]
 
 RESULTS_FORMAT = "diffgym-compare/1"
-KNOB_FIELDS = ("churn", "guidance", "renoise")
-"""The :class:`~diffgym.envs.sampler.Knobs` fields recorded in a policy's action profile."""
+KNOB_FIELDS = ("churn", "guidance", "renoise", "step")
+"""The :class:`~diffgym.envs.sampler.Knobs` fields recorded in a policy's action profile (with the
+step knob, per base-grid level; ``step`` and ``renoise`` in base-grid levels)."""
 
 
 @dataclass

@@ -96,8 +96,9 @@ class EvalCache:
 class ProfileRecorder:
     """Wraps an action function; sums each knob's level per step index over active samples."""
 
-    def __init__(self, act: Callable[..., Knobs], num_steps: int) -> None:
+    def __init__(self, act: Callable[..., Knobs], num_steps: int, advance: int = 1) -> None:
         self.act = act
+        self.advance = advance  # the neutral step, recorded where a level is never visited
         self.num_steps = num_steps
         self.counts = torch.zeros(num_steps, dtype=torch.float64)
         self.sums: dict[str, torch.Tensor] = {}
@@ -121,7 +122,8 @@ class ProfileRecorder:
         seen = self.counts > 0
         out: dict[str, Any] = {"counts": self.counts.tolist()}
         for name, total in self.sums.items():
-            mean = torch.where(seen, total / self.counts.clamp_min(1), NEUTRAL[name])
+            neutral = NEUTRAL.get(name, float(self.advance))
+            mean = torch.where(seen, total / self.counts.clamp_min(1), neutral)
             out[name] = mean.tolist()
         return out
 
@@ -213,7 +215,8 @@ def evaluate_policy(
         action_noise = PerSampleNoise(
             [ACTION_SEED_OFFSET + seed + b for b in range(n)], device=device
         )
-        recorder = ProfileRecorder(sampler.actions(action_noise), task.num_steps)
+        recorder = ProfileRecorder(sampler.actions(action_noise), task.base_steps,
+                                   task.schedule_factor)
         ev = evaluate_sampler(
             task,
             recorder,
@@ -222,6 +225,7 @@ def evaluate_policy(
             guided="guidance" in sampler.knob_names,
             renoise_budget=sampler.renoise_budget,
             device=device,
+            base_grid=True,  # as the policy walks it (the task's schedule without a step knob)
         )
         record = evaluation_record(
             ev, {"method": method, "run": run.run_dir.name, "profile": recorder.profile(),

@@ -496,6 +496,8 @@ _AXIS_OPTIONS = {
     "w": "guidance weights (guidance and interval families)",
     "sigma_lo": "interval lower sigma values (interval family)",
     "sigma_hi": "interval upper sigma values (interval family)",
+    "num_steps": "numbers of steps (schedule family)",
+    "rho": "EDM rho values (schedule family)",
 }
 
 
@@ -504,8 +506,8 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "grid",
-        help="grid-search baseline samplers (EDM churn, guidance, guidance interval) with "
-        "common random numbers; resumable",
+        help="grid-search baseline samplers (EDM churn, guidance, guidance interval; the "
+        "schedule N x rho when named) with common random numbers; resumable",
     )
     p.add_argument("--task", default="gmm2d", help="task name (see `diffgym tasks`)")
     p.add_argument("--families", nargs="+", default=None, metavar="FAMILY",

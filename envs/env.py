@@ -29,7 +29,7 @@ from diffgym.envs.sampler import (
     StepOutput,
     sampler_step,
 )
-from diffgym.envs.tasks import Task, make_task, validate_menus
+from diffgym.envs.tasks import Task, make_task, validate_menus, with_step_factor
 
 __all__ = ["DiffusionSamplingEnv", "DiffusionSamplingSingleEnv", "KNOBS", "REWARDS"]
 
@@ -82,19 +82,28 @@ class DiffusionSamplingEnv(VectorEnv):
 
     * **Observation**: flat ``Box`` (:func:`~diffgym.envs.features.featurize`):
       ``c_in(sigma_i) x`` flattened, ``c_noise(sigma_i)``, ``i/N``, renoise-budget fraction,
-      one-hot label.
-    * **Action**: one menu index per active knob (``churn``, ``guidance``, ``renoise`` — those
-      whose menu has more than one entry): ``Discrete`` for one, ``MultiDiscrete`` for several.
+      one-hot label. With the step knob, ``i`` and ``N`` are on the base grid (``i/M``).
+    * **Action**: one menu index per active knob (``churn``, ``guidance``, ``renoise``, ``step``
+      — those whose menu has more than one entry): ``Discrete`` for one, ``MultiDiscrete`` for
+      several.
       Index 0 is neutral, so the all-zero action is EDM's deterministic Heun step. Choices that
       are not allowed at a step (renoise at step 0 or without budget, churn at the last step) act
       as neutral and are flagged in ``info["renoise_ignored"]`` / ``info["churn_ignored"]``.
+    * **Step knob** (off unless the task's ``step_advances`` menu has more than one entry): the
+      state walks the task's base grid (:meth:`~diffgym.envs.tasks.Task.base_sigmas`, ``M =
+      schedule_factor (N - 1) + 1`` levels whose every ``schedule_factor``-th level is the
+      default schedule); ``step_advances[k]`` base levels per step (entry 0 the neutral
+      ``schedule_factor``: the default sampler), clipped so the last step lands on ``sigma =
+      0``. Renoise jumps stay in the task's default steps (``schedule_factor`` base levels
+      each). ``env.sigmas`` and ``env.num_steps`` are the base grid's (the task's schedule when
+      the knob is off).
     * **Reward**: 0 (the IRL wrapper supplies the learning signal) minus ``nfe_penalty`` times the
       step's NFE; with ``reward="terminal_logp"`` (mixture tasks) plus the exact log density of
       the final sample under the target mixture, paid at the last step.
     * **Start**: ``x ~ N(0, sigma_0^2 I)``, ``i = 0``, label from the task's label distribution,
       full renoise budget.
     * **End**: terminated when ``i = N``; never truncated. Episodes have ``N`` steps plus one per
-      renoise taken.
+      renoise taken (with the step knob, as many steps as the advances take to reach ``M``).
     * **Autoreset** (``autoreset_mode``, also ``metadata["autoreset_mode"]``; Gymnasium's
       conventions, https://farama.org/Vector-Autoreset-Mode):
 
@@ -126,6 +135,9 @@ class DiffusionSamplingEnv(VectorEnv):
         num_envs: number of sub-envs (>= 1).
         device: ``"cpu"`` or ``"cuda"``.
         churn_levels, guidance_levels, renoise_jumps, renoise_budget: menu overrides.
+        step_advances, schedule_factor: step knob overrides (``step_advances`` alone sets
+            ``schedule_factor = step_advances[0]``), e.g.
+            :data:`~diffgym.envs.tasks.RECOMMENDED_STEP_MENU`.
         s_noise: ``S_noise`` applied with churn.
         nfe_penalty: reward ``-nfe_penalty * NFE`` per step (>= 0).
         reward: ``"none"`` or ``"terminal_logp"``.
@@ -158,6 +170,8 @@ class DiffusionSamplingEnv(VectorEnv):
         guidance_levels: Sequence[float] | None = None,
         renoise_jumps: Sequence[int] | None = None,
         renoise_budget: int | None = None,
+        step_advances: Sequence[int] | None = None,
+        schedule_factor: int | None = None,
         s_noise: float = 1.0,
         nfe_penalty: float = 0.0,
         reward: str = "none",
@@ -194,6 +208,12 @@ class DiffusionSamplingEnv(VectorEnv):
         }
         if changes:
             validate_menus(**{**_menus_of(task), **changes})
+        steps = {"step_advances": step_advances, "schedule_factor": schedule_factor}
+        steps = with_step_factor({k: v for k, v in steps.items() if v is not None})
+        if "step_advances" in steps:
+            steps["step_advances"] = tuple(steps["step_advances"])
+        changes.update(steps)
+        if changes:
             task = task.replace(**changes)
         if reward not in REWARDS:
             raise ValueError(f"unknown reward {reward!r}; allowed: {', '.join(REWARDS)}")
@@ -214,8 +234,10 @@ class DiffusionSamplingEnv(VectorEnv):
         self.noise_mode = noise
         self.check_finite = check_finite
         self.dtype = task.dtype
-        self.sigmas = task.sigmas(self.device, self.dtype)
-        self.num_steps = task.num_steps
+        # The state walks the step knob's base grid (the task's own schedule when it is off).
+        self.sigmas = task.base_sigmas(self.device, self.dtype)
+        self.num_steps = task.base_steps
+        self.schedule_factor = task.schedule_factor
         self.data_shape = task.data_shape
         self.num_classes = task.num_classes
 
@@ -276,7 +298,8 @@ class DiffusionSamplingEnv(VectorEnv):
         self._action_shape = (num_envs,) if not self._multi else (num_envs, k)
         self._menu_sizes_np = self._menu_sizes if self.knob_names else np.ones(1, np.int64)
         self._menu_sizes_t = torch.as_tensor(self._menu_sizes_np, device=dev)
-        # Per step index i = 0..N: c_in(sigma_i), c_noise feature, i / N (rows of _observe).
+        # Per (base-grid) step index i = 0..N: c_in(sigma_i), c_noise feature, i / N (rows of
+        # _observe).
         step_frac = torch.arange(self.num_steps + 1, device=dev, dtype=self.dtype) / self.num_steps
         self._obs_table = torch.cat(
             [sigma_features(self.sigmas, sigma_data=task.sigma_data), step_frac[:, None]], dim=1
@@ -408,6 +431,7 @@ class DiffusionSamplingEnv(VectorEnv):
                 check_finite=self.check_finite,
                 finite=self._finite,
                 uniform=uniform,
+                advance=self.schedule_factor,
             )
         self.x, self.step_index, self.budget = out.x, out.step_index, out.budget
         uniform = out.uniform

@@ -6,7 +6,7 @@ Observation layout (flat, float32), for data of shape ``data_shape`` (``D = prod
 ===========  ===========================================================
 ``[0, D)``   ``c_in(sigma_i) * x`` flattened, ``c_in = 1/sqrt(sigma^2 + sigma_data^2)``
 ``D``        ``c_noise(sigma_i) = ln(sigma_i)/4`` (``sigma`` floored at ``TERMINAL_SIGMA``)
-``D + 1``    ``i / N`` (step fraction)
+``D + 1``    ``i / N`` (step fraction; with the step knob ``i / M`` on its base grid of ``M``)
 ``D + 2``    renoise budget left, as a fraction of the episode's budget (0 without renoise)
 ``D + 3..``  one-hot label (``C`` entries; none for an unconditional task)
 ===========  ===========================================================

@@ -54,8 +54,9 @@ class NonFiniteDenoiserError(FloatingPointError):
 # Knobs
 # --------------------------------------------------------------------------------------------
 
-KNOB_FIELDS = ("churn", "s_noise", "guidance", "renoise")
-"""The :class:`Knobs` fields; the menu knobs (``churn``, ``guidance``, ``renoise``) share them."""
+KNOB_FIELDS = ("churn", "s_noise", "guidance", "renoise", "step")
+"""The :class:`Knobs` fields; the menu knobs (``churn``, ``guidance``, ``renoise``, ``step``)
+share them."""
 
 
 def _deprecated_gamma(churn: Any, gamma: Any, where: str) -> Any:
@@ -80,6 +81,9 @@ class Knobs:
         s_noise: churn noise scale ``S_noise`` (neutral 1).
         guidance: guidance weight ``w`` (neutral 1), finite.
         renoise: renoise jump ``k >= 0`` as int64 (neutral 0).
+        step: advance ``a >= 1`` along ``sigmas`` as int64 (neutral: the step's ``advance``,
+            1 unless the caller walks a finer base grid): the step goes from ``sigma_i`` to
+            ``sigma_min(i + a, N)``, so the last step always lands on ``sigma_N = 0``.
 
     ``gamma=`` is accepted as a deprecated alias of ``churn=`` (``DeprecationWarning``).
     """
@@ -88,6 +92,7 @@ class Knobs:
     s_noise: torch.Tensor | None = None
     guidance: torch.Tensor | None = None
     renoise: torch.Tensor | None = None
+    step: torch.Tensor | None = None
 
     def __init__(
         self,
@@ -95,6 +100,7 @@ class Knobs:
         s_noise: torch.Tensor | None = None,
         guidance: torch.Tensor | None = None,
         renoise: torch.Tensor | None = None,
+        step: torch.Tensor | None = None,
         *,
         gamma: torch.Tensor | None = None,
     ) -> None:
@@ -102,6 +108,7 @@ class Knobs:
         self.s_noise = s_noise
         self.guidance = guidance
         self.renoise = renoise
+        self.step = step
 
     @property
     def gamma(self) -> torch.Tensor | None:
@@ -229,8 +236,10 @@ def _check_knob_shapes(knobs: Knobs, batch: int) -> None:
         v = getattr(knobs, name)
         if v is not None and v.shape != (batch,):
             raise ValueError(f"knob {name} must have shape ({batch},), got {tuple(v.shape)}")
-    if knobs.renoise is not None and knobs.renoise.dtype.is_floating_point:
-        raise TypeError(f"knob renoise must be an integer tensor, got {knobs.renoise.dtype}")
+    for name in ("renoise", "step"):
+        v = getattr(knobs, name)
+        if v is not None and v.dtype.is_floating_point:
+            raise TypeError(f"knob {name} must be an integer tensor, got {v.dtype}")
 
 
 def _knob_violations(knobs: Knobs) -> list[tuple[str, torch.Tensor, str]]:
@@ -246,6 +255,8 @@ def _knob_violations(knobs: Knobs) -> list[tuple[str, torch.Tensor, str]]:
         checks.append(("guidance", ~torch.isfinite(knobs.guidance), "finite"))
     if knobs.renoise is not None:
         checks.append(("renoise", knobs.renoise < 0, "an integer >= 0"))
+    if knobs.step is not None:
+        checks.append(("step", knobs.step < 1, "an integer >= 1"))
     return checks
 
 
@@ -293,10 +304,12 @@ def sampler_step(
     check_finite: bool = True,
     finite: FiniteCheck | None = None,
     uniform: int | None = None,
+    advance: int = 1,
 ) -> StepOutput:
     """One transition of the sampling MDP for a batch (design §3; EDM Algorithm 2).
 
-    For each sample ``b`` at level ``sigma_i = sigmas[step_index[b]]``:
+    For each sample ``b`` at level ``sigma_i = sigmas[step_index[b]]``, stepping to
+    ``sigma_{i'}`` with ``i' = min(i + a, N)`` (``a``: its ``step`` knob, default ``advance``):
 
     1. Renoise (``k > 0``, ``i > 0`` and budget left): ``j = max(i - k, 0)``,
        ``x <- x + sqrt(sigma_j^2 - sigma_i^2) eps``, ``i <- j``, budget - 1; no NFE.
@@ -304,7 +317,7 @@ def sampler_step(
        ``x_hat = x + sqrt(sigma_hat^2 - sigma_i^2) S_noise eps`` (no churn at the last step);
     3. guided denoiser ``D_w = G + w (D(., c) - G)`` with ``G`` the guidance source (the
        unconditional branch for classifier-free guidance, a weaker model for autoguidance);
-    4. Euler to ``sigma_{i+1}``; 5. Heun correction when ``sigma_{i+1} > 0``; 6. ``i <- i + 1``.
+    4. Euler to ``sigma_{i'}``; 5. Heun correction when ``sigma_{i'} > 0``; 6. ``i <- i'``.
 
     The denoiser is evaluated only on the rows that take a stage and the guide only on those of
     them with ``w != 1``; a stage every row takes is one full-batch call. One host sync per call
@@ -331,15 +344,19 @@ def sampler_step(
             non-finite output raises one step later, before any state changes.
         uniform: the caller knows on the host that every sample is at step index ``uniform``
             (and ``active`` is ``None``): the levels and the last-step decision come from the
-            host, and with neutral knobs the step needs no host sync at all.
+            host, and with neutral knobs the step needs no host sync at all. A ``step`` knob
+            makes the levels per sample (``uniform`` is then ignored).
+        advance: the neutral advance along ``sigmas`` (an int >= 1) of samples without a
+            ``step`` knob: 1 for a task's own schedule; ``schedule_factor`` when ``sigmas`` is
+            the step knob's finer base grid (:meth:`~diffgym.envs.tasks.Task.base_sigmas`).
 
     Returns:
-        A :class:`StepOutput`. NFE per sample: 2 for a Heun step (1 when ``sigma_{i+1} = 0``),
+        A :class:`StepOutput`. NFE per sample: 2 for a Heun step (1 when ``sigma_{i'} = 0``),
         doubled when guidance needs both branches (``w != 1`` with a guide), 0 for renoise.
 
     Raises:
         ValueError: knobs of the wrong shape, negative ``churn``/``S_noise``/``k``, non-finite
-            ``w``, a step index outside ``[0, N)``.
+            ``w``, a ``step`` advance below 1, a step index outside ``[0, N)``.
         NonFiniteDenoiserError: the denoiser returned NaN/inf.
     """
     knobs = knobs or Knobs()
@@ -352,21 +369,33 @@ def sampler_step(
             raise ValueError(
                 f"step_index must have shape ({batch},), got {tuple(step_index.shape)}"
             )
+    if isinstance(advance, bool) or not isinstance(advance, int) or advance < 1:
+        raise ValueError(f"advance must be an int >= 1, got {advance!r}")
     sig = sigmas if (sigmas.device == dev and sigmas.dtype == dt) else sigmas.to(dev, dt)
+    if knobs.step is not None:
+        uniform = None  # per-sample advances: per-sample levels
     if uniform is None:
         i = step_index.clamp(0, num_steps - 1)
         t_cur = sig[i]
-        t_next = sig[i + 1]
+        if knobs.step is None and advance == 1:
+            nxt = i + 1
+        else:  # clipped at the end of the grid: the last step lands on sigma_N = 0
+            step = knobs.step.to(dev) if knobs.step is not None else advance
+            nxt = (i + step).clamp_max(num_steps)
+        t_next = sig[nxt]
         last = t_next == 0
         last_host = None
+        nxt_host = None
     else:  # every sample at step `uniform`: 0-dim levels, the last step known on the host
         if active is not None or not 0 <= uniform < num_steps:
             raise ValueError(
                 f"uniform={uniform} needs active=None and a step index in 0..{num_steps - 1}"
             )
         i = step_index
-        t_cur, t_next = sig[uniform], sig[uniform + 1]
-        last_host = uniform == num_steps - 1
+        nxt_host = min(uniform + advance, num_steps)
+        nxt = i + (nxt_host - uniform)
+        t_cur, t_next = sig[uniform], sig[nxt_host]
+        last_host = nxt_host == num_steps
         last = None
 
     def last_mask() -> torch.Tensor:
@@ -423,7 +452,7 @@ def sampler_step(
     if guided is not None:
         guided_euler = guided if euler is None else euler & guided
         guided_heun = (guided if heun is None else heun & guided) if not last_host else None
-    new_index = i + 1 if renoised is None else torch.where(renoised, j, i + 1)
+    new_index = nxt if renoised is None else torch.where(renoised, j, nxt)
     if active is not None:
         new_index = torch.where(active, new_index, step_index)
     masks = {} if (heun is None or heun is euler) else {"heun": heun}
@@ -591,7 +620,7 @@ def sampler_step(
         renoise_ignored=none if renoise_ignored is None else renoise_ignored,
         unfinished=unfinished,
         rows_evaluated=(rows_evaluated[0], rows_evaluated[1]),
-        uniform=uniform + 1 if (uniform is not None and not n_renoised) else None,
+        uniform=nxt_host if (uniform is not None and not n_renoised) else None,
     )
 
 
@@ -694,6 +723,7 @@ def sample(
     renoise_budget: int = 0,
     dtype: torch.dtype = torch.float32,
     check_finite: bool = True,
+    advance: int = 1,
 ) -> SampleResult:
     """Run whole trajectories by looping :func:`sampler_step`; ``x_0 ~ N(0, sigma_0^2 I)``.
 
@@ -710,6 +740,8 @@ def sample(
         dtype: of the samples.
         check_finite: raise :class:`NonFiniteDenoiserError` if the denoiser or guide returns
             NaN/inf (checks accumulated, read with each step's one host sync and at the end).
+        advance: the neutral advance along ``sigmas`` (see :func:`sampler_step`): 1 for a
+            task's schedule, ``schedule_factor`` on the step knob's base grid.
 
     Returns:
         :class:`SampleResult` with the final samples, per-sample NFE and the rows evaluated.
@@ -755,6 +787,7 @@ def sample(
             check_finite=check_finite,
             finite=finite,
             uniform=uniform,
+            advance=advance,
         )
         x, step_index, budget = out.x, out.step_index, out.budget
         nfe = nfe + out.nfe

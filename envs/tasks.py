@@ -53,6 +53,7 @@ __all__ = [
     "HELDOUT_SEEDS",
     "RANDOM_MIN_SEPARATION",
     "RANDOM_MIXTURE_RANGES",
+    "RECOMMENDED_STEP_MENU",
     "Task",
     "array_data_sampler",
     "build_gmm2d_random",
@@ -63,6 +64,8 @@ __all__ = [
     "list_tasks",
     "make_task",
     "register_task",
+    "validate_step_menu",
+    "with_step_factor",
 ]
 
 DataSampler = Callable[..., tuple[torch.Tensor, torch.Tensor]]
@@ -85,6 +88,11 @@ class Task:
         num_steps, sigma_min, sigma_max, rho: the EDM schedule.
         churn_levels, guidance_levels, renoise_jumps: action menus (entry 0 is neutral).
         renoise_budget: renoise transitions allowed per episode.
+        schedule_factor, step_advances: the ``step`` knob (see :meth:`base_sigmas`): the policy
+            walks a base grid ``schedule_factor`` times finer than the N-level schedule and
+            advances ``step_advances[k]`` base levels per step; entry 0 is the neutral advance
+            ``schedule_factor`` (the default schedule). Off by default (``1`` and ``(1,)``);
+            :data:`RECOMMENDED_STEP_MENU` is the documented menu.
         feature_kind: ``"vector"`` (MLP features) or ``"image"`` (CNN features).
         metric_suite: the kind of metrics the task is scored with (a key of
             ``diffgym.benchmarks.evaluate.METRIC_SUITES``: ``"mixture"``, ``"digits"``,
@@ -108,6 +116,8 @@ class Task:
     guidance_levels: tuple[float, ...] = (1.0,)
     renoise_jumps: tuple[int, ...] = (0,)
     renoise_budget: int = 0
+    schedule_factor: int = 1
+    step_advances: tuple[int, ...] = (1,)
     feature_kind: str = "vector"
     metric_suite: str | None = None
     headline_metric: str | None = None
@@ -122,6 +132,7 @@ class Task:
             renoise_jumps=self.renoise_jumps,
             renoise_budget=self.renoise_budget,
         )
+        validate_step_menu(self.step_advances, self.schedule_factor, self.num_steps)
         if self.guide is None and any(w != 1.0 for w in self.guidance_levels):
             raise ValueError(
                 f"task {self.name!r} has no guidance source; guidance_levels must be (1.0,), "
@@ -154,6 +165,34 @@ class Task:
             device=device,
             dtype=dtype or self.dtype,
         )
+
+    # -- the step knob's base grid ------------------------------------------------------------
+
+    @property
+    def base_steps(self) -> int:
+        """Levels of the base grid, ``M = schedule_factor (N - 1) + 1`` (``N`` when off)."""
+        return self.schedule_factor * (self.num_steps - 1) + 1
+
+    def base_sigmas(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
+        """The ``(M + 1,)`` base grid of the ``step`` knob, ending in 0.
+
+        The same EDM rho-schedule with ``M = schedule_factor (N - 1) + 1`` levels; its levels
+        ``0, f, 2f, ..., f (N - 1)`` are exactly (bit for bit) the N-level schedule of
+        :meth:`sigmas`, so advancing ``f = schedule_factor`` levels per step is the default
+        sampler. With ``schedule_factor = 1`` this is :meth:`sigmas`.
+        """
+        sigmas = self.sigmas(device, dtype)
+        f = self.schedule_factor
+        if f == 1:
+            return sigmas
+        base = edm_sigmas(
+            self.base_steps, self.sigma_min, self.sigma_max, self.rho, device=device,
+            dtype=dtype or self.dtype,
+        )
+        base[: -1 : f] = sigmas[:-1]  # equal already up to rounding; make it exact
+        return base
 
     def sample_data(
         self,
@@ -222,12 +261,61 @@ def validate_menus(
         raise ValueError(f"renoise_budget must be >= 0, got {renoise_budget}")
 
 
+RECOMMENDED_STEP_MENU = {"schedule_factor": 2, "step_advances": (2, 1, 3, 4)}
+"""The documented ``step`` knob menu (task override): a base grid twice as fine as the task's
+schedule; advance 2 = the default step, 1 = a finer step, 3 and 4 = coarser (cheaper) steps."""
+
+
+def with_step_factor(changes: dict) -> dict:
+    """``changes`` with ``schedule_factor = step_advances[0]`` added when only the menu is given
+    (entry 0 is the neutral advance, which is the factor)."""
+    menu = changes.get("step_advances")
+    if menu is not None and "schedule_factor" not in changes and len(menu) > 0:
+        return {**changes, "schedule_factor": menu[0]}
+    return changes
+
+
+def validate_step_menu(
+    step_advances: Sequence[int], schedule_factor: int, num_steps: int
+) -> None:
+    """Raise ``ValueError`` unless ``schedule_factor`` is an int >= 1 and ``step_advances`` is a
+    non-empty menu of integer advances in ``1..schedule_factor (num_steps - 1) + 1`` (at most
+    the whole base grid) whose entry 0 is the neutral advance ``schedule_factor``."""
+    if isinstance(schedule_factor, bool) or int(schedule_factor) != schedule_factor or (
+        schedule_factor < 1
+    ):
+        raise ValueError(f"schedule_factor must be an int >= 1, got {schedule_factor!r}")
+    menu = tuple(step_advances)
+    if len(menu) == 0:
+        raise ValueError("step_advances must not be empty")
+    largest = int(schedule_factor) * (num_steps - 1) + 1
+    for v in menu:
+        try:
+            integral = not isinstance(v, bool) and float(v) == int(v)
+        except (TypeError, ValueError, OverflowError):
+            integral = False
+        if not integral:
+            raise ValueError(f"step_advances must be integers, got {menu}")
+        if not 1 <= v <= largest:
+            raise ValueError(
+                f"step advance {v} in step_advances={menu} is not allowed; advances must be in "
+                f"1..{largest} (base grid of {largest} levels: schedule_factor={schedule_factor},"
+                f" num_steps={num_steps})"
+            )
+    if menu[0] != schedule_factor:
+        raise ValueError(
+            f"step_advances[0] must be the neutral advance schedule_factor={schedule_factor}, "
+            f"got {menu[0]} in {menu}"
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
 
 _SCHEDULE_KEYS = ("num_steps", "sigma_min", "sigma_max", "rho")
-_MENU_KEYS = ("churn_levels", "guidance_levels", "renoise_jumps", "renoise_budget")
+_MENU_KEYS = ("churn_levels", "guidance_levels", "renoise_jumps", "renoise_budget",
+              "schedule_factor", "step_advances")
 _COMMON_KEYS = _SCHEDULE_KEYS + _MENU_KEYS + ("device",)
 
 _REGISTRY: dict[str, tuple[Callable[..., Task], tuple[str, ...]]] = {}
@@ -248,9 +336,10 @@ def make_task(name: str, **overrides) -> Task:
     """Build the task ``name`` with keyword overrides.
 
     Every task accepts ``num_steps``, ``sigma_min``, ``sigma_max``, ``rho``, the menus
-    (``churn_levels``, ``guidance_levels``, ``renoise_jumps``, ``renoise_budget``) and ``device``;
-    mixture tasks also ``means``, ``weights``, ``std``, ``model_std``, ``guide_std``;
-    ``gmm2d-random`` takes ``seed``.
+    (``churn_levels``, ``guidance_levels``, ``renoise_jumps``, ``renoise_budget``, and the step
+    knob's ``schedule_factor``, ``step_advances``; ``step_advances`` alone sets
+    ``schedule_factor = step_advances[0]``) and ``device``; mixture tasks also ``means``,
+    ``weights``, ``std``, ``model_std``, ``guide_std``; ``gmm2d-random`` takes ``seed``.
 
     Raises:
         ValueError: unknown task (the message lists the known ones), bad override values.
@@ -273,9 +362,10 @@ def make_task(name: str, **overrides) -> Task:
     common = {k: overrides.pop(k) for k in _SCHEDULE_KEYS + _MENU_KEYS if k in overrides}
     task = builder(**overrides)
     if common:
-        for key in ("churn_levels", "guidance_levels", "renoise_jumps"):
+        for key in ("churn_levels", "guidance_levels", "renoise_jumps", "step_advances"):
             if key in common:
                 common[key] = tuple(common[key])
+        common = with_step_factor(common)
         task = task.replace(**common)
     if device is not None:
         task.to(device)

@@ -1,5 +1,5 @@
 """Headroom of a task: does the best grid point beat the default sampler by >= 3 paired standard
-deviations on the headline metric? (issue 18)
+deviations on the headline metric?
 
 The protocol of :mod:`diffgym.benchmarks.compare`: the grid is searched on seed 0 (the default
 preset of every family the task supports), the best point of each family picked there by the

@@ -1,4 +1,4 @@
-"""Which reward option helps on procedural mixtures? (issue 13, development seeds only)
+"""Which reward option helps on procedural mixtures? (development seeds only)
 
 For each ``gmm2d-random`` development task and each reward option, train PPO + GAIL-js with
 that option (everything else the one default configuration: gmm2d's YAML block) and evaluate

@@ -256,3 +256,20 @@ def test_swapping_the_agent_is_one_string(agent, tmp_path):
     assert main(args) == 0
     assert json.loads((d / "config.json").read_text())["train"]["agent"] == agent
     assert json.loads((d / "cost.json").read_text())["timesteps"] > 0
+
+
+def test_nfe_penalty_reaches_the_irl_reward(tmp_path):
+    """imitation replaces the env reward by the IRL reward; the run adds the env's NFE penalty
+    back, so the policy's reward is the IRL reward minus ``nfe_penalty x NFE`` (issue 16)."""
+    rewards = {}
+    for pen in (0.0, 0.5):
+        run = TrainingRun(_config(nfe_penalty=pen, timesteps=8 * 18), tmp_path / f"p{pen}",
+                          progress=False)
+        venv = run.trainer.venv_train
+        assert run.agent.get_env() is venv
+        venv.reset()
+        venv.step_async(np.zeros((8, 2), dtype=np.int64))  # neutral: a 2-NFE Heun step
+        _, rew, _, infos = venv.step_wait()
+        assert [i["original_env_rew"] for i in infos] == [-2 * pen] * 8
+        rewards[pen] = rew
+    np.testing.assert_allclose(rewards[0.5], rewards[0.0] - 1.0, rtol=0, atol=1e-6)

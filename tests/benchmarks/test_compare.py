@@ -274,3 +274,33 @@ def test_cli_task_seed_is_the_seed_task_override(monkeypatch, tmp_path):
         args.func(args)
     config = seen["config"]
     assert config.task == "gmm2d-random" and dict(config.task_overrides) == {"seed": 5}
+
+
+def test_schedule_family_row_runs_its_own_schedule(tmp_path):
+    """``grid_families=("schedule",)``: the grid row is the best N x rho point, re-evaluated on
+    the evaluation seed with its own number of steps (its NFE per sample is 2 N - 1)."""
+    result = run_comparison("gmm2d", out_dir=tmp_path, **{**TINY, "grid_families": ("schedule",),
+                                                           "plots": False})
+    assert result.grid.num_points == 1 + 4  # default + the small N x rho preset
+    row = result.best_grid_row()
+    assert row is not None and row.method == "grid/schedule"
+    steps = row.info["params"]["num_steps"]
+    nfe = row.per_seed[0]["cost"]["nfe"] / row.per_seed[0]["cost"]["samples"]
+    assert steps in (6, 12) and nfe == 2 * steps - 1
+
+
+def test_compare_with_the_step_knob(tmp_path):
+    """A policy trained with the step knob is evaluated on its base grid (its NFE per sample is
+    what its steps cost), profiled on the base grid, and plotted; the default row is plain Heun."""
+    overrides = {**MIXTURE, "step_advances": (2, 1, 3, 4)}
+    result = run_comparison("gmm2d", out_dir=tmp_path, **{**TINY, "task_overrides": overrides,
+                                                           "grid_families": ("schedule",)})
+    default = result.row("default")
+    assert default.per_seed[0]["cost"]["nfe"] == TINY["n_eval"] * (2 * N_STEPS - 1)
+    learned = result.row(METHOD)
+    base = 2 * (N_STEPS - 1) + 1
+    assert len(learned.info["profile_sigmas"]) == base + 1
+    assert len(learned.info["profile"]["step"]["mean"]) == base
+    nfe = learned.per_seed[0]["nfe_per_sample"]
+    assert 0 < nfe <= 2 * base - 1
+    assert (tmp_path / "action_profile.png").is_file()

@@ -420,3 +420,73 @@ def test_concurrent_grids_into_one_folder_lose_nothing(gmm2d, tmp_path):
     assert {p.key for p in mine.points} <= saved
     assert {p.key for p in ran[0].points} <= saved  # the other run's points survived
     assert {p["family"] for p in data["other_points"]} == {"interval"}
+
+
+# ------------------------------------------------------------------------------- schedule family
+
+
+def test_schedule_family_is_opt_in_and_available_on_every_task(gmm2d):
+    from diffgym.benchmarks.grid import ScheduleFamily
+
+    assert "schedule" not in [f.name for f in make_families(gmm2d)]
+    (s,) = make_families(make_task("gmm2d-bias"), ["schedule"])
+    assert isinstance(s, ScheduleFamily) and len(s) == 20
+    (small,) = make_families(gmm2d, ["schedule"], points="small")
+    assert all(p in s.points() for p in small.points())
+    (mine,) = make_families(gmm2d, ["schedule"], num_steps=(4, 8), rho=(7,))
+    assert mine.points() == [{"num_steps": 4.0, "rho": 7.0}, {"num_steps": 8.0, "rho": 7.0}]
+
+
+@pytest.mark.parametrize(
+    "axes, match",
+    [
+        ({"num_steps": (2.5,), "rho": (7.0,)}, r"num_steps has 2.5; values must be integers"),
+        ({"num_steps": (0.0,), "rho": (7.0,)}, r"num_steps has 0.0; values must be finite >= 1"),
+        ({"num_steps": (4.0,), "rho": (0.0,)}, r"rho has 0.0; values must be finite > 0"),
+    ],
+)
+def test_bad_schedule_grids(axes, match):
+    from diffgym.benchmarks.grid import ScheduleFamily
+
+    with pytest.raises(ValueError, match=match):
+        ScheduleFamily(**axes)
+
+
+def test_schedule_points_run_their_own_schedule_with_crn(gmm2d):
+    """A point is the default sampler of ``task.replace(num_steps=N, rho=rho)`` under the same
+    protocol: its samples and NFE (2N - 1 per sample) match that evaluation exactly; the point at
+    the task's own (N, rho) is the default sampler."""
+    from diffgym.benchmarks.grid import evaluate_sampler, point_task
+
+    (family,) = make_families(gmm2d, ["schedule"], num_steps=(6, 18), rho=(3, 7))
+    result = run_grid(gmm2d, [family], n=N_SMALL, seed=3, progress=False)
+    default = result.default
+    by_params = {(p.params["num_steps"], p.params["rho"]): p for p in result.points[1:]}
+    assert len(by_params) == 4 and all(not p.schedule for p in by_params.values())
+    for (steps, rho), point in by_params.items():
+        assert point.nfe_per_sample == 2 * steps - 1
+        task = point_task(gmm2d, "schedule", point.params)
+        assert (task.num_steps, task.rho) == (steps, rho)
+        ev = evaluate_sampler(task, n=N_SMALL, seed=3)
+        assert ev.metrics == point.metrics
+    assert by_params[(18.0, 7.0)].metrics == default.metrics
+    assert by_params[(6.0, 3.0)].key != default.key
+    assert len({p.key for p in result.points}) == 5
+
+
+def test_cli_runs_the_schedule_family(tmp_path, capsys):
+    args = _parse(["--task", "gmm2d", "--families", "schedule", "--num-steps", "6", "--rho", "5",
+                   "--n", str(N_SMALL), "--out", str(tmp_path), "--no-progress"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "schedule(num_steps=6, rho=5)" in out and "11" in out
+
+
+def test_base_grid_evaluation_is_the_default_sampler_when_neutral():
+    from diffgym.benchmarks.grid import evaluate_sampler
+
+    task = make_task("gmm2d", num_steps=6, step_advances=(2, 1, 3, 4))
+    a = evaluate_sampler(task, n=32, seed=0)
+    b = evaluate_sampler(task, n=32, seed=0, base_grid=True)
+    assert torch.equal(a.result.x, b.result.x) and a.metrics == b.metrics
+    assert a.cost.nfe == b.cost.nfe == 32 * 11

@@ -171,3 +171,73 @@ def test_grid_point_rows_equal_nfe(task):
     point = evaluate_point(task, family, family.points()[0], n=8, seed=0)
     assert rows(task) - start == point.cost.nfe
     assert point.cost.nfe < 8 * 2 * (2 * task.num_steps - 1) if guided else True
+
+
+# --------------------------------------------------------------------------------------------
+# Mixed step sizes (the step knob, issue 16)
+# --------------------------------------------------------------------------------------------
+
+
+def with_steps(task: Task) -> Task:
+    """``task`` with the step knob on: base grid twice as fine, advances 2 (neutral), 1, 3, 4."""
+    return task.replace(schedule_factor=2, step_advances=(2, 1, 3, 4))
+
+
+@pytest.mark.parametrize("noise", ["batch", "per_sample"])
+def test_env_rows_equal_nfe_mixed_steps(task, noise):
+    task = with_steps(task)
+    env = DiffusionSamplingEnv(task, 12, noise=noise)
+    env.reset(seed=0)
+    env.action_space.seed(1)
+    before, counted, lengths = rows(task), 0, set()
+    for _ in range(3 * task.base_steps):
+        start = rows(task)
+        _, _, terminated, _, info = env.step(torch.as_tensor(env.action_space.sample()))
+        assert rows(task) - start == int(info["nfe"].sum())
+        counted += int(info["nfe"].sum())
+        if terminated.any():
+            lengths.update(info["episode"]["l"][terminated].tolist())
+    assert rows(task) - before == counted > 0
+    assert len(lengths) > 1  # mixed advances: episodes of different lengths
+
+
+@pytest.mark.parametrize("noise", ["batch", "per_sample"])
+def test_sample_rows_equal_nfe_mixed_steps(task, noise):
+    task = with_steps(task)
+    n = 16
+    source = (BatchNoise(n, seed=3) if noise == "batch"
+              else PerSampleNoise(range(3, 3 + n)))
+    labels = task.sample_labels(n, torch.Generator().manual_seed(0))
+    others = random_knobs(task, 4)
+    gen = torch.Generator().manual_seed(5)
+    menu = torch.as_tensor(task.step_advances)
+
+    def act(x, step_index, budget, labels) -> Knobs:
+        knobs = others(x, step_index, budget, labels)
+        knobs.renoise = knobs.renoise * 2  # default steps -> base-grid levels
+        knobs.step = menu[torch.randint(0, len(menu), (x.shape[0],), generator=gen)]
+        return knobs
+
+    start = rows(task)
+    res = sample(
+        task.denoiser, task.base_sigmas(), noise=source, data_shape=task.data_shape,
+        labels=labels, guide=task.guide, actions=act, renoise_budget=task.renoise_budget,
+        advance=2,
+    )
+    assert rows(task) - start == int(res.nfe.sum()) == res.rows_evaluated
+    assert len(set(res.steps.tolist())) > 1
+
+
+@pytest.mark.filterwarnings("ignore:no ppo hyperparameters")
+def test_policy_sampler_rows_equal_nfe_mixed_steps(task):
+    from diffgym.agents import make_agent
+    from diffgym.agents.sampler import PolicySampler
+
+    task = with_steps(task)
+    env = DiffusionSamplingEnv(task, 4)
+    policy = make_agent("ppo", env, seed=0, n_steps=4, batch_size=16).policy  # untrained
+    sampler = PolicySampler(policy, task, temperature=1.0)
+    start = rows(task)
+    res = sampler.sample(16, seed=2, per_sample=True)
+    assert rows(task) - start == int(res.nfe.sum()) == res.rows_evaluated > 0
+    assert len(set(res.steps.tolist())) > 1
