@@ -260,7 +260,7 @@ def test_swapping_the_agent_is_one_string(agent, tmp_path):
 
 def test_nfe_penalty_reaches_the_irl_reward(tmp_path):
     """imitation replaces the env reward by the IRL reward; the run adds the env's NFE penalty
-    back, so the policy's reward is the IRL reward minus ``nfe_penalty x NFE`` (issue 16)."""
+    back, so the policy's reward is the IRL reward minus ``nfe_penalty x NFE``."""
     rewards = {}
     for pen in (0.0, 0.5):
         run = TrainingRun(_config(nfe_penalty=pen, timesteps=8 * 18), tmp_path / f"p{pen}",

@@ -1,4 +1,4 @@
-"""The NFE frontier (issue 16): points from grid.json / results.json, the Pareto front, the
+"""The NFE frontier: points from grid.json / results.json, the Pareto front, the
 learned-vs-default reading, and a smoke run of benchmarks/scripts/nfe_frontier.py."""
 
 from __future__ import annotations

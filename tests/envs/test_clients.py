@@ -1,4 +1,4 @@
-"""Every standard client, unmodified (issue 15): Gymnasium's vector and single-env wrappers, SB3's
+"""Every standard client, unmodified: Gymnasium's vector and single-env wrappers, SB3's
 ``make_vec_env``, a CleanRL-style PPO loop, TorchRL's ``GymEnv``/``GymWrapper`` and rl_zoo3's
 train entry point (the last two skip when not installed). Each test names the failure it pins."""
 

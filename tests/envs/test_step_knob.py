@@ -1,4 +1,4 @@
-"""The ``step`` knob (issue 16): a per-sample advance along a base grid finer than the task's
+"""The ``step`` knob: a per-sample advance along a base grid finer than the task's
 schedule. All-neutral actions reproduce the default sampler bit for bit on every task (also with
 the other knobs on, renoise included); episodes of different lengths autoreset correctly; the
 observation gives the base-grid position; bad menus are clear errors."""
