@@ -1,4 +1,4 @@
-"""Reward options that see distribution-level errors (issue 13), each a small unit.
+"""Reward options that see distribution-level errors, each a small unit.
 
 The f-divergence reward of a discriminator moves only to second order with mode-mass errors
 (RESULTS §1), and a policy can drive a knob to the top of its menu where that reward is flat.
