@@ -19,7 +19,7 @@ from pathlib import Path
 
 from diffgym.benchmarks.evaluate import METRIC_DIRECTIONS
 from diffgym.benchmarks.frontier import frontier_points, write_frontier
-from diffgym.benchmarks.grid import DEFAULT_METRICS
+from diffgym.envs.tasks import list_tasks, make_task
 
 
 def _read(folder: Path | None, name: str) -> dict | None:
@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     comparison = _read(args.comparison, "results.json")
     grid = _read(args.grid, "grid.json")
     task = (comparison or {}).get("task") or (grid or {}).get("task", {}).get("name")
-    metric = args.metric or (comparison or {}).get("metric") or DEFAULT_METRICS.get(task, "sw2")
+    headline = make_task(task).headline_metric if task in list_tasks() and task != "user" else None
+    metric = args.metric or (comparison or {}).get("metric") or headline or "sw2"
     if metric not in METRIC_DIRECTIONS:
         p.error(f"unknown metric {metric!r}; allowed: {', '.join(sorted(METRIC_DIRECTIONS))}")
     direction = METRIC_DIRECTIONS[metric]

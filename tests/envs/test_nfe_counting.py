@@ -186,7 +186,7 @@ def with_steps(task: Task) -> Task:
 @pytest.mark.parametrize("noise", ["batch", "per_sample"])
 def test_env_rows_equal_nfe_mixed_steps(task, noise):
     task = with_steps(task)
-    env = DiffusionSamplingEnv(task, 12, noise=noise)
+    env = DiffusionSamplingEnv(task, 12, noise=noise, autoreset_mode="SameStep")
     env.reset(seed=0)
     env.action_space.seed(1)
     before, counted, lengths = rows(task), 0, set()
@@ -196,7 +196,7 @@ def test_env_rows_equal_nfe_mixed_steps(task, noise):
         assert rows(task) - start == int(info["nfe"].sum())
         counted += int(info["nfe"].sum())
         if terminated.any():
-            lengths.update(info["episode"]["l"][terminated].tolist())
+            lengths.update(info["final_info"]["episode_length"][terminated].tolist())
     assert rows(task) - before == counted > 0
     assert len(lengths) > 1  # mixed advances: episodes of different lengths
 
@@ -231,7 +231,7 @@ def test_sample_rows_equal_nfe_mixed_steps(task, noise):
 @pytest.mark.filterwarnings("ignore:no ppo hyperparameters")
 def test_policy_sampler_rows_equal_nfe_mixed_steps(task):
     from diffgym.agents import make_agent
-    from diffgym.agents.sampler import PolicySampler
+    from diffgym.agents.policy_sampling import PolicySampler
 
     task = with_steps(task)
     env = DiffusionSamplingEnv(task, 4)

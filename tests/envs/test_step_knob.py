@@ -119,10 +119,10 @@ def run_env(env: DiffusionSamplingEnv, actions: list[np.ndarray]):
     for a in actions:
         _, reward, terminated, _, info = env.step(a)
         if terminated.any():
-            ep = info["episode"]
+            ep = info["final_info"]  # SAME_STEP: the end-of-episode record
             for b in terminated.nonzero().squeeze(1).tolist():
-                finals.append((b, info["final_info"]["final_x"][b].clone(), int(ep["nfe"][b]),
-                               int(ep["l"][b])))
+                finals.append((b, ep["final_x"][b].clone(), int(ep["episode_nfe"][b]),
+                               int(ep["episode_length"][b])))
     return finals
 
 
@@ -131,8 +131,8 @@ def test_neutral_step_in_the_env_reproduces_the_default_with_the_other_knobs(tas
     episodes (samples, NFE, lengths) as the env without the step knob; renoise jumps are in the
     task's default steps."""
     n = 6
-    plain = DiffusionSamplingEnv(task, n, noise="per_sample")
-    walk = DiffusionSamplingEnv(stepped(task), n, noise="per_sample")
+    plain = DiffusionSamplingEnv(task, n, noise="per_sample", autoreset_mode="SameStep")
+    walk = DiffusionSamplingEnv(stepped(task), n, noise="per_sample", autoreset_mode="SameStep")
     assert walk.knob_names == (*plain.knob_names, "step")
     rng = np.random.default_rng(0)
     actions = [rng.integers(0, plain._menu_sizes, size=(n, len(plain._menu_sizes)))
@@ -155,7 +155,8 @@ def test_episodes_of_different_lengths_autoreset():
     """Sub-env b always advances ``advances[b]``: episodes of ceil(M / a) steps and 2 L - 1 NFE;
     each finished sub-env restarts at level 0 within the step while the others carry on."""
     env = DiffusionSamplingEnv("gmm2d", 4, num_steps=N, step_advances=(2, 1, 3, 4),
-                               churn_levels=(0.0,), guidance_levels=(1.0,))
+                               churn_levels=(0.0,), guidance_levels=(1.0,),
+                               autoreset_mode="SameStep")
     assert env.knob_names == ("step",)
     obs, _ = env.reset(seed=0)
     d = 2
@@ -171,12 +172,12 @@ def test_episodes_of_different_lengths_autoreset():
         done = pos == M
         assert terminated.numpy().tolist() == done.tolist()
         if done.any():
-            ep = info["episode"]
+            ep = info["final_info"]
             final = info["final_obs"]
             for b in np.flatnonzero(done):
                 ended[b].append(t)
-                assert int(ep["l"][b]) == lengths[b]
-                assert int(ep["nfe"][b]) == 2 * lengths[b] - 1  # Heun steps, Euler to 0
+                assert int(ep["episode_length"][b]) == lengths[b]
+                assert int(ep["episode_nfe"][b]) == 2 * lengths[b] - 1  # Heun steps, Euler to 0
                 assert float(final[b, d + 1]) == 1.0  # terminal: base position M / M
             pos[done] = 0
         # the step-fraction column is the base-grid position i / M
