@@ -166,7 +166,28 @@ def _draw_components(
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
-class GaussianMixture:
+class _Mixture:
+    """What both mixture classes share: ``means (K, ...)``, normalised ``weights (K,)``,
+    ``component_labels (K,)`` or ``None`` and ``num_classes``."""
+
+    means: torch.Tensor
+    weights: torch.Tensor
+    component_labels: torch.Tensor | None
+    num_classes: int
+
+    @property
+    def num_components(self) -> int:
+        return self.means.shape[0]
+
+    def label_probs(self) -> torch.Tensor:
+        """``(num_classes,)`` total weight of each label's components."""
+        if self.component_labels is None:
+            raise ValueError("an unconditional mixture has no labels")
+        out = torch.zeros(self.num_classes, dtype=self.weights.dtype)
+        return out.index_add_(0, self.component_labels, self.weights)
+
+
+class GaussianMixture(_Mixture):
     """An isotropic Gaussian mixture ``sum_k w_k N(mu_k, s_k^2 I)`` over ``data_shape``.
 
     Args:
@@ -213,17 +234,6 @@ class GaussianMixture:
         self.dim = int(math.prod(self.data_shape))
         self.num_classes = 0 if component_labels is None else int(component_labels.max()) + 1
         self._cache: dict = {}
-
-    @property
-    def num_components(self) -> int:
-        return self.means.shape[0]
-
-    def label_probs(self) -> torch.Tensor:
-        """``(num_classes,)`` total weight of each label's components."""
-        if self.component_labels is None:
-            raise ValueError("an unconditional mixture has no labels")
-        out = torch.zeros(self.num_classes, dtype=self.weights.dtype)
-        return out.index_add_(0, self.component_labels, self.weights)
 
     def _params(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(means (K, d), stds (K,), weights (K,))`` on ``like``'s device and dtype (cached)."""
@@ -320,7 +330,7 @@ class GaussianMixture:
         return x.to(device=device, dtype=dtype), labels.to(device)
 
 
-class FullCovGaussianMixture:
+class FullCovGaussianMixture(_Mixture):
     """A Gaussian mixture with full covariances ``sum_k w_k N(mu_k, Sigma_k)`` over ``data_shape``.
 
     The sibling of :class:`GaussianMixture` for structured (non-isotropic) components, with the
@@ -382,17 +392,6 @@ class FullCovGaussianMixture:
         self.dim = d
         self.num_classes = 0 if component_labels is None else int(component_labels.max()) + 1
         self._cache: dict = {}
-
-    @property
-    def num_components(self) -> int:
-        return self.means.shape[0]
-
-    def label_probs(self) -> torch.Tensor:
-        """``(num_classes,)`` total weight of each label's components."""
-        if self.component_labels is None:
-            raise ValueError("an unconditional mixture has no labels")
-        out = torch.zeros(self.num_classes, dtype=self.weights.dtype)
-        return out.index_add_(0, self.component_labels, self.weights)
 
     def _params(self, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``(means (K, d), eigvals (K, d), eigvecs (K, d, d), weights (K,))`` on ``like``'s
