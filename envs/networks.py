@@ -328,6 +328,26 @@ class DigitsNet(nn.Module):
 _BUILD_KEYS = {"network", "sigma_data", "sigma_min", "sigma_max", "label_dropout_supported"}
 
 
+def _network_config(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The network keyword arguments of a build config (``defaults`` for missing ones).
+
+    Raises:
+        ValueError: unknown keys (top level or network), missing ``sigma_data``.
+    """
+    unknown = set(config) - _BUILD_KEYS
+    if unknown:
+        raise ValueError(f"unknown config keys {sorted(unknown)}; allowed: {sorted(_BUILD_KEYS)}")
+    if "sigma_data" not in config:
+        raise ValueError("config must contain 'sigma_data'")
+    net_cfg = dict(config.get("network", {}))
+    unknown = set(net_cfg) - set(defaults)
+    if unknown:
+        raise ValueError(
+            f"unknown network config keys {sorted(unknown)}; allowed: {sorted(defaults)}"
+        )
+    return {**defaults, **net_cfg}
+
+
 def build_digits_denoiser(config: Mapping[str, Any]) -> EDMPrecond:
     """Build an untrained :class:`EDMPrecond` around a :class:`DigitsNet` from a JSON-able config.
 
@@ -340,18 +360,7 @@ def build_digits_denoiser(config: Mapping[str, Any]) -> EDMPrecond:
     Raises:
         ValueError: unknown keys (top level or network), missing ``sigma_data``.
     """
-    unknown = set(config) - _BUILD_KEYS
-    if unknown:
-        raise ValueError(f"unknown config keys {sorted(unknown)}; allowed: {sorted(_BUILD_KEYS)}")
-    if "sigma_data" not in config:
-        raise ValueError("config must contain 'sigma_data'")
-    net_cfg = dict(config.get("network", {}))
-    unknown = set(net_cfg) - set(DIGITS_NET_DEFAULTS)
-    if unknown:
-        raise ValueError(
-            f"unknown network config keys {sorted(unknown)}; allowed: {sorted(DIGITS_NET_DEFAULTS)}"
-        )
-    net_cfg = {**DIGITS_NET_DEFAULTS, **net_cfg}
+    net_cfg = _network_config(config, DIGITS_NET_DEFAULTS)
     model = DigitsNet(**net_cfg)
     res, ch = int(net_cfg["img_resolution"]), int(net_cfg["in_channels"])
     return EDMPrecond(
@@ -479,19 +488,7 @@ def build_mixture_denoiser(config: Mapping[str, Any]) -> EDMPrecond:
     Raises:
         ValueError: unknown keys (top level or network), missing ``sigma_data``.
     """
-    unknown = set(config) - _BUILD_KEYS
-    if unknown:
-        raise ValueError(f"unknown config keys {sorted(unknown)}; allowed: {sorted(_BUILD_KEYS)}")
-    if "sigma_data" not in config:
-        raise ValueError("config must contain 'sigma_data'")
-    net_cfg = dict(config.get("network", {}))
-    unknown = set(net_cfg) - set(MIXTURE_NET_DEFAULTS)
-    if unknown:
-        raise ValueError(
-            f"unknown network config keys {sorted(unknown)}; "
-            f"allowed: {sorted(MIXTURE_NET_DEFAULTS)}"
-        )
-    net_cfg = {**MIXTURE_NET_DEFAULTS, **net_cfg}
+    net_cfg = _network_config(config, MIXTURE_NET_DEFAULTS)
     return EDMPrecond(
         model=MixtureMLP(**net_cfg),
         sigma_data=float(config["sigma_data"]),
