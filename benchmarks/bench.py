@@ -662,7 +662,8 @@ class BenchResult:
             )
         lines += [""]
         if not self.tasks_used:
-            lines += ["Every task is excluded: no aggregate can be computed.", ""]
+            lines += ["Every task is excluded: no aggregate can be computed.", "",
+                      *self._raw_table()]
             return "\n".join(lines)
         n_runs = len(cfg.seeds)
         lines += [
@@ -711,8 +712,40 @@ class BenchResult:
                 for t in cfg.tasks
             ]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += ["", *self._raw_table()]
         return "\n".join(lines)
+
+    def _raw_table(self) -> list[str]:
+        """The headline metric itself per task (mean ± std over the evaluation seeds), for the
+        references and every method: readable where a task is excluded from the scores."""
+        cfg = self.config
+        arrows = {"min": "↓", "max": "↑"}
+        head = [f"{t} {self.references[t].metric} {arrows[self.references[t].direction]}"
+                for t in cfg.tasks]
+        lines = [
+            "## Headline metric per task",
+            "",
+            "Mean ± sample std over the evaluation seeds (not normalized).",
+            "",
+            "| sampler | " + " | ".join(head) + " |",
+            "|---|" + "---:|" * len(cfg.tasks),
+            "| default sampler | "
+            + " | ".join(_mean_std(self.references[t].default.values()) for t in cfg.tasks)
+            + " |",
+            "| best grid point | "
+            + " | ".join(_mean_std(self.references[t].grid.values()) for t in cfg.tasks)
+            + " |",
+        ]
+        for m in cfg.methods:
+            cells = []
+            for t in cfg.tasks:
+                metric = self.references[t].metric
+                xs = [r["metrics"][metric] for r in self.trials
+                      if r["task"] == t and f"{r['agent']}/{r['reward']}" == m]
+                cells.append(_mean_std(xs) if xs else "")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
+        return lines
 
 
 def _mean_std(values: Any) -> str:

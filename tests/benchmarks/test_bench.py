@@ -122,6 +122,7 @@ def test_leaderboard_states_the_protocol_and_every_table(tiny):
     text = (out / "leaderboard.md").read_text()
     for needle in ("0 = the default sampler, 1 = the best grid point", "## Task references",
                    "| ppo/irl |", "| a2c/irl |", "P(X > Y)", "## Mean normalized score per task",
+                   "## Headline metric per task", "| best grid point |", "gmm2d sw2 ↓",
                    "diffgym --threads 1 bench --agents ppo a2c --tasks gmm2d --seeds 0 1"):
         assert needle in text, needle
 
@@ -147,6 +148,7 @@ def test_a_task_whose_grid_gains_nothing_is_reported_and_excluded(tiny, tmp_path
     assert result.aggregates == {} and all(math.isnan(r["score"]) for r in result.trials)
     text = (copy / "leaderboard.md").read_text()
     assert "**excluded**" in text and "Every task is excluded" in text
+    assert "## Headline metric per task" in text  # the raw values are still reported
     assert json.loads((copy / "bench.json").read_text())["excluded_tasks"] == ["gmm2d"]
 
 
