@@ -4,8 +4,6 @@ the plots (aggregate intervals, performance profiles, score per task) and wandb 
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import os
@@ -21,7 +19,7 @@ from diffgym.benchmarks.stats import (
     Interval,
     TaskReference,
 )
-from diffgym.envs.io import atomic_write_json, atomic_write_text
+from diffgym.envs.io import atomic_write_json, atomic_write_text, rows_to_csv
 
 if TYPE_CHECKING:
     from diffgym.benchmarks.bench import BenchConfig
@@ -101,14 +99,7 @@ class BenchResult:
         return rows
 
     def to_csv(self) -> str:
-        rows = self.table_rows()
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v
-                             for k, v in row.items()})
-        return buf.getvalue()
+        return rows_to_csv(self.table_rows())
 
     def per_task_means(self) -> dict[str, dict[str, float]]:
         """``{method: {task: mean normalized score over seeds}}`` (every task, excluded ones

@@ -15,8 +15,6 @@ parameters, ``n`` and ``seed``). ``backend="ray"`` runs the pending points as a 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -58,7 +56,7 @@ from diffgym.benchmarks.grid_families import (
     point_task,
     task_knobs,
 )
-from diffgym.envs.io import atomic_write_json, atomic_write_text, locked
+from diffgym.envs.io import atomic_write_json, atomic_write_text, locked, rows_to_csv
 from diffgym.envs.sampler import schedule_actions
 from diffgym.envs.tasks import Task
 
@@ -353,13 +351,7 @@ class GridResult:
         return rows
 
     def to_csv(self) -> str:
-        rows = self.rows()
-        buf = io.StringIO()
-        if rows:
-            writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-        return buf.getvalue()
+        return rows_to_csv(self.rows())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> GridResult:

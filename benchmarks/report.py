@@ -3,8 +3,6 @@ the plots, and wandb logging. :mod:`diffgym.benchmarks.compare` builds the rows.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import statistics
@@ -19,7 +17,7 @@ import torch
 from diffgym.agents.cost import Cost
 from diffgym.benchmarks.evaluate import METRIC_DIRECTIONS, SEARCH_SEED, finite_or_none
 from diffgym.benchmarks.grid import GridResult
-from diffgym.envs.io import atomic_write_json, atomic_write_text
+from diffgym.envs.io import atomic_write_json, atomic_write_text, rows_to_csv
 from diffgym.envs.tasks import Task
 
 __all__ = [
@@ -258,13 +256,7 @@ class ComparisonResult:
         return out
 
     def to_csv(self) -> str:
-        rows = self.table_rows()
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-        return buf.getvalue()
+        return rows_to_csv(self.table_rows())
 
     def to_markdown(self) -> str:
         """The table in markdown, with a header line stating the protocol and the verdict."""

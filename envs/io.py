@@ -8,17 +8,19 @@ even to a power cut after the rename.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "atomic_save_npz",
-           "atomic_torch_save", "locked"]
+           "atomic_torch_save", "locked", "rows_to_csv"]
 
 
 _UMASK = os.umask(0)
@@ -57,6 +59,16 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Rows sharing the first row's keys -> CSV text (header first; ``None`` becomes empty)."""
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return buf.getvalue()
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
