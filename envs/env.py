@@ -17,6 +17,7 @@ from diffgym.envs.features import (
     C_NOISE_BOUND,
     SCALED_X_BOUND,
     featurize,
+    featurize_at_step,
     obs_dim,
     sigma_features,
 )
@@ -297,6 +298,7 @@ class DiffusionSamplingEnv(VectorEnv):
         k = max(len(self.knob_names), 1)
         self._action_shape = (num_envs,) if not self._multi else (num_envs, k)
         self._menu_sizes_np = self._menu_sizes if self.knob_names else np.ones(1, np.int64)
+        self._menu_sizes_list = self._menu_sizes_np.tolist()
         self._menu_sizes_t = torch.as_tensor(self._menu_sizes_np, device=dev)
         # Per (base-grid) step index i = 0..N: c_in(sigma_i), c_noise feature, i / N (rows of
         # _observe).
@@ -305,6 +307,13 @@ class DiffusionSamplingEnv(VectorEnv):
             [sigma_features(self.sigmas, sigma_data=task.sigma_data), step_frac[:, None]], dim=1
         )
         self._no_budget = torch.zeros(num_envs, device=dev, dtype=self.dtype)
+        # Unconditional and no renoise budget: every sub-env at step i has the same per-step
+        # columns (c_noise feature, i / N, budget fraction 0), one row of this table.
+        self._obs_tail = None
+        if self.num_classes == 0 and self.renoise_budget == 0:
+            self._obs_tail = torch.cat(
+                [self._obs_table[:, 1:], torch.zeros_like(step_frac)[:, None]], dim=1
+            )
 
     # ----------------------------------------------------------------------------------------
     # Gymnasium API
@@ -400,6 +409,8 @@ class DiffusionSamplingEnv(VectorEnv):
         idx, used = self._validate_actions(actions, used=True)
         active = None  # every sub-env takes a sampler step
         uniform = self._uniform_hint()
+        if uniform is not None and uniform >= self.num_steps:
+            uniform = None  # all finished (NEXT_STEP / DISABLED): the reset below clears it
         if self._any_done:  # episodes ended at the previous step and were not reset
             if self.autoreset_mode == AutoresetMode.DISABLED:
                 finished = self._done.nonzero().squeeze(1).tolist()
@@ -434,12 +445,11 @@ class DiffusionSamplingEnv(VectorEnv):
                 advance=self.schedule_factor,
             )
         self.x, self.step_index, self.budget = out.x, out.step_index, out.budget
-        uniform = out.uniform
-        if out.unfinished == 0:  # every sub-env ends: they start over together
-            uniform = 0 if self.autoreset_mode == AutoresetMode.SAME_STEP else None
-            if self.check_finite:
-                self._finite.check()  # once per episode
-        self._set_uniform_hint(uniform)
+        # Where every sub-env is now, when the host knows it (N when all ended together):
+        # _observe gathers nothing then.
+        self._set_uniform_hint(out.uniform)
+        if out.unfinished == 0 and self.check_finite:
+            self._finite.check()  # once per episode
         terminated = self.step_index >= self.num_steps
         any_done = out.unfinished < self.num_envs  # read with the step's one host sync
         # Reward: accumulated in float64, returned as float32; constant 0 unless configured.
@@ -466,6 +476,8 @@ class DiffusionSamplingEnv(VectorEnv):
             if self.autoreset_mode == AutoresetMode.SAME_STEP:
                 info["final_obs"], info["_final_obs"] = self._observe(), terminated
                 info["final_info"], info["_final_info"] = record, terminated
+                # All ended together: they start over together at step 0.
+                self._uniform_step = 0 if out.unfinished == 0 else None
                 self._reset_envs(terminated)
             else:  # NEXT_STEP / DISABLED: the terminal step reports its own record
                 info.update(record)
@@ -586,7 +598,14 @@ class DiffusionSamplingEnv(VectorEnv):
 
     def _observe(self) -> torch.Tensor:
         """``(num_envs, obs_dim)`` observation of the current state (``0 <= i <= N``)."""
-        rows = self._obs_table[self.step_index]  # one gather for every per-step feature
+        uniform = self._uniform_hint()
+        if uniform is not None and 0 <= uniform < self._obs_table.shape[0]:
+            if self._obs_tail is not None:  # every sub-env at one step, the same tail
+                c_in, tail = self._obs_table[uniform, 0], self._obs_tail[uniform]
+                return featurize_at_step(self.x, c_in, tail)
+            rows = self._obs_table[uniform].expand(self.num_envs, -1)  # every sub-env at one step
+        else:
+            rows = self._obs_table[self.step_index]  # one gather for every per-step feature
         return featurize(
             self.x,
             None,
@@ -621,15 +640,23 @@ class DiffusionSamplingEnv(VectorEnv):
             sizes = self._menu_sizes_t
             if sizes.device != a.device:
                 sizes = sizes.to(a.device)
-            bad = (a < 0) | (a >= sizes)
             if a.dtype.is_floating_point:
-                bad |= ~torch.isfinite(a) | (a != torch.round(a))
-            flags = torch.cat([bad.any().reshape(1), (a != 0).any(dim=0)]).tolist()
-            if flags[0]:
+                bad = (a < 0) | (a >= sizes) | ~torch.isfinite(a) | (a != torch.round(a))
+                flags = torch.cat([bad.any().reshape(1), (a != 0).any(dim=0)]).tolist()
+                is_bad, knob_used = flags[0], flags[1:]
+            else:  # per-knob min and max: one reduction, one sync (0 is every knob's neutral)
+                lo_hi = torch.cat(torch.aminmax(a, dim=0)).tolist()
+                lo, hi = lo_hi[:k], lo_hi[k:]
+                is_bad = min(lo) < 0 or any(v >= m for v, m in zip(hi, self._menu_sizes_list))
+                knob_used = [v > 0 for v in hi]
+                bad = None
+            if is_bad:
+                if bad is None:
+                    bad = (a < 0) | (a >= sizes)
                 b, j = (int(v) for v in bad.nonzero()[0])
                 raise ValueError(self._bad_action_message(b, j, a[b, j].item()))
             idx = a.to(self.device, torch.long)
-            return (idx, [bool(f) for f in flags[1:]]) if used else idx
+            return (idx, [bool(f) for f in knob_used]) if used else idx
         a = np.asarray(actions)
         if a.dtype.kind not in "iuf":
             raise ValueError(f"actions must be integer menu indices, got dtype {a.dtype}")

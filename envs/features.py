@@ -26,6 +26,7 @@ __all__ = [
     "SCALED_X_BOUND",
     "TERMINAL_SIGMA",
     "featurize",
+    "featurize_at_step",
     "sigma_features",
     "obs_dim",
     "split_obs",
@@ -107,6 +108,16 @@ def featurize(
             )
         cols.append(torch.nn.functional.one_hot(labels.long(), num_classes).to(x.dtype))
     return torch.cat(cols, dim=1).to(torch.float32)
+
+
+def featurize_at_step(x: torch.Tensor, c_in: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
+    """:func:`featurize` of samples that are all at one step, ``(B, *data_shape) -> (B, obs_dim)``
+    float32, with the per-step columns precomputed: ``c_in`` (0-dim: ``c_in(sigma_i)``) and
+    ``tail`` (``(obs_dim - D,)``: the ``c_noise`` feature, ``i / N``, the budget fraction and
+    the one-hot label, the same for every sample). Equal to :func:`featurize` on those inputs."""
+    batch = x.shape[0]
+    scaled = (x.reshape(batch, -1) * c_in).clamp_(-SCALED_X_BOUND, SCALED_X_BOUND)
+    return torch.cat([scaled, tail.expand(batch, -1)], dim=1).to(torch.float32)
 
 
 def split_obs(

@@ -35,6 +35,11 @@ class NoiseSource:
     def randn(self, shape: Sequence[int], *, needed: bool = True) -> torch.Tensor:
         raise NotImplementedError
 
+    def skip(self, shape: Sequence[int]) -> None:
+        """Consume one draw that no sample uses (no tensor is made): the same stream state as
+        ``randn(shape, needed=False)``."""
+        self.randn(shape, needed=False)
+
     def randn_rows(self, index: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         """``(len(index), *shape)`` standard normals for the samples ``index`` (int64, unique)."""
         raise NotImplementedError
@@ -108,6 +113,9 @@ class BatchNoise(NoiseSource):
         if not needed:
             return torch.zeros(full, device=self.device, dtype=self.dtype)
         return torch.randn(full, generator=self.generator, device=self.device, dtype=self.dtype)
+
+    def skip(self, shape: Sequence[int]) -> None:
+        pass  # an unneeded draw does not advance the one generator
 
     def randn_rows(self, index: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         return torch.randn(
@@ -292,6 +300,9 @@ class PerSampleNoise(NoiseSource):
             out = torch.zeros((self.batch_size, *shape), device=self.device, dtype=self.dtype)
         self._counters += 1
         return out
+
+    def skip(self, shape: Sequence[int]) -> None:
+        self._counters += 1  # every sample's stream moves on, as after a draw
 
     def randn_rows(self, index: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         index = index.to(self.device)

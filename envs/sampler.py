@@ -162,13 +162,15 @@ class StepOutput:
 class FiniteCheck:
     """Finite checks of the sampler, accumulated on the device and read in one host sync.
 
-    :func:`sampler_step` queues one flag per step: whether the new state is finite. Any NaN/inf
+    :func:`sampler_step` queues one value per step: the sum of the new state, which is finite
+    whenever the state is (one cheap reduction; a NaN/inf anywhere makes it NaN/inf). Any NaN/inf
     that the denoiser or guide returns for an evaluated row reaches that row's new state (every
     stage output enters it with a non-zero weight, and ``0 * inf`` is NaN), so one reduction per
-    step replaces one per stage. The flags are read with the one host sync of the next
-    :func:`sampler_step` given this check, or by :meth:`check`; a failed flag is traced back to
-    the first non-finite stage output, and :class:`NonFiniteDenoiserError` names its stage, step
-    index, sigma and sample.
+    step replaces one per stage. A sum that overflows although every entry is finite is
+    confirmed entry by entry and then ignored, so the check never raises on finite samples. The
+    flags are read with the one host sync of the next :func:`sampler_step` given this check, or
+    by :meth:`check`; a failed flag is traced back to the first non-finite stage output, and
+    :class:`NonFiniteDenoiserError` names its stage, step index, sigma and sample.
     """
 
     max_pending = 64
@@ -185,29 +187,41 @@ class FiniteCheck:
         sigma: torch.Tensor,
     ) -> None:
         """Queue the check of ``state (B, ...)``, the samples after a step from step indices
-        ``step_index (B,)`` at ``sigma (B,)``; ``outputs``: ``(out (n, ...), rows (n,) or None
-        for all, sigma_in (B,), stage name)`` of every evaluation of the step."""
-        self._pending.append((torch.isfinite(state).all(), state, outputs, step_index, sigma))
+        ``step_index (B,)`` at ``sigma (B,)`` (or 0-dim: every sample's); ``outputs``: ``(out
+        (n, ...), rows (n,) or None for all, sigma_in (B,), stage name)`` of every evaluation of
+        the step."""
+        self._pending.append((state.sum(), state, outputs, step_index, sigma))
 
-    def flags(self) -> list[torch.Tensor]:
-        """The queued flags (0-dim bool, ``True`` = finite), to read with another host sync."""
-        return [p[0] for p in self._pending]
+    def flags(self) -> torch.Tensor | None:
+        """The queued flags as one ``(steps,)`` bool tensor (``True`` = the step's sum is finite),
+        to read with another host sync; ``None`` when nothing is queued."""
+        if not self._pending:
+            return None
+        return torch.isfinite(torch.stack([p[0] for p in self._pending]))
+
+    def __len__(self) -> int:
+        return len(self._pending)
 
     def resolve(self, finite: Sequence[bool]) -> None:
         """Consume the host values of :meth:`flags`; raise for the first non-finite step."""
         pending, self._pending = self._pending[: len(finite)], self._pending[len(finite):]
         for ok, (_, state, outputs, step_index, sigma) in zip(finite, pending):
             if not ok:
-                self._pending = []
-                self._raise(state, outputs, step_index, sigma)
+                try:
+                    self._raise(state, outputs, step_index, sigma)
+                except NonFiniteDenoiserError:
+                    self._pending = []
+                    raise
 
     def check(self) -> None:
         """Read the queued flags now (one host sync) and raise if any step was not finite."""
         if self._pending:
-            self.resolve(torch.stack(self.flags()).tolist())
+            self.resolve(self.flags().tolist())
 
     @staticmethod
-    def _raise(state, outputs, step_index, sigma) -> NoReturn:
+    def _raise(state, outputs, step_index, sigma) -> None:
+        """Raise for the first non-finite stage output or state entry (``None``: all finite, the
+        queued sum only overflowed)."""
         for out, rows, sigma_in, what in outputs:
             bad = ~torch.isfinite(out.reshape(out.shape[0], -1)).all(dim=1)
             if bool(bad.any()):
@@ -218,10 +232,13 @@ class FiniteCheck:
                     f"{int(step_index[b])}, sigma={float(sigma_in[b]):.6g} (sample {b})"
                 )
         bad = ~torch.isfinite(state.reshape(state.shape[0], -1)).all(dim=1)
+        if not bool(bad.any()):
+            return
         b = int(bad.nonzero()[0, 0])
         raise NonFiniteDenoiserError(
             f"the samples became NaN/inf at step index {int(step_index[b])}, "
-            f"sigma={float(sigma[b]):.6g} (sample {b}; the input was not finite)"
+            f"sigma={float(sigma if sigma.dim() == 0 else sigma[b]):.6g} (sample {b}; the "
+            f"input was not finite)"
         )
 
 
@@ -474,11 +491,10 @@ def sampler_step(
             bad_index &= active
         violations.append(("step index", bad_index, ""))
         stats.append(torch.stack([bad.any() for _, bad, _ in violations]).long())
-    pending = finite.flags() if (finite is not None and check_finite) else []
-    if pending and (stats or len(pending) >= FiniteCheck.max_pending):
-        stats.append(torch.stack(pending).long())
-    else:
-        pending = []  # no sync this step: the checks wait for one
+    queued = len(finite) if (finite is not None and check_finite) else 0
+    pending = bool(queued) and (bool(stats) or queued >= FiniteCheck.max_pending)
+    if pending:  # read the queued checks with this step's sync
+        stats.append(finite.flags().long())
     host = (torch.cat(stats).tolist() if len(stats) > 1 else stats[0].tolist()) if stats else []
     counts, host = dict(zip(masks, host)), host[len(masks):]
     if violations:
@@ -507,8 +523,15 @@ def sampler_step(
     everyone = active is None or counts["active"] == batch
 
     # One draw serves churn or renoise (they exclude each other within a step).
-    if noise is not None:
-        eps = noise.randn(x.shape[1:], needed=n_noisy > 0).to(dt)
+    if noise is not None and n_noisy:
+        eps = noise.randn(x.shape[1:]).to(dt)
+    elif noise is not None:
+        eps = None
+        skip = getattr(noise, "skip", None)  # a user's source may only have randn
+        if skip is not None:
+            skip(x.shape[1:])
+        else:
+            noise.randn(x.shape[1:], needed=False)
     elif n_noisy:
         raise ValueError("churn or renoise needs a noise source; pass noise=...")
     else:
@@ -588,7 +611,7 @@ def sampler_step(
     if not everyone:
         x_next = torch.where(_bcast(active, x), x_next, x)
     if checker is not None and outputs:
-        checker.record(x_next, outputs, i, t_cur.expand(batch) if t_cur.dim() == 0 else t_cur)
+        checker.record(x_next, outputs, i, t_cur)
         if finite is None:
             checker.check()
 

@@ -197,8 +197,11 @@ def expected_obs(env: DiffusionSamplingEnv) -> torch.Tensor:
     return torch.stack(rows)
 
 
+@pytest.mark.parametrize("neutral", [False, True])
 @pytest.mark.parametrize("task", ["gmm2d", "gmm2d-bias", "cond"])
-def test_observation_layout(task):
+def test_observation_layout(task, neutral):
+    """Random actions, and neutral ones (every sub-env at one step: the env's fast path that
+    tabulates the per-step columns, terminal observations included)."""
     env = DiffusionSamplingEnv(cond_task() if task == "cond" else task, 5, autoreset_mode=SAME)
     assert abs(env.task.denoiser.sigma_data - 0.5) > 0.1  # a wrong sigma_data would show
     rng = np.random.default_rng(1)
@@ -215,7 +218,8 @@ def test_observation_layout(task):
         )
         assert torch.equal(obs, shared)
         pre = {k: v.clone() for k, v in (("x", env.x), ("budget", env.budget))}
-        obs, _, terminated, _, info = env.step(random_actions(env, rng))
+        actions = random_actions(env, rng)
+        obs, _, terminated, _, info = env.step(torch.as_tensor(0 * actions) if neutral else actions)
         if terminated.any():
             b = int(terminated.nonzero()[0, 0])
             final = info["final_obs"][b].double()
