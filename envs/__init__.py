@@ -10,7 +10,7 @@ from diffgym.envs.denoisers import (
     c_in,
     c_noise,
 )
-from diffgym.envs.env import KNOBS, DiffusionSamplingEnv, DiffusionSamplingSingleEnv
+from diffgym.envs.env import KNOBS, DiffusionSamplingEnv
 from diffgym.envs.features import featurize, obs_dim, split_obs
 from diffgym.envs.sampler import (
     BatchNoise,
@@ -27,6 +27,7 @@ from diffgym.envs.sampler import (
 )
 from diffgym.envs.sb3 import SB3VecEnv, to_sb3, unwrap_env
 from diffgym.envs.schedule import edm_sigmas
+from diffgym.envs.single_env import DiffusionSamplingSingleEnv
 from diffgym.envs.tasks import Task, list_tasks, make_task, register_task
 from diffgym.envs.user_task import make_user_task  # registers the task "user"
 from diffgym.envs.wrappers import TorchToNumpy

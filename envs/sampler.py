@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 
 import torch
 
+from diffgym.envs.finite import FiniteCheck, NonFiniteDenoiserError
 from diffgym.envs.noise import BatchNoise, NoiseSource, PerSampleNoise
 
 __all__ = [
@@ -44,10 +45,6 @@ __all__ = [
 ]
 
 Denoise = Callable[..., torch.Tensor]
-
-
-class NonFiniteDenoiserError(FloatingPointError):
-    """A denoiser returned NaN or inf."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,89 +154,6 @@ class StepOutput:
     unfinished: int = -1
     rows_evaluated: tuple[int, int] = (0, 0)
     uniform: int | None = None
-
-
-class FiniteCheck:
-    """Finite checks of the sampler, accumulated on the device and read in one host sync.
-
-    :func:`sampler_step` queues one value per step: the sum of the new state, which is finite
-    whenever the state is (one cheap reduction; a NaN/inf anywhere makes it NaN/inf). Any NaN/inf
-    that the denoiser or guide returns for an evaluated row reaches that row's new state (every
-    stage output enters it with a non-zero weight, and ``0 * inf`` is NaN), so one reduction per
-    step replaces one per stage. A sum that overflows although every entry is finite is
-    confirmed entry by entry and then ignored, so the check never raises on finite samples. The
-    flags are read with the one host sync of the next :func:`sampler_step` given this check, or
-    by :meth:`check`; a failed flag is traced back to the first non-finite stage output, and
-    :class:`NonFiniteDenoiserError` names its stage, step index, sigma and sample.
-    """
-
-    max_pending = 64
-    """Steps queued without a host sync before :func:`sampler_step` reads them anyway."""
-
-    def __init__(self) -> None:
-        self._pending: list[tuple] = []
-
-    def record(
-        self,
-        state: torch.Tensor,
-        outputs: Sequence[tuple],
-        step_index: torch.Tensor,
-        sigma: torch.Tensor,
-    ) -> None:
-        """Queue the check of ``state (B, ...)``, the samples after a step from step indices
-        ``step_index (B,)`` at ``sigma (B,)`` (or 0-dim: every sample's); ``outputs``: ``(out
-        (n, ...), rows (n,) or None for all, sigma_in (B,), stage name)`` of every evaluation of
-        the step."""
-        self._pending.append((state.sum(), state, outputs, step_index, sigma))
-
-    def flags(self) -> torch.Tensor | None:
-        """The queued flags as one ``(steps,)`` bool tensor (``True`` = the step's sum is finite),
-        to read with another host sync; ``None`` when nothing is queued."""
-        if not self._pending:
-            return None
-        return torch.isfinite(torch.stack([p[0] for p in self._pending]))
-
-    def __len__(self) -> int:
-        return len(self._pending)
-
-    def resolve(self, finite: Sequence[bool]) -> None:
-        """Consume the host values of :meth:`flags`; raise for the first non-finite step."""
-        pending, self._pending = self._pending[: len(finite)], self._pending[len(finite):]
-        for ok, (_, state, outputs, step_index, sigma) in zip(finite, pending):
-            if not ok:
-                try:
-                    self._raise(state, outputs, step_index, sigma)
-                except NonFiniteDenoiserError:
-                    self._pending = []
-                    raise
-
-    def check(self) -> None:
-        """Read the queued flags now (one host sync) and raise if any step was not finite."""
-        if self._pending:
-            self.resolve(self.flags().tolist())
-
-    @staticmethod
-    def _raise(state, outputs, step_index, sigma) -> None:
-        """Raise for the first non-finite stage output or state entry (``None``: all finite, the
-        queued sum only overflowed)."""
-        for out, rows, sigma_in, what in outputs:
-            bad = ~torch.isfinite(out.reshape(out.shape[0], -1)).all(dim=1)
-            if bool(bad.any()):
-                r = int(bad.nonzero()[0, 0])
-                b = int(rows[r]) if rows is not None else r
-                raise NonFiniteDenoiserError(
-                    f"the denoiser returned NaN/inf ({what}) at step index "
-                    f"{int(step_index[b])}, sigma={float(sigma_in[b]):.6g} (sample {b})"
-                )
-        bad = ~torch.isfinite(state.reshape(state.shape[0], -1)).all(dim=1)
-        if not bool(bad.any()):
-            return
-        b = int(bad.nonzero()[0, 0])
-        raise NonFiniteDenoiserError(
-            f"the samples became NaN/inf at step index {int(step_index[b])}, "
-            f"sigma={float(sigma if sigma.dim() == 0 else sigma[b]):.6g} (sample {b}; the "
-            f"input was not finite)"
-        )
 
 
 def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

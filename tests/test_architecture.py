@@ -81,3 +81,18 @@ def test_scripts_never_import_each_other():
                 f"{path.name}:{line} imports the script {module}"
             )
             assert not module.startswith("diffgym.benchmarks.scripts"), (path.name, module)
+
+
+def test_scripts_import_what_exists():
+    """Every ``from diffgym.X import name`` of a one-off script names a module and attribute that
+    exist (a rename in the library must not leave a script broken)."""
+    import importlib
+
+    for path in (ROOT / "benchmarks" / "scripts").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("diffgym"):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    assert hasattr(module, alias.name), (
+                        f"{path.name}:{node.lineno}: {node.module} has no {alias.name}"
+                    )

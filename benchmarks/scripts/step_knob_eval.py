@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from diffgym.agents.sampler import ACTION_SEED_OFFSET, PolicySampler
+from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
 from diffgym.agents.train import load_policy
 from diffgym.benchmarks.evaluate import METRIC_DIRECTIONS
 from diffgym.benchmarks.frontier import FrontierPoint, write_frontier
