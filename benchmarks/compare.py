@@ -160,12 +160,22 @@ class CompareBudget:
 
 
 BUDGETS: dict[str, CompareBudget] = {
-    # ./run.sh: gmm2d in <= 5 minutes on 2 busy CPU cores with one torch thread (about 80 s on a
-    # quiet machine). 2048 samples, not fewer: below that SW2 is mostly noise on gmm2d
-    # (RESULTS §1, "SW2's noise floor"), and 2048 costs about the same time as 1024 here.
+    # A few minutes on gmm2d (about 80 s on a quiet machine): a smoke-sized comparison, too small
+    # to show the point (its 9-point grid costs less than the training runs). 2048 samples, not
+    # fewer: below that SW2 is mostly noise on gmm2d (RESULTS §1, "SW2's noise floor"), and 2048
+    # costs about the same time as 1024 here.
     "quick": CompareBudget(
         timesteps=115_200, n_eval=2048, seeds=(0, 1), grid_points="small", overhead_repeats=5,
         threads=1,
+    ),
+    # ./run.sh, the main job: gmm2d-bias (./run.sh passes --task), where no time-only sampler can
+    # correct the mode masses. The grid is sized like a real search: the full 108-point EDM churn
+    # family scored on the full budget's 2048 samples; three training runs, so that the paired
+    # differences have an interval. About 3.5 minutes on 2 busy cores with one torch thread
+    # (benchmarks/RESULTS.md §14).
+    "main": CompareBudget(
+        timesteps=115_200, n_eval=DEFAULT_N, seeds=(0, 1, 2), grid_points="default",
+        overhead_repeats=5, threads=1,
     ),
     # benchmarks/RESULTS.md: the YAML's training length, the full grids, 2048 samples, 3 seeds.
     "full": CompareBudget(

@@ -188,40 +188,91 @@ class ComparisonResult:
     def learned_rows(self) -> list[ComparisonRow]:
         return [r for r in self.rows if r.kind == "learned"]
 
-    def verdict(self) -> str:
-        """One line: does the best learned sampler (by its mean primary metric) reach the best
-        grid row's quality (:meth:`best_grid_row`) within the combined std
-        (``sqrt(std_learned^2 + std_grid^2)``), and at what cost ratio? The paired per-seed
-        difference (:meth:`paired_delta`) is quoted too."""
+    def quality_call(self) -> tuple[str, ComparisonRow | None, ComparisonRow | None]:
+        """Who wins on the primary metric: the best learned row (by its mean) against the best
+        grid row (:meth:`best_grid_row`), decided on the paired per-seed differences
+        (:meth:`paired_delta`, common random numbers).
+
+        Returns ``(call, learned_row, grid_row)`` where ``call`` is
+
+        * ``"learned"``: the learned sampler is better and the 95 % Student-t interval of the
+          mean paired difference (``mean ± t_{0.975, n-1} std / sqrt(n)``) excludes 0;
+        * ``"grid"``: the grid point is better, interval excluding 0;
+        * ``"tie"``: the interval contains 0 (no resolved difference);
+        * ``"unresolved"``: fewer than 2 paired seeds (no interval);
+        * ``"none"``: no grid row or no learned row to compare.
+        """
         grid_row = self.best_grid_row()
         learned = [r for r in self.learned_rows() if not math.isnan(self._key(r))]
         if grid_row is None or not learned:
-            return "verdict: nothing to compare (no grid row or no learned row)"
+            return "none", None, grid_row
         best = min(learned, key=self._key)
+        deltas, mean, std = self.paired_delta(best, grid_row)
+        if len(deltas) < 2 or math.isnan(mean) or math.isnan(std):
+            return "unresolved", best, grid_row
+        half = t_quantile_975(len(deltas) - 1) * std / math.sqrt(len(deltas))
+        if abs(mean) <= half:
+            return "tie", best, grid_row
+        learned_better = mean < 0 if self.direction == "min" else mean > 0
+        return ("learned" if learned_better else "grid"), best, grid_row
+
+    def verdict(self) -> str:
+        """One plain line, computed from the rows: who wins on the primary metric
+        (:meth:`quality_call`: the best learned row against the best grid row, paired on the same
+        seeds), and what each cost to obtain, in denoiser evaluations actually run (NFE: every
+        row the denoiser and guide evaluated) and in wall-clock, measured in this run: the full
+        grid (every point's sampling and scoring) against the learned row (every training run,
+        the temperature selection and the evaluations)."""
+        call, best, grid_row = self.quality_call()
+        if best is None or grid_row is None:
+            return "verdict: nothing to compare (no grid row or no learned row)"
         m = self.metric
+        arrow = "lower" if self.direction == "min" else "higher"
         lm, gm = best.metrics[m], grid_row.metrics[m]
         ls, gs = best.metrics_std.get(m, math.nan), grid_row.metrics_std.get(m, math.nan)
-        tol = math.sqrt(sum(s * s for s in (ls, gs) if not math.isnan(s)))
-        gap = (lm - gm) if self.direction == "min" else (gm - lm)  # > 0: learned is worse
-        if gap <= 0:
-            quality = "is at least as good as"
-        elif gap <= tol:
-            quality = "reaches (within ±std)"
+        deltas, d_mean, d_std = self.paired_delta(best, grid_row)
+        n = len(deltas)
+        points = len(self.grid.points) - (self.grid.default is not None)
+        learned_name = f"the learned sampler ({best.method})"
+        grid_name = f"the best grid point ({grid_row.method}, best of {points} points)"
+        if call == "learned":
+            head = f"{learned_name} WINS on quality against {grid_name}"
+        elif call == "grid":
+            head = f"{grid_name} WINS on quality; {learned_name} LOSES"
+        elif call == "tie":
+            head = f"TIE on quality: {learned_name} and {grid_name} are not resolved apart"
         else:
-            quality = "does NOT reach"
-        arrow = "lower" if self.direction == "min" else "higher"
-        _, d_mean, d_std = self.paired_delta(best, grid_row)
-        return (
-            f"verdict: {best.method} {quality} the best grid point ({grid_row.method}) on {m} "
-            f"({arrow} is better): {_pm(lm, ls)} vs {_pm(gm, gs)} (paired difference on the "
-            f"same seeds {_pm(d_mean, d_std)}); full grid / learned cost = "
-            f"{_ratio(best.cost_ratio_nfe)} in NFE, {_ratio(best.cost_ratio_seconds)} in "
-            f"wall-clock ({self.grid_cost.nfe:,} vs {best.cost.nfe:,} NFE; "
-            f"{self.grid_cost.total_seconds:.0f} s vs {best.cost.total_seconds:.0f} s, all "
-            f"{best.runs} training runs); per training run "
-            f"{_ratio(best.per_run(best.cost_ratio_nfe))} in NFE, "
-            f"{_ratio(best.per_run(best.cost_ratio_seconds))} in wall-clock"
+            head = (f"UNRESOLVED on quality: {learned_name} vs {grid_name} on one seed only "
+                    "(no paired interval)")
+        if n >= 2:
+            half = t_quantile_975(n - 1) * d_std / math.sqrt(n)
+            interval = (f", 95 % interval [{d_mean - half:+.3g}, {d_mean + half:+.3g}] "
+                        f"{'contains' if call == 'tie' else 'excludes'} 0")
+        else:
+            interval = ""
+        quality = (
+            f"Quality: {m} ({arrow} is better) learned {_pm(lm, ls)} vs grid {_pm(gm, gs)}; "
+            f"paired difference learned - grid "
+            f"{_pm(d_mean, d_std)} over {n} seed{'s' if n != 1 else ''}{interval}"
         )
+        g_cost, l_cost = self.grid_cost, best.cost
+        runs = f"{best.runs} training run{'s' if best.runs != 1 else ''}"
+
+        def compared(nfe: float, seconds: float) -> str:
+            return (f"{_times(nfe, g_cost.nfe, 'fewer NFE', 'more NFE')} and "
+                    f"{_times(seconds, g_cost.total_seconds, 'less', 'more')} wall-clock")
+
+        cost = (
+            f"Cost to obtain (denoiser evaluations counted, wall-clock timed as each part ran): "
+            f"learned {l_cost.nfe:,} NFE and {l_cost.total_seconds:.0f} s ({runs}, their "
+            f"evaluations included) vs the full grid {g_cost.nfe:,} NFE and "
+            f"{g_cost.total_seconds:.0f} s: the learned sampler used "
+            f"{compared(l_cost.nfe, l_cost.total_seconds)}"
+        )
+        if best.runs > 1:
+            cost += (f" (one training run: "
+                     f"{compared(l_cost.nfe / best.runs, l_cost.total_seconds / best.runs)})")
+        return f"verdict: {head}. {quality}. {cost}."
 
     # -- tables ------------------------------------------------------------------------------
     def table_rows(self) -> list[dict[str, Any]]:
@@ -333,6 +384,7 @@ class ComparisonResult:
                     r.method: dict(zip(("deltas", "mean", "std"), self.paired_delta(r)))
                     for r in self.learned_rows()
                 },
+                "quality_winner": self.quality_call()[0],
                 "verdict": self.verdict(),
                 "seconds": self.seconds,
                 "files": self.files,
@@ -357,6 +409,27 @@ def _ratio_pair(total: float | None, per_run: float | None) -> str:
     if total is None:
         return ""
     return f"{_ratio(total)} ({_ratio(per_run)})"
+
+
+def _times(learned: float, grid: float, fewer: str, more: str) -> str:
+    """``"3.2× fewer NFE"`` or ``"1.5× more NFE"``: the learned cost against the grid's."""
+    if not (learned > 0 and grid > 0) or math.isnan(learned) or math.isnan(grid):
+        return f"? {more} (a cost is zero or unknown)"
+    if learned <= grid:
+        return f"{grid / learned:.3g}× {fewer}"
+    return f"{learned / grid:.3g}× {more}"
+
+
+_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
+def t_quantile_975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df >= 1`` degrees of freedom (the half-width
+    factor of a two-sided 95 % interval); beyond 10 degrees of freedom the value for 10 (2.228),
+    which is conservative."""
+    if df < 1:
+        raise ValueError(f"df must be >= 1, got {df}")
+    return _T_975[min(df, len(_T_975)) - 1]
 
 
 def _ratio(r: float | None) -> str:

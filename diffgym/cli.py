@@ -585,7 +585,9 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
         "costs, plots (resumable)",
     )
     p.add_argument("--task", default="gmm2d", help="task name (see `diffgym tasks`)")
-    p.add_argument("--budget", default="full", help="quick (./run.sh, minutes) or full (default)")
+    p.add_argument("--budget", default="full",
+                   help="main (./run.sh: full grid, 3 short training runs), quick (minutes, "
+                   "smoke-sized) or full (default)")
     p.add_argument("--agents", nargs="+", default=["ppo"], metavar="AGENT")
     p.add_argument("--divergences", nargs="+", default=["js"], metavar="DIV")
     p.add_argument("--irl", default="gail", help="gail | airl | none")
@@ -600,7 +602,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="local", help=f"grid backend: {', '.join(BACKENDS)}")
     p.add_argument("--device", type=_device, default="cpu")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (quick budget: 1; full: torch's default)")
+                   help="torch CPU threads (main and quick budgets: 1; full: torch's default)")
     p.add_argument("--wandb", action="store_true", help="log the table and plots to wandb")
     p.add_argument("--no-progress", action="store_true", help="disable progress bars")
     _add_user_task_arguments(p)
@@ -644,7 +646,12 @@ def _run_compare(args: argparse.Namespace) -> int:
     )
     result = run_comparison(config, progress=not args.no_progress)
     print(result.to_markdown())
-    print(f"wrote {out}/results.{{json,csv,md}} and PNGs in {result.seconds:.0f} s")
+    reused = result.grid.num_reused or (
+        result.num_trained < len(config.seeds) * len(config.agents) * len(config.divergences))
+    print(f"wrote {out}/results.{{json,csv,md}} and PNGs in {result.seconds:.0f} s"
+          + (f" (reused from {out}: {result.grid.num_reused} grid points; trained now: "
+             f"{result.num_trained} runs; costs are those measured when each part ran)"
+             if reused else ""))
     return 0
 
 

@@ -235,7 +235,7 @@ def test_cli_resolves_the_budget_and_prints_the_table(tiny, monkeypatch, capsys,
     printed = capsys.readouterr().out
     assert "| method |" in printed and "verdict:" in printed
 
-    with pytest.raises(ValueError, match=r"unknown budget 'huge'; allowed: quick, full"):
+    with pytest.raises(ValueError, match=r"unknown budget 'huge'; allowed: quick, main, full"):
         args = _parse(["compare", "--budget", "huge"])
         args.func(args)
 
