@@ -348,9 +348,25 @@ def _keep_checkpoints(text: str) -> int | str:
     return value
 
 
-def _run_train(args: argparse.Namespace) -> int:
+def _train_section(path: Path) -> dict:
+    """The ``"train"`` block of a run's ``config.json`` (what ``--config`` reproduces)."""
     import json
 
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"--config {path}: cannot read a JSON config ({e})") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("train"), dict):
+        keys = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
+        raise ValueError(
+            f"--config {path}: expected a run's config.json, an object with a \"train\" object "
+            f"(e.g. {{\"train\": {{\"task\": \"gmm2d\", \"task_overrides\": {{...}}}}}}); "
+            f"got {keys}"
+        )
+    return dict(doc["train"])
+
+
+def _run_train(args: argparse.Namespace) -> int:
     from diffgym.agents.train import TrainConfig, TrainingRun
     from diffgym.benchmarks.evaluate import TrainingEvaluator
 
@@ -370,7 +386,7 @@ def _run_train(args: argparse.Namespace) -> int:
             raise ValueError("--run-dir is required for a new run (or pass --resume RUN_DIR)")
         base: dict = {}
         if args.config is not None:
-            base = json.loads(Path(args.config).read_text())["train"]
+            base = _train_section(Path(args.config))
         for flag, key in _TRAIN_FLAGS.items():
             value = getattr(args, flag)
             if value is not None:

@@ -56,3 +56,16 @@ def test_gmm2d_random_is_listed_and_takes_a_task_seed(tmp_path, capsys):
     assert main(["compare", "--task", "gmm2d", "--task-seed", "1", "--budget", "quick",
                  "--out", str(tmp_path / "c")]) == 2
     assert "unknown override(s) ['seed']" in capsys.readouterr().err
+
+
+def test_train_config_without_a_train_block_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "c.json"
+    bad.write_text('{"task": "gmm2d"}')
+    args = ["train", "--config", str(bad), "--run-dir", str(tmp_path / "run")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "expected a run's config.json" in err and "['task']" in err
+    bad.write_text("{not json")
+    assert main(args) == 2
+    assert "cannot read a JSON config" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
