@@ -9,6 +9,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from diffgym.commands import (
+    report_samples,
+    run_demo,
+    torch_generator,
+    train_section,
+    with_fid_weights,
+)
 from diffgym.tables import print_table
 
 __all__ = ["main", "build_parser"]
@@ -190,7 +197,7 @@ def _run_sample(args: argparse.Namespace) -> int:
     task_name, overrides = user_task_overrides(args.task or "gmm2d", args)
     if args.num_steps is not None:
         overrides["num_steps"] = args.num_steps
-    task = _with_fid(make_task(task_name, device=args.device, **overrides), args)
+    task = with_fid_weights(make_task(task_name, device=args.device, **overrides), args.fid_weights)
     if args.guidance != 1.0 and task.guide is None:
         raise ValueError(f"task {task.name!r} has no guidance source; --guidance must be 1")
     n_steps = task.num_steps
@@ -217,39 +224,8 @@ def _run_sample(args: argparse.Namespace) -> int:
         ),
     )
     seconds = time.perf_counter() - t0
-    return _report_samples(
-        args, task, result, seconds, f"churn={args.churn:g} w={args.guidance:g}", "samples"
-    )
-
-
-def _with_fid(task, args: argparse.Namespace):
-    """``task`` with FID switched on when ``--fid-weights`` is given (checked before sampling)."""
-    if args.fid_weights is None:
-        return task
-    from diffgym.benchmarks.evaluate import with_fid
-
-    return with_fid(task, args.fid_weights)
-
-
-def _report_samples(args, task, result, seconds: float, sampler: str, stem: str) -> int:
-    """Evaluate ``result``, write ``OUT/<task>_<stem>.npz`` and ``.png``, print a table."""
-    from diffgym.agents.policy_sampling import save_samples
-    from diffgym.benchmarks.evaluate import task_metrics
-
-    metrics = task_metrics(task, result.x, result.labels, seed=args.seed + 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    npz = args.out / f"{task.name}_{stem}.npz"
-    png = args.out / f"{task.name}_{stem}.png"
-    save_samples(result, npz, png, task)
-    row = {
-        "sampler": sampler,
-        "nfe/sample": float(result.nfe.float().mean()),
-        "seconds": seconds,
-        **metrics,
-    }
-    print_table(f"{task.name}: {args.n} samples", [row])
-    print(f"wrote {npz} and {png}")
-    return 0
+    return report_samples(task, result, seconds, f"churn={args.churn:g} w={args.guidance:g}",
+                          "samples", n=args.n, seed=args.seed, out=args.out)
 
 
 def _run_policy_sample(args: argparse.Namespace) -> int:
@@ -269,7 +245,7 @@ def _run_policy_sample(args: argparse.Namespace) -> int:
             "are used"
         )
     policy, task, cfg = load_policy(args.policy, device=args.device)
-    task = _with_fid(task, args)
+    task = with_fid_weights(task, args.fid_weights)
     temperature = 1.0 if args.temperature is None else args.temperature
     sampler = PolicySampler(
         policy, task, device=args.device, greedy=args.greedy, temperature=temperature
@@ -279,13 +255,8 @@ def _run_policy_sample(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     mode = "greedy" if args.greedy else f"tau={temperature:g}"
     label = f"{cfg.agent}+{cfg.irl}/{cfg.divergence} ({mode})"
-    return _report_samples(args, task, result, seconds, label, "policy_samples")
-
-
-def torch_generator(seed: int):
-    import torch
-
-    return torch.Generator().manual_seed(int(seed))
+    return report_samples(task, result, seconds, label, "policy_samples", n=args.n,
+                          seed=args.seed, out=args.out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,24 +319,6 @@ def _keep_checkpoints(text: str) -> int | str:
     return value
 
 
-def _train_section(path: Path) -> dict:
-    """The ``"train"`` block of a run's ``config.json`` (what ``--config`` reproduces)."""
-    import json
-
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"--config {path}: cannot read a JSON config ({e})") from e
-    if not isinstance(doc, dict) or not isinstance(doc.get("train"), dict):
-        keys = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
-        raise ValueError(
-            f"--config {path}: expected a run's config.json, an object with a \"train\" object "
-            f"(e.g. {{\"train\": {{\"task\": \"gmm2d\", \"task_overrides\": {{...}}}}}}); "
-            f"got {keys}"
-        )
-    return dict(doc["train"])
-
-
 def _run_train(args: argparse.Namespace) -> int:
     from diffgym.agents.train import TrainConfig, TrainingRun
     from diffgym.benchmarks.evaluate import TrainingEvaluator
@@ -386,7 +339,7 @@ def _run_train(args: argparse.Namespace) -> int:
             raise ValueError("--run-dir is required for a new run (or pass --resume RUN_DIR)")
         base: dict = {}
         if args.config is not None:
-            base = _train_section(Path(args.config))
+            base = train_section(Path(args.config))
         for flag, key in _TRAIN_FLAGS.items():
             value = getattr(args, flag)
             if value is not None:
@@ -424,53 +377,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=4096)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
-    p.set_defaults(func=_run_demo)
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    from diffgym.benchmarks.evaluate import task_metrics
-    from diffgym.benchmarks.plots import save_samples_png
-    from diffgym.envs import PerSampleNoise, make_task, sample, schedule_actions
-
-    task = make_task("gmm2d")
-    n_steps = task.num_steps
-    samplers = {
-        "Heun (deterministic)": {},
-        "churn 0.25": {"churn": [0.25] * n_steps},
-        "autoguidance w=2": {"guidance": [2.0] * n_steps},
-        "autoguidance w=3": {"guidance": [3.0] * n_steps},
-    }
-    rows, panels = [], {}
-    for name, table in samplers.items():
-        noise = PerSampleNoise(range(args.seed, args.seed + args.n))  # common random numbers
-        t0 = time.perf_counter()
-        res = sample(
-            task.denoiser,
-            task.sigmas(),
-            noise=noise,
-            data_shape=task.data_shape,
-            guide=task.guide if "guidance" in table else None,
-            actions=schedule_actions(**table) if table else None,
-        )
-        seconds = time.perf_counter() - t0
-        m = task_metrics(task, res.x, seed=args.seed + 1)
-        rows.append(
-            {
-                "sampler": name,
-                "nfe/sample": float(res.nfe.float().mean()),
-                "seconds": seconds,
-                "logp": m["logp"],
-                "mode_tv": m["mode_tv"],
-                "sw2": m["sw2"],
-            }
-        )
-        panels[name] = (res.x, None)
-    args.out.mkdir(parents=True, exist_ok=True)
-    png = args.out / "demo.png"
-    save_samples_png(task, panels, png)
-    print_table(f"gmm2d sampling demo ({args.n} samples, same seeds per sampler)", rows)
-    print(f"wrote {png}")
-    return 0
+    p.set_defaults(func=lambda args: run_demo(args.n, args.seed, args.out))
 
 
 # --------------------------------------------------------------------------------------------
@@ -592,15 +499,10 @@ def _run_grid(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def _add_compare(sub: argparse._SubParsersAction) -> None:
-    from diffgym.benchmarks.grid import BACKENDS, FAMILIES
+def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
+    """The learner and budget flags of ``compare`` and ``suite`` (a flag wins over --budget)."""
+    from diffgym.benchmarks.grid import FAMILIES
 
-    p = sub.add_parser(
-        "compare",
-        help="learned sampling policies vs the default and grid-searched samplers: one table, "
-        "costs, plots (resumable)",
-    )
-    p.add_argument("--task", default="gmm2d", help="task name (see `diffgym tasks`)")
     p.add_argument("--budget", default="full",
                    help="main (./run.sh: full grid, 3 short training runs), quick (minutes, "
                    "smoke-sized) or full (default)")
@@ -613,14 +515,51 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid-points", default=None, help="grid preset small | default (budget)")
     p.add_argument("--families", nargs="+", default=None, metavar="FAMILY",
                    help=f"grid families, of {', '.join(FAMILIES)} (default: all the task has)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default runs/compare/TASK-BUDGET)")
-    p.add_argument("--backend", default="local", help=f"grid backend: {', '.join(BACKENDS)}")
     p.add_argument("--device", type=_device, default="cpu")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (main and quick budgets: 1; full: torch's default)")
-    p.add_argument("--wandb", action="store_true", help="log the table and plots to wandb")
     p.add_argument("--no-progress", action="store_true", help="disable progress bars")
+
+
+def _budget_settings(args: argparse.Namespace) -> tuple[dict, int | None]:
+    """``(CompareConfig fields, torch threads)`` from the budget flags: ``--budget`` resolved,
+    each explicit flag winning over it."""
+    from diffgym.benchmarks.compare import BUDGETS
+
+    if args.budget not in BUDGETS:
+        raise ValueError(f"unknown budget {args.budget!r}; allowed: {', '.join(BUDGETS)}")
+    budget = BUDGETS[args.budget]
+    threads = args.threads if args.threads is not None else budget.threads
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    return dict(
+        agents=tuple(args.agents),
+        divergences=tuple(args.divergences),
+        seeds=tuple(args.seeds) if args.seeds is not None else budget.seeds,
+        irl=args.irl,
+        timesteps=args.timesteps if args.timesteps is not None else budget.timesteps,
+        n_eval=args.n_eval if args.n_eval is not None else budget.n_eval,
+        grid_families=tuple(args.families) if args.families is not None else None,
+        grid_points=args.grid_points or budget.grid_points,
+        device=args.device,
+        overhead_repeats=budget.overhead_repeats,
+    ), threads
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    from diffgym.benchmarks.grid import BACKENDS
+
+    p = sub.add_parser(
+        "compare",
+        help="learned sampling policies vs the default and grid-searched samplers: one table, "
+        "costs, plots (resumable)",
+    )
+    p.add_argument("--task", default="gmm2d", help="task name (see `diffgym tasks`)")
+    _add_budget_arguments(p)
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default runs/compare/TASK-BUDGET)")
+    p.add_argument("--backend", default="local", help=f"grid backend: {', '.join(BACKENDS)}")
+    p.add_argument("--wandb", action="store_true", help="log the table and plots to wandb")
     _add_user_task_arguments(p)
     _add_fid_argument(p)
     p.set_defaults(func=_run_compare)
@@ -630,35 +569,16 @@ def _run_compare(args: argparse.Namespace) -> int:
     """Run the comparison; print the markdown table and the verdict."""
     import torch
 
-    from diffgym.benchmarks.compare import BUDGETS, CompareConfig, run_comparison
+    from diffgym.benchmarks.compare import CompareConfig, run_comparison
 
-    if args.budget not in BUDGETS:
-        raise ValueError(f"unknown budget {args.budget!r}; allowed: {', '.join(BUDGETS)}")
-    budget = BUDGETS[args.budget]
-    threads = args.threads if args.threads is not None else budget.threads
+    settings, threads = _budget_settings(args)
     if threads is not None:
-        if threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
     task_name, task_overrides = user_task_overrides(args.task, args)
     out = args.out if args.out is not None else Path("runs/compare") / f"{task_name}-{args.budget}"
     config = CompareConfig(
-        task=task_name,
-        task_overrides=task_overrides,
-        agents=tuple(args.agents),
-        divergences=tuple(args.divergences),
-        seeds=tuple(args.seeds) if args.seeds is not None else budget.seeds,
-        irl=args.irl,
-        timesteps=args.timesteps if args.timesteps is not None else budget.timesteps,
-        n_eval=args.n_eval if args.n_eval is not None else budget.n_eval,
-        grid_families=tuple(args.families) if args.families is not None else None,
-        grid_points=args.grid_points or budget.grid_points,
-        out_dir=out,
-        backend=args.backend,
-        device=args.device,
-        wandb=args.wandb,
-        overhead_repeats=budget.overhead_repeats,
-        fid_weights=args.fid_weights,
+        task=task_name, task_overrides=task_overrides, out_dir=out, backend=args.backend,
+        wandb=args.wandb, fid_weights=args.fid_weights, **settings,
     )
     result = run_comparison(config, progress=not args.no_progress)
     print(result.to_markdown())
@@ -668,6 +588,49 @@ def _run_compare(args: argparse.Namespace) -> int:
           + (f" (reused from {out}: {result.grid.num_reused} grid points; trained now: "
              f"{result.num_trained} runs; costs are those measured when each part ran)"
              if reused else ""))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# suite
+# --------------------------------------------------------------------------------------------
+
+
+def _add_suite(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "suite",
+        help="the comparison over a list of task seeds (gmm2d-random), aggregated into one "
+        "table, one plot and a verdict per learned method (resumable)",
+    )
+    p.add_argument("--task", default="gmm2d-random",
+                   help="a task that takes a seed (default gmm2d-random)")
+    p.add_argument("--task-seeds", nargs="+", required=True, metavar="K",
+                   help="task seeds: ints and ranges, e.g. 0-9 12 (ranges include both ends)")
+    p.add_argument("--split", default="dev",
+                   help="dev (default: development seeds, 0-99 on gmm2d-random) or heldout "
+                   "(1000-1099: the final evaluation only); every seed must lie in the split. "
+                   "Ignored for tasks without a seed split")
+    _add_budget_arguments(p)
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default runs/suite/TASK-SPLIT-BUDGET); one comparison "
+                   "per task in OUT/TASK-SEED")
+    p.set_defaults(func=_run_suite)
+
+
+def _run_suite(args: argparse.Namespace) -> int:
+    """Run the suite; print its tables and verdict lines."""
+    from diffgym.benchmarks.suite import SuiteConfig, parse_task_seeds, run_suite
+
+    settings, threads = _budget_settings(args)
+    out = args.out if args.out is not None else (
+        Path("runs/suite") / f"{args.task}-{args.split}-{args.budget}")
+    config = SuiteConfig(task=args.task, task_seeds=parse_task_seeds(args.task_seeds),
+                         split=args.split, threads=threads, out_dir=out, **settings)
+    result = run_suite(config, progress=not args.no_progress)
+    print(result.to_markdown())
+    print(f"wrote {out}/suite.{{json,csv,md,png}} and {len(result.comparisons)} comparison "
+          f"folders in {result.seconds:.0f} s (trained now: {result.num_trained} runs; new "
+          f"evaluations: {result.num_evaluations})")
     return 0
 
 
@@ -771,6 +734,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_grid,
     _add_compare,
+    _add_suite,
     _add_demo,
     _add_bench,
 ]

@@ -1,0 +1,766 @@
+"""The comparison over a suite of procedural tasks, aggregated into one verdict (design §5.5).
+
+``diffgym suite --task gmm2d-random --task-seeds 0-9`` (and :func:`run_suite`) runs the
+comparison of :mod:`diffgym.benchmarks.compare` (:func:`~diffgym.benchmarks.compare.run_comparison`,
+unchanged: same grid, same evaluation seeds, same cost ledger; no second protocol) once per task
+seed, into ``<out>/<task>-<seed>/``, then reads each comparison's rows. A killed suite resumes:
+rerun it with the same ``out`` and every finished grid point, training run and evaluation is
+reused by the comparison's own resume logic.
+
+Per task and learned method (``ppo+gail/js``, ``reinforce+gail/js``, ...):
+
+* **quality against the best grid point**: the paired difference learned - best grid point of
+  the task's headline metric (``Task.headline_metric``: SW2 on ``gmm2d-random``), on the same
+  evaluation seeds (:meth:`~diffgym.benchmarks.report.ComparisonResult.paired_delta`; the best
+  grid point is the one the grid search picks on the search seed). The learned sampler
+  **reaches** the best grid point iff the mean paired difference, signed so that positive means
+  *worse*, is at most one sample standard deviation of the paired differences:
+  ``mean <= +std`` for a metric to minimise (``mean >= -std`` for one to maximise). With a single
+  pair (one training seed) the std is undefined and the rule is ``mean <= 0`` (no noise
+  allowance that was not measured);
+* **mode masses against the default sampler**: the paired difference learned - default of the
+  mode-mass TV (``mode_tv``) on the same evaluation seeds; *at or below the default* iff its mean
+  is ``<= 0`` (undefined on tasks that do not measure ``mode_tv``);
+* **cost**: full grid / learned cost to obtain, in counted denoiser evaluations (NFE) and in
+  wall-clock, from the comparison's cost ledger: over all the row's training runs (``total``) and
+  per training run (``x runs``; one run yields a usable sampler, as one grid search does);
+* **inference temperature**: the comparison chooses greedy or tau = 1 per run on the search seed
+  and records both values of the headline metric there; the suite reports tau=1 - greedy (signed
+  as above) and how many runs chose tau = 1. The evaluation seeds only see the chosen one.
+
+Aggregated per method over the tasks: the fraction of tasks that reach the best grid point, the
+fraction with mode TV at or below the default's (each over the tasks where it is defined), the
+median and minimum NFE and wall-clock cost ratios, and the mean temperature difference. The
+verdict line per method checks the targets :data:`TARGETS`: at least 80 % of tasks reached, at
+least 90 % with mode TV at or below the default's, and a median full-grid / learned NFE ratio
+(all runs) of at least 10.
+
+Held-out discipline: a task with a seed split (:data:`TASK_SPLITS`: ``gmm2d-random``'s
+development seeds 0-99 and held-out seeds 1000-1099) takes only seeds of the requested ``split``
+(``"dev"`` by default); other tasks ignore ``split``.
+
+Files in ``out_dir`` (atomic; the tables are rewritten after every task, so a partial suite can be
+read while it runs): ``suite.json``, ``suite.csv`` (one row per task and method), ``suite.md``
+(per-task table, aggregate table, verdict lines), ``suite.png`` (per-task paired differences
+with ``± std`` error bars, per method), and one comparison folder per task seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from diffgym.benchmarks.compare import CompareConfig, run_comparison
+from diffgym.benchmarks.evaluate import finite_or_none
+from diffgym.benchmarks.grid import DEFAULT_N
+from diffgym.benchmarks.report import ComparisonResult, tau_name
+from diffgym.envs.io import atomic_write_json, atomic_write_text, rows_to_csv
+from diffgym.envs.tasks import DEV_SEEDS, HELDOUT_SEEDS, make_task
+
+__all__ = [
+    "MODE_METRIC",
+    "SPLITS",
+    "SUITE_FORMAT",
+    "TARGETS",
+    "TASK_SPLITS",
+    "MethodOutcome",
+    "MethodSummary",
+    "SuiteConfig",
+    "SuiteResult",
+    "check_split",
+    "outcomes_from_comparison",
+    "parse_task_seeds",
+    "reached",
+    "run_suite",
+    "summarize",
+]
+
+SUITE_FORMAT = "diffgym-suite/1"
+MODE_METRIC = "mode_tv"
+"""The mode-mass metric compared against the default sampler."""
+SPLITS = ("dev", "heldout")
+TASK_SPLITS: dict[str, dict[str, range]] = {
+    "gmm2d-random": {"dev": DEV_SEEDS, "heldout": HELDOUT_SEEDS},
+}
+"""Seed splits of the procedural tasks: ``dev`` to develop and tune on, ``heldout`` for the final
+evaluation only."""
+TARGETS = {"reached": 0.80, "mode_tv": 0.90, "cost_ratio_nfe": 10.0}
+"""The suite's targets: fraction of tasks reaching the best grid point, fraction with mode TV at
+or below the default's, median full-grid / learned NFE ratio (all training runs of a row)."""
+TAU1 = tau_name(1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration and input checks
+# --------------------------------------------------------------------------------------------
+
+
+def parse_task_seeds(tokens: Sequence[str | int]) -> tuple[int, ...]:
+    """Task seeds from ints and ranges: ``["0-3", "7", "9,12"]`` -> ``(0, 1, 2, 3, 7, 9, 12)``
+    (ranges include both ends).
+
+    Raises:
+        ValueError: a token that is neither an int >= 0 nor a range ``A-B`` with ``A <= B``.
+    """
+    out: list[int] = []
+    for token in tokens:
+        if isinstance(token, int) and not isinstance(token, bool):
+            parts = [str(token)]
+        else:
+            parts = [p.strip() for p in str(token).split(",") if p.strip()]
+        for part in parts:
+            lo, sep, hi = part.partition("-")
+            try:
+                a, b = int(lo), int(hi) if sep else int(lo)
+            except ValueError:
+                a = b = -1
+            if a < 0 or b < a or not lo.strip().isdigit() or (sep and not hi.strip().isdigit()):
+                raise ValueError(
+                    f"bad task seed {part!r}: expected an int >= 0 or a range A-B with A <= B "
+                    "(e.g. 0-9)"
+                )
+            out.extend(range(a, b + 1))
+    return tuple(out)
+
+
+def _span(r: range) -> str:
+    return f"{r.start}-{r.stop - 1}"
+
+
+def check_split(task: str, seeds: Sequence[int], split: str) -> None:
+    """Held-out discipline: every seed of a task with a seed split (:data:`TASK_SPLITS`) lies in
+    ``split``'s range. Tasks without a split accept any seed (``split`` is then ignored).
+
+    Raises:
+        ValueError: ``split`` is not ``"dev"`` or ``"heldout"``; a seed outside the split (the
+            message names the offending seeds and the allowed range).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
+    ranges = TASK_SPLITS.get(task)
+    if ranges is None:
+        return
+    bad = [s for s in seeds if s not in ranges[split]]
+    if not bad:
+        return
+    names = {"dev": "development", "heldout": "held-out"}
+    other = "heldout" if split == "dev" else "dev"
+    raise ValueError(
+        f"split {split!r} of task {task!r} takes {names[split]} seeds {_span(ranges[split])} "
+        f"only; got {', '.join(map(str, bad))} (the {names[other]} seeds "
+        f"{_span(ranges[other])} need split {other!r}"
+        + (", and only for the final evaluation)" if other == "heldout" else ")")
+    )
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """A suite: one comparison per task seed, with the same budget (validated on construction).
+
+    Attributes:
+        task: a task that takes a ``seed`` override (``gmm2d-random``).
+        task_seeds: the task seeds, ints >= 0, distinct.
+        split: ``"dev"`` or ``"heldout"``: the seed range allowed for a task with a seed split
+            (:func:`check_split`); ignored for other tasks.
+        task_overrides: further :func:`~diffgym.envs.make_task` overrides for every task (not
+            ``seed``).
+        agents, divergences, irl, seeds, timesteps, n_eval, grid_families, grid_points, backend,
+        device, overhead_repeats, agent_overrides, n_envs, plots: forwarded to every
+            :class:`~diffgym.benchmarks.compare.CompareConfig` (``seeds`` are training seeds).
+        threads: torch CPU threads while the suite runs (``None``: leave torch's setting).
+        out_dir: the suite's folder (``None``: nothing written, no resuming).
+
+    Raises:
+        ValueError: empty, repeated or negative task seeds; a seed outside the split; a
+            ``seed`` in ``task_overrides``; ``threads < 1``; any error of ``CompareConfig``.
+    """
+
+    task: str = "gmm2d-random"
+    task_seeds: tuple[int, ...] = ()
+    split: str = "dev"
+    task_overrides: Mapping[str, Any] = field(default_factory=dict)
+    agents: tuple[str, ...] = ("ppo",)
+    divergences: tuple[str, ...] = ("js",)
+    irl: str = "gail"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    timesteps: int | None = None
+    n_eval: int = DEFAULT_N
+    grid_families: tuple[str, ...] | None = None
+    grid_points: str = "default"
+    backend: str = "local"
+    device: str = "cpu"
+    overhead_repeats: int = 5
+    agent_overrides: Mapping[str, Any] = field(default_factory=dict)
+    n_envs: int | None = None
+    plots: bool = True
+    threads: int | None = None
+    out_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        seeds = tuple(self.task_seeds)
+        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+            raise ValueError(f"task seeds must be a non-empty list of ints >= 0, got {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            dup = sorted({s for s in seeds if seeds.count(s) > 1})
+            raise ValueError(f"task seeds must not repeat; repeated: {dup}")
+        set_("task_seeds", seeds)
+        check_split(self.task, seeds, self.split)
+        if "seed" in (self.task_overrides or {}):
+            raise ValueError("task_overrides must not hold 'seed': the suite sets it per task")
+        th = self.threads
+        if th is not None and (isinstance(th, bool) or not isinstance(th, int) or th < 1):
+            raise ValueError(f"threads must be an int >= 1, got {th!r}")
+        if self.out_dir is not None:
+            set_("out_dir", Path(self.out_dir))
+        template = self.compare_config(seeds[0])  # validates every forwarded field
+        for name in ("agents", "divergences", "seeds", "grid_families"):
+            set_(name, getattr(template, name))
+
+    def replace(self, **changes: Any) -> SuiteConfig:
+        """A copy with fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def task_dir(self, seed: int) -> Path | None:
+        """The comparison folder of task ``seed``: ``<out_dir>/<task>-<seed>``."""
+        return None if self.out_dir is None else self.out_dir / f"{self.task}-{seed}"
+
+    def compare_config(self, seed: int) -> CompareConfig:
+        """The comparison of task ``seed`` (the same as ``diffgym compare --task-seed seed``
+        with these settings and ``--out`` :meth:`task_dir`)."""
+        return CompareConfig(
+            task=self.task,
+            task_overrides={**dict(self.task_overrides or {}), "seed": seed},
+            agents=self.agents,
+            divergences=self.divergences,
+            seeds=tuple(self.seeds),
+            irl=self.irl,
+            timesteps=self.timesteps,
+            n_eval=self.n_eval,
+            grid_families=self.grid_families,
+            grid_points=self.grid_points,
+            out_dir=self.task_dir(seed),
+            backend=self.backend,
+            device=self.device,
+            overhead_repeats=self.overhead_repeats,
+            agent_overrides=dict(self.agent_overrides or {}),
+            n_envs=self.n_envs,
+            plots=self.plots,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return finite_or_none(
+            {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Per-task outcomes and their aggregation
+# --------------------------------------------------------------------------------------------
+
+
+def reached(mean: float, std: float, direction: str = "min") -> bool | None:
+    """The issue's rule: learned - best grid point, signed so that positive is worse, is at most
+    ``+1 std`` of the pairing (``std`` undefined, one pair: at most 0); ``None`` if ``mean`` is
+    undefined."""
+    if mean is None or math.isnan(mean):
+        return None
+    worse = mean if direction == "min" else -mean
+    allowance = std if std is not None and math.isfinite(std) else 0.0
+    return worse <= allowance
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den and math.isfinite(den) and den > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class MethodOutcome:
+    """One learned method on one task (see the module docstring for each rule).
+
+    Attributes:
+        task_seed, method; metric and direction: the task's headline metric.
+        learned, best_grid, default: mean headline metric over the evaluation seeds;
+            ``grid_method``: the best grid row (picked on the search seed).
+        deltas, delta_mean, delta_std: paired learned - best grid differences.
+        reached: :func:`reached` of ``delta_mean``, ``delta_std``.
+        mode_tv_learned, mode_tv_default, mode_tv_delta_mean, mode_tv_delta_std: mode TV means
+            and the paired learned - default difference; ``mode_tv_ok``: its mean ``<= 0``.
+        runs: training runs in the row; learned_nfe, grid_nfe, learned_seconds, grid_seconds:
+            costs to obtain the row and the full grid.
+        tau1_minus_greedy: mean over runs of the headline metric at tau = 1 minus greedy on the
+            search seed (signed: positive is worse); tau1_runs: runs that chose tau = 1.
+    """
+
+    task_seed: int
+    method: str
+    metric: str
+    direction: str
+    learned: float
+    best_grid: float
+    default: float
+    grid_method: str | None
+    deltas: tuple[float, ...]
+    delta_mean: float
+    delta_std: float
+    reached: bool | None
+    mode_tv_learned: float = math.nan
+    mode_tv_default: float = math.nan
+    mode_tv_delta_mean: float = math.nan
+    mode_tv_delta_std: float = math.nan
+    mode_tv_ok: bool | None = None
+    runs: int = 1
+    learned_nfe: float = math.nan
+    grid_nfe: float = math.nan
+    learned_seconds: float = math.nan
+    grid_seconds: float = math.nan
+    tau1_minus_greedy: float = math.nan
+    tau1_runs: int = 0
+
+    @property
+    def ratio_nfe(self) -> float:
+        """Full grid / learned NFE, all the row's training runs."""
+        return _ratio(self.grid_nfe, self.learned_nfe)
+
+    @property
+    def ratio_seconds(self) -> float:
+        return _ratio(self.grid_seconds, self.learned_seconds)
+
+    @property
+    def ratio_nfe_per_run(self) -> float:
+        """Full grid / learned NFE per training run."""
+        return self.ratio_nfe * self.runs
+
+    @property
+    def ratio_seconds_per_run(self) -> float:
+        return self.ratio_seconds * self.runs
+
+    def to_row(self, task: str) -> dict[str, Any]:
+        """Flat CSV row."""
+        m = self.metric
+        return {
+            "task": task, "task_seed": self.task_seed, "method": self.method, "metric": m,
+            f"learned_{m}": self.learned, f"best_grid_{m}": self.best_grid,
+            f"default_{m}": self.default, "grid_method": self.grid_method,
+            "pairs": len(self.deltas), "delta_mean": self.delta_mean,
+            "delta_std": self.delta_std, "reached": self.reached,
+            "mode_tv_learned": self.mode_tv_learned, "mode_tv_default": self.mode_tv_default,
+            "mode_tv_delta_mean": self.mode_tv_delta_mean,
+            "mode_tv_delta_std": self.mode_tv_delta_std, "mode_tv_le_default": self.mode_tv_ok,
+            "runs": self.runs, "learned_nfe": self.learned_nfe, "grid_nfe": self.grid_nfe,
+            "ratio_nfe": self.ratio_nfe, "ratio_nfe_per_run": self.ratio_nfe_per_run,
+            "learned_seconds": self.learned_seconds, "grid_seconds": self.grid_seconds,
+            "ratio_seconds": self.ratio_seconds,
+            "ratio_seconds_per_run": self.ratio_seconds_per_run,
+            "tau1_minus_greedy": self.tau1_minus_greedy, "tau1_runs": self.tau1_runs,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "deltas": list(self.deltas),
+                "ratio_nfe": self.ratio_nfe, "ratio_nfe_per_run": self.ratio_nfe_per_run,
+                "ratio_seconds": self.ratio_seconds,
+                "ratio_seconds_per_run": self.ratio_seconds_per_run}
+
+
+def _paired(result: ComparisonResult, row, reference, metric: str) -> tuple[list[float], float,
+                                                                            float]:
+    """``ComparisonResult.paired_delta`` on ``metric`` (the result's own metric otherwise)."""
+    if metric == result.metric:
+        return result.paired_delta(row, reference)
+    return dataclasses.replace(result, metric=metric).paired_delta(row, reference)
+
+
+def outcomes_from_comparison(result: ComparisonResult, task_seed: int) -> list[MethodOutcome]:
+    """One :class:`MethodOutcome` per learned row of a finished comparison."""
+    metric, direction = result.metric, result.direction
+    grid_row = result.best_grid_row()
+    default = next((r for r in result.rows if r.kind == "default"), None)
+    sign = 1.0 if direction == "min" else -1.0
+    out = []
+    for row in result.learned_rows():
+        deltas, mean, std = result.paired_delta(row, grid_row)
+        mode: dict[str, Any] = {}
+        if default is not None and MODE_METRIC in row.metrics and MODE_METRIC in default.metrics:
+            m_deltas, m_mean, m_std = _paired(result, row, default, MODE_METRIC)
+            mode = {
+                "mode_tv_learned": row.metrics[MODE_METRIC],
+                "mode_tv_default": default.metrics[MODE_METRIC],
+                "mode_tv_delta_mean": m_mean,
+                "mode_tv_delta_std": m_std,
+                "mode_tv_ok": None if math.isnan(m_mean) else bool(m_mean <= 0.0),
+            }
+        tau_diffs = [
+            sign * (float(s["selection"][TAU1]) - float(s["selection"]["greedy"]))
+            for s in row.per_seed
+            if s.get("selection", {}).get(TAU1) is not None
+            and s["selection"].get("greedy") is not None
+        ]
+        out.append(MethodOutcome(
+            task_seed=task_seed,
+            method=row.method,
+            metric=metric,
+            direction=direction,
+            learned=row.metrics.get(metric, math.nan),
+            best_grid=math.nan if grid_row is None else grid_row.metrics.get(metric, math.nan),
+            default=math.nan if default is None else default.metrics.get(metric, math.nan),
+            grid_method=None if grid_row is None else grid_row.method,
+            deltas=tuple(float(d) for d in deltas),
+            delta_mean=mean,
+            delta_std=std,
+            reached=reached(mean, std, direction),
+            runs=row.runs,
+            learned_nfe=float(row.cost.nfe),
+            grid_nfe=float(result.grid_cost.nfe),
+            learned_seconds=row.cost.total_seconds,
+            grid_seconds=result.grid_cost.total_seconds,
+            tau1_minus_greedy=statistics.fmean(tau_diffs) if tau_diffs else math.nan,
+            tau1_runs=sum(1 for s in row.per_seed if s.get("temperature") == 1.0),
+            **mode,
+        ))
+    return out
+
+
+def _fraction(flags: Sequence[bool | None]) -> tuple[int, int, float]:
+    """``(true, defined, true / defined)`` over the defined flags."""
+    defined = [f for f in flags if f is not None]
+    k = sum(bool(f) for f in defined)
+    return k, len(defined), (k / len(defined) if defined else math.nan)
+
+
+def _median_min(values: Sequence[float]) -> tuple[float, float]:
+    xs = [v for v in values if v is not None and math.isfinite(v)]
+    return (statistics.median(xs), min(xs)) if xs else (math.nan, math.nan)
+
+
+@dataclass(frozen=True)
+class MethodSummary:
+    """One learned method over the suite's tasks (fractions over the tasks where defined)."""
+
+    method: str
+    tasks: int
+    reached: int
+    reached_defined: int
+    mode_tv_ok: int
+    mode_tv_defined: int
+    ratio_nfe_median: float
+    ratio_nfe_min: float
+    ratio_nfe_per_run_median: float
+    ratio_nfe_per_run_min: float
+    ratio_seconds_median: float
+    ratio_seconds_min: float
+    tau1_minus_greedy_mean: float
+    tau1_no_worse: int
+    tau1_defined: int
+    tau1_runs: int
+    runs: int
+
+    @property
+    def frac_reached(self) -> float:
+        return self.reached / self.reached_defined if self.reached_defined else math.nan
+
+    @property
+    def frac_mode_tv_ok(self) -> float:
+        return self.mode_tv_ok / self.mode_tv_defined if self.mode_tv_defined else math.nan
+
+    def targets_met(self) -> dict[str, bool]:
+        """Each target of :data:`TARGETS` (an undefined value does not meet it)."""
+        return {
+            "reached": self.frac_reached >= TARGETS["reached"],
+            "mode_tv": self.frac_mode_tv_ok >= TARGETS["mode_tv"],
+            "cost_ratio_nfe": self.ratio_nfe_median >= TARGETS["cost_ratio_nfe"],
+        }
+
+    def verdict(self) -> str:
+        """One line against the targets."""
+        met = self.targets_met()
+        word = {True: "met", False: "MISSED"}
+        return (
+            f"{self.method}: reached the best grid point on {self.reached}/{self.reached_defined}"
+            f" tasks ({_pct(self.frac_reached)}; target >= {_pct(TARGETS['reached'])}: "
+            f"{word[met['reached']]}); mode TV <= default on {self.mode_tv_ok}/"
+            f"{self.mode_tv_defined} ({_pct(self.frac_mode_tv_ok)}; target >= "
+            f"{_pct(TARGETS['mode_tv'])}: {word[met['mode_tv']]}); full grid / learned NFE median "
+            f"{_x(self.ratio_nfe_median)} (min {_x(self.ratio_nfe_min)}; per training run median "
+            f"{_x(self.ratio_nfe_per_run_median)}; target >= {TARGETS['cost_ratio_nfe']:g}x: "
+            f"{word[met['cost_ratio_nfe']]}) -> {sum(met.values())}/3 targets met"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "frac_reached": self.frac_reached,
+                "frac_mode_tv_ok": self.frac_mode_tv_ok, "targets_met": self.targets_met(),
+                "verdict": self.verdict()}
+
+
+def summarize(outcomes: Sequence[MethodOutcome]) -> dict[str, MethodSummary]:
+    """Aggregate per method, in the order methods first appear."""
+    out = {}
+    for method in dict.fromkeys(o.method for o in outcomes):
+        mine = [o for o in outcomes if o.method == method]
+        k_r, n_r, _ = _fraction([o.reached for o in mine])
+        k_m, n_m, _ = _fraction([o.mode_tv_ok for o in mine])
+        taus = [o.tau1_minus_greedy for o in mine if math.isfinite(o.tau1_minus_greedy)]
+        nfe = _median_min([o.ratio_nfe for o in mine])
+        nfe_run = _median_min([o.ratio_nfe_per_run for o in mine])
+        sec = _median_min([o.ratio_seconds for o in mine])
+        out[method] = MethodSummary(
+            method=method, tasks=len(mine), reached=k_r, reached_defined=n_r,
+            mode_tv_ok=k_m, mode_tv_defined=n_m,
+            ratio_nfe_median=nfe[0], ratio_nfe_min=nfe[1],
+            ratio_nfe_per_run_median=nfe_run[0], ratio_nfe_per_run_min=nfe_run[1],
+            ratio_seconds_median=sec[0], ratio_seconds_min=sec[1],
+            tau1_minus_greedy_mean=statistics.fmean(taus) if taus else math.nan,
+            tau1_no_worse=sum(t <= 0 for t in taus), tau1_defined=len(taus),
+            tau1_runs=sum(o.tau1_runs for o in mine), runs=sum(o.runs for o in mine),
+        )
+    return out
+
+
+def _pct(f: float) -> str:
+    return "n/a" if math.isnan(f) else f"{100 * f:.0f} %"
+
+
+def _x(r: float) -> str:
+    return "n/a" if r is None or math.isnan(r) else f"{r:.3g}x"
+
+
+def _g(v: float, fmt: str = ".4g") -> str:
+    return "nan" if v is None or math.isnan(v) else format(v, fmt)
+
+
+def _pm(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "nan"
+    return f"{mean:+.3g}" if math.isnan(std) else f"{mean:+.3g} ± {std:.2g}"
+
+
+def _flag(f: bool | None) -> str:
+    return "n/a" if f is None else ("yes" if f else "**no**")
+
+
+# --------------------------------------------------------------------------------------------
+# The result and its files
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SuiteResult:
+    """The suite: per-task comparisons, per-task outcomes and per-method summaries.
+
+    Attributes:
+        config: the :class:`SuiteConfig`.
+        metric, direction: the tasks' headline metric.
+        comparisons: task seed -> its :class:`~diffgym.benchmarks.report.ComparisonResult`
+            (only the finished ones while the suite runs).
+        task_info: task seed -> the task's drawn settings (``Task.extra``).
+        outcomes: every (task, learned method) outcome, in task order.
+        complete: every task seed has its comparison.
+        files: the files written, by kind; seconds: wall-clock of this call.
+        num_trained, num_evaluations: training runs trained and evaluations computed by this
+            call, summed over tasks (0 and 0: everything reused).
+    """
+
+    config: SuiteConfig
+    metric: str
+    direction: str
+    comparisons: dict[int, ComparisonResult] = field(default_factory=dict)
+    task_info: dict[int, dict[str, Any]] = field(default_factory=dict)
+    outcomes: list[MethodOutcome] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    num_trained: int = 0
+    num_evaluations: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return set(self.comparisons) == set(self.config.task_seeds)
+
+    @property
+    def methods(self) -> list[str]:
+        return list(dict.fromkeys(o.method for o in self.outcomes))
+
+    def summaries(self) -> dict[str, MethodSummary]:
+        return summarize(self.outcomes)
+
+    def verdicts(self) -> list[str]:
+        return [s.verdict() for s in self.summaries().values()]
+
+    def table_rows(self) -> list[dict[str, Any]]:
+        return [o.to_row(self.config.task) for o in self.outcomes]
+
+    def to_csv(self) -> str:
+        return rows_to_csv(self.table_rows())
+
+    def to_markdown(self) -> str:
+        cfg, m = self.config, self.metric
+        arrow = "lower" if self.direction == "min" else "higher"
+        split = (f", split {cfg.split}" if cfg.task in TASK_SPLITS else "")
+        lines = [
+            f"**Suite {cfg.task}{split}**: task seeds {_seed_list(cfg.task_seeds)} "
+            f"({len(self.comparisons)}/{len(cfg.task_seeds)} compared); per task the comparison "
+            f"of `diffgym compare` (training seeds {list(cfg.seeds)}, n = {cfg.n_eval}, grid "
+            f"{cfg.grid_points}). Headline metric {m} ({arrow} is better). Δ grid = learned - "
+            f"best grid point, paired on the evaluation seeds (± std of the pairing); reached iff "
+            f"Δ <= +1 std (one pair: Δ <= 0). Δ TV = mode TV learned - default, paired; "
+            f"<= default iff Δ TV <= 0. Cost = full grid / learned NFE (all runs; per run).",
+            "",
+            f"| task seed | method | {m} learned | {m} best grid | {m} default | Δ grid | "
+            "reached | mode TV learned | mode TV default | Δ TV | TV <= default | "
+            "grid/learned NFE (per run) | grid/learned s | τ=1 - greedy |",
+            "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---:|",
+        ]
+        for o in self.outcomes:
+            lines.append("| " + " | ".join([
+                str(o.task_seed), o.method, _g(o.learned), _g(o.best_grid), _g(o.default),
+                _pm(o.delta_mean, o.delta_std), _flag(o.reached), _g(o.mode_tv_learned),
+                _g(o.mode_tv_default), _pm(o.mode_tv_delta_mean, o.mode_tv_delta_std),
+                _flag(o.mode_tv_ok), f"{_x(o.ratio_nfe)} ({_x(o.ratio_nfe_per_run)})",
+                _x(o.ratio_seconds), _g(o.tau1_minus_greedy, "+.3g"),
+            ]) + " |")
+        lines += [
+            "",
+            "| method | tasks | reached | mode TV <= default | grid/learned NFE median (min) | "
+            "per run median (min) | grid/learned s median (min) | τ=1 - greedy mean "
+            "(no worse; runs τ=1) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for s in self.summaries().values():
+            lines.append("| " + " | ".join([
+                s.method, str(s.tasks),
+                f"{s.reached}/{s.reached_defined} ({_pct(s.frac_reached)})",
+                f"{s.mode_tv_ok}/{s.mode_tv_defined} ({_pct(s.frac_mode_tv_ok)})",
+                f"{_x(s.ratio_nfe_median)} ({_x(s.ratio_nfe_min)})",
+                f"{_x(s.ratio_nfe_per_run_median)} ({_x(s.ratio_nfe_per_run_min)})",
+                f"{_x(s.ratio_seconds_median)} ({_x(s.ratio_seconds_min)})",
+                f"{_g(s.tau1_minus_greedy_mean, '+.3g')} ({s.tau1_no_worse}/{s.tau1_defined}; "
+                f"{s.tau1_runs}/{s.runs})",
+            ]) + " |")
+        lines += ["", "τ=1 - greedy: the headline metric on the search seed, where the "
+                  "comparison chooses the inference temperature (positive: τ=1 worse).", ""]
+        if cfg.task in TASK_SPLITS and cfg.split == "dev":
+            lines.append("Development seeds: evidence for tuning, not the held-out result.")
+        if not self.complete:
+            lines.append(f"PARTIAL: {len(self.comparisons)} of {len(cfg.task_seeds)} tasks.")
+        lines += [f"verdict {v}" for v in self.verdicts()] + [""]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        cfg = self.config
+        return finite_or_none({
+            "format": SUITE_FORMAT,
+            "task": cfg.task,
+            "split": cfg.split if cfg.task in TASK_SPLITS else None,
+            "task_seeds": list(cfg.task_seeds),
+            "complete": self.complete,
+            "metric": self.metric,
+            "direction": self.direction,
+            "targets": TARGETS,
+            "settings": cfg.to_dict(),
+            "tasks": [
+                {
+                    "task_seed": s,
+                    "out_dir": None if (d := cfg.task_dir(s)) is None else str(d),
+                    "task": self.task_info.get(s, {}),
+                    "comparison_verdict": c.verdict(),
+                    "quality_winner": c.quality_call()[0],
+                }
+                for s, c in self.comparisons.items()
+            ],
+            "outcomes": [o.to_dict() for o in self.outcomes],
+            "summary": {k: s.to_dict() for k, s in self.summaries().items()},
+            "verdicts": self.verdicts(),
+            "num_trained": self.num_trained,
+            "num_evaluations": self.num_evaluations,
+            "seconds": self.seconds,
+            "files": self.files,
+        })
+
+
+def _seed_list(seeds: Sequence[int]) -> str:
+    """``0-3, 7`` (consecutive runs collapsed)."""
+    parts, i = [], 0
+    seeds = list(seeds)
+    while i < len(seeds):
+        j = i
+        while j + 1 < len(seeds) and seeds[j + 1] == seeds[j] + 1:
+            j += 1
+        parts.append(str(seeds[i]) if i == j else f"{seeds[i]}-{seeds[j]}")
+        i = j + 1
+    return ", ".join(parts)
+
+
+def write_suite_outputs(result: SuiteResult, *, plot: bool = True) -> None:
+    """``suite.json``, ``suite.csv``, ``suite.md`` (and ``suite.png`` with ``plot``)."""
+    out = result.config.out_dir
+    assert out is not None
+    files = {"json": out / "suite.json", "csv": out / "suite.csv", "markdown": out / "suite.md"}
+    if plot and result.comparisons:
+        from diffgym.benchmarks.suite_plots import plot_suite
+
+        files["plot"] = out / "suite.png"
+        plot_suite(result, files["plot"])
+    result.files = {k: str(v) for k, v in files.items()}
+    atomic_write_text(files["csv"], result.to_csv())
+    atomic_write_text(files["markdown"], result.to_markdown())
+    atomic_write_json(files["json"], result.to_dict())
+
+
+# --------------------------------------------------------------------------------------------
+# The runner
+# --------------------------------------------------------------------------------------------
+
+
+def run_suite(config: SuiteConfig, *, progress: bool = True) -> SuiteResult:
+    """Run (or resume) one comparison per task seed and aggregate them; see the module docstring.
+
+    Every task is built first, so a task that takes no ``seed`` or a bad seed fails before any
+    work. The tables are rewritten after each task; the plot once at the end.
+
+    Raises:
+        ValueError: see :class:`SuiteConfig`; a comparison folder holding another config.
+        TypeError: the task takes no ``seed`` override (or another override it does not accept).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    cfg = config
+    t_start = time.perf_counter()
+    tasks = {s: make_task(cfg.task, **{**dict(cfg.task_overrides), "seed": s})
+             for s in cfg.task_seeds}
+    first = next(iter(tasks.values()))
+    from diffgym.benchmarks.evaluate import METRIC_DIRECTIONS, default_metric
+
+    metric = default_metric(first)
+    result = SuiteResult(
+        config=cfg, metric=metric, direction=METRIC_DIRECTIONS[metric],
+        task_info={s: dict(t.extra) for s, t in tasks.items()},
+    )
+    if cfg.out_dir is not None:
+        cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    bar = tqdm(cfg.task_seeds, desc=f"suite {cfg.task}", unit="task", disable=not progress)
+    try:
+        for seed in bar:
+            bar.set_postfix_str(f"seed {seed}")
+            comparison = run_comparison(cfg.compare_config(seed), progress=progress)
+            result.comparisons[seed] = comparison
+            result.outcomes += outcomes_from_comparison(comparison, seed)
+            result.num_trained += comparison.num_trained
+            result.num_evaluations += comparison.num_evaluations
+            result.seconds = time.perf_counter() - t_start
+            if cfg.out_dir is not None:
+                write_suite_outputs(result, plot=False)
+    finally:
+        bar.close()
+        torch.set_num_threads(threads)
+    result.seconds = time.perf_counter() - t_start
+    if cfg.out_dir is not None:
+        write_suite_outputs(result, plot=cfg.plots)
+    return result
