@@ -257,22 +257,10 @@ def test_wandb_logging_runs_disabled(tiny, monkeypatch):
     log_wandb(result, out)
 
 
-def test_cli_task_seed_is_the_seed_task_override(monkeypatch, tmp_path):
-    seen = {}
-
-    class Stop(Exception):
-        pass
-
-    def fake(config, *, progress):
-        seen["config"] = config
-        raise Stop
-
-    monkeypatch.setattr(compare, "run_comparison", fake)
+def test_cli_task_seed_is_the_seed_task_override(compare_config_of, tmp_path):
     args = _parse(["compare", "--task", "gmm2d-random", "--task-seed", "5", "--budget", "quick",
                    "--out", str(tmp_path)])
-    with pytest.raises(Stop):
-        args.func(args)
-    config = seen["config"]
+    config = compare_config_of(args)
     assert config.task == "gmm2d-random" and dict(config.task_overrides) == {"seed": 5}
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from diffgym.agents.cost import Cost
-from diffgym.benchmarks import compare
 from diffgym.benchmarks.compare import BUDGETS
 from diffgym.benchmarks.grid import DEFAULT_N, GridResult, PointResult
 from diffgym.benchmarks.report import ComparisonResult, ComparisonRow, t_quantile_975
@@ -127,23 +126,11 @@ def _run_sh_arguments() -> list[str]:
     return args[:-1]
 
 
-def test_run_sh_runs_the_main_budget_on_the_bias_task(monkeypatch, tmp_path):
+def test_run_sh_runs_the_main_budget_on_the_bias_task(compare_config_of, tmp_path):
     from diffgym.cli import build_parser
 
-    seen = {}
-
-    class Stop(Exception):
-        pass
-
-    def fake(config, *, progress):
-        seen["config"] = config
-        raise Stop
-
-    monkeypatch.setattr(compare, "run_comparison", fake)
     args = build_parser().parse_args([*_run_sh_arguments(), "--out", str(tmp_path)])
-    with pytest.raises(Stop):
-        args.func(args)
-    config, main = seen["config"], BUDGETS["main"]
+    config, main = compare_config_of(args), BUDGETS["main"]
     assert args.budget == "main" and config.task == "gmm2d-bias"
     # a grid sized like a real search: the full preset, scored on the full budget's sample size
     assert config.grid_points == "default" == BUDGETS["full"].grid_points
