@@ -33,15 +33,34 @@ def save_samples_png(
 ) -> None:
     """One panel per entry of ``panels`` (title -> ``(x, labels)``), written atomically.
 
-    2-D tasks: a scatter over the target's modes; image tasks: a ``grid x grid`` image grid (one
-    row per label when labels are given).
+    2-D tasks: a scatter over the target's modes; other vector tasks (e.g. ``cmix``): the same
+    scatter in the plane of the two principal directions of the target's component means (of the
+    first panel's samples without a target), coloured by label; image tasks: a ``grid x grid``
+    image grid (one row per label when labels are given).
     """
     plt = _pyplot()
     n = len(panels)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
+    basis = None
+    if len(task.data_shape) == 1 and task.data_shape[0] > 2:
+        first = next(iter(panels.values()))[0]
+        basis = _principal_plane(task, first.detach().cpu().float())
     for ax, (title, (x, labels)) in zip(axes[0], panels.items()):
         x = x.detach().cpu().float()
-        if len(task.data_shape) == 1 and task.data_shape[0] == 2:
+        if basis is not None:
+            center, axes2 = basis
+            pts = (x[:max_points] - center) @ axes2
+            if labels is None:
+                ax.scatter(pts[:, 0], pts[:, 1], s=1, alpha=0.4)
+            else:
+                ax.scatter(pts[:, 0], pts[:, 1], s=1, alpha=0.4, c=labels[:max_points].cpu(),
+                           cmap="tab10")
+            if task.target is not None:
+                mu = (task.target.means.reshape(-1, x.shape[1]).cpu().float() - center) @ axes2
+                ax.scatter(mu[:, 0], mu[:, 1], s=12, c="red", marker="x", linewidths=0.8)
+            ax.set_xlabel("PC 1", fontsize=8)
+            ax.set_ylabel("PC 2", fontsize=8)
+        elif len(task.data_shape) == 1 and task.data_shape[0] == 2:
             pts = x[:max_points]
             ax.scatter(pts[:, 0], pts[:, 1], s=1, alpha=0.4)
             if task.target is not None:
@@ -57,6 +76,17 @@ def save_samples_png(
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)
+
+
+def _principal_plane(task: Task, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(center (D,), axes (D, 2))``: the mean and two principal directions of the target's
+    component means (of ``x (N, D)`` when the task has no target)."""
+    ref = x if task.target is None else task.target.means.reshape(-1, x.shape[1]).cpu().float()
+    if ref.shape[0] < 3:
+        ref = x
+    center = ref.mean(dim=0)
+    _, _, v = torch.linalg.svd(ref - center, full_matrices=False)
+    return center, v[:2].T
 
 
 def _image_grid(x: torch.Tensor, labels: torch.Tensor | None, grid: int) -> torch.Tensor:
