@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "CountingDenoiser",
     "Denoiser",
     "FullCovGaussianMixture",
     "GaussianMixture",
@@ -538,3 +539,26 @@ class GMMDenoiser(Denoiser):
         self.check_input(x, sigma)
         self.check_labels(class_labels, x.shape[0])
         return self.mixture.posterior_mean(x, sigma, class_labels)
+
+
+class CountingDenoiser(nn.Module):
+    """Counts the rows (``rows``) and calls (``calls``) passed to ``forward``; otherwise the
+    wrapped denoiser (attributes such as ``sigma_data`` pass through). For audits that check a
+    sampler's counted NFE against the work its denoiser actually did."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.rows = 0
+        self.calls = 0
+
+    def forward(self, x, sigma, class_labels=None):
+        self.rows += x.shape[0]
+        self.calls += 1
+        return self.inner(x, sigma, class_labels)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["inner"], name)

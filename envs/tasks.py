@@ -436,6 +436,26 @@ def _mixture_parts(means, weights, std) -> tuple[torch.Tensor, torch.Tensor | No
     return means_t, weights_t
 
 
+def _autoguided_mixture_task(
+    name: str, target: GaussianMixture, denoiser, guide, extra: dict | None = None
+) -> Task:
+    """The 2-D mixture tasks with autoguidance (``gmm2d``, ``gmm2d-random``, ``gmm2d-net``):
+    exact target and data, churn and guidance menus, the mixture metrics with SW2 as headline."""
+    return Task(
+        name=name,
+        denoiser=denoiser,
+        guide=guide,
+        guide_kind="autoguidance",
+        data=_mixture_sampler(target),
+        target=target,
+        churn_levels=(0.0, 0.1, 0.25, 0.5),
+        guidance_levels=(1.0, 1.5, 2.0, 3.0, 4.0),
+        metric_suite="mixture",
+        headline_metric="sw2",
+        extra=dict(extra or {}),
+    )
+
+
 def build_gmm2d(
     *,
     means=None,
@@ -451,17 +471,8 @@ def build_gmm2d(
     target = GaussianMixture(means_t, std, weights_t)
     model = GMMDenoiser(GaussianMixture(means_t, model_std, weights_t))
     guide = GMMDenoiser(GaussianMixture(means_t, guide_std, weights_t))
-    return Task(
-        name="gmm2d",
-        denoiser=model,
-        guide=guide,
-        guide_kind="autoguidance",
-        data=_mixture_sampler(target),
-        target=target,
-        churn_levels=(0.0, 0.1, 0.25, 0.5),
-        guidance_levels=(1.0, 1.5, 2.0, 3.0, 4.0),
-        metric_suite="mixture",
-        headline_metric="sw2",
+    return _autoguided_mixture_task(
+        "gmm2d", target, model, guide,
         extra={"std": std, "model_std": model_std, "guide_std": guide_std},
     )
 
@@ -599,17 +610,8 @@ def build_gmm2d_random(*, seed: int = 0) -> Task:
     target = GaussianMixture(means, stds, weights)
     model = GMMDenoiser(GaussianMixture(means, (stds**2 + blur**2).sqrt(), weights))
     guide = GMMDenoiser(GaussianMixture(means, (stds**2 + guide_blur**2).sqrt(), weights))
-    return Task(
-        name="gmm2d-random",
-        denoiser=model,
-        guide=guide,
-        guide_kind="autoguidance",
-        data=_mixture_sampler(target),
-        target=target,
-        churn_levels=(0.0, 0.1, 0.25, 0.5),
-        guidance_levels=(1.0, 1.5, 2.0, 3.0, 4.0),
-        metric_suite="mixture",
-        headline_metric="sw2",
+    return _autoguided_mixture_task(
+        "gmm2d-random", target, model, guide,
         extra={
             "seed": seed,
             "num_modes": k,
@@ -744,17 +746,9 @@ def build_gmm2d_net() -> Task:
     from diffgym.envs.train_mixture import load_mixture_denoiser
 
     target = gmm2d_target()
-    return Task(
-        name="gmm2d-net",
-        denoiser=load_mixture_denoiser("gmm2d-net", "model"),
-        guide=load_mixture_denoiser("gmm2d-net", "guide"),
-        guide_kind="autoguidance",
-        data=_mixture_sampler(target),
-        target=target,
-        churn_levels=(0.0, 0.1, 0.25, 0.5),
-        guidance_levels=(1.0, 1.5, 2.0, 3.0, 4.0),
-        metric_suite="mixture",
-        headline_metric="sw2",
+    return _autoguided_mixture_task(
+        "gmm2d-net", target, load_mixture_denoiser("gmm2d-net", "model"),
+        load_mixture_denoiser("gmm2d-net", "guide"),
     )
 
 

@@ -21,35 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from diffgym.envs import BatchNoise, DiffusionSamplingEnv, Task, make_task, sample
 from diffgym.envs import schedule_actions as _schedule_actions
-
-
-class Counted(nn.Module):
-    """Counts the rows passed to ``forward``; otherwise the wrapped module."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.rows = 0
-
-    def forward(self, x, sigma, class_labels=None):
-        self.rows += x.shape[0]
-        return self.inner(x, sigma, class_labels)
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self._modules["inner"], name)
+from diffgym.envs.denoisers import CountingDenoiser
 
 
 def counted(task: Task) -> Task:
     return task.replace(
-        denoiser=Counted(task.denoiser),
-        guide=Counted(task.guide) if task.guide is not None else None,
+        denoiser=CountingDenoiser(task.denoiser),
+        guide=CountingDenoiser(task.guide) if task.guide is not None else None,
     )
 
 
