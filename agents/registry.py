@@ -97,9 +97,9 @@ find_env = unwrap_env
 unwrap_env`, under the name this module has always exported)."""
 
 
-SHARED_HYPERPARAMS = {"gmm2d-random": "gmm2d"}
-"""Tasks without a Gymnasium id of their own -> the task whose YAML blocks they use (the one
-default configuration: a procedural task is never tuned for)."""
+SHARED_HYPERPARAMS = {"gmm2d-random": "gmm2d", "digits-weak": "digits"}
+"""Tasks that use another task's YAML blocks -> that task (the one default configuration: a
+procedural task is never tuned for, and ``digits-weak`` runs ``digits``' settings unchanged)."""
 
 
 def env_id_for_task(task_name: str) -> str | None:

@@ -192,9 +192,9 @@ def _conditional_mixture_suite(task, x, labels, ref, gen) -> dict[str, float]:
 
 
 def _digits_suite(task, x, labels, ref, gen) -> dict[str, float]:
-    from diffgym.benchmarks import metrics
+    from diffgym.benchmarks.digits_metrics import digits_metrics
 
-    return metrics.digits_metrics(
+    return digits_metrics(
         x.detach().float(),
         None if labels is None else labels.detach(),
         ref,
@@ -319,7 +319,9 @@ def task_metrics(
     The task's metric suite (:data:`METRIC_SUITES`) decides the metrics; tasks passed through
     :func:`with_fid` also get ``fid``, ``kid_inception``, ``precision_inception`` and
     ``recall_inception`` (:func:`diffgym.benchmarks.fid.inception_metrics`). The reference set
-    (``num_reference`` samples, default ``N``) is drawn with ``seed``.
+    is the task's fixed :attr:`~diffgym.envs.tasks.Task.reference` when it has one (``digits``:
+    the whole data set; ``num_reference`` is then ignored), else ``num_reference`` samples
+    (default ``N``) drawn with ``seed``.
 
     Raises:
         ValueError: samples of the wrong shape; a task without a (known) metric suite.
@@ -331,8 +333,11 @@ def task_metrics(
         )
     suite = _suite(task)
     gen = torch.Generator().manual_seed(seed)
-    n_ref = int(num_reference or x.shape[0])
-    ref, _ = task.sample_data(n_ref, gen)  # the generator's first draw: the reference set
+    if task.reference is not None:  # a fixed reference set: the same on every seed
+        ref = task.reference[0]
+    else:
+        n_ref = int(num_reference or x.shape[0])
+        ref, _ = task.sample_data(n_ref, gen)  # the generator's first draw: the reference set
     out = suite.fn(task, x, labels, ref.to(x.device), gen)  # metrics run on the samples' device
     weights = task.extra.get(FID_WEIGHTS_KEY)
     if weights is not None:
@@ -572,6 +577,9 @@ def task_fingerprint(task: Task) -> dict[str, Any]:
     if task.target is not None:
         _hash_mixture(h, "target", task.target)
     _hash_tensor(h, "label_probs", task.label_probs)
+    if task.reference is not None:  # (absent otherwise, so other tasks keep their keys)
+        _hash_tensor(h, "reference_x", task.reference[0])
+        _hash_tensor(h, "reference_labels", task.reference[1])
     return {
         "name": task.name,
         "guide_kind": task.guide_kind,

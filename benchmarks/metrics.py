@@ -17,7 +17,8 @@ Digits, in the feature space of the project's classifier
 (:mod:`diffgym.benchmarks.digits_classifier`; no Inception weights, so never called FID):
 
 * :func:`frechet_distance` ("FD-digits"), :func:`kid`, :func:`precision_recall`,
-  :func:`class_histogram_tv`; :func:`digits_metrics` bundles them.
+  :func:`class_histogram_tv`; :func:`digits_metrics` (in :mod:`diffgym.benchmarks.digits_metrics`,
+  also importable from here) bundles them.
 """
 
 from __future__ import annotations
@@ -27,13 +28,10 @@ from collections.abc import Sequence
 
 import torch
 
-from diffgym.benchmarks.digits_classifier import DigitsClassifier, load_digits_classifier
-from diffgym.envs.data import DIGITS_SHAPE
 from diffgym.envs.denoisers import GaussianMixture
 
 __all__ = [
     "class_histogram_tv",
-    "digits_metrics",
     "frechet_distance",
     "kid",
     "mean_log_density",
@@ -702,98 +700,11 @@ def class_histogram_tv(pred_labels: torch.Tensor, target_probs: torch.Tensor) ->
     return _tv(hist / hist.sum(), _probs("target_probs", target, c, hist))
 
 
-@torch.no_grad()
-def _classify(
-    classifier: DigitsClassifier, x: torch.Tensor, batch_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(features (N, D), predicted labels (N,))`` of images clipped to ``[-1, 1]``."""
-    param = next(classifier.parameters())
-    feats, preds = [], []
-    for blk in x.split(batch_size):
-        f = classifier.features(blk.to(param).clamp(-1.0, 1.0))
-        feats.append(f)
-        preds.append(classifier.head(f).argmax(-1))
-    return torch.cat(feats), torch.cat(preds)
+def __getattr__(name: str):
+    # digits_metrics and reference_features live in diffgym.benchmarks.digits_metrics (which
+    # imports this module); resolved lazily so that either module can be imported first.
+    if name in ("digits_metrics", "reference_features"):
+        from diffgym.benchmarks import digits_metrics as module
 
-
-def digits_metrics(
-    x: torch.Tensor,
-    labels: torch.Tensor | None,
-    reference_x: torch.Tensor,
-    *,
-    classifier: DigitsClassifier | None = None,
-    target_probs: torch.Tensor | None = None,
-    k: int = 3,
-    kid_subsets: int = 100,
-    kid_subset_size: int = 1000,
-    generator: torch.Generator | None = None,
-    batch_size: int = 1024,
-) -> dict[str, float]:
-    """All digits metrics of samples ``x`` against reference digits, in classifier feature space.
-
-    Images are clipped to ``[-1, 1]`` first (as when generated images are saved as pixels) and
-    embedded with the project classifier's penultimate layer.
-
-    Args:
-        x: ``(N, 1, 8, 8)`` generated digits in ``[-1, 1]``, ``N >= k + 1``.
-        labels: ``(N,)`` the class each sample was conditioned on, or ``None`` (unconditional).
-        reference_x: ``(M, 1, 8, 8)`` real digits, ``M >= k + 1``.
-        classifier: feature extractor; :func:`load_digits_classifier` on ``x``'s device if ``None``.
-        target_probs: ``(10,)`` target class distribution for ``class_tv``; when ``None``, the
-            histogram of ``labels`` (the mix the sampler was asked for), or uniform without labels.
-        k: neighbourhood size of precision/recall.
-        kid_subsets, kid_subset_size: KID protocol (see :func:`kid`).
-        generator: source of the KID subsets (seed 0 when ``None``).
-        batch_size: images per classifier forward pass.
-
-    Returns:
-        ``{"fd_digits", "kid", "precision", "recall", "class_tv", "label_accuracy"}``;
-        ``label_accuracy`` is the fraction of samples classified as their conditioning label
-        (NaN when ``labels`` is ``None``).
-
-    Raises:
-        ValueError: wrong shapes, too few samples, non-finite values, labels out of range.
-        TypeError: non-integer ``labels``.
-    """
-    _samples("x", x, min_n=k + 1, data_shape=DIGITS_SHAPE)
-    _samples("reference_x", reference_x, min_n=k + 1, data_shape=DIGITS_SHAPE)
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size}")
-    if classifier is None:
-        classifier = load_digits_classifier(x.device)
-    num_classes = classifier.num_classes
-    if labels is not None:
-        labels = _check_tensor("labels", labels)
-        if labels.shape != (x.shape[0],):
-            raise ValueError(f"labels must have shape ({x.shape[0]},), got {tuple(labels.shape)}")
-        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-            raise TypeError(f"labels must be an integer tensor, got dtype {labels.dtype}")
-        bad = (labels < 0) | (labels >= num_classes)
-        if bool(bad.any()):
-            raise ValueError(
-                f"labels contains {int(labels[bad][0])}; allowed labels are 0..{num_classes - 1}"
-            )
-    feat, pred = _classify(classifier, x, batch_size)
-    ref_feat, _ = _classify(classifier, reference_x, batch_size)
-    if target_probs is None:
-        target_probs = (
-            torch.bincount(labels.long().cpu(), minlength=num_classes)
-            if labels is not None
-            else torch.ones(num_classes)
-        )
-    pr = precision_recall(ref_feat, feat, k=k)
-    label_accuracy = (
-        float((pred.cpu() == labels.long().cpu()).double().mean())
-        if labels is not None
-        else float("nan")
-    )
-    return {
-        "fd_digits": frechet_distance(feat, ref_feat),
-        "kid": kid(
-            feat, ref_feat, subsets=kid_subsets, subset_size=kid_subset_size, generator=generator
-        ),
-        "precision": pr["precision"],
-        "recall": pr["recall"],
-        "class_tv": class_histogram_tv(pred, torch.as_tensor(target_probs).to(pred.device)),
-        "label_accuracy": label_accuracy,
-    }
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

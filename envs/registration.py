@@ -10,6 +10,7 @@ ENV_IDS = {
     "diffgym/GMM2D-v0": "gmm2d",
     "diffgym/GMM2DBias-v0": "gmm2d-bias",
     "diffgym/Digits-v0": "digits",
+    "diffgym/DigitsWeak-v0": "digits-weak",
     "diffgym/GMM2DNet-v0": "gmm2d-net",
     "diffgym/CMix-v0": "cmix",
 }

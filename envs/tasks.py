@@ -19,6 +19,9 @@ All tasks work offline. ``make_task(name, **overrides)`` builds one; ``list_task
   by ``diffgym train-denoiser digits`` and shipped with the package; classifier-free guidance by
   default (``guide="autoguidance"`` uses an early, weaker snapshot of the same run). Knobs: churn
   and guidance.
+* ``digits-weak``: ``digits`` with a weak network (the shipped early snapshot of the same run)
+  and classifier-free guidance from its own unconditional branch: the digits setting where the
+  sampler's guidance matters (the headroom ``digits`` lacks). Knobs: churn and guidance.
 * ``gmm2d-net``: the ``gmm2d`` data with a *trained* EDM-preconditioned MLP denoiser (real network
   error, exact ground truth), trained by ``diffgym train-denoiser gmm2d-net`` and shipped with the
   package; autoguidance from an early, weaker snapshot of the same run. Knobs: churn and guidance.
@@ -58,7 +61,6 @@ __all__ = [
     "array_data_sampler",
     "build_gmm2d_random",
     "cmix_mixture",
-    "digits_task",
     "gmm2d_target",
     "grid_means",
     "list_tasks",
@@ -99,6 +101,10 @@ class Task:
             ``"pixels"``); ``None``: the task cannot be scored.
         headline_metric: the metric that picks the best grid point and judges comparisons
             (``None``: callers must name one).
+        reference: a fixed reference set ``(x (M, *data_shape), labels (M,))`` on the CPU that
+            every evaluation is scored against (e.g. a whole finite data set, so that the
+            reference adds no draw-to-draw noise); ``None``: each evaluation draws a fresh
+            reference set with :meth:`sample_data` (the seed's first draw).
     """
 
     name: str
@@ -123,9 +129,12 @@ class Task:
     headline_metric: str | None = None
     dtype: torch.dtype = torch.float32
     extra: dict = field(default_factory=dict)
+    reference: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         self.sigmas()  # validates the schedule
+        if self.reference is not None:
+            self._check_reference()
         validate_menus(
             churn_levels=self.churn_levels,
             guidance_levels=self.guidance_levels,
@@ -140,6 +149,27 @@ class Task:
             )
         if self.feature_kind not in ("vector", "image"):
             raise ValueError(f"feature_kind must be 'vector' or 'image', got {self.feature_kind!r}")
+
+    def _check_reference(self) -> None:
+        ref = self.reference
+        if not isinstance(ref, tuple) or len(ref) != 2:
+            raise ValueError(
+                f"reference must be a tuple (x, labels) of tensors, got {type(ref).__name__}"
+            )
+        x, labels = ref
+        if not isinstance(x, torch.Tensor) or not isinstance(labels, torch.Tensor):
+            raise ValueError("reference must be a tuple (x, labels) of tensors")
+        if tuple(x.shape[1:]) != self.data_shape or x.shape[0] < 2:
+            raise ValueError(
+                f"reference x must have shape (M >= 2, {', '.join(map(str, self.data_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
+        if labels.shape != (x.shape[0],):
+            raise ValueError(
+                f"reference labels must have shape ({x.shape[0]},), got {tuple(labels.shape)}"
+            )
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("reference x must be finite")
 
     @property
     def data_shape(self) -> tuple[int, ...]:
@@ -623,63 +653,6 @@ def build_gmm2d_random(*, seed: int = 0) -> Task:
 
 
 # --------------------------------------------------------------------------------------------
-# Digits
-# --------------------------------------------------------------------------------------------
-
-GUIDES = ("uncond", "autoguidance")
-
-
-def build_digits(*, guide: str = "uncond") -> Task:
-    """``digits``: shipped class-conditional network; ``guide`` is ``"uncond"`` (classifier-free
-    guidance) or ``"autoguidance"`` (the shipped early snapshot)."""
-    from diffgym.envs.data import load_digits_data
-    from diffgym.envs.train_denoiser import load_digits_denoiser
-
-    if guide not in GUIDES:
-        raise ValueError(f"unknown guide {guide!r}; allowed: {', '.join(GUIDES)}")
-    model = load_digits_denoiser("model")
-    x_all, y_all, _ = load_digits_data()
-    counts = torch.bincount(y_all, minlength=10).double()
-    return digits_task(
-        model,
-        guide=load_digits_denoiser("guide") if guide == "autoguidance" else None,
-        data=array_data_sampler(x_all, y_all),
-        label_probs=counts / counts.sum(),
-    )
-
-
-def digits_task(
-    model: nn.Module,
-    *,
-    guide: nn.Module | None = None,
-    data: DataSampler | None = None,
-    label_probs: torch.Tensor | None = None,
-) -> Task:
-    """The ``digits`` task around a digits network ``model`` (the shipped one, or e.g. a randomly
-    initialised one for timing): its menus, classifier-free guidance (or autoguidance with
-    ``guide``), uniform labels unless ``label_probs`` is given, and ``data`` (none by default)."""
-
-    def no_data(*args, **kwargs):
-        raise RuntimeError("this digits task was built without data")
-
-    return Task(
-        name="digits",
-        denoiser=model,
-        guide=UncondBranch(model) if guide is None else guide,
-        guide_kind="cfg" if guide is None else "autoguidance",
-        data=no_data if data is None else data,
-        label_probs=(
-            torch.full((10,), 0.1, dtype=torch.float64) if label_probs is None else label_probs
-        ),
-        churn_levels=(0.0, 0.1, 0.25, 0.5),
-        guidance_levels=(1.0, 1.5, 2.0, 3.0),
-        feature_kind="image",
-        metric_suite="digits",
-        headline_metric="fd_digits",
-    )
-
-
-# --------------------------------------------------------------------------------------------
 # Mixture tasks with trained networks
 # --------------------------------------------------------------------------------------------
 
@@ -778,7 +751,9 @@ def build_cmix(*, guide: str = "uncond") -> Task:
 
 register_task("gmm2d", build_gmm2d, ("means", "weights", "std", "model_std", "guide_std"))
 register_task("gmm2d-bias", build_gmm2d_bias, ("means", "weights", "std", "model_std"))
-register_task("digits", build_digits, ("guide",))
 register_task("gmm2d-net", build_gmm2d_net)
 register_task("cmix", build_cmix, ("guide",))
 register_task("gmm2d-random", build_gmm2d_random, ("seed",))
+
+# The digits tasks live in their own module, which registers them on import (and imports this one).
+import diffgym.envs.digits_tasks  # noqa: E402,F401

@@ -77,8 +77,8 @@ from diffgym.envs import (
     schedule_actions,
     to_sb3,
 )
+from diffgym.envs.digits_tasks import digits_task
 from diffgym.envs.io import atomic_write_json
-from diffgym.envs.tasks import digits_task
 
 MODES = ("raw", "vector", "sb3", "sync")
 MODE_LABELS = {

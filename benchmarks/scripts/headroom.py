@@ -33,6 +33,7 @@ import torch
 
 from diffgym.benchmarks.evaluate import METRIC_DIRECTIONS
 from diffgym.benchmarks.grid import default_metric, evaluate_point, make_families, run_grid
+from diffgym.benchmarks.report import t_quantile_975
 from diffgym.envs.io import atomic_write_json
 from diffgym.envs.tasks import make_task
 
@@ -90,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         diffs = [sign * (default_per_seed[s][metric] - per_seed[s][metric]) for s in per_seed]
         mean = statistics.fmean(diffs)
         std = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
+        half = (
+            t_quantile_975(len(diffs) - 1) * std / math.sqrt(len(diffs))
+            if len(diffs) > 1 else math.nan
+        )
         rows[name] = {
             "params": point.params,
             "search_seed_metric": point.metrics[metric],
@@ -98,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             "improvement_mean": mean,
             "improvement_std": std,
             "z": mean / std if std > 0 else math.inf if mean > 0 else math.nan,
+            "improvement_ci95": [mean - half, mean + half],
         }
     winner = max(rows, key=lambda k: rows[k]["z"]) if rows else None
     out = {
@@ -120,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         "headroom": bool(winner is not None and rows[winner]["z"] >= Z_THRESHOLD),
         "z_threshold": Z_THRESHOLD,
         "definition": "improvement_s = (default - best point) on eval seed s for a 'min' metric "
-        "(best - default for 'max'); z = mean / sample std over the eval seeds",
+        "(best - default for 'max'); z = mean / sample std over the eval seeds; improvement_ci95: "
+        "mean ± t_{0.975, k-1} std / sqrt(k) over the k eval seeds",
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip()
         + f", torch {torch.__version__}, 1 thread",
         "command": "python " + " ".join(sys.argv),
@@ -131,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, row in rows.items():
         print(
             f"{args.task} {name:9s} {row['params']}: {metric} improvement "
-            f"{row['improvement_mean']:+.4g} ± {row['improvement_std']:.3g} (z = {row['z']:.2f})"
+            f"{row['improvement_mean']:+.4g} ± {row['improvement_std']:.3g} (z = {row['z']:.2f}; "
+            f"95 % interval [{row['improvement_ci95'][0]:+.4g}, {row['improvement_ci95'][1]:+.4g}])"
         )
     print(f"headroom: {out['headroom']} -> {path}")
     return 0

@@ -64,8 +64,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def _untrained_task(name: str):
     """``digits`` with a randomly initialised network of the shipped architecture (the timing of
     a forward pass does not depend on the weights); for machines without the trained weights."""
+    from diffgym.envs.digits_tasks import digits_task
     from diffgym.envs.networks import build_digits_denoiser
-    from diffgym.envs.tasks import digits_task
 
     if name != "digits":
         raise ValueError(f"no untrained variant of task {name!r}; allowed: digits")

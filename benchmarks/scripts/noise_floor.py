@@ -1,9 +1,11 @@
 """The metrics' noise floor: a task's metrics of *real* data against real data.
 
-A sampler whose samples were the real data would still score these values, because the
-evaluation draws a fresh reference set for each seed. Differences between samplers smaller than
-this spread cannot be read from unpaired means (RESULTS §1 uses it for SW2 on ``gmm2d`` and for
-FD-digits on ``digits``).
+A sampler whose samples were the real data would still score these values: the samples are a
+finite draw, and on most tasks the evaluation also draws a fresh reference set for each seed.
+``digits`` is scored against a fixed reference (its whole data set, ``Task.reference``), so its
+floor is the sample draw's alone. Differences between samplers smaller than this spread cannot be
+read from unpaired means (RESULTS §1 uses it for SW2 on ``gmm2d``; §19 for FD-digits under the
+fixed reference).
 
 For each seed ``s`` the "samples" are ``n`` real points drawn with seed ``s + 7`` and the
 reference set is the one the comparison scores its evaluation seed ``eval_seed(s)`` against

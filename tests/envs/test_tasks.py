@@ -253,6 +253,42 @@ def test_digits_task(make_generator):
         make_task("digits", guide="x")
 
 
+@pytest.mark.skipif(
+    not _digits_asset_present(),
+    reason="envs/assets/digits_denoiser.pt not shipped yet (trained by `diffgym train-denoiser "
+    "digits`)",
+)
+def test_digits_weak_task():
+    from diffgym.benchmarks.evaluate import task_fingerprint
+    from diffgym.envs.train_denoiser import load_digits_denoiser
+
+    weak, full = make_task("digits-weak"), make_task("digits")
+    assert weak.name == "digits-weak" and weak.guide_kind == "cfg"
+    assert weak.denoiser is load_digits_denoiser("guide")  # the shipped early snapshot
+    assert weak.guide.denoiser is weak.denoiser  # guided by its own unconditional branch
+    assert (weak.churn_levels, weak.guidance_levels) == (full.churn_levels, full.guidance_levels)
+    assert weak.reference[0].shape == (1797, 1, 8, 8)
+    torch.testing.assert_close(weak.reference[0], full.reference[0], rtol=0, atol=0)
+    # Deterministic: the same task on every build; not the same task as digits.
+    fp = task_fingerprint(weak)
+    assert task_fingerprint(make_task("digits-weak")) == fp
+    assert fp["content_sha256"] != task_fingerprint(full)["content_sha256"]
+    # The weak network still denoises: better conditioned than unconditioned, better than the
+    # identity, and worse than the final network (fixed draws, 512 real digits, sigma = 0.5).
+    x, labels = full.reference[0][:512], full.reference[1][:512]
+    g = torch.Generator().manual_seed(0)
+    x_noisy = x + 0.5 * torch.randn(x.shape, generator=g)
+    sigma = torch.full((512,), 0.5)
+    with torch.no_grad():
+        mse = {
+            "weak": float((weak.denoiser(x_noisy, sigma, labels) - x).square().mean()),
+            "weak_uncond": float((weak.guide(x_noisy, sigma, labels) - x).square().mean()),
+            "full": float((full.denoiser(x_noisy, sigma, labels) - x).square().mean()),
+            "identity": float((x_noisy - x).square().mean()),
+        }
+    assert mse["full"] < mse["weak"] < mse["weak_uncond"] < mse["identity"], mse
+
+
 # --------------------------------------------------------------------------------------------
 # gmm2d-random
 # --------------------------------------------------------------------------------------------
