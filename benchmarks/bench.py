@@ -102,7 +102,9 @@ __all__ = [
     "REWARD_MODES",
     "BenchConfig",
     "BenchResult",
+    "TASK_SEED_SEP",
     "Trial",
+    "parse_bench_task",
     "run_bench",
     "run_trial",
 ]
@@ -118,6 +120,61 @@ REWARD_MODES: dict[str, dict[str, str]] = {
 """The :class:`~diffgym.agents.train.TrainConfig` settings of each reward mode."""
 
 
+TASK_SEED_SEP = ":"
+"""``gmm2d-random:K`` names the procedural task of seed ``K`` in a benchmark's task list."""
+
+
+def parse_bench_task(spec: str) -> tuple[str, dict[str, Any]]:
+    """A benchmark task spec as ``(task name, make_task overrides)``.
+
+    ``"gmm2d"`` -> ``("gmm2d", {})``; ``"gmm2d-random:3"`` -> ``("gmm2d-random", {"seed": 3})``.
+    A procedural task takes only development seeds here (:data:`~diffgym.envs.tasks.DEV_SEEDS`):
+    held-out seeds are evaluated once, by ``diffgym suite --split heldout``, never benchmarked.
+
+    Raises:
+        ValueError: an unknown task, a ``:K`` suffix on a task without seeds, a seed that is not
+            an int in the development range.
+    """
+    from diffgym.envs.tasks import DEV_SEEDS, PROCEDURAL_TASKS
+
+    if not isinstance(spec, str):
+        raise ValueError(f"a task must be a name (str), got {spec!r}")
+    name, sep, seed_text = spec.partition(TASK_SEED_SEP)
+    if name not in list_tasks():
+        raise ValueError(
+            f"unknown task {name!r}; allowed: {', '.join(list_tasks())} (procedural: "
+            f"{', '.join(f'{t}{TASK_SEED_SEP}K' for t in PROCEDURAL_TASKS)})"
+        )
+    if not sep:
+        return name, {}
+    if name not in PROCEDURAL_TASKS:
+        raise ValueError(
+            f"task {spec!r}: only procedural tasks ({', '.join(PROCEDURAL_TASKS)}) take a "
+            f"{TASK_SEED_SEP}K seed"
+        )
+    try:
+        seed = int(seed_text)
+    except ValueError:
+        seed = None
+    if seed is None or str(seed) != seed_text.strip() or seed not in DEV_SEEDS:
+        raise ValueError(
+            f"task {spec!r}: the seed must be an int in the development range "
+            f"{DEV_SEEDS.start}-{DEV_SEEDS.stop - 1} (held-out seeds are evaluated only by "
+            f"`diffgym suite --split heldout`), got {seed_text!r}"
+        )
+    return name, {"seed": seed}
+
+
+def _task_dir(spec: str) -> str:
+    """The folder name of a task spec (``gmm2d-random:3`` -> ``gmm2d-random-3``)."""
+    return spec.replace(TASK_SEED_SEP, "-")
+
+
+def _make_bench_task(spec: str, **kwargs: Any) -> Task:
+    name, overrides = parse_bench_task(spec)
+    return make_task(name, **overrides, **kwargs)
+
+
 def _positive_int(name: str, value: Any, *, minimum: int = 1, optional: bool = False) -> None:
     if optional and value is None:
         return
@@ -131,7 +188,8 @@ class BenchConfig:
 
     Attributes:
         agents: learners, keys of :data:`diffgym.agents.AGENTS`.
-        tasks: registered task names.
+        tasks: registered task names, or ``gmm2d-random:K`` for the procedural task of
+            development seed ``K`` (:func:`parse_bench_task`).
         seeds: training seeds (ints >= 0); seed ``k`` is evaluated on ``eval_seed(k)``.
         rewards: reward modes, keys of :data:`REWARD_MODES` (``"exact"``: mixture tasks only).
         backend: ``"local"`` or ``"ray"``.
@@ -180,7 +238,14 @@ class BenchConfig:
             object.__setattr__(self, name, value)
 
         put("agents", check_names("agents", self.agents, list(AGENTS), one="agent"))
-        put("tasks", check_names("tasks", self.tasks, list_tasks(), one="task"))
+        tasks = (self.tasks,) if isinstance(self.tasks, str) else tuple(self.tasks)
+        if not tasks:
+            raise ValueError(f"tasks must not be empty; allowed: {', '.join(list_tasks())}")
+        for spec in tasks:
+            parse_bench_task(spec)
+        if len(set(tasks)) != len(tasks):
+            raise ValueError(f"tasks must not repeat, got {tasks}")
+        put("tasks", tasks)
         put("rewards", check_names("rewards", self.rewards, list(REWARD_MODES), one="reward mode"))
         seeds = (self.seeds,) if isinstance(self.seeds, int) else tuple(self.seeds)
         if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
@@ -224,8 +289,8 @@ class BenchConfig:
             raise ValueError(f"threshold must be a finite number, got {self.threshold!r}")
         if "exact" in self.rewards:
             for name in self.tasks:
-                if make_task(name).target is None:
-                    mixtures = [t for t in self.tasks if make_task(t).target is not None]
+                if _make_bench_task(name).target is None:
+                    mixtures = [t for t in self.tasks if _make_bench_task(t).target is not None]
                     raise ValueError(
                         f"reward mode 'exact' needs a mixture task (an exact target density); "
                         f"task {name!r} has none; mixture tasks here: "
@@ -243,7 +308,9 @@ class BenchConfig:
             return self.timesteps
         from diffgym.agents.registry import env_id_for_task, load_hyperparams
 
-        steps = load_hyperparams(agent, env_id_for_task(task)).get("n_timesteps")
+        steps = load_hyperparams(agent, env_id_for_task(parse_bench_task(task)[0])).get(
+            "n_timesteps"
+        )
         return int(steps) if steps is not None else FALLBACK_TIMESTEPS
 
     def command(self) -> str:
@@ -400,7 +467,7 @@ def _task_reference(
 ) -> tuple[TaskReference, dict[str, Any]]:
     """Search the task's grid (cached), pick its best point on the search seed, evaluate it and
     the default sampler on every evaluation seed; returns the normalization and a summary."""
-    task = make_task(name, device=config.device)
+    task = _make_bench_task(name, device=config.device)
     metric = default_metric(task)
     direction = METRIC_DIRECTIONS[metric]
     families = make_families(task, config.grid_families, points=config.grid_points,
@@ -410,7 +477,7 @@ def _task_reference(
         families,
         n=config.n_eval,
         seed=SEARCH_SEED,
-        out_dir=config.out_dir / "grid" / name,
+        out_dir=config.out_dir / "grid" / _task_dir(name),
         backend=config.backend,
         num_cpus=config.num_cpus if config.backend == "ray" else None,
         device=config.device,
@@ -455,8 +522,10 @@ def _trials(config: BenchConfig) -> list[Trial]:
     for task, agent, reward, seed in itertools.product(
         config.tasks, config.agents, config.rewards, config.seeds
     ):
+        task_name, task_overrides = parse_bench_task(task)
         train = TrainConfig(
-            task=task,
+            task=task_name,
+            task_overrides=task_overrides,
             agent=agent,
             timesteps=config.timesteps_for(agent, task),
             seed=seed,
@@ -476,7 +545,8 @@ def _trials(config: BenchConfig) -> list[Trial]:
                 reward=reward,
                 train=train.to_dict(),
                 run_dir=str(
-                    config.out_dir.resolve() / "runs" / task / f"{agent}_{reward}_seed{seed}"
+                    config.out_dir.resolve() / "runs" / _task_dir(task)
+                    / f"{agent}_{reward}_seed{seed}"
                 ),
                 n_eval=config.n_eval,
                 eval_seed=eval_seed(seed),

@@ -677,7 +677,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--agents", nargs="+", default=list(defaults["agents"].default),
                    metavar="AGENT", help="learners (default: ppo a2c trpo reinforce)")
     p.add_argument("--tasks", nargs="+", default=list(defaults["tasks"].default), metavar="TASK",
-                   help="task names (default: gmm2d gmm2d-bias)")
+                   help="task names, or gmm2d-random:K for the procedural task of development "
+                   "seed K (default: gmm2d gmm2d-bias)")
     p.add_argument("--seeds", nargs="+", type=int, default=list(defaults["seeds"].default),
                    metavar="SEED", help="training seeds (default: 0 1 2 3 4)")
     p.add_argument("--reward", nargs="+", default=["irl"], metavar="MODE",

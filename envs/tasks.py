@@ -54,6 +54,7 @@ __all__ = [
     "CMIX_SEED",
     "DEV_SEEDS",
     "HELDOUT_SEEDS",
+    "PROCEDURAL_TASKS",
     "RANDOM_MIN_SEPARATION",
     "RANDOM_MIXTURE_RANGES",
     "RECOMMENDED_STEP_MENU",
@@ -580,6 +581,9 @@ DEV_SEEDS = range(0, 100)
 
 HELDOUT_SEEDS = range(1000, 1100)
 """Seeds of ``gmm2d-random`` held out for the final evaluation: never tune on them."""
+
+PROCEDURAL_TASKS = ("gmm2d-random",)
+"""Tasks drawn by a ``seed`` override from :data:`DEV_SEEDS` / :data:`HELDOUT_SEEDS`."""
 
 _MAX_PLACEMENT_TRIES = 10_000
 

@@ -191,6 +191,15 @@ def test_ray_backend_gives_the_local_table(tiny, tmp_path):
         ({"agent_overrides": {"trpo": {}}}, ValueError, r"agent_overrides for \['trpo'\]"),
         ({"agent_overrides": {"ppo": 3}}, TypeError, r"agent_overrides\['ppo'\] must be"),
         ({"reps": 0}, ValueError, "reps must be an int >= 1"),
+        ({"tasks": ("gmm2d-random:1000",)}, ValueError,
+         r"'gmm2d-random:1000': the seed must be an int in the development range 0-99 "
+         r"\(held-out seeds are evaluated only by `diffgym suite --split heldout`\)"),
+        ({"tasks": ("gmm2d-random:x",)}, ValueError, r"development range 0-99.*got 'x'"),
+        ({"tasks": ("gmm2d-random:-1",)}, ValueError, r"development range 0-99.*got '-1'"),
+        ({"tasks": ("gmm2d:3",)}, ValueError,
+         r"task 'gmm2d:3': only procedural tasks \(gmm2d-random\) take a :K seed"),
+        ({"tasks": ("gmm2d-random:2", "gmm2d-random:2")}, ValueError, "tasks must not repeat"),
+        ({"tasks": ()}, ValueError, "tasks must not be empty"),
     ],
 )
 def test_bad_config_is_a_clear_error(kwargs, error, match):
@@ -211,6 +220,38 @@ def test_exact_reward_trains_without_irl_on_the_terminal_log_density():
     )
     assert trial.eval_seed == eval_seed(3) and trial.method == "reinforce/exact"
     assert trial.run_dir.endswith("runs/gmm2d-bias/reinforce_exact_seed3")
+
+
+def test_procedural_task_spec_trains_and_searches_that_mixture(tmp_path):
+    from diffgym.agents.train import TrainConfig
+    from diffgym.envs import make_task
+
+    assert bench.parse_bench_task("gmm2d-random:7") == ("gmm2d-random", {"seed": 7})
+    assert bench.parse_bench_task("gmm2d") == ("gmm2d", {})
+    config = BenchConfig(agents=("ppo",), tasks=("gmm2d-random:7", "gmm2d"), seeds=(0,),
+                         rewards=("exact",), timesteps=100, out_dir=tmp_path)
+    random_trial, plain_trial = bench._trials(config)
+    train = TrainConfig.from_dict(random_trial.train)
+    assert (train.task, dict(train.task_overrides)) == ("gmm2d-random", {"seed": 7})
+    assert random_trial.task == "gmm2d-random:7"
+    assert random_trial.run_dir.endswith("runs/gmm2d-random-7/ppo_exact_seed0")
+    assert TrainConfig.from_dict(plain_trial.train).task_overrides == {}
+    # The same YAML block as gmm2d (the procedural family shares its default configuration).
+    assert config.timesteps_for("ppo", "gmm2d-random:7") == 100
+    assert bench._make_bench_task("gmm2d-random:7").extra == make_task(
+        "gmm2d-random", seed=7
+    ).extra
+
+
+def test_tiny_bench_on_a_procedural_task(tmp_path):
+    config = BenchConfig(**{**TINY, "agents": ("ppo",), "seeds": (0,), "n_eval": 256,
+                            "agent_overrides": {"ppo": TINY["agent_overrides"]["ppo"]},
+                            "tasks": ("gmm2d-random:1",), "out_dir": tmp_path})
+    result = run_bench(config)
+    (row,) = [r for r in result.trials if r["task"] == "gmm2d-random:1"]
+    assert (tmp_path / "grid" / "gmm2d-random-1").is_dir()
+    assert (tmp_path / "runs" / "gmm2d-random-1" / "ppo_irl_seed0").is_dir()
+    assert math.isfinite(row["metrics"]["sw2"])
 
 
 def test_cli_builds_the_config(monkeypatch, tmp_path, capsys):
