@@ -22,6 +22,7 @@ Writes ``benchmarks/results/headroom_<task>.json``; the search grid is kept (res
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import platform
 import statistics
@@ -42,9 +43,82 @@ EVAL_SEEDS = (1_000_000, 2_000_000, 3_000_000)
 Z_THRESHOLD = 3.0
 
 
+def family_rows(
+    metric: str,
+    default_per_seed: dict[int, dict[str, float]],
+    best_per_seed: dict[str, tuple[dict, float | None, dict[int, dict[str, float]]]],
+) -> dict[str, dict]:
+    """Per family: the paired improvements of its best point over the default on each
+    evaluation seed, their mean, sample std, ``z = mean / std`` and 95 % t-interval.
+
+    ``best_per_seed[family] = (params, metric on the search seed or None, {seed: metrics})``.
+    """
+    sign = 1.0 if METRIC_DIRECTIONS[metric] == "min" else -1.0  # improvement = sign (def - pt)
+    rows = {}
+    for name, (params, search_value, per_seed) in best_per_seed.items():
+        diffs = [sign * (default_per_seed[s][metric] - per_seed[s][metric]) for s in per_seed]
+        mean = statistics.fmean(diffs)
+        std = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
+        half = (
+            t_quantile_975(len(diffs) - 1) * std / math.sqrt(len(diffs))
+            if len(diffs) > 1 else math.nan
+        )
+        rows[name] = {
+            "params": params,
+            "search_seed_metric": search_value,
+            "per_seed": {str(s): m for s, m in per_seed.items()},
+            "improvement_per_seed": diffs,
+            "improvement_mean": mean,
+            "improvement_std": std,
+            "z": mean / std if std > 0 else math.copysign(math.inf, mean) if mean else 0.0,
+            "improvement_ci95": [mean - half, mean + half],
+        }
+    return rows
+
+
+def from_compare(path: Path) -> dict:
+    """The headroom of a finished ``diffgym compare`` (its ``results.json``): the default row and
+    each family's best point on the comparison's evaluation seeds; nothing is re-evaluated."""
+    data = json.loads(path.read_text())
+    metric = data["metric"]
+
+    def by_seed(row: dict) -> dict[int, dict[str, float]]:
+        return {int(r["eval_seed"]): r["metrics"] for r in row["per_seed"]}
+
+    default = next((r for r in data["rows"] if r["kind"] == "default"), None)
+    if default is None:
+        raise ValueError(f"{path} has no default row")
+    best = {
+        r["info"]["family"]: (r["info"]["params"], None, by_seed(r))
+        for r in data["rows"] if r["kind"] == "grid"
+    }
+    rows = family_rows(metric, by_seed(default), best)
+    winner = max(rows, key=lambda k: rows[k]["z"]) if rows else None
+    return {
+        "task": data["task"],
+        "metric": metric,
+        "direction": METRIC_DIRECTIONS[metric],
+        "n": data["settings"]["n_eval"],
+        "search_seed": data["search_seed"],
+        "eval_seeds": data["settings"]["eval_seeds"],
+        "grid_points": data["grid_points"],
+        "families": sorted(best),
+        "default": {"per_seed": {str(s): m for s, m in by_seed(default).items()}},
+        "best_per_family": rows,
+        "best_family": winner,
+        "headroom": bool(winner is not None and rows[winner]["z"] >= Z_THRESHOLD),
+        "z_threshold": Z_THRESHOLD,
+        "source": str(path),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", default=None, help="task to search and evaluate")
+    p.add_argument(
+        "--from-compare", type=Path, default=None, metavar="RESULTS_JSON",
+        help="instead: the headroom of a finished comparison (its results.json; no sampling)",
+    )
     p.add_argument("--n", type=int, default=2048)
     p.add_argument("--metric", default=None, help="headline metric (default: the task's)")
     p.add_argument("--eval-seeds", type=int, nargs="+", default=list(EVAL_SEEDS))
@@ -58,12 +132,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--runs", type=Path, default=Path("runs/headroom"))
     args = p.parse_args(argv)
+    if (args.task is None) == (args.from_compare is None):
+        p.error("give exactly one of --task and --from-compare")
+    if args.from_compare is not None:
+        out = from_compare(args.from_compare)
+        out["command"] = "python " + " ".join(sys.argv)
+        path = args.out or Path("benchmarks/results") / f"headroom_{out['task']}.json"
+        atomic_write_json(path, out)
+        _print(out, path)
+        return 0
     torch.set_num_threads(1)
     t0 = time.perf_counter()
 
     task = make_task(args.task)
     metric = args.metric or default_metric(task)
-    sign = 1.0 if METRIC_DIRECTIONS[metric] == "min" else -1.0  # improvement = sign * (def - pt)
     axes = {
         a: getattr(args, a)
         for a in ("s_churn", "s_min", "s_max", "s_noise", "w", "sigma_lo", "sigma_hi")
@@ -79,32 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     best = grid.best(metric)
     assert grid.default is not None
-    rows: dict[str, dict] = {}
-    default_per_seed = {}
-    for seed in args.eval_seeds:
-        default_per_seed[seed] = evaluate_point(task, None, n=args.n, seed=seed).metrics
-    for name, point in best.items():
-        per_seed = {
+    default_per_seed = {
+        seed: evaluate_point(task, None, n=args.n, seed=seed).metrics for seed in args.eval_seeds
+    }
+    best_per_seed = {
+        name: (point.params, point.metrics[metric], {
             seed: evaluate_point(task, families[name], point.params, n=args.n, seed=seed).metrics
             for seed in args.eval_seeds
-        }
-        diffs = [sign * (default_per_seed[s][metric] - per_seed[s][metric]) for s in per_seed]
-        mean = statistics.fmean(diffs)
-        std = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
-        half = (
-            t_quantile_975(len(diffs) - 1) * std / math.sqrt(len(diffs))
-            if len(diffs) > 1 else math.nan
-        )
-        rows[name] = {
-            "params": point.params,
-            "search_seed_metric": point.metrics[metric],
-            "per_seed": {str(s): m for s, m in per_seed.items()},
-            "improvement_per_seed": diffs,
-            "improvement_mean": mean,
-            "improvement_std": std,
-            "z": mean / std if std > 0 else math.inf if mean > 0 else math.nan,
-            "improvement_ci95": [mean - half, mean + half],
-        }
+        })
+        for name, point in best.items()
+    }
+    rows = family_rows(metric, default_per_seed, best_per_seed)
     winner = max(rows, key=lambda k: rows[k]["z"]) if rows else None
     out = {
         "task": args.task,
@@ -135,14 +202,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     path = args.out or Path("benchmarks/results") / f"headroom_{args.task}.json"
     atomic_write_json(path, out)
-    for name, row in rows.items():
+    _print(out, path)
+    return 0
+
+
+def _print(out: dict, path: Path) -> None:
+    for name, row in out["best_per_family"].items():
         print(
-            f"{args.task} {name:9s} {row['params']}: {metric} improvement "
+            f"{out['task']} {name:9s} {row['params']}: {out['metric']} improvement "
             f"{row['improvement_mean']:+.4g} ± {row['improvement_std']:.3g} (z = {row['z']:.2f}; "
             f"95 % interval [{row['improvement_ci95'][0]:+.4g}, {row['improvement_ci95'][1]:+.4g}])"
         )
     print(f"headroom: {out['headroom']} -> {path}")
-    return 0
 
 
 if __name__ == "__main__":

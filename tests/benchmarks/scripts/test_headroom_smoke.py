@@ -31,3 +31,38 @@ def test_headroom_script_smoke(tmp_path):
         expected = row["per_seed"][s]["logp"] - data["default"]["per_seed"][s]["logp"]
         assert abs(d - expected) < 1e-12
     assert isinstance(data["headroom"], bool)
+
+
+def test_headroom_from_a_finished_comparison(tmp_path):
+    """--from-compare reads the default and best-grid rows of a stored comparison (here the
+    committed gmm2d-net one) and pairs them per evaluation seed; nothing is sampled."""
+    results = SCRIPT.parents[1] / "results" / "compare" / "gmm2d-net-main" / "results.json"
+    out = tmp_path / "headroom.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--from-compare", str(results), "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    stored = json.loads(results.read_text())
+    assert data["task"] == "gmm2d-net" and data["metric"] == "sw2"
+    assert data["eval_seeds"] == stored["settings"]["eval_seeds"]
+    assert data["families"] == ["churn", "guidance", "interval"]
+    default = {r["eval_seed"]: r["metrics"]["sw2"]
+               for r in next(r for r in stored["rows"] if r["kind"] == "default")["per_seed"]}
+    for row in stored["rows"]:
+        if row["kind"] != "grid":
+            continue
+        fam = data["best_per_family"][row["info"]["family"]]
+        want = [default[r["eval_seed"]] - r["metrics"]["sw2"] for r in row["per_seed"]]
+        assert fam["improvement_per_seed"] == want  # lower is better: default - point
+        lo, hi = fam["improvement_ci95"]
+        assert lo <= fam["improvement_mean"] <= hi
+    # interval's best point is the default sampler's schedule on this task: z = 0, not NaN
+    assert data["best_per_family"]["interval"]["z"] == 0.0
+    assert data["headroom"] is False  # RESULTS §11: gmm2d-net has no headroom on SW2
+
+    bad = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True,
+                         timeout=600, env={"PATH": "/usr/bin:/bin"})
+    assert bad.returncode == 2 and "exactly one of --task and --from-compare" in bad.stderr
