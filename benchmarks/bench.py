@@ -146,17 +146,19 @@ def parse_bench_task(spec: str) -> tuple[str, dict[str, Any]]:
             f"{', '.join(f'{t}{TASK_SEED_SEP}K' for t in PROCEDURAL_TASKS)})"
         )
     if not sep:
+        if name in PROCEDURAL_TASKS:
+            raise ValueError(
+                f"task {spec!r} is procedural: name its seed, {name}{TASK_SEED_SEP}K with K a "
+                f"development seed {DEV_SEEDS.start}-{DEV_SEEDS.stop - 1}"
+            )
         return name, {}
     if name not in PROCEDURAL_TASKS:
         raise ValueError(
             f"task {spec!r}: only procedural tasks ({', '.join(PROCEDURAL_TASKS)}) take a "
             f"{TASK_SEED_SEP}K seed"
         )
-    try:
-        seed = int(seed_text)
-    except ValueError:
-        seed = None
-    if seed is None or str(seed) != seed_text.strip() or seed not in DEV_SEEDS:
+    seed = int(seed_text) if seed_text.isdecimal() and seed_text.isascii() else None
+    if seed is None or str(seed) != seed_text or seed not in DEV_SEEDS:
         raise ValueError(
             f"task {spec!r}: the seed must be an int in the development range "
             f"{DEV_SEEDS.start}-{DEV_SEEDS.stop - 1} (held-out seeds are evaluated only by "

@@ -58,8 +58,8 @@ def reference_features(
     classifier: DigitsClassifier, reference_x: torch.Tensor, batch_size: int = 1024
 ) -> torch.Tensor:
     """``(M, D)`` classifier features of ``reference_x``, computed once per (reference content,
-    classifier weights, device) and cached; the cached tensor is returned as is (do not modify
-    it). The same values as embedding ``reference_x`` directly."""
+    classifier weights, device) and cached; returns a copy (callers may modify it). The same
+    values as embedding ``reference_x`` directly."""
     param = next(classifier.parameters())
     key = (
         _content_hash(reference_x),
@@ -72,7 +72,7 @@ def reference_features(
         if len(_REFERENCE_FEATURES) >= _REFERENCE_CACHE_SIZE:
             _REFERENCE_FEATURES.pop(next(iter(_REFERENCE_FEATURES)))
         _REFERENCE_FEATURES[key] = feat
-    return feat
+    return feat.clone()
 
 
 def digits_metrics(

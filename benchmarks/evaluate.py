@@ -10,7 +10,9 @@ Seeds:
 * On protocol seed ``s`` sample ``b`` draws its sampler noise from its own stream seeded
   ``s + b`` (:func:`eval_seeds`), its label from a generator seeded ``s`` (:func:`eval_labels`),
   its policy action noise from ``ACTION_SEED_OFFSET + s + b``, and the metrics score against real
-  reference data drawn with :func:`reference_seed` ``(s) = s + 1``.
+  reference data drawn with :func:`reference_seed` ``(s) = s + 1`` (a task with a fixed
+  ``Task.reference``, such as ``digits``, scores against that set on every seed; the seed then
+  drives only the metrics' own random draws).
 * Training-time evaluations (:class:`TrainingEvaluator`) sample with
   ``TRAIN_EVAL_SEED_OFFSET + training seed`` and score against reference seed
   :data:`TRAIN_EVAL_REFERENCE_SEED`.
@@ -314,14 +316,15 @@ def task_metrics(
     num_reference: int | None = None,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Metrics of samples ``x (N, *data_shape)`` for ``task`` against fresh real data.
+    """Metrics of samples ``x (N, *data_shape)`` for ``task`` against real data (a fresh draw, or
+    the task's fixed reference set).
 
     The task's metric suite (:data:`METRIC_SUITES`) decides the metrics; tasks passed through
     :func:`with_fid` also get ``fid``, ``kid_inception``, ``precision_inception`` and
     ``recall_inception`` (:func:`diffgym.benchmarks.fid.inception_metrics`). The reference set
     is the task's fixed :attr:`~diffgym.envs.tasks.Task.reference` when it has one (``digits``:
-    the whole data set; ``num_reference`` is then ignored), else ``num_reference`` samples
-    (default ``N``) drawn with ``seed``.
+    the whole data set; ``num_reference`` must then be ``None`` or its size), else
+    ``num_reference`` samples (default ``N``) drawn with ``seed``.
 
     Raises:
         ValueError: samples of the wrong shape; a task without a (known) metric suite.
@@ -334,6 +337,12 @@ def task_metrics(
     suite = _suite(task)
     gen = torch.Generator().manual_seed(seed)
     if task.reference is not None:  # a fixed reference set: the same on every seed
+        if num_reference is not None and num_reference != task.reference[0].shape[0]:
+            raise ValueError(
+                f"task {task.name!r} is scored against its fixed reference of "
+                f"{task.reference[0].shape[0]} samples; num_reference={num_reference!r} cannot "
+                f"apply (pass None)"
+            )
         ref = task.reference[0]
     else:
         n_ref = int(num_reference or x.shape[0])
@@ -568,9 +577,11 @@ def _hash_module(h: Any, name: str, module: torch.nn.Module | None) -> None:
 
 def task_fingerprint(task: Task) -> dict[str, Any]:
     """What a result depends on in ``task``: its name, guide kind, schedule, dtype, extra
-    settings, and a content hash of the denoiser, guide, target and label distribution (so a
-    user-defined mixture gets its own keys). Action menus are not part of it, nor is the device:
-    the kind of device that draws the noise enters each :func:`point_key` instead."""
+    settings, and a content hash of the denoiser, guide, target, label distribution and fixed
+    reference set, when it has one (so a user-defined mixture gets its own keys). Action menus
+    are not part of it, nor is the device: the kind of device that draws the noise enters each
+    :func:`point_key` instead. (The digits classifier behind the digits metrics is not hashed:
+    retrain it and clear cached digits evaluations.)"""
     h = hashlib.sha256()
     _hash_module(h, "denoiser", task.denoiser)
     _hash_module(h, "guide", task.guide)

@@ -159,7 +159,10 @@ class Task:
             )
         x, labels = ref
         if not isinstance(x, torch.Tensor) or not isinstance(labels, torch.Tensor):
-            raise ValueError("reference must be a tuple (x, labels) of tensors")
+            raise ValueError(
+                f"reference must be a tuple (x, labels) of tensors, got ({type(x).__name__}, "
+                f"{type(labels).__name__})"
+            )
         if tuple(x.shape[1:]) != self.data_shape or x.shape[0] < 2:
             raise ValueError(
                 f"reference x must have shape (M >= 2, {', '.join(map(str, self.data_shape))}), "
@@ -761,3 +764,14 @@ register_task("gmm2d-random", build_gmm2d_random, ("seed",))
 
 # The digits tasks live in their own module, which registers them on import (and imports this one).
 import diffgym.envs.digits_tasks  # noqa: E402,F401
+
+_MOVED_TO_DIGITS_TASKS = ("GUIDES", "build_digits", "build_digits_weak", "digits_task")
+
+
+def __getattr__(name: str):
+    # Names that lived here before the digits tasks got their own module still resolve.
+    if name in _MOVED_TO_DIGITS_TASKS:
+        from diffgym.envs import digits_tasks
+
+        return getattr(digits_tasks, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

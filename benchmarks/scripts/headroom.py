@@ -56,7 +56,15 @@ def family_rows(
     sign = 1.0 if METRIC_DIRECTIONS[metric] == "min" else -1.0  # improvement = sign (def - pt)
     rows = {}
     for name, (params, search_value, per_seed) in best_per_seed.items():
-        diffs = [sign * (default_per_seed[s][metric] - per_seed[s][metric]) for s in per_seed]
+        missing = sorted(set(per_seed) - set(default_per_seed))
+        if missing:
+            raise ValueError(f"the default sampler has no evaluation on seeds {missing}")
+        values = [(default_per_seed[s][metric], per_seed[s][metric]) for s in per_seed]
+        bad = [s for s, (d, v) in zip(per_seed, values) if d is None or v is None
+               or not math.isfinite(d) or not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"{metric} of {name} or the default is not finite on seeds {bad}")
+        diffs = [sign * (d - v) for d, v in values]
         mean = statistics.fmean(diffs)
         std = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
         half = (
@@ -70,10 +78,18 @@ def family_rows(
             "improvement_per_seed": diffs,
             "improvement_mean": mean,
             "improvement_std": std,
-            "z": mean / std if std > 0 else math.copysign(math.inf, mean) if mean else 0.0,
+            # one seed has no spread to compare with: no z, and no headroom claimed
+            "z": math.nan if len(diffs) < 2 else mean / std if std > 0
+            else math.copysign(math.inf, mean) if mean else 0.0,
             "improvement_ci95": [mean - half, mean + half],
         }
     return rows
+
+
+def _winner(rows: dict[str, dict]) -> str | None:
+    """The family with the largest finite-or-infinite z (NaN z never wins)."""
+    ranked = [k for k in rows if not math.isnan(rows[k]["z"])]
+    return max(ranked, key=lambda k: rows[k]["z"]) if ranked else None
 
 
 def from_compare(path: Path) -> dict:
@@ -93,7 +109,7 @@ def from_compare(path: Path) -> dict:
         for r in data["rows"] if r["kind"] == "grid"
     }
     rows = family_rows(metric, by_seed(default), best)
-    winner = max(rows, key=lambda k: rows[k]["z"]) if rows else None
+    winner = _winner(rows)
     return {
         "task": data["task"],
         "metric": metric,
@@ -109,6 +125,7 @@ def from_compare(path: Path) -> dict:
         "headroom": bool(winner is not None and rows[winner]["z"] >= Z_THRESHOLD),
         "z_threshold": Z_THRESHOLD,
         "source": str(path),
+        "fingerprint": data.get("fingerprint"),
     }
 
 
@@ -137,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_compare is not None:
         out = from_compare(args.from_compare)
         out["command"] = "python " + " ".join(sys.argv)
-        path = args.out or Path("benchmarks/results") / f"headroom_{out['task']}.json"
+        path = args.out or (
+            Path("benchmarks/results") / f"headroom_{out['task']}_from_compare.json"
+        )
         atomic_write_json(path, out)
         _print(out, path)
         return 0
@@ -172,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, point in best.items()
     }
     rows = family_rows(metric, default_per_seed, best_per_seed)
-    winner = max(rows, key=lambda k: rows[k]["z"]) if rows else None
+    winner = _winner(rows)
     out = {
         "task": args.task,
         "metric": metric,

@@ -36,14 +36,20 @@ def test_fixed_reference_does_not_depend_on_the_seed(digits, real_samples):
     a = task_metrics(digits, x, labels, seed=1)
     b = task_metrics(digits, x, labels, seed=2)
     # The reference-based distances are identical; only KID's random subsets follow the seed.
-    for name in ("fd_digits", "precision", "recall", "class_tv", "label_accuracy"):
+    for name in ("fd_digits", "precision", "recall"):
         assert a[name] == b[name], name
-    # Without a fixed reference each seed draws its own reference set, so FD moves with it.
+    # Without a fixed reference each seed draws its own reference set, so they move with it.
     drawn = digits.replace(reference=None)
     c = task_metrics(drawn, x, labels, seed=1)
     d = task_metrics(drawn, x, labels, seed=2)
-    assert c["fd_digits"] != d["fd_digits"]
+    for name in ("fd_digits", "recall"):
+        assert c[name] != d[name], name
     assert c["fd_digits"] != a["fd_digits"]
+    # The fixed reference has its own size; asking for another is an error, not ignored.
+    with pytest.raises(ValueError, match=r"fixed reference of 1797 samples; num_reference=100"):
+        task_metrics(digits, x, labels, seed=1, num_reference=100)
+    assert task_metrics(digits, x, labels, seed=1, num_reference=1797)["fd_digits"] == a[
+        "fd_digits"]
 
 
 def test_fixed_reference_scores_against_the_whole_set(digits, real_samples):
@@ -61,14 +67,24 @@ def test_reference_features_are_cached_and_equal_to_a_direct_embedding(digits):
     metrics._REFERENCE_FEATURES.clear()
     first = metrics.reference_features(clf, ref)
     assert len(metrics._REFERENCE_FEATURES) == 1
-    # A freshly loaded classifier with the same weights hits the same entry.
-    again = metrics.reference_features(load_digits_classifier(), ref.clone())
-    assert again is first
     direct, _ = metrics._classify(clf, ref, 1024)
     torch.testing.assert_close(first, direct, rtol=0, atol=0)
+    # Callers get a copy: changing it does not change the cache.
+    first.mul_(0.0)
+    # A freshly loaded classifier with the same weights hits the same entry.
+    again = metrics.reference_features(load_digits_classifier(), ref.clone())
+    assert len(metrics._REFERENCE_FEATURES) == 1
+    torch.testing.assert_close(again, direct, rtol=0, atol=0)
     # Another reference set is another entry with other features.
     other = metrics.reference_features(clf, ref[:100])
     assert other.shape[0] == 100 and len(metrics._REFERENCE_FEATURES) == 2
+    # Other classifier weights are another entry too (never the old features).
+    changed = load_digits_classifier()
+    with torch.no_grad():
+        next(changed.parameters()).add_(0.01)
+    moved = metrics.reference_features(changed, ref)
+    assert len(metrics._REFERENCE_FEATURES) == 3
+    assert not torch.equal(moved, direct)
 
 
 def test_reference_is_part_of_the_fingerprint(digits):
@@ -98,6 +114,7 @@ def _labels(m: int) -> torch.Tensor:
     [
         ("not a tuple", "tuple"),
         ((torch.zeros(10, 1, 8, 8),), "tuple"),
+        ((torch.zeros(10, 1, 8, 8), [0] * 10), r"tensors, got \(Tensor, list\)"),
         ((torch.zeros(10, 1, 4, 4), _labels(10)), r"shape \(M >= 2, 1, 8, 8\)"),
         ((torch.zeros(1, 1, 8, 8), _labels(1)), r"M >= 2"),
         ((torch.zeros(10, 1, 8, 8), _labels(9)), r"labels must have shape \(10,\)"),

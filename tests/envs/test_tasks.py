@@ -287,6 +287,13 @@ def test_digits_weak_task():
             "identity": float((x_noisy - x).square().mean()),
         }
     assert mse["full"] < mse["weak"] < mse["weak_uncond"] < mse["identity"], mse
+    # The digits builders moved to diffgym.envs.digits_tasks; the old names still resolve.
+    from diffgym.envs import digits_tasks, tasks
+
+    assert tasks.digits_task is digits_tasks.digits_task and tasks.GUIDES == ("uncond",
+                                                                                "autoguidance")
+    with pytest.raises(AttributeError, match="no attribute 'build_mnist'"):
+        tasks.build_mnist  # noqa: B018
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "scripts" / "headroom.py"
 
@@ -62,7 +65,28 @@ def test_headroom_from_a_finished_comparison(tmp_path):
     # interval's best point is the default sampler's schedule on this task: z = 0, not NaN
     assert data["best_per_family"]["interval"]["z"] == 0.0
     assert data["headroom"] is False  # RESULTS §11: gmm2d-net has no headroom on SW2
+    assert data["fingerprint"] == stored["fingerprint"]
 
     bad = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True,
                          timeout=600, env={"PATH": "/usr/bin:/bin"})
     assert bad.returncode == 2 and "exactly one of --task and --from-compare" in bad.stderr
+
+
+def test_family_rows_one_seed_claims_no_headroom_and_bad_values_are_named():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("headroom_script", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    one = mod.family_rows("sw2", {1: {"sw2": 0.3}}, {"churn": ({}, None, {1: {"sw2": 0.1}})})
+    assert math.isnan(one["churn"]["z"]) and mod._winner(one) is None
+    two = mod.family_rows(
+        "logp", {1: {"logp": -3.0}, 2: {"logp": -3.0}},
+        {"guidance": ({"w": 2.0}, None, {1: {"logp": -2.0}, 2: {"logp": -2.5}})},
+    )
+    assert two["guidance"]["improvement_per_seed"] == [1.0, 0.5]  # higher is better: pt - def
+    assert two["guidance"]["z"] == pytest.approx(0.75 / math.sqrt(0.125))
+    with pytest.raises(ValueError, match=r"no evaluation on seeds \[2\]"):
+        mod.family_rows("sw2", {1: {"sw2": 0.3}}, {"churn": ({}, None, {2: {"sw2": 0.1}})})
+    with pytest.raises(ValueError, match=r"sw2 of churn or the default is not finite on seeds"):
+        mod.family_rows("sw2", {1: {"sw2": None}}, {"churn": ({}, None, {1: {"sw2": 0.1}})})
