@@ -17,6 +17,7 @@ from diffgym.agents.registry import (
     agent_config,
     env_id_for_task,
     find_env,
+    hyperparams_env_id,
     load_hyperparams,
     make_agent,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "apply_neutral_bias",
     "env_id_for_task",
     "find_env",
+    "hyperparams_env_id",
     "load_hyperparams",
     "make_agent",
     "monte_carlo_returns",

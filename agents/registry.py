@@ -46,6 +46,7 @@ __all__ = [
     "AgentConfig",
     "agent_config",
     "env_id_for_task",
+    "hyperparams_env_id",
     "find_env",
     "load_hyperparams",
     "make_agent",
@@ -102,15 +103,27 @@ SHARED_HYPERPARAMS = {"gmm2d-random": "gmm2d", "digits-weak": "digits"}
 procedural task is never tuned for, and ``digits-weak`` runs ``digits``' settings unchanged)."""
 
 
-def env_id_for_task(task_name: str) -> str | None:
-    """The registered Gymnasium id of a task (``"gmm2d"`` -> ``"diffgym/GMM2D-v0"``), or None;
-    a task of :data:`SHARED_HYPERPARAMS` gets the id of the task it shares hyperparameters with
-    (``"gmm2d-random"`` -> ``"diffgym/GMM2D-v0"``)."""
-    task_name = SHARED_HYPERPARAMS.get(task_name, task_name)
+def _own_env_id(task_name: str) -> str | None:
     for env_id, name in ENV_IDS.items():
         if name == task_name:
             return env_id
     return None
+
+
+def env_id_for_task(task_name: str) -> str | None:
+    """The registered Gymnasium id of a task (``"gmm2d"`` -> ``"diffgym/GMM2D-v0"``,
+    ``"digits-weak"`` -> ``"diffgym/DigitsWeak-v0"``); a task without an id of its own gets the
+    id of the task it shares hyperparameters with (``"gmm2d-random"`` -> ``"diffgym/GMM2D-v0"``,
+    see :data:`SHARED_HYPERPARAMS`); None for an unknown task. For the YAML lookup use
+    :func:`hyperparams_env_id`."""
+    return _own_env_id(task_name) or _own_env_id(SHARED_HYPERPARAMS.get(task_name, task_name))
+
+
+def hyperparams_env_id(task_name: str) -> str | None:
+    """The env id whose YAML blocks (``hyperparams/<agent>.yml``) a task trains with: its own,
+    or that of the task in :data:`SHARED_HYPERPARAMS` (``"digits-weak"`` ->
+    ``"diffgym/Digits-v0"``: the one default configuration); None for an unknown task."""
+    return _own_env_id(SHARED_HYPERPARAMS.get(task_name, task_name))
 
 
 def _check_agent(name: str) -> type[OnPolicyAlgorithm]:
@@ -272,7 +285,7 @@ def agent_config(
     _check_agent(name)
     env = find_env(venv)
     if env_id is None:
-        env_id = env_id_for_task(env.task.name)
+        env_id = hyperparams_env_id(env.task.name)
     block = load_hyperparams(name, env_id)
     if not block:
         warnings.warn(

@@ -313,9 +313,9 @@ class TrainingRun:
         self.total_rounds = max(cfg.timesteps // self.round_timesteps, 1)
 
     def _yaml_n_envs(self) -> int | None:
-        from diffgym.agents.registry import env_id_for_task, load_hyperparams
+        from diffgym.agents.registry import hyperparams_env_id, load_hyperparams
 
-        block = load_hyperparams(self.config.agent, env_id_for_task(self.config.task))
+        block = load_hyperparams(self.config.agent, hyperparams_env_id(self.config.task))
         n = block.get("n_envs")
         return int(n) if n is not None else None
 

@@ -308,9 +308,9 @@ class BenchConfig:
         """Training timesteps of ``agent`` on ``task`` (the config's, else the YAML's)."""
         if self.timesteps is not None:
             return self.timesteps
-        from diffgym.agents.registry import env_id_for_task, load_hyperparams
+        from diffgym.agents.registry import hyperparams_env_id, load_hyperparams
 
-        steps = load_hyperparams(agent, env_id_for_task(parse_bench_task(task)[0])).get(
+        steps = load_hyperparams(agent, hyperparams_env_id(parse_bench_task(task)[0])).get(
             "n_timesteps"
         )
         return int(steps) if steps is not None else FALLBACK_TIMESTEPS

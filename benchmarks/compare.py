@@ -324,14 +324,14 @@ class CompareConfig:
     def timesteps_by_agent(self) -> dict[str, int]:
         """Training transitions per agent: ``timesteps``, else the agent's YAML ``n_timesteps``,
         else :data:`FALLBACK_TIMESTEPS`."""
-        from diffgym.agents.registry import env_id_for_task, load_hyperparams
+        from diffgym.agents.registry import hyperparams_env_id, load_hyperparams
 
         out = {}
         for agent in self.agents:
             if self.timesteps is not None:
                 out[agent] = int(self.timesteps)
             else:
-                block = load_hyperparams(agent, env_id_for_task(self.task))
+                block = load_hyperparams(agent, hyperparams_env_id(self.task))
                 yaml_ts = block.get("n_timesteps")
                 out[agent] = int(yaml_ts) if yaml_ts is not None else FALLBACK_TIMESTEPS
         return out

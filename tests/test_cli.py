@@ -45,6 +45,13 @@ def test_gmm2d_random_is_listed_and_takes_a_task_seed(tmp_path, capsys):
     assert main(["tasks"]) == 0
     assert "gmm2d-random" in capsys.readouterr().out
     assert env_id_for_task("gmm2d-random") == "diffgym/GMM2D-v0"  # gmm2d's YAML blocks
+    from diffgym.agents.registry import hyperparams_env_id
+
+    # digits-weak has an id of its own but trains with digits' YAML blocks
+    assert env_id_for_task("digits-weak") == "diffgym/DigitsWeak-v0"
+    assert hyperparams_env_id("digits-weak") == "diffgym/Digits-v0"
+    assert hyperparams_env_id("gmm2d-random") == "diffgym/GMM2D-v0"
+    assert env_id_for_task("mnist") is None and hyperparams_env_id("mnist") is None
     d = tmp_path / "run"
     assert main(["train", "--task", "gmm2d-random", "--task-seed", "7", "--agent", "reinforce",
                  "--timesteps", "144", "--n-envs", "8", "--eval-samples", "32",
