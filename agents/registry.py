@@ -98,9 +98,9 @@ find_env = unwrap_env
 unwrap_env`, under the name this module has always exported)."""
 
 
-SHARED_HYPERPARAMS = {"gmm2d-random": "gmm2d", "digits-weak": "digits"}
-"""Tasks that use another task's YAML blocks -> that task (the one default configuration: a
-procedural task is never tuned for, and ``digits-weak`` runs ``digits``' settings unchanged)."""
+SHARED_HYPERPARAMS = {"gmm2d-random": "gmm2d"}
+"""Tasks without a Gymnasium id of their own -> the task whose YAML blocks they use (the one
+default configuration: a procedural task is never tuned for)."""
 
 
 def _own_env_id(task_name: str) -> str | None:
@@ -121,8 +121,9 @@ def env_id_for_task(task_name: str) -> str | None:
 
 def hyperparams_env_id(task_name: str) -> str | None:
     """The env id whose YAML blocks (``hyperparams/<agent>.yml``) a task trains with: its own,
-    or that of the task in :data:`SHARED_HYPERPARAMS` (``"digits-weak"`` ->
-    ``"diffgym/Digits-v0"``: the one default configuration); None for an unknown task."""
+    or that of the task in :data:`SHARED_HYPERPARAMS` (``"gmm2d-random"`` ->
+    ``"diffgym/GMM2D-v0"``); None for an unknown task. (``diffgym/DigitsWeak-v0``'s blocks are
+    YAML aliases of ``diffgym/Digits-v0``'s.)"""
     return _own_env_id(SHARED_HYPERPARAMS.get(task_name, task_name))
 
 

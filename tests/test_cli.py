@@ -47,9 +47,14 @@ def test_gmm2d_random_is_listed_and_takes_a_task_seed(tmp_path, capsys):
     assert env_id_for_task("gmm2d-random") == "diffgym/GMM2D-v0"  # gmm2d's YAML blocks
     from diffgym.agents.registry import hyperparams_env_id
 
-    # digits-weak has an id of its own but trains with digits' YAML blocks
+    # digits-weak has an id and YAML blocks of its own: aliases of digits' blocks
+    from diffgym.agents.registry import load_hyperparams
+
     assert env_id_for_task("digits-weak") == "diffgym/DigitsWeak-v0"
-    assert hyperparams_env_id("digits-weak") == "diffgym/Digits-v0"
+    assert hyperparams_env_id("digits-weak") == "diffgym/DigitsWeak-v0"
+    for agent in ("ppo", "a2c", "trpo", "reinforce"):
+        assert load_hyperparams(agent, "diffgym/DigitsWeak-v0") == load_hyperparams(
+            agent, "diffgym/Digits-v0")
     assert hyperparams_env_id("gmm2d-random") == "diffgym/GMM2D-v0"
     assert env_id_for_task("mnist") is None and hyperparams_env_id("mnist") is None
     d = tmp_path / "run"
