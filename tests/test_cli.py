@@ -40,16 +40,12 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
 def test_gmm2d_random_is_listed_and_takes_a_task_seed(tmp_path, capsys):
     import json
 
-    from diffgym.agents.registry import env_id_for_task
+    from diffgym.agents.registry import env_id_for_task, hyperparams_env_id, load_hyperparams
 
     assert main(["tasks"]) == 0
     assert "gmm2d-random" in capsys.readouterr().out
     assert env_id_for_task("gmm2d-random") == "diffgym/GMM2D-v0"  # gmm2d's YAML blocks
-    from diffgym.agents.registry import hyperparams_env_id
-
     # digits-weak has an id and YAML blocks of its own: aliases of digits' blocks
-    from diffgym.agents.registry import load_hyperparams
-
     assert env_id_for_task("digits-weak") == "diffgym/DigitsWeak-v0"
     assert hyperparams_env_id("digits-weak") == "diffgym/DigitsWeak-v0"
     for agent in ("ppo", "a2c", "trpo", "reinforce"):
