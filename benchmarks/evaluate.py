@@ -324,7 +324,8 @@ def task_metrics(
     ``recall_inception`` (:func:`diffgym.benchmarks.fid.inception_metrics`). The reference set
     is the task's fixed :attr:`~diffgym.envs.tasks.Task.reference` when it has one (``digits``:
     the whole data set; ``num_reference`` must then be ``None`` or its size), else
-    ``num_reference`` samples (default ``N``) drawn with ``seed``.
+    ``num_reference`` samples (default ``N``) drawn with ``seed``. The Inception metrics always
+    score against ``N`` real samples drawn with ``seed`` (as before fixed references existed).
 
     Raises:
         ValueError: samples of the wrong shape; a task without a (known) metric suite.
@@ -352,6 +353,10 @@ def task_metrics(
     if weights is not None:
         from diffgym.benchmarks.fid import inception_metrics
 
+        if task.reference is not None:
+            # Inception metrics keep the drawn reference of N samples (the seed's first draw):
+            # an Inception pass over a whole data set costs minutes per evaluation on a CPU.
+            ref, _ = task.sample_data(int(x.shape[0]), torch.Generator().manual_seed(seed))
         out.update(
             inception_metrics(x.detach().cpu(), ref, weights, device=x.device, seed=seed)
         )

@@ -143,6 +143,11 @@ def test_with_fid_adds_columns_and_checks_input(tmp_path, weights, digits):
     finally:
         task.extra.pop("fid_weights")
     assert {"fid", "kid_inception", "precision_inception", "recall_inception"} <= set(full)
+    # digits scores its own metrics against the whole data set, but the Inception metrics against
+    # N real samples drawn with the seed (an Inception pass over the data set costs minutes).
+    assert task.reference is not None
+    drawn, _ = task.sample_data(a.shape[0], torch.Generator().manual_seed(4))
+    assert full["fid"] == pytest.approx(inception_metrics(a, drawn, weights)["fid"], rel=1e-9)
     # The built-in metrics are unchanged (label_accuracy is NaN: unconditional samples).
     assert {k: full[k] for k in base} == pytest.approx(base, nan_ok=True)
     with pytest.raises(ValueError, match=r"image task.*'gmm2d'.*\(2,\)"):
