@@ -46,8 +46,8 @@ __all__ = [
     "AgentConfig",
     "agent_config",
     "env_id_for_task",
-    "hyperparams_env_id",
     "find_env",
+    "hyperparams_env_id",
     "load_hyperparams",
     "make_agent",
 ]

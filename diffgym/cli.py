@@ -60,6 +60,9 @@ def _add_user_task_arguments(parser: argparse.ArgumentParser) -> None:
     ``--guide uncond|none|SPEC`` (task ``user``)."""
     parser.add_argument("--task-seed", type=int, default=None, metavar="K",
                         help="task override seed=K (gmm2d-random: which mixture)")
+    parser.add_argument("--heldout", action="store_true",
+                        help="allow a held-out --task-seed (gmm2d-random 1000-1099): the final "
+                        "evaluation only, never for tuning")
     group = parser.add_argument_group("user task (bring your own model and data)")
     group.add_argument(
         "--denoiser",
@@ -78,6 +81,18 @@ def _add_user_task_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_heldout(task: str | None, task_seed: int | None, heldout: bool) -> None:
+    """Held-out discipline: a held-out seed of a procedural task needs ``--heldout``."""
+    from diffgym.envs.tasks import DEV_SEEDS, HELDOUT_SEEDS, PROCEDURAL_TASKS
+
+    if task in PROCEDURAL_TASKS and task_seed in HELDOUT_SEEDS and not heldout:
+        raise ValueError(
+            f"--task-seed {task_seed} is a held-out seed of {task} ({HELDOUT_SEEDS.start}-"
+            f"{HELDOUT_SEEDS.stop - 1}); develop and tune on seeds {DEV_SEEDS.start}-"
+            f"{DEV_SEEDS.stop - 1}, and pass --heldout only for the final evaluation"
+        )
+
+
 def user_task_overrides(task: str | None, args: argparse.Namespace) -> tuple[str | None, dict]:
     """``(task name, make_task overrides)`` from the task flags:
     ``("user", {"denoiser": ..., "data": ..., "guide": ...})`` when ``--denoiser`` is given (it
@@ -85,12 +100,14 @@ def user_task_overrides(task: str | None, args: argparse.Namespace) -> tuple[str
     ``--task-seed K`` the overrides also hold ``seed=K``.
 
     Raises:
-        ValueError: ``--denoiser`` without ``--data`` (or the reverse), or ``--guide`` alone.
+        ValueError: ``--denoiser`` without ``--data`` (or the reverse), or ``--guide`` alone; a
+            held-out ``--task-seed`` of a procedural task without ``--heldout``.
     """
     denoiser = getattr(args, "denoiser", None)
     data = getattr(args, "data", None)
     guide = getattr(args, "guide", None)
     seed = {} if getattr(args, "task_seed", None) is None else {"seed": args.task_seed}
+    _check_heldout(task, getattr(args, "task_seed", None), getattr(args, "heldout", False))
     if denoiser is None and data is None and guide is None:
         return task, seed
     if denoiser is None or data is None:

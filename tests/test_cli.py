@@ -64,6 +64,21 @@ def test_gmm2d_random_is_listed_and_takes_a_task_seed(tmp_path, capsys):
     assert main(["compare", "--task", "gmm2d", "--task-seed", "1", "--budget", "quick",
                  "--out", str(tmp_path / "c")]) == 2
     assert "unknown override(s) ['seed']" in capsys.readouterr().err
+    # Held-out discipline: a held-out seed needs --heldout, and nothing is written without it.
+    for command in (["compare", "--budget", "quick"], ["grid"], ["train", "--agent", "ppo"]):
+        out = tmp_path / f"heldout-{command[0]}"
+        flag = "--run-dir" if command[0] == "train" else "--out"
+        assert main([*command, "--task", "gmm2d-random", "--task-seed", "1000",
+                     flag, str(out)]) == 2, command
+        err = capsys.readouterr().err
+        assert "--task-seed 1000 is a held-out seed of gmm2d-random (1000-1099)" in err
+        assert "pass --heldout only for the final evaluation" in err
+        assert not out.exists()
+    from diffgym.cli import build_parser, user_task_overrides
+
+    args = build_parser().parse_args(["grid", "--task", "gmm2d-random", "--task-seed", "1000",
+                                      "--heldout"])
+    assert user_task_overrides("gmm2d-random", args) == ("gmm2d-random", {"seed": 1000})
 
 
 def test_train_config_without_a_train_block_is_a_clear_error(tmp_path, capsys):
