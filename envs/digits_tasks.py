@@ -42,7 +42,7 @@ def build_digits_weak() -> Task:
     The denoiser is the shipped early snapshot of the digits training run (5 % of its steps, the
     network ``digits``' autoguidance uses) with classifier-free guidance from its own
     unconditional branch (it was trained with label dropout, like the final network). Unguided it
-    is far from the data (FD-digits about 34 at 18 steps against about 1.7 for ``digits``), and the
+    is far from the data (FD-digits 34.4 at 18 steps against about 1.5 for ``digits``), and the
     guidance weight moves FD by tens of units: the headroom ``digits`` lacks (RESULTS §19). Same
     data, whole-data-set reference, menus and metrics as ``digits``.
     """
