@@ -12,6 +12,8 @@ The Fréchet distance in this feature space is called "FD-digits", never FID.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import os
@@ -33,6 +35,7 @@ __all__ = [
     "METADATA_FILE",
     "DigitsClassifier",
     "DigitsClassifierConfig",
+    "digits_classifier_sha256",
     "digits_split",
     "load_digits_classifier",
     "load_digits_classifier_metadata",
@@ -313,6 +316,30 @@ def load_digits_classifier(
     model = DigitsClassifier(channels=tuple(cfg["channels"]), feature_dim=cfg["feature_dim"])
     model.load_state_dict(payload["state_dict"])
     return model.eval().requires_grad_(False).to(device)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def digits_classifier_sha256(path: str | os.PathLike[str] | None = None) -> str:
+    """SHA-256 of the classifier's weights file (the shipped one when ``path`` is ``None``),
+    cached per file version (path, modification time, size). Part of the fingerprint of every
+    task scored with the digits metrics, so a retrained classifier never reuses cached values.
+
+    Raises:
+        FileNotFoundError: the file is missing (the message says how to train it).
+    """
+    file = Path(path) if path is not None else ASSETS_DIR / CLASSIFIER_FILE
+    if not file.is_file():
+        raise _missing(file)
+    st = file.stat()
+    return _file_sha256(str(file.resolve()), st.st_mtime_ns, st.st_size)
 
 
 def load_digits_classifier_metadata(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:

@@ -582,11 +582,11 @@ def _hash_module(h: Any, name: str, module: torch.nn.Module | None) -> None:
 
 def task_fingerprint(task: Task) -> dict[str, Any]:
     """What a result depends on in ``task``: its name, guide kind, schedule, dtype, extra
-    settings, and a content hash of the denoiser, guide, target, label distribution and fixed
-    reference set, when it has one (so a user-defined mixture gets its own keys). Action menus
-    are not part of it, nor is the device: the kind of device that draws the noise enters each
-    :func:`point_key` instead. (The digits classifier behind the digits metrics is not hashed:
-    retrain it and clear cached digits evaluations.)"""
+    settings, and a content hash of the denoiser, guide, target, label distribution, fixed
+    reference set, when it has one (so a user-defined mixture gets its own keys), and the digits
+    classifier's weights for a task scored with the digits metrics (a retrained classifier gets
+    new keys). Action menus are not part of it, nor is the device: the kind of device that draws
+    the noise enters each :func:`point_key` instead."""
     h = hashlib.sha256()
     _hash_module(h, "denoiser", task.denoiser)
     _hash_module(h, "guide", task.guide)
@@ -596,6 +596,11 @@ def task_fingerprint(task: Task) -> dict[str, Any]:
     if task.reference is not None:  # (absent otherwise, so other tasks keep their keys)
         _hash_tensor(h, "reference_x", task.reference[0])
         _hash_tensor(h, "reference_labels", task.reference[1])
+    if task.metric_suite == "digits":  # (absent otherwise, so other tasks keep their keys)
+        from diffgym.benchmarks.digits_classifier import digits_classifier_sha256
+
+        h.update(b"digits_classifier")
+        h.update(digits_classifier_sha256().encode())
     return {
         "name": task.name,
         "guide_kind": task.guide_kind,

@@ -124,3 +124,29 @@ def _labels(m: int) -> torch.Tensor:
 def test_bad_reference_is_rejected(digits, reference, match):
     with pytest.raises(ValueError, match=match):
         digits.replace(reference=reference)
+
+
+def test_digits_classifier_is_part_of_the_fingerprint(digits, tmp_path, monkeypatch):
+    """A retrained classifier changes the keys of digits tasks (and of no other task)."""
+    import os
+    import shutil
+
+    from diffgym.benchmarks import digits_classifier as dc
+
+    fp = task_fingerprint(digits)["content_sha256"]
+    gmm = task_fingerprint(make_task("gmm2d"))["content_sha256"]
+    copy = tmp_path / dc.CLASSIFIER_FILE
+    shutil.copyfile(dc.ASSETS_DIR / dc.CLASSIFIER_FILE, copy)
+    monkeypatch.setattr(dc, "ASSETS_DIR", tmp_path)
+    assert task_fingerprint(digits)["content_sha256"] == fp  # the same bytes, the same key
+    payload = torch.load(copy, weights_only=True)
+    first = next(iter(payload["state_dict"]))
+    payload["state_dict"][first] = payload["state_dict"][first] + 0.01
+    torch.save(payload, copy)
+    st = copy.stat()  # a new file version even on a file system with coarse timestamps
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert task_fingerprint(digits)["content_sha256"] != fp
+    assert task_fingerprint(make_task("gmm2d"))["content_sha256"] == gmm
+    copy.unlink()
+    with pytest.raises(FileNotFoundError, match="train-classifier"):
+        task_fingerprint(digits)
