@@ -330,7 +330,10 @@ def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
 def digits_classifier_sha256(path: str | os.PathLike[str] | None = None) -> str:
     """SHA-256 of the classifier's weights file (the shipped one when ``path`` is ``None``),
     cached per file version (path, modification time, size). Part of the fingerprint of every
-    task scored with the digits metrics, so a retrained classifier never reuses cached values.
+    task scored with the digits metrics (``Task.metric_suite == "digits"``), so a retrained
+    classifier never reuses cached values. The hash is cached for the life of the process: a file
+    replaced in place by one of the same size with its old modification time kept (``cp -p``)
+    keeps the old hash until the process restarts.
 
     Raises:
         FileNotFoundError: the file is missing (the message says how to train it).
