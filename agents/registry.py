@@ -116,7 +116,7 @@ def env_id_for_task(task_name: str) -> str | None:
     id of the task it shares hyperparameters with (``"gmm2d-random"`` -> ``"diffgym/GMM2D-v0"``,
     see :data:`SHARED_HYPERPARAMS`); None for an unknown task. For the YAML lookup use
     :func:`hyperparams_env_id`."""
-    return _own_env_id(task_name) or _own_env_id(SHARED_HYPERPARAMS.get(task_name, task_name))
+    return _own_env_id(task_name) or hyperparams_env_id(task_name)
 
 
 def hyperparams_env_id(task_name: str) -> str | None:

@@ -78,12 +78,20 @@ def family_rows(
             "improvement_per_seed": diffs,
             "improvement_mean": mean,
             "improvement_std": std,
-            # one seed has no spread to compare with: no z, and no headroom claimed
-            "z": math.nan if len(diffs) < 2 else mean / std if std > 0
-            else math.copysign(math.inf, mean) if mean else 0.0,
+            "z": _z(mean, std, len(diffs)),
             "improvement_ci95": [mean - half, mean + half],
         }
     return rows
+
+
+def _z(mean: float, std: float, n: int) -> float:
+    """Paired z of an improvement: NaN for one seed (no spread to compare with, so no headroom
+    is claimed), +-inf for a constant nonzero improvement, 0 for none."""
+    if n < 2:
+        return math.nan
+    if std > 0:
+        return mean / std
+    return math.copysign(math.inf, mean) if mean else 0.0
 
 
 def _winner(rows: dict[str, dict]) -> str | None:
