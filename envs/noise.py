@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["BatchNoise", "NoiseSource", "PerSampleNoise"]
+__all__ = ["PREFETCH_HASHES", "PREFETCH_MAX_DRAWS", "BatchNoise", "NoiseSource", "PerSampleNoise"]
 
 # --------------------------------------------------------------------------------------------
 # Noise sources
@@ -151,6 +151,10 @@ _DRAW = 0xD1B54A32D192ED03  # odd multiplier of the draw counter
 _MIX1, _MIX2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 _ONE_BITS = 0x3FF0000000000000  # float64 1.0: OR-ing 52 mantissa bits gives a number in [1, 2)
 _MANTISSA_HI32 = 0x000FFFFFFFF00000  # the top 32 of the 52 mantissa bits
+PREFETCH_HASHES = 1 << 16
+"""Most hashes (two normals each) one prefetched block of full-batch draws may hold."""
+PREFETCH_MAX_DRAWS = 64
+"""Most full-batch draws one prefetched block holds."""
 
 
 def _signed(v: int) -> int:
@@ -204,6 +208,16 @@ class PerSampleNoise(NoiseSource):
     exact and the float64 maths is the same, so CPU and GPU give the same numbers up to the last
     bit of ``log``/``cos``).
 
+    Small draws are prefetched: a full-batch :meth:`randn` computes the next 1, 2, 4, ... draws
+    of that shape at once (doubling while nothing else touches the streams, up to
+    :data:`PREFETCH_MAX_DRAWS` draws and :data:`PREFETCH_HASHES` hashes per block) and serves the
+    following calls from the block. On small batches a draw costs mostly per-operation overhead,
+    which a block pays once. The numbers are the same as without prefetching, since draw ``c`` is
+    a pure function of ``(key, c)``; a draw too large for two per block (e.g. ``digits`` at
+    B = 2048) is computed alone, as before. Anything that moves some samples' counters
+    (:meth:`randn_rows`, :meth:`uniform_rows`, :meth:`reseed`, :meth:`load_state_dict`) drops
+    the blocks.
+
     The noise is exactly the same whatever the batch; the *samples* of a neural denoiser can still
     differ across batch sizes in the last bits (at most about 4e-6 on ``digits``), because the
     network's kernels choose their blocking by batch size. The analytic mixture denoisers are
@@ -237,11 +251,19 @@ class PerSampleNoise(NoiseSource):
         self._counters = torch.zeros(self.batch_size, dtype=torch.long, device=self.device)
         self._lanes: dict[int, torch.Tensor] = {}
         self._scratch: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
+        self._drop_blocks()
+
+    def _drop_blocks(self) -> None:
+        """Forget the prefetched draws (the counters of some samples moved on their own)."""
+        self._t = 0  # full-batch draws since the blocks were dropped
+        self._blocks: dict[tuple[int, ...], tuple[int, torch.Tensor]] = {}
+        self._next_block = 1
 
     def reseed(self, index: int, seed: int) -> None:
         """Restart sample ``index``'s stream from ``seed``."""
         self._keys[index] = _seed_key(seed)
         self._counters[index] = 0
+        self._drop_blocks()
 
     # The draws ---------------------------------------------------------------------------
 
@@ -293,18 +315,38 @@ class PerSampleNoise(NoiseSource):
             flat = flat[:, :m]
         return flat.to(self.dtype, copy=True).reshape(n, *shape)  # never the scratch buffer
 
+    def _full_draw(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """The current full-batch draw of ``shape``, from a prefetched block when it holds it."""
+        t0, block = self._blocks.get(shape, (0, None))
+        if block is not None and 0 <= self._t - t0 < block.shape[0]:
+            return block[self._t - t0]
+        n = self.batch_size
+        per_draw = n * ((math.prod(shape) + 1) // 2)
+        k = max(1, min(self._next_block, PREFETCH_HASHES // max(per_draw, 1)))
+        self._next_block = min(2 * k, PREFETCH_MAX_DRAWS)
+        if k == 1:
+            return self._normals(self._draw_keys(self._keys, self._counters), shape)
+        ahead = torch.arange(k, dtype=torch.long, device=self.device)[:, None] * _signed(_DRAW)
+        keys = _mix64((self._keys + self._counters * _signed(_DRAW))[None, :] + ahead)
+        block = self._normals(keys.reshape(-1), shape).reshape(k, n, *shape)
+        self._blocks[shape] = (self._t, block)
+        return block[0]
+
     def randn(self, shape: Sequence[int], *, needed: bool = True) -> torch.Tensor:
         if needed:
-            out = self._normals(self._draw_keys(self._keys, self._counters), tuple(shape))
+            out = self._full_draw(tuple(shape))
         else:
             out = torch.zeros((self.batch_size, *shape), device=self.device, dtype=self.dtype)
         self._counters += 1
+        self._t += 1
         return out
 
     def skip(self, shape: Sequence[int]) -> None:
         self._counters += 1  # every sample's stream moves on, as after a draw
+        self._t += 1
 
     def randn_rows(self, index: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        self._drop_blocks()
         index = index.to(self.device)
         out = self._normals(self._draw_keys(self._keys[index], self._counters[index]),
                             tuple(shape))
@@ -313,6 +355,7 @@ class PerSampleNoise(NoiseSource):
 
     def uniform_rows(self, index: torch.Tensor) -> torch.Tensor:
         """``(len(index),)`` float64 uniforms in ``[0, 1)`` (52 bits), one draw per sample."""
+        self._drop_blocks()
         index = index.to(self.device)
         h = self._draw_keys(self._keys[index], self._counters[index])
         self._counters[index] += 1
@@ -346,3 +389,4 @@ class PerSampleNoise(NoiseSource):
                 )
         self._keys = torch.as_tensor(state["keys"]).to(self.device).clone()
         self._counters = torch.as_tensor(state["counters"]).to(self.device).clone()
+        self._drop_blocks()

@@ -21,7 +21,7 @@ from diffgym.envs import (
     sampler_step,
     schedule_actions,
 )
-from diffgym.envs.noise import _mix64, _mix64_int, _signed
+from diffgym.envs.noise import PREFETCH_HASHES, PREFETCH_MAX_DRAWS, _mix64, _mix64_int, _signed
 
 F64 = torch.float64
 
@@ -65,6 +65,56 @@ def test_per_sample_noise_is_standard_normal():
     cdf = 0.5 * (1 + torch.erf(ks / math.sqrt(2)))
     emp = torch.arange(1, ks.numel() + 1, dtype=F64) / ks.numel()
     assert float((cdf - emp).abs().max()) < 0.005  # KS statistic (critical ~0.0034 at 1 %)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_prefetched_draws_are_the_draws_computed_one_at_a_time(dtype, device):
+    """Full-batch draws served from prefetched blocks equal the draw computed alone at the same
+    counters, through skips, unneeded draws, a second shape, row draws, reseeds and a state
+    round trip (each of which moves counters or drops the blocks)."""
+    seeds = list(range(40, 90))
+    noise = PerSampleNoise(seeds, device=device, dtype=dtype)
+
+    def alone(shape):  # a fresh source at the same counters: its first draw is never prefetched
+        ref = PerSampleNoise(seeds, device=device, dtype=dtype)
+        ref.load_state_dict(noise.state_dict())
+        return ref.randn(shape)
+
+    steps = (["draw"] * 9 + ["skip", "unneeded", "other"] + ["draw"] * 20 + ["rows", "draw",
+             "draw", "reseed"] + ["draw"] * 5 + ["state"] + ["draw"] * 70)
+    blocks = 0
+    for step in steps:
+        if step in ("draw", "other"):
+            shape = (2,) if step == "draw" else (3, 3)
+            want = alone(shape)
+            got = noise.randn(shape)
+            assert got.shape == (len(seeds), *shape) and got.dtype == dtype
+            assert torch.equal(got, want), step
+        elif step == "skip":
+            noise.skip((2,))
+        elif step == "unneeded":
+            assert not noise.randn((2,), needed=False).any()
+        elif step == "rows":
+            noise.randn_rows(torch.tensor([3, 17], device=device), (2,))
+        elif step == "reseed":
+            noise.reseed(5, 1234)
+            seeds[5] = 1234
+        else:
+            noise.load_state_dict(noise.state_dict())
+        blocks = max(blocks, max((b.shape[0] for _, b in noise._blocks.values()), default=0))
+    assert blocks == PREFETCH_MAX_DRAWS  # the blocks did grow to the cap
+
+
+def test_large_draws_are_not_prefetched():
+    """A draw of PREFETCH_HASHES hashes or more is computed alone (no block is kept)."""
+    noise = PerSampleNoise(range(PREFETCH_HASHES // 32), dtype=torch.float32)
+    for _ in range(4):
+        noise.randn((64,))  # 32 hashes per sample: one draw fills the budget
+    assert not noise._blocks
+    small = PerSampleNoise(range(8))
+    for _ in range(3):
+        small.randn((2,))
+    assert [b.shape[0] for _, b in small._blocks.values()] == [2]
 
 
 def test_rows_draws_advance_only_their_samples():
