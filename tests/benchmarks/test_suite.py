@@ -4,6 +4,7 @@ aggregation on fixed synthetic numbers, the held-out split guard, seed parsing a
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -17,6 +18,7 @@ from diffgym.benchmarks.report import ComparisonResult, ComparisonRow
 from diffgym.benchmarks.suite import (
     MethodOutcome,
     SuiteConfig,
+    SuiteResult,
     check_split,
     outcomes_from_comparison,
     parse_task_seeds,
@@ -232,6 +234,14 @@ def test_outcomes_from_a_synthetic_comparison():
     assert o.ratio_nfe == 20.0 and o.ratio_nfe_per_run == 40.0
     assert o.tau1_minus_greedy == pytest.approx(0.05)  # mean of -0.1 and +0.2
     assert o.tau1_runs == 1
+    # the references: the default misses the grid point by 0.2 ± 0; the grid point's mode TV is
+    # above the default's by 0.05 on average
+    assert o.default_reached is False and o.grid_mode_tv_ok is False
+    twin = dataclasses.replace(o, method="reinforce+gail/js")
+    cfg = SuiteConfig(task_seeds=(7,), seeds=(0, 1), grid_points="small")
+    md = SuiteResult(config=cfg, metric="sw2", direction="min", outcomes=[o, twin]).to_markdown()
+    assert ("the default sampler reaches the best grid point on 0/1 tasks (0 %); the best grid "
+            "point has mode TV <= default on 0/1 (0 %)") in md
 
 
 # --------------------------------------------------------------------------------------------
