@@ -226,6 +226,8 @@ class PerSampleNoise(NoiseSource):
     Args:
         seeds: ``batch_size`` integer seeds, one per sample.
         device, dtype: of the returned noise (the streams live on ``device``).
+        prefetch: serve small full-batch draws from prefetched blocks (the same numbers; off:
+            every draw is computed when asked for).
 
     Raises:
         ValueError: no seeds.
@@ -239,6 +241,7 @@ class PerSampleNoise(NoiseSource):
         *,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        prefetch: bool = True,
     ) -> None:
         seeds = [int(s) for s in (seeds.tolist() if torch.is_tensor(seeds) else seeds)]
         if not seeds:
@@ -246,6 +249,7 @@ class PerSampleNoise(NoiseSource):
         self.device = torch.device(device)
         self.dtype = dtype
         self.batch_size = len(seeds)
+        self.prefetch = bool(prefetch)
         self._keys = torch.tensor([_seed_key(s) for s in seeds], dtype=torch.long,
                                   device=self.device)
         self._counters = torch.zeros(self.batch_size, dtype=torch.long, device=self.device)
@@ -323,6 +327,7 @@ class PerSampleNoise(NoiseSource):
         n = self.batch_size
         per_draw = n * ((math.prod(shape) + 1) // 2)
         k = max(1, min(self._next_block, PREFETCH_HASHES // max(per_draw, 1)))
+        k = k if self.prefetch else 1
         self._next_block = min(2 * k, PREFETCH_MAX_DRAWS)
         if k == 1:
             return self._normals(self._draw_keys(self._keys, self._counters), shape)

@@ -419,6 +419,8 @@ def bench_noise(task: str, spec: Task, args: argparse.Namespace, device: torch.d
     sources = {
         "batch": BatchNoise(n, device=device, dtype=dt, seed=0),
         "per_sample": PerSampleNoise(range(n), device=device, dtype=dt),
+        "per_sample_no_prefetch": PerSampleNoise(range(n), device=device, dtype=dt,
+                                                 prefetch=False),
     }
 
     def draws(src):
@@ -435,6 +437,7 @@ def bench_noise(task: str, spec: Task, args: argparse.Namespace, device: torch.d
         "draw_cpu_ms": {k: 1e3 * v / args.noise_draws for k, v in draw_cpu.items()},
         "draw_ratio": draw_s["per_sample"] / draw_s["batch"],
         "draw_ratio_cpu": draw_cpu["per_sample"] / draw_cpu["batch"],
+        "draw_ratio_no_prefetch": draw_s["per_sample_no_prefetch"] / draw_s["batch"],
     }
     if task in args.noise_sample_tasks:
         sigmas = spec.sigmas(device)
@@ -445,7 +448,8 @@ def bench_noise(task: str, spec: Task, args: argparse.Namespace, device: torch.d
         def run(kind: str) -> Callable[[], Any]:
             def go() -> None:
                 noise = (BatchNoise(n, device=device, dtype=dt, seed=0) if kind == "batch"
-                         else PerSampleNoise(range(n), device=device, dtype=dt))
+                         else PerSampleNoise(range(n), device=device, dtype=dt,
+                                             prefetch=kind == "per_sample"))
                 with torch.inference_mode():
                     sample(spec.denoiser, sigmas, noise=noise, data_shape=shape, labels=labels,
                            actions=churn, dtype=dt)
@@ -458,6 +462,7 @@ def bench_noise(task: str, spec: Task, args: argparse.Namespace, device: torch.d
             sample_cpu_ms={k: 1e3 * v for k, v in sample_cpu.items()},
             sample_ratio=sample_s["per_sample"] / sample_s["batch"],
             sample_ratio_cpu=sample_cpu["per_sample"] / sample_cpu["batch"],
+            sample_ratio_no_prefetch=sample_s["per_sample_no_prefetch"] / sample_s["batch"],
         )
     return out
 
@@ -740,11 +745,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ms = r["draw_ms"]
         line = (f"\nnoise, {r['task']}, B={r['batch']}: one draw {ms['per_sample']:.3f} ms "
                 f"per-sample vs {ms['batch']:.3f} ms batch ({r['draw_ratio']:.2f}x; CPU time "
-                f"{r['draw_ratio_cpu']:.2f}x)")
+                f"{r['draw_ratio_cpu']:.2f}x; without prefetching "
+                f"{r['draw_ratio_no_prefetch']:.2f}x)")
         if "sample_ratio" in r:
             line += (f"; whole sample (churn) {r['sample_ms']['per_sample']:.1f} ms vs "
                      f"{r['sample_ms']['batch']:.1f} ms ({r['sample_ratio']:.2f}x; CPU time "
-                     f"{r['sample_ratio_cpu']:.2f}x)")
+                     f"{r['sample_ratio_cpu']:.2f}x; without prefetching "
+                     f"{r['sample_ratio_no_prefetch']:.2f}x)")
         print(line)
     for r in payload["guided"]:
         print(

@@ -105,16 +105,18 @@ def test_prefetched_draws_are_the_draws_computed_one_at_a_time(dtype, device):
     assert blocks == PREFETCH_MAX_DRAWS  # the blocks did grow to the cap
 
 
-def test_large_draws_are_not_prefetched():
-    """A draw of PREFETCH_HASHES hashes or more is computed alone (no block is kept)."""
+def test_large_draws_and_prefetch_false_are_not_prefetched():
+    """A draw of PREFETCH_HASHES hashes or more is computed alone (no block is kept), and so is
+    every draw with ``prefetch=False``."""
     noise = PerSampleNoise(range(PREFETCH_HASHES // 32), dtype=torch.float32)
     for _ in range(4):
         noise.randn((64,))  # 32 hashes per sample: one draw fills the budget
     assert not noise._blocks
-    small = PerSampleNoise(range(8))
+    small, off = PerSampleNoise(range(8)), PerSampleNoise(range(8), prefetch=False)
     for _ in range(3):
-        small.randn((2,))
+        assert torch.equal(small.randn((2,)), off.randn((2,)))
     assert [b.shape[0] for _, b in small._blocks.values()] == [2]
+    assert not off._blocks  # prefetch=False: every draw computed when asked for
 
 
 def test_rows_draws_advance_only_their_samples():

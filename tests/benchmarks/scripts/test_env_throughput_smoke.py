@@ -53,6 +53,7 @@ def test_env_throughput_quick(tmp_path):
                                        "guided_measured_over_predicted_tolerance"}
     (noise,) = payload["noise"]
     assert noise["task"] == "gmm2d" and noise["draw_ratio"] > 0 and noise["sample_ratio"] > 0
+    assert noise["draw_ratio_no_prefetch"] > 0 and noise["sample_ratio_no_prefetch"] > 0
     (guided,) = payload["guided"]
     assert guided["task"] == "gmm2d" and guided["nfe"]["guided"] > guided["nfe"]["plain"]
     assert guided["measured_over_predicted"] > 0 and guided["guided_steps"] >= 1
