@@ -27,6 +27,7 @@ __all__ = [
     "ComparisonRow",
     "aggregate",
     "mean_profile",
+    "paired_interval",
     "write_outputs",
     "log_wandb",
 ]
@@ -181,8 +182,7 @@ class ComparisonResult:
 
         a, b = by_seed(row), by_seed(reference)
         deltas = [a[s] - b[s] for s in a if s in b]
-        mean = statistics.fmean(deltas) if deltas else math.nan
-        std = statistics.stdev(deltas) if len(deltas) >= 2 else math.nan
+        mean, std, _ = paired_interval(deltas)
         return deltas, mean, std
 
     def learned_rows(self) -> list[ComparisonRow]:
@@ -207,10 +207,10 @@ class ComparisonResult:
         if grid_row is None or not learned:
             return "none", None, grid_row
         best = min(learned, key=self._key)
-        deltas, mean, std = self.paired_delta(best, grid_row)
+        deltas = self.paired_delta(best, grid_row)[0]
+        mean, std, half = paired_interval(deltas)
         if len(deltas) < 2 or math.isnan(mean) or math.isnan(std):
             return "unresolved", best, grid_row
-        half = t_quantile_975(len(deltas) - 1) * std / math.sqrt(len(deltas))
         if abs(mean) <= half:
             return "tie", best, grid_row
         learned_better = mean < 0 if self.direction == "min" else mean > 0
@@ -245,7 +245,7 @@ class ComparisonResult:
             head = (f"UNRESOLVED on quality: {learned_name} vs {grid_name} on one seed only "
                     "(no paired interval)")
         if n >= 2:
-            half = t_quantile_975(n - 1) * d_std / math.sqrt(n)
+            half = paired_interval(deltas)[2]
             interval = (f", 95 % interval [{d_mean - half:+.3g}, {d_mean + half:+.3g}] "
                         f"{'contains' if call == 'tie' else 'excludes'} 0")
         else:
@@ -430,6 +430,17 @@ def t_quantile_975(df: int) -> float:
     if df < 1:
         raise ValueError(f"df must be >= 1, got {df}")
     return _T_975[min(df, len(_T_975)) - 1]
+
+
+def paired_interval(deltas: Sequence[float]) -> tuple[float, float, float]:
+    """Mean, sample std and 95 % Student-t half-width (``t_{0.975, n-1} std / sqrt(n)``) of
+    paired differences; the mean is ``nan`` for none, the std and half-width for fewer than 2."""
+    n = len(deltas)
+    mean = statistics.fmean(deltas) if n else math.nan
+    if n < 2:
+        return mean, math.nan, math.nan
+    std = statistics.stdev(deltas)
+    return mean, std, t_quantile_975(n - 1) * std / math.sqrt(n)
 
 
 def _ratio(r: float | None) -> str:

@@ -25,7 +25,6 @@ import argparse
 import json
 import math
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ import torch
 
 from diffgym.benchmarks.evaluate import METRIC_DIRECTIONS
 from diffgym.benchmarks.grid import default_metric, evaluate_point, make_families, run_grid
-from diffgym.benchmarks.report import t_quantile_975
+from diffgym.benchmarks.report import paired_interval
 from diffgym.envs.io import atomic_write_json
 from diffgym.envs.tasks import make_task
 
@@ -65,12 +64,7 @@ def family_rows(
         if bad:
             raise ValueError(f"{metric} of {name} or the default is not finite on seeds {bad}")
         diffs = [sign * (d - v) for d, v in values]
-        mean = statistics.fmean(diffs)
-        std = statistics.stdev(diffs) if len(diffs) > 1 else math.nan
-        half = (
-            t_quantile_975(len(diffs) - 1) * std / math.sqrt(len(diffs))
-            if len(diffs) > 1 else math.nan
-        )
+        mean, std, half = paired_interval(diffs)
         rows[name] = {
             "params": params,
             "search_seed_metric": search_value,

@@ -3,10 +3,11 @@
 The suite's rules (``reached``: within one pairing std of the best grid point) are lenient when the
 pairing is noisy. This script reads every ``<suite>/<task>-<seed>/results.json`` and, for every
 row, takes the paired differences row - default of the headline metric on the evaluation seeds
-(common random numbers), their mean, sample std and Student-t 95 % interval
-(``mean ± t_{0.975, n-1} std / sqrt(n)``). A row is ``better`` / ``worse`` than the default when
-the interval excludes 0 on that side, ``tie`` otherwise. The grid's own pick (``best_grid_row``,
-chosen on the search seed) is marked. Counts per row kind are summed over the tasks.
+(common random numbers), their mean, sample std and Student-t 95 % interval (``mean ± t_{0.975,
+n-1} std / sqrt(n)``) and ``z`` = improvement over the default / std. A row is ``better`` /
+``worse`` than the default when the interval excludes 0 on that side, ``tie`` otherwise. The grid's
+own pick (``best_grid_row``, chosen on the search seed) is marked. Counts per row kind are summed
+over the tasks.
 
 Run (from the repository root; reads files only, no sampling)::
 
@@ -19,12 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-from diffgym.benchmarks.report import t_quantile_975
+from diffgym.benchmarks.report import paired_interval
 from diffgym.envs.io import atomic_write_json
 
 VERDICTS = ("better", "tie", "worse")
@@ -50,15 +50,13 @@ def paired_vs_default(rows: list[dict], metric: str, direction: str) -> dict[str
             continue
         mine = per_seed(row)
         deltas = [mine[s] - base[s] for s in sorted(mine) if s in base]
-        n = len(deltas)
-        mean = statistics.fmean(deltas) if deltas else math.nan
-        std = statistics.stdev(deltas) if n >= 2 else math.nan
-        half = t_quantile_975(n - 1) * std / math.sqrt(n) if n >= 2 else math.nan
+        mean, std, half = paired_interval(deltas)
         verdict = "tie"
-        if n >= 2 and abs(mean) > half:
+        if len(deltas) >= 2 and abs(mean) > half:
             verdict = "better" if sign * mean < 0 else "worse"
+        z = -sign * mean / std if std > 0 else math.nan  # improvement over the default / std
         out[method] = {"kind": row["kind"], "deltas": deltas, "mean": mean, "std": std,
-                       "half_width_95": half, "verdict": verdict}
+                       "half_width_95": half, "z": z, "verdict": verdict}
     return out
 
 

@@ -36,6 +36,8 @@ def test_verdicts_counts_and_the_grid_pick(tmp_path, load_script):
     rows = report["tasks"]["gmm2d-random-1000"]["rows"]
     assert rows["grid/guidance"]["verdict"] == "better"
     assert rows["grid/guidance"]["mean"] == pytest.approx(-0.0966667)
+    assert rows["grid/guidance"]["z"] == pytest.approx(0.0966667 / rows["grid/guidance"]["std"])
+    assert rows["ppo+gail/js"]["z"] < 0  # worse than the default: a negative improvement
     assert rows["grid/churn"]["verdict"] == "tie" and rows["grid/churn"]["grid_pick"] is True
     assert rows["ppo+gail/js"]["verdict"] == "worse"
     # half-width = t(0.975, 2) * std / sqrt(3)
