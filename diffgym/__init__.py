@@ -2,7 +2,7 @@
 
 Importing ``diffgym`` registers the environments of :data:`ENV_IDS` with Gymnasium
 (``diffgym/GMM2D-v0``, ``diffgym/GMM2DBias-v0``, ``diffgym/Digits-v0``, ``diffgym/DigitsWeak-v0``,
-``diffgym/GMM2DNet-v0``, ``diffgym/CMix-v0``).
+``diffgym/GMM2DNet-v0``, ``diffgym/GMM2DNet4Step-v0``, ``diffgym/CMix-v0``).
 """
 
 from diffgym.envs.registration import ENV_IDS, register_envs

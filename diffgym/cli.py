@@ -411,11 +411,12 @@ def _run_tasks(args: argparse.Namespace) -> int:
     from diffgym import ENV_IDS
     from diffgym.envs import list_tasks
 
+    width = max(len(name) for name in list_tasks())  # one column for every name
     for env_id, name in ENV_IDS.items():
-        print(f"{name:12s} {env_id}")
+        print(f"{name:{width}s} {env_id}")
     usage = {"gmm2d-random": "--task gmm2d-random --task-seed K", "user": "--denoiser D --data X"}
     for name in sorted(set(list_tasks()) - set(ENV_IDS.values())):
-        print(f"{name:12s} (no gym id: {usage.get(name, '--task ' + name)})")
+        print(f"{name:{width}s} (no gym id: {usage.get(name, '--task ' + name)})")
     return 0
 
 

@@ -12,6 +12,7 @@ ENV_IDS = {
     "diffgym/Digits-v0": "digits",
     "diffgym/DigitsWeak-v0": "digits-weak",
     "diffgym/GMM2DNet-v0": "gmm2d-net",
+    "diffgym/GMM2DNet4Step-v0": "gmm2d-net-4step",
     "diffgym/CMix-v0": "cmix",
 }
 """Gymnasium id -> task name."""

@@ -529,7 +529,7 @@ def test_invalid_choices_act_neutral_and_are_flagged():
 def test_registered_ids():
     assert set(diffgym.ENV_IDS) == {
         "diffgym/GMM2D-v0", "diffgym/GMM2DBias-v0", "diffgym/Digits-v0", "diffgym/GMM2DNet-v0",
-        "diffgym/CMix-v0", "diffgym/DigitsWeak-v0",
+        "diffgym/CMix-v0", "diffgym/DigitsWeak-v0", "diffgym/GMM2DNet4Step-v0",
     }
     for env_id in diffgym.ENV_IDS:
         spec = gym.spec(env_id)

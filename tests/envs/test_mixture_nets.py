@@ -279,3 +279,25 @@ def test_task_defaults():
         make_task("cmix", guide="x")
     with pytest.raises(TypeError, match=r"unknown override\(s\) \['std'\]"):
         make_task("gmm2d-net", std=0.2)
+
+
+def test_gmm2d_net_4step_is_gmm2d_net_in_four_steps():
+    from diffgym.benchmarks.evaluate import task_fingerprint
+    from diffgym.envs.train_mixture import load_mixture_denoiser
+
+    few, net = make_task("gmm2d-net-4step"), make_task("gmm2d-net")
+    assert few.name == "gmm2d-net-4step" and few.num_steps == 4 and net.num_steps == 18
+    # the same shipped networks (the loader's one cached instance), menus, target and metrics
+    assert few.denoiser is load_mixture_denoiser("gmm2d-net", "model") is net.denoiser
+    assert few.guide is load_mixture_denoiser("gmm2d-net", "guide") is net.guide
+    for attr in ("churn_levels", "guidance_levels", "guide_kind", "metric_suite",
+                 "headline_metric", "sigma_min", "sigma_max", "rho"):
+        assert getattr(few, attr) == getattr(net, attr)
+    torch.testing.assert_close(few.target.means, net.target.means)
+    torch.testing.assert_close(few.sigmas(), net.replace(num_steps=4).sigmas())
+    # deterministic, and a task of its own (cached evaluations are not shared with gmm2d-net)
+    fp = task_fingerprint(few)
+    assert task_fingerprint(make_task("gmm2d-net-4step")) == fp
+    assert fp != task_fingerprint(net)
+    with pytest.raises(TypeError, match=r"unknown override\(s\) \['std'\]"):
+        make_task("gmm2d-net-4step", std=0.2)
