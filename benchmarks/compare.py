@@ -13,12 +13,15 @@
 Evaluation protocol (:mod:`diffgym.benchmarks.evaluate`). Every row is scored by
 :func:`~diffgym.benchmarks.evaluate.evaluate_sampler`
 (common random numbers) with the same ``n_eval`` samples on the same held-out *evaluation seeds*:
-training seed ``k`` is paired with evaluation seed :func:`eval_seed` ``(k) = 10^6 (k + 1)``, and the
+training seed ``k`` is paired with evaluation seed :func:`eval_seed` ``(k) = 10^6 (k + 1)`` (and,
+with ``eval_repeats = R > 1``, with ``R - 1`` further seeds :func:`eval_seed` ``(k, r)``), and the
 default sampler and each grid family's best point are evaluated on every one of those seeds. The
 grid is searched on seed :data:`SEARCH_SEED` (sample seeds ``0 .. n_eval - 1``), disjoint from the
 evaluation seeds, so the best point's reported quality carries no selection bias. A learned row's
-``± std`` is over training seeds (each on its own evaluation seed); a grid row's over the same
-evaluation seeds (sample standard deviation; ``nan`` with one seed).
+``± std`` is over its evaluations (one per training seed and repeat); a grid row's over the same
+evaluation seeds (sample standard deviation; ``nan`` with one seed). With one training seed and
+``R`` repeats, the pairing measures the sampling noise of one learned sampler, at the cost of one
+run; with ``R`` training seeds it also holds their seed-to-seed spread, at the cost of ``R`` runs.
 
 Cost to obtain a row (:class:`~diffgym.agents.cost.Cost`, NFE summed over samples and
 wall-clock on this machine):
@@ -28,7 +31,8 @@ wall-clock on this machine):
 * learned rows: for every seed reported, the training run's own ledger (``cost.json``: rollouts,
   policy updates, discriminator updates and the training loop's evaluations, written by
   :class:`~diffgym.agents.train.TrainingRun`), the inference-temperature selection and the
-  comparison's evaluation; summed over the seeds;
+  comparison's (first) evaluation; summed over the seeds (further evaluation repeats only
+  measure the sampler, as the grid rows' evaluation seeds do, and are not counted);
 * the default row: its single evaluation on the search seed.
 
 ``grid/learned`` cost ratios divide the full grid's cost by a learned row's cost (> 1: the learned
@@ -230,6 +234,9 @@ class CompareConfig:
         agents, divergences: learners (keys of :data:`diffgym.agents.AGENTS`) and IRL reward
             divergences (keys of :data:`diffgym.rewards.DIVERGENCES`); one learned row per pair.
         seeds: training seeds (ints >= 0); seed ``k`` is evaluated on :func:`eval_seed` ``(k)``.
+        eval_repeats: evaluation seeds per training run, ``eval_seed(k, r)`` for ``r <
+            eval_repeats`` (> 1 needs seeds below ``EVAL_REPEAT_STRIDE``): one run evaluated on
+            several seeds, so that one run's pairing is resolved at one run's cost.
         irl: ``"gail"``, ``"airl"`` or ``"none"``.
         timesteps: training transitions per run; ``None``: the agent's YAML ``n_timesteps``.
         n_eval: samples per evaluation, for grid points and every row alike.
@@ -250,7 +257,8 @@ class CompareConfig:
     Raises:
         ValueError: an unknown task, agent, divergence, irl method, grid family, preset or
             backend (each message names the allowed values); empty or repeated lists; a seed
-            that is not an int >= 0; ``n_eval`` outside ``[2, 10^6)``.
+            that is not an int >= 0; ``eval_repeats`` not an int >= 1 (or > 1 with a seed of
+            ``EVAL_REPEAT_STRIDE`` or more); ``n_eval`` outside ``[2, 10^6)``.
     """
 
     task: str = "gmm2d"
@@ -263,6 +271,7 @@ class CompareConfig:
     n_eval: int = DEFAULT_N
     grid_families: tuple[str, ...] | None = None
     grid_points: str = "default"
+    eval_repeats: int = 1
     out_dir: Path | None = None
     backend: str = "local"
     device: str = "cpu"
@@ -292,6 +301,11 @@ class CompareConfig:
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must not repeat, got {seeds}")
         set_("seeds", seeds)
+        reps = self.eval_repeats
+        if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
+            raise ValueError(f"eval_repeats must be an int >= 1, got {reps!r}")
+        for k in seeds:
+            eval_seed(k, reps - 1)  # ValueError: repeats would meet another run's seeds
         n_eval = self.n_eval
         if isinstance(n_eval, bool) or not isinstance(n_eval, int) or not (
             2 <= n_eval < EVAL_SEED_STRIDE
@@ -484,6 +498,7 @@ def _learned_row(
     per_seed, profiles, costs, run_dirs = [], [], [], []
     overhead = None
     sign = 1.0 if ctx.direction == "min" else -1.0
+    reps = cfg.eval_repeats
     for j, k in enumerate(cfg.seeds):
         ctx.bar.set_postfix_str(f"{method} seed {k}")
         config = _train_config(ctx, agent, div, k, timesteps)
@@ -493,7 +508,6 @@ def _learned_row(
         )
         ctx.num_trained += run.trained_now
         ctx.bar.update(1)
-        s = ctx.eval_seeds[j]
         common = dict(run=run, config=config, method=method, task=ctx.task,
                       task_fp=ctx.fingerprint, n=cfg.n_eval, device=cfg.device, cache=ctx.cache)
         # The inference temperature is chosen on the search seed, as grid points are.
@@ -502,38 +516,42 @@ def _learned_row(
             for tau in INFERENCE_TEMPERATURES
         }
         tau = min(selection, key=lambda t: sign * selection[t]["metrics"][ctx.metric])
-        key, record, sampler = evaluate_policy(
-            **common, tau=tau, seed=s, samples_path=ctx.sample_path(method) if j == 0 else None,
-            panels=ctx.panels if j == 0 else None,
-        )
-        if j == 0 and "overhead" not in record:
-            record["overhead"] = measure_inference_overhead(
-                sampler,
-                profile_schedule(record["profile"], ctx.task.base_steps),
-                n=min(cfg.n_eval, OVERHEAD_MAX_N),
-                seed=s,
-                repeats=cfg.overhead_repeats,
-            )
-            ctx.cache.put(key, record)
         selection_cost = sum((Cost.from_dict(r["cost"]) for r in selection.values()), Cost())
-        if j == 0:
-            overhead = record["overhead"]
-        per_seed.append({
-            "train_seed": k, "eval_seed": s, **record, "temperature": tau,
-            "selection": {tau_name(t): r["metrics"][ctx.metric] for t, r in selection.items()},
-            "selection_cost": selection_cost.to_dict(),
-        })
-        profiles.append(record["profile"])
-        costs.append(run.cost + selection_cost + Cost.from_dict(record["cost"]))
+        for rep in range(reps):  # the run's evaluation seeds; the first one's cost is counted
+            s, first = ctx.eval_seeds[j * reps + rep], j == 0 and rep == 0
+            key, record, sampler = evaluate_policy(
+                **common, tau=tau, seed=s, samples_path=ctx.sample_path(method) if first else None,
+                panels=ctx.panels if first else None,
+            )
+            if first and "overhead" not in record:
+                record["overhead"] = measure_inference_overhead(
+                    sampler,
+                    profile_schedule(record["profile"], ctx.task.base_steps),
+                    n=min(cfg.n_eval, OVERHEAD_MAX_N),
+                    seed=s,
+                    repeats=cfg.overhead_repeats,
+                )
+                ctx.cache.put(key, record)
+            if first:
+                overhead = record["overhead"]
+            per_seed.append({
+                "train_seed": k, "eval_seed": s, **record, "temperature": tau,
+                "selection": {tau_name(t): r["metrics"][ctx.metric] for t, r in selection.items()},
+                "selection_cost": selection_cost.to_dict(),
+            })
+            profiles.append(record["profile"])
+            if rep == 0:
+                costs.append(run.cost + selection_cost + Cost.from_dict(record["cost"]))
+            ctx.bar.update(1)
         run_dirs.append(str(run.run_dir))
-        ctx.bar.update(1)
     mean, std = aggregate([r["metrics"] for r in per_seed])
     total = sum(costs, Cost())
     return ComparisonRow(
         method=method,
         kind="learned",
         detail=f"{agent}, {cfg.irl}, {div}, {timesteps:,} steps x {len(cfg.seeds)} seeds, "
-        "inference " + ", ".join(tau_name(r.get("temperature")) for r in per_seed),
+        + (f"{reps} evaluation seeds each, " if reps > 1 else "")
+        + "inference " + ", ".join(tau_name(r.get("temperature")) for r in per_seed[::reps]),
         metrics=mean,
         metrics_std=std,
         per_seed=per_seed,
@@ -607,9 +625,10 @@ def run_comparison(
         out = cfg.out_dir
         out.mkdir(parents=True, exist_ok=True)
         runs_root = out / "runs"
-    e_seeds = [eval_seed(k) for k in cfg.seeds]
+    e_seeds = [eval_seed(k, r) for k in cfg.seeds for r in range(cfg.eval_repeats)]
     methods = [(a, d) for a in cfg.agents for d in cfg.divergences]
-    stages = 1 + 2 * len(methods) * len(cfg.seeds) + (1 + len(families)) * len(e_seeds)
+    stages = 1 + len(methods) * (len(cfg.seeds) + len(e_seeds)) + (1 + len(families)) * len(
+        e_seeds)
     ctx = _Context(
         config=cfg,
         task=task,
@@ -644,6 +663,7 @@ def run_comparison(
         "irl": cfg.irl,
         "seeds": list(cfg.seeds),
         "eval_seeds": e_seeds,
+        "eval_repeats": cfg.eval_repeats,
         "timesteps": steps_by_agent,
         "n_eval": cfg.n_eval,
         "grid_families": [f.name for f in families],

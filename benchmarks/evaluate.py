@@ -47,6 +47,7 @@ from diffgym.envs.tasks import Task
 
 __all__ = [
     "ACTION_SEED_OFFSET",
+    "EVAL_REPEAT_STRIDE",
     "EVAL_SEED_STRIDE",
     "FID_WEIGHTS_KEY",
     "INCEPTION_METRICS",
@@ -88,6 +89,9 @@ SEARCH_SEED = 0
 EVAL_SEED_STRIDE = 1_000_000
 """Evaluation seed of training seed ``k``: ``EVAL_SEED_STRIDE * (k + 1)``; its sample seeds never
 meet the search seed's, nor each other's, while ``n < EVAL_SEED_STRIDE``."""
+EVAL_REPEAT_STRIDE = 1_000
+"""Further evaluation seeds of one run (:func:`eval_seed` with ``repeat > 0``) are offset by
+``repeat * EVAL_REPEAT_STRIDE`` strides, past the first seeds of training seeds below it."""
 TRAIN_EVAL_SEED_OFFSET = 10_000
 """Training-time evaluations sample with seed ``TRAIN_EVAL_SEED_OFFSET + training seed``."""
 TRAIN_EVAL_REFERENCE_SEED = 20_000
@@ -97,9 +101,22 @@ NOISE_FLOOR_SAMPLE_OFFSET = 7
 ``s + NOISE_FLOOR_SAMPLE_OFFSET``."""
 
 
-def eval_seed(train_seed: int) -> int:
-    """The evaluation (protocol) seed paired with training seed ``train_seed``."""
-    return EVAL_SEED_STRIDE * (int(train_seed) + 1)
+def eval_seed(train_seed: int, repeat: int = 0) -> int:
+    """The evaluation (protocol) seed paired with training seed ``train_seed``; ``repeat > 0``
+    gives the run's further evaluation seeds (``CompareConfig.eval_repeats``),
+    ``EVAL_SEED_STRIDE * (train_seed + 1 + repeat * EVAL_REPEAT_STRIDE)``.
+
+    Raises:
+        ValueError: ``repeat < 0``, or ``repeat > 0`` with ``train_seed >= EVAL_REPEAT_STRIDE``
+            (its seeds would meet another run's).
+    """
+    train_seed, repeat = int(train_seed), int(repeat)
+    if repeat < 0 or (repeat > 0 and not 0 <= train_seed < EVAL_REPEAT_STRIDE):
+        raise ValueError(
+            f"evaluation repeat {repeat} of training seed {train_seed}: repeats are ints >= 0, "
+            f"and repeats > 0 need a training seed in [0, {EVAL_REPEAT_STRIDE})"
+        )
+    return EVAL_SEED_STRIDE * (train_seed + 1 + repeat * EVAL_REPEAT_STRIDE)
 
 
 def reference_seed(seed: int) -> int:

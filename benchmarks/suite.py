@@ -170,8 +170,8 @@ class SuiteConfig:
             (:func:`check_split`); ignored for other tasks.
         task_overrides: further :func:`~diffgym.envs.make_task` overrides for every task (not
             ``seed``).
-        agents, divergences, irl, seeds, timesteps, n_eval, grid_families, grid_points, backend,
-        device, overhead_repeats, agent_overrides, n_envs, plots: forwarded to every
+        agents, divergences, irl, seeds, timesteps, n_eval, grid_families, grid_points,
+        eval_repeats, backend, device, overhead_repeats, agent_overrides, n_envs, plots: to every
             :class:`~diffgym.benchmarks.compare.CompareConfig` (``seeds`` are training seeds).
         threads: torch CPU threads while the suite runs (``None``: leave torch's setting).
         out_dir: the suite's folder (``None``: nothing written, no resuming).
@@ -193,6 +193,7 @@ class SuiteConfig:
     n_eval: int = DEFAULT_N
     grid_families: tuple[str, ...] | None = None
     grid_points: str = "default"
+    eval_repeats: int = 1
     backend: str = "local"
     device: str = "cpu"
     overhead_repeats: int = 5
@@ -245,6 +246,7 @@ class SuiteConfig:
             n_eval=self.n_eval,
             grid_families=self.grid_families,
             grid_points=self.grid_points,
+            eval_repeats=self.eval_repeats,
             out_dir=self.task_dir(seed),
             backend=self.backend,
             device=self.device,
@@ -409,9 +411,10 @@ def outcomes_from_comparison(result: ComparisonResult, task_seed: int) -> list[M
                 "mode_tv_delta_std": m_std,
                 "mode_tv_ok": None if math.isnan(m_mean) else bool(m_mean <= 0.0),
             }
+        runs = row.per_seed[::int(result.settings.get("eval_repeats", 1))]  # one per run
         tau_diffs = [
             sign * (float(s["selection"][TAU1]) - float(s["selection"]["greedy"]))
-            for s in row.per_seed
+            for s in runs
             if s.get("selection", {}).get(TAU1) is not None
             and s["selection"].get("greedy") is not None
         ]
@@ -434,7 +437,7 @@ def outcomes_from_comparison(result: ComparisonResult, task_seed: int) -> list[M
             learned_seconds=row.cost.total_seconds,
             grid_seconds=result.grid_cost.total_seconds,
             tau1_minus_greedy=statistics.fmean(tau_diffs) if tau_diffs else math.nan,
-            tau1_runs=sum(1 for s in row.per_seed if s.get("temperature") == 1.0),
+            tau1_runs=sum(1 for s in runs if s.get("temperature") == 1.0),
             **mode, **reference,
         ))
     return out
@@ -617,7 +620,8 @@ class SuiteResult:
         lines = [
             f"**Suite {cfg.task}{split}**: task seeds {_seed_list(cfg.task_seeds)} "
             f"({len(self.comparisons)}/{len(cfg.task_seeds)} compared); per task the comparison "
-            f"of `diffgym compare` (training seeds {list(cfg.seeds)}, n = {cfg.n_eval}, grid "
+            f"of `diffgym compare` (training seeds {list(cfg.seeds)}, {cfg.eval_repeats} "
+            f"evaluation seed(s) per run, n = {cfg.n_eval}, grid "
             f"{cfg.grid_points}). Headline metric {m} ({arrow} is better). Δ grid = learned - "
             f"best grid point, paired on the evaluation seeds (± std of the pairing); reached iff "
             f"Δ <= +1 std (one pair: Δ <= 0). Δ TV = mode TV learned - default, paired; "

@@ -528,6 +528,8 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--divergences", nargs="+", default=["js"], metavar="DIV")
     p.add_argument("--irl", default="gail", help="gail | airl | none")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (budget)")
+    p.add_argument("--eval-repeats", type=int, default=1, metavar="R",
+                   help="evaluation seeds per training run (default 1)")
     p.add_argument("--timesteps", type=int, default=None, help="training steps per run (budget)")
     p.add_argument("--n-eval", type=int, default=None, help="samples per evaluation (budget)")
     p.add_argument("--grid-points", default=None, help="grid preset small | default (budget)")
@@ -558,7 +560,7 @@ def _budget_settings(args: argparse.Namespace) -> tuple[dict, int | None]:
         timesteps=args.timesteps if args.timesteps is not None else budget.timesteps,
         n_eval=args.n_eval if args.n_eval is not None else budget.n_eval,
         grid_families=tuple(args.families) if args.families is not None else None,
-        grid_points=args.grid_points or budget.grid_points,
+        grid_points=args.grid_points or budget.grid_points, eval_repeats=args.eval_repeats,
         device=args.device,
         overhead_repeats=budget.overhead_repeats,
     ), threads

@@ -173,6 +173,40 @@ def test_interrupted_run_resumes_from_its_checkpoint(tiny, tmp_path):
     assert (run / "learning_curve.csv").read_text() == curve  # no round was repeated
 
 
+def test_eval_repeats_evaluate_one_run_on_several_seeds(tiny, tmp_path, monkeypatch):
+    first, out = tiny
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+
+    def no_training(self):
+        raise AssertionError("a finished run must not be retrained")
+
+    monkeypatch.setattr("diffgym.agents.train.TrainingRun.train", no_training)
+    again = run_comparison("gmm2d", out_dir=copy, **{**TINY, "eval_repeats": 3})
+    seeds = [eval_seed(0), eval_seed(0, 1), eval_seed(0, 2)]
+    assert len(set(seeds)) == 3 and seeds[0] == first.settings["eval_seeds"][0]
+    assert again.num_trained == 0 and again.settings["eval_seeds"] == seeds
+    assert again.settings["eval_repeats"] == 3
+    for a, b in zip(first.rows, again.rows):  # every row on the same three seeds
+        assert [s["eval_seed"] for s in b.per_seed] == seeds
+        assert b.per_seed[0]["metrics"] == a.per_seed[0]["metrics"]  # the first is reused
+    learned = again.row(METHOD)
+    assert [s["train_seed"] for s in learned.per_seed] == [0, 0, 0]
+    assert len({s["temperature"] for s in learned.per_seed}) == 1  # chosen once per run
+    # one run, counted once: the further evaluations measure the sampler and cost nothing
+    assert learned.runs == 1 and learned.cost == first.row(METHOD).cost
+    deltas, mean, std = again.paired_delta(learned)
+    grid = again.best_grid_row()
+    assert deltas == [pytest.approx(a["metrics"]["sw2"] - b["metrics"]["sw2"])
+                      for a, b in zip(learned.per_seed, grid.per_seed)]
+    assert math.isfinite(std)  # three pairs from one run
+    with pytest.raises(ValueError, match=r"eval_repeats must be an int >= 1, got 0"):
+        CompareConfig(task="gmm2d", eval_repeats=0)
+    with pytest.raises(ValueError, match=r"repeats > 0 need a training seed in \[0, 1000\)"):
+        CompareConfig(task="gmm2d", seeds=(1000,), eval_repeats=2)
+    assert CompareConfig(task="gmm2d", seeds=(1000,)).eval_repeats == 1  # no repeat: any seed
+
+
 def test_run_with_another_config_is_refused(tiny, tmp_path):
     _, out = tiny
     copy = tmp_path / "copy"
@@ -225,11 +259,12 @@ def test_cli_resolves_the_budget_and_prints_the_table(tiny, monkeypatch, capsys,
 
     monkeypatch.setattr(compare, "run_comparison", fake)
     args = _parse(["compare", "--task", "gmm2d", "--budget", "quick", "--n-eval", "128",
-                   "--out", str(tmp_path), "--no-progress"])
+                   "--eval-repeats", "2", "--out", str(tmp_path), "--no-progress"])
     assert args.func(args) == 0
     quick = BUDGETS["quick"]
     config = seen["config"]
     assert config.task == "gmm2d" and config.n_eval == 128  # flag wins over the budget
+    assert config.eval_repeats == 2
     assert config.timesteps == quick.timesteps and config.seeds == quick.seeds
     assert config.grid_points == quick.grid_points and seen["progress"] is False
     printed = capsys.readouterr().out

@@ -234,6 +234,12 @@ def test_outcomes_from_a_synthetic_comparison():
     assert o.ratio_nfe == 20.0 and o.ratio_nfe_per_run == 40.0
     assert o.tau1_minus_greedy == pytest.approx(0.05)  # mean of -0.1 and +0.2
     assert o.tau1_runs == 1
+    # One run evaluated on both seeds (eval_repeats = 2): its temperature counts once.
+    one_run = dataclasses.replace(result, settings={"eval_repeats": 2})
+    one_run.rows[-1].per_seed[1].update(sel[0])
+    (o1,) = outcomes_from_comparison(one_run, task_seed=7)
+    assert o1.tau1_runs == 1 and o1.tau1_minus_greedy == pytest.approx(-0.1)
+    assert o1.deltas == o.deltas  # paired on the evaluation seeds as before
     # the references: the default misses the grid point by 0.2 ± 0; the grid point's mode TV is
     # above the default's by 0.05 on average
     assert o.default_reached is False and o.grid_mode_tv_ok is False
