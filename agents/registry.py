@@ -123,7 +123,8 @@ def hyperparams_env_id(task_name: str) -> str | None:
     """The env id whose YAML blocks (``hyperparams/<agent>.yml``) a task trains with: its own,
     or that of the task in :data:`SHARED_HYPERPARAMS` (``"gmm2d-random"`` ->
     ``"diffgym/GMM2D-v0"``); None for an unknown task. (``diffgym/DigitsWeak-v0``'s blocks are
-    YAML aliases of ``diffgym/Digits-v0``'s.)"""
+    YAML aliases of ``diffgym/Digits-v0``'s; ``diffgym/GMM2DNet4Step-v0``'s merge
+    ``diffgym/GMM2DNet-v0``'s.)"""
     return _own_env_id(SHARED_HYPERPARAMS.get(task_name, task_name))
 
 

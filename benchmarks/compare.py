@@ -22,6 +22,9 @@ evaluation seeds, so the best point's reported quality carries no selection bias
 evaluation seeds (sample standard deviation; ``nan`` with one seed). With one training seed and
 ``R`` repeats, the pairing measures the sampling noise of one learned sampler, at the cost of one
 run; with ``R`` training seeds it also holds their seed-to-seed spread, at the cost of ``R`` runs.
+Several seeds with several repeats each are paired per run (the mean over the run's seeds:
+:func:`~diffgym.benchmarks.report.per_run_deltas`), since a run's evaluations share its training
+noise.
 
 Cost to obtain a row (:class:`~diffgym.agents.cost.Cost`, NFE summed over samples and
 wall-clock on this machine):
@@ -72,6 +75,7 @@ import torch
 
 from diffgym.agents.cost import Cost
 from diffgym.benchmarks.evaluate import (
+    EVAL_REPEAT_STRIDE,
     EVAL_SEED_STRIDE,
     METRIC_DIRECTIONS,
     SEARCH_SEED,
@@ -304,8 +308,12 @@ class CompareConfig:
         reps = self.eval_repeats
         if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
             raise ValueError(f"eval_repeats must be an int >= 1, got {reps!r}")
-        for k in seeds:
-            eval_seed(k, reps - 1)  # ValueError: repeats would meet another run's seeds
+        big = [k for k in seeds if k >= EVAL_REPEAT_STRIDE]
+        if reps > 1 and big:
+            raise ValueError(
+                f"eval_repeats={reps} needs training seeds below {EVAL_REPEAT_STRIDE} (their "
+                f"further evaluation seeds would meet other runs'), got {big}"
+            )
         n_eval = self.n_eval
         if isinstance(n_eval, bool) or not isinstance(n_eval, int) or not (
             2 <= n_eval < EVAL_SEED_STRIDE

@@ -42,6 +42,14 @@ OLD_KNOB_KEYS = {"churn": "gamma"}
 """Keys of results written before the knob was renamed (read as the new name)."""
 
 
+
+def _evals(row) -> str:
+    """``"3 seeds"``, or ``"1 run x 3 seeds"`` when runs were evaluated on several seeds."""
+    n = len(row.per_seed)
+    if n > row.runs:
+        return f"{row.runs} run{'s' if row.runs != 1 else ''} x {n // row.runs} seeds"
+    return f"{n} seed{'s' if n != 1 else ''}"
+
 def _knob_entry(tables: Mapping[str, Any], knob: str) -> Any:
     """``tables[knob]``, or the entry under the knob's old name (``None`` if neither)."""
     value = tables.get(knob)
@@ -108,7 +116,7 @@ def plot_quality_vs_cost(result: ComparisonResult, path: str | os.PathLike) -> N
             ax.errorbar([cost_of(r.cost)], [r.metrics.get(metric, math.nan)],
                         yerr=None if math.isnan(std) else [[std], [std]], fmt="o", ms=7,
                         capsize=4, color=f"C{len(families) + i}", zorder=5,
-                        label=f"{r.method} ({len(r.per_seed)} seeds, summed cost)")
+                        label=f"{r.method} ({_evals(r)}, summed cost)")
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on short ranges
         ax.set_xlabel("total cost: NFE × samples" if unit == "nfe" else "total cost: wall-clock s")
@@ -152,7 +160,7 @@ def plot_action_profile(result: ComparisonResult, path: str | os.PathLike) -> No
             modes = sorted({"greedy" if p.get("temperature") is None else f"τ={p['temperature']:g}"
                             for p in r.per_seed})
             ax.plot(x, mean, "o-", ms=3, lw=1.4, color=color,
-                    label=f"{r.method} ({'/'.join(modes)}, mean over {len(r.per_seed)} seeds)")
+                    label=f"{r.method} ({'/'.join(modes)}, mean over {_evals(r)})")
             if np.isfinite(std).any():
                 ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2)
         ax.set_xscale("log")

@@ -28,6 +28,7 @@ __all__ = [
     "aggregate",
     "mean_profile",
     "paired_interval",
+    "per_run_deltas",
     "write_outputs",
     "log_wandb",
 ]
@@ -168,7 +169,9 @@ class ComparisonResult:
     ) -> tuple[list[float], float, float]:
         """Primary metric of ``row`` minus ``reference``'s (default: :meth:`best_grid_row`) on
         each shared evaluation seed (common random numbers: a paired, low-noise difference);
-        returns the differences, their mean and sample std (``nan`` when undefined)."""
+        returns the differences, their mean and sample std (``nan`` when undefined). Several
+        training runs with several evaluation seeds each give one difference per run
+        (:func:`per_run_deltas`)."""
         reference = reference if reference is not None else self.best_grid_row()
         if reference is None:
             return [], math.nan, math.nan
@@ -181,7 +184,9 @@ class ComparisonResult:
             return out
 
         a, b = by_seed(row), by_seed(reference)
-        deltas = [a[s] - b[s] for s in a if s in b]
+        run_of = {int(s["eval_seed"]): s.get("train_seed") for s in row.per_seed}
+        seeds = [s for s in a if s in b]
+        deltas = per_run_deltas([a[s] - b[s] for s in seeds], [run_of[s] for s in seeds])
         mean, std, _ = paired_interval(deltas)
         return deltas, mean, std
 
@@ -253,7 +258,7 @@ class ComparisonResult:
         quality = (
             f"Quality: {m} ({arrow} is better) learned {_pm(lm, ls)} vs grid {_pm(gm, gs)}; "
             f"paired difference learned - grid "
-            f"{_pm(d_mean, d_std)} over {n} seed{'s' if n != 1 else ''}{interval}"
+            f"{_pm(d_mean, d_std)} over {n} {_pairs_of(best, n)}{interval}"
         )
         g_cost, l_cost = self.grid_cost, best.cost
         runs = f"{best.runs} training run{'s' if best.runs != 1 else ''}"
@@ -265,7 +270,8 @@ class ComparisonResult:
         cost = (
             f"Cost to obtain (denoiser evaluations counted, wall-clock timed as each part ran): "
             f"learned {l_cost.nfe:,} NFE and {l_cost.total_seconds:.0f} s ({runs}, their "
-            f"evaluations included) vs the full grid {g_cost.nfe:,} NFE and "
+            f"{'first ' if len(best.per_seed) > best.runs else ''}evaluations included) vs "
+            f"the full grid {g_cost.nfe:,} NFE and "
             f"{g_cost.total_seconds:.0f} s: the learned sampler used "
             f"{compared(l_cost.nfe, l_cost.total_seconds)}"
         )
@@ -432,6 +438,14 @@ def t_quantile_975(df: int) -> float:
     return _T_975[min(df, len(_T_975)) - 1]
 
 
+def _pairs_of(row: ComparisonRow, n: int) -> str:
+    """What the ``n`` paired differences of ``row`` are: seeds, or training runs when several
+    runs were each evaluated on several seeds (:func:`per_run_deltas`)."""
+    if row.runs > 1 and len(row.per_seed) > row.runs and n == row.runs:
+        return f"training run{'s' if n != 1 else ''} (mean over each run's seeds)"
+    return f"seed{'s' if n != 1 else ''}"
+
+
 def paired_interval(deltas: Sequence[float]) -> tuple[float, float, float]:
     """Mean, sample std and 95 % Student-t half-width (``t_{0.975, n-1} std / sqrt(n)``) of
     paired differences; the mean is ``nan`` for none, the std and half-width for fewer than 2."""
@@ -441,6 +455,20 @@ def paired_interval(deltas: Sequence[float]) -> tuple[float, float, float]:
         return mean, math.nan, math.nan
     std = statistics.stdev(deltas)
     return mean, std, t_quantile_975(n - 1) * std / math.sqrt(n)
+
+
+def per_run_deltas(deltas: Sequence[float], runs: Sequence[Any]) -> list[float]:
+    """The paired differences to test, ``deltas[i]`` measured on an evaluation of training run
+    ``runs[i]`` (``None`` for a fixed sampler): one per evaluation, except when several runs were
+    each evaluated on several seeds (``eval_repeats``), then one per run, the mean over its seeds.
+    A run's evaluations share its training noise, so pooling them as independent pairs would
+    narrow the interval; one run on several seeds keeps every pair (its sampling noise)."""
+    groups: dict[Any, list[float]] = {}
+    for run, d in zip(runs, deltas, strict=True):
+        groups.setdefault(run, []).append(d)
+    if 1 < len(groups) < len(deltas) and None not in groups:
+        return [statistics.fmean(v) for v in groups.values()]
+    return list(deltas)
 
 
 def _ratio(r: float | None) -> str:

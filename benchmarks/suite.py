@@ -16,8 +16,9 @@ Per task and learned method (``ppo+gail/js``, ``reinforce+gail/js``, ...):
   **reaches** the best grid point iff the mean paired difference, signed so that positive means
   *worse*, is at most one sample standard deviation of the paired differences:
   ``mean <= +std`` for a metric to minimise (``mean >= -std`` for one to maximise). With a single
-  pair (one training seed) the std is undefined and the rule is ``mean <= 0`` (no noise
-  allowance that was not measured);
+  pair (one training seed, one evaluation seed) the std is undefined and the rule is
+  ``mean <= 0`` (no noise allowance that was not measured); one run on several seeds
+  (``eval_repeats``) is paired on each of them;
 * **mode masses against the default sampler**: the paired difference learned - default of the
   mode-mass TV (``mode_tv``) on the same evaluation seeds; *at or below the default* iff its mean
   is ``<= 0`` (undefined on tasks that do not measure ``mode_tv``);

@@ -529,7 +529,8 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--irl", default="gail", help="gail | airl | none")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (budget)")
     p.add_argument("--eval-repeats", type=int, default=1, metavar="R",
-                   help="evaluation seeds per training run (default 1)")
+                   help="evaluation seeds per training run (default 1; > 1 needs seeds < 1000; "
+                   "only the first evaluation counts in the learned cost)")
     p.add_argument("--timesteps", type=int, default=None, help="training steps per run (budget)")
     p.add_argument("--n-eval", type=int, default=None, help="samples per evaluation (budget)")
     p.add_argument("--grid-points", default=None, help="grid preset small | default (budget)")

@@ -51,11 +51,12 @@ def test_gmm2d_random_is_listed_and_takes_a_task_seed(tmp_path, capsys):
     for agent in ("ppo", "a2c", "trpo", "reinforce"):
         assert load_hyperparams(agent, "diffgym/DigitsWeak-v0") == load_hyperparams(
             agent, "diffgym/Digits-v0")
-    # so has gmm2d-net-4step: aliases of gmm2d-net's blocks
+    # so has gmm2d-net-4step: gmm2d-net's blocks, with rollouts of whole 4-step episodes
     assert hyperparams_env_id("gmm2d-net-4step") == "diffgym/GMM2DNet4Step-v0"
     for agent in ("ppo", "a2c", "trpo", "reinforce"):
-        assert load_hyperparams(agent, "diffgym/GMM2DNet4Step-v0") == load_hyperparams(
-            agent, "diffgym/GMM2DNet-v0")
+        few = load_hyperparams(agent, "diffgym/GMM2DNet4Step-v0")
+        net = load_hyperparams(agent, "diffgym/GMM2DNet-v0")
+        assert {**few, "n_steps": net["n_steps"]} == net and few["n_steps"] % 4 == 0
     assert hyperparams_env_id("gmm2d-random") == "diffgym/GMM2D-v0"
     assert env_id_for_task("mnist") is None and hyperparams_env_id("mnist") is None
     d = tmp_path / "run"

@@ -3,7 +3,8 @@
 The suite's rules (``reached``: within one pairing std of the best grid point) are lenient when the
 pairing is noisy. This script reads every ``<suite>/<task>-<seed>/results.json`` and, for every
 row, takes the paired differences row - default of the headline metric on the evaluation seeds
-(common random numbers), their mean, sample std and Student-t 95 % interval (``mean ± t_{0.975,
+(common random numbers; one per run, the mean over its seeds, when several runs were each
+evaluated on several seeds), their mean, sample std and Student-t 95 % interval (``mean ± t_{0.975,
 n-1} std / sqrt(n)``) and ``z`` = improvement over the default / std. A row is ``better`` /
 ``worse`` than the default when the interval excludes 0 on that side, ``tie`` otherwise. The grid's
 own pick (``best_grid_row``, chosen on the search seed) is marked. Counts per row kind are summed
@@ -24,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from diffgym.benchmarks.report import paired_interval
+from diffgym.benchmarks.report import paired_interval, per_run_deltas
 from diffgym.envs.io import atomic_write_json
 
 VERDICTS = ("better", "tie", "worse")
@@ -49,7 +50,9 @@ def paired_vs_default(rows: list[dict], metric: str, direction: str) -> dict[str
         if method == "default":
             continue
         mine = per_seed(row)
-        deltas = [mine[s] - base[s] for s in sorted(mine) if s in base]
+        run_of = {int(s["eval_seed"]): s.get("train_seed") for s in row["per_seed"]}
+        seeds = [s for s in sorted(mine) if s in base]
+        deltas = per_run_deltas([mine[s] - base[s] for s in seeds], [run_of[s] for s in seeds])
         mean, std, half = paired_interval(deltas)
         verdict = "tie"
         if len(deltas) >= 2 and abs(mean) > half:

@@ -202,8 +202,11 @@ def test_eval_repeats_evaluate_one_run_on_several_seeds(tiny, tmp_path, monkeypa
     assert math.isfinite(std)  # three pairs from one run
     with pytest.raises(ValueError, match=r"eval_repeats must be an int >= 1, got 0"):
         CompareConfig(task="gmm2d", eval_repeats=0)
+    with pytest.raises(ValueError, match=r"eval_repeats=2 needs training seeds below 1000 .*"
+                                         r"got \[1000\]"):
+        CompareConfig(task="gmm2d", seeds=(0, 1000), eval_repeats=2)
     with pytest.raises(ValueError, match=r"repeats > 0 need a training seed in \[0, 1000\)"):
-        CompareConfig(task="gmm2d", seeds=(1000,), eval_repeats=2)
+        eval_seed(1000, 1)
     assert CompareConfig(task="gmm2d", seeds=(1000,)).eval_repeats == 1  # no repeat: any seed
 
 

@@ -3,6 +3,7 @@ aggregation on fixed synthetic numbers, the held-out split guard, seed parsing a
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import json
@@ -234,12 +235,18 @@ def test_outcomes_from_a_synthetic_comparison():
     assert o.ratio_nfe == 20.0 and o.ratio_nfe_per_run == 40.0
     assert o.tau1_minus_greedy == pytest.approx(0.05)  # mean of -0.1 and +0.2
     assert o.tau1_runs == 1
-    # One run evaluated on both seeds (eval_repeats = 2): its temperature counts once.
-    one_run = dataclasses.replace(result, settings={"eval_repeats": 2})
-    one_run.rows[-1].per_seed[1].update(sel[0])
+    # One run evaluated on both seeds (eval_repeats = 2): its temperature counts once, and both
+    # seeds are pairs (its sampling noise).
+    one_run = copy.deepcopy(result)
+    one_run.settings["eval_repeats"] = 2
+    learned = one_run.rows[-1]
+    learned.runs = 1
+    for s in learned.per_seed:
+        s.update(sel[0], train_seed=0)
     (o1,) = outcomes_from_comparison(one_run, task_seed=7)
     assert o1.tau1_runs == 1 and o1.tau1_minus_greedy == pytest.approx(-0.1)
-    assert o1.deltas == o.deltas  # paired on the evaluation seeds as before
+    assert o1.deltas == pytest.approx((0.05, 0.0)) and o1.ratio_nfe_per_run == 20.0
+    assert result.rows[-1].per_seed[1]["temperature"] is None  # the original is untouched
     # the references: the default misses the grid point by 0.2 ± 0; the grid point's mode TV is
     # above the default's by 0.05 on average
     assert o.default_reached is False and o.grid_mode_tv_ok is False

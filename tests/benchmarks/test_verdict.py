@@ -138,3 +138,38 @@ def test_run_sh_runs_the_main_budget_on_the_bias_task(compare_config_of, tmp_pat
     assert config.seeds == main.seeds and len(config.seeds) >= 3  # paired differences resolvable
     assert config.timesteps == main.timesteps
     assert {"quick", "full"} <= set(BUDGETS)  # the other budgets stay
+
+
+def test_per_run_deltas_pair_each_run_once_when_runs_have_several_seeds():
+    from diffgym.benchmarks.report import per_run_deltas
+
+    # one run on three seeds: three pairs (its sampling noise); three runs on one seed each: three
+    assert per_run_deltas([0.1, 0.2, 0.3], [0, 0, 0]) == [0.1, 0.2, 0.3]
+    assert per_run_deltas([0.1, 0.2, 0.3], [0, 1, 2]) == [0.1, 0.2, 0.3]
+    # two runs on two seeds each: one pair per run, the mean over its seeds
+    assert per_run_deltas([0.1, 0.3, 1.0, 2.0], [0, 0, 1, 1]) == pytest.approx([0.2, 1.5])
+    assert per_run_deltas([0.1, 0.3], [None, None]) == [0.1, 0.3]  # fixed samplers: every seed
+    with pytest.raises(ValueError):
+        per_run_deltas([0.1, 0.3], [0])
+
+
+def test_two_runs_with_two_seeds_each_are_paired_per_run():
+    """The repeats of one run share its training noise: pooling them as four independent pairs
+    would call a difference resolved that two runs cannot resolve."""
+    from diffgym.benchmarks.report import paired_interval
+
+    seeds = (1_000_000, 1_000_000_000 + 1_000_000, 2_000_000, 1_000_000_000 + 2_000_000)
+    values = [0.10, 0.11, 0.30, 0.31]  # run 0 and run 1, two seeds each; the grid scores 0
+    result = _result(values[:3], [0.0] * 3, learned_cost=_cost(1_500_000, 120.0), runs=2)
+    learned, grid_row = result.row("ppo+gail/js"), result.row("grid/churn")
+    learned.per_seed = [{"eval_seed": s, "train_seed": k, "metrics": {"mode_tv": v}}
+                        for s, k, v in zip(seeds, (0, 0, 1, 1), values)]
+    grid_row.per_seed = [{"eval_seed": s, "metrics": {"mode_tv": 0.0}} for s in seeds]
+    deltas, mean, std = result.paired_delta(learned)
+    assert deltas == pytest.approx([0.105, 0.305]) and mean == pytest.approx(0.205)
+    pooled_mean, _, pooled_half = paired_interval(values)
+    assert pooled_mean > pooled_half  # four pooled pairs would resolve it: 'grid'
+    assert result.quality_call()[0] == "tie"  # two runs do not
+    v = result.verdict()
+    assert "over 2 training runs (mean over each run's seeds)" in v
+    assert "(2 training runs, their first evaluations included)" in v

@@ -301,3 +301,18 @@ def test_gmm2d_net_4step_is_gmm2d_net_in_four_steps():
     assert fp != task_fingerprint(net)
     with pytest.raises(TypeError, match=r"unknown override\(s\) \['std'\]"):
         make_task("gmm2d-net-4step", std=0.2)
+    # its env's episodes are 4 transitions long, 7 NFE per sample with neutral actions
+    import gymnasium as gym
+    import numpy as np
+
+    import diffgym  # noqa: F401  (registers the ids)
+
+    env = gym.make_vec("diffgym/GMM2DNet4Step-v0", num_envs=3,
+                       vectorization_mode="vector_entry_point")
+    env.reset(seed=0)
+    neutral = np.zeros(env.action_space.shape, dtype=np.int64)
+    for t in range(4):
+        _, _, terminated, _, info = env.step(neutral)
+        assert bool(np.all(np.asarray(terminated))) == (t == 3)
+    assert np.asarray(info["episode_nfe"]).tolist() == [7, 7, 7]  # the terminal step's record
+    env.close()
