@@ -32,7 +32,7 @@ from diffgym.envs.io import atomic_write
 from diffgym.envs.tasks import Task
 
 if TYPE_CHECKING:
-    from diffgym.benchmarks.report import ComparisonResult
+    from diffgym.benchmarks.report import ComparisonResult, ComparisonRow
 
 __all__ = ["plot_action_profile", "plot_quality_vs_cost", "plot_samples"]
 
@@ -42,13 +42,13 @@ OLD_KNOB_KEYS = {"churn": "gamma"}
 """Keys of results written before the knob was renamed (read as the new name)."""
 
 
-
-def _evals(row) -> str:
+def _evals(row: ComparisonRow) -> str:
     """``"3 seeds"``, or ``"1 run x 3 seeds"`` when runs were evaluated on several seeds."""
     n = len(row.per_seed)
     if n > row.runs:
         return f"{row.runs} run{'s' if row.runs != 1 else ''} x {n // row.runs} seeds"
     return f"{n} seed{'s' if n != 1 else ''}"
+
 
 def _knob_entry(tables: Mapping[str, Any], knob: str) -> Any:
     """``tables[knob]``, or the entry under the knob's old name (``None`` if neither)."""

@@ -91,7 +91,8 @@ EVAL_SEED_STRIDE = 1_000_000
 meet the search seed's, nor each other's, while ``n < EVAL_SEED_STRIDE``."""
 EVAL_REPEAT_STRIDE = 1_000
 """Further evaluation seeds of one run (:func:`eval_seed` with ``repeat > 0``) are offset by
-``repeat * EVAL_REPEAT_STRIDE`` strides, past the first seeds of training seeds below it."""
+``repeat * EVAL_REPEAT_STRIDE`` strides, so they never meet any run's evaluation seeds while the
+training seeds stay below ``EVAL_REPEAT_STRIDE``."""
 TRAIN_EVAL_SEED_OFFSET = 10_000
 """Training-time evaluations sample with seed ``TRAIN_EVAL_SEED_OFFSET + training seed``."""
 TRAIN_EVAL_REFERENCE_SEED = 20_000
