@@ -557,7 +557,8 @@ def _learned_row(
     return ComparisonRow(
         method=method,
         kind="learned",
-        detail=f"{agent}, {cfg.irl}, {div}, {timesteps:,} steps x {len(cfg.seeds)} seeds, "
+        detail=f"{agent}, {cfg.irl}, {div}, {timesteps:,} steps x {len(cfg.seeds)} "
+        f"seed{'s' if len(cfg.seeds) != 1 else ''}, "
         + (f"{reps} evaluation seeds each, " if reps > 1 else "")
         + "inference " + ", ".join(tau_name(r.get("temperature")) for r in per_seed[::reps]),
         metrics=mean,

@@ -239,7 +239,8 @@ class ComparisonResult:
         n = len(deltas)
         points = len(self.grid.points) - (self.grid.default is not None)
         learned_name = f"the learned sampler ({best.method})"
-        grid_name = f"the best grid point ({grid_row.method}, best of {points} points)"
+        grid_name = (f"the best grid point ({grid_row.method}, best of {points} points on the "
+                     "search seed)")
         if call == "learned":
             head = f"{learned_name} WINS on quality against {grid_name}"
         elif call == "grid":
@@ -269,10 +270,11 @@ class ComparisonResult:
 
         cost = (
             f"Cost to obtain (denoiser evaluations counted, wall-clock timed as each part ran): "
-            f"learned {l_cost.nfe:,} NFE and {l_cost.total_seconds:.0f} s ({runs}, their "
-            f"{'first ' if len(best.per_seed) > best.runs else ''}evaluations included) vs "
-            f"the full grid {g_cost.nfe:,} NFE and "
-            f"{g_cost.total_seconds:.0f} s: the learned sampler used "
+            f"learned {l_cost.nfe:,} NFE and {_secs(l_cost.total_seconds)} s ({runs}, "
+            f"{'their' if best.runs != 1 else 'its'} "
+            f"{'first ' if len(best.per_seed) > best.runs else ''}evaluation"
+            f"{'s' if best.runs != 1 else ''} included) vs the full grid {g_cost.nfe:,} NFE and "
+            f"{_secs(g_cost.total_seconds)} s: the learned sampler used "
             f"{compared(l_cost.nfe, l_cost.total_seconds)}"
         )
         if best.runs > 1:
@@ -335,7 +337,8 @@ class ComparisonResult:
             f"**{self.task}**: {len(self.rows)} samplers, n = {self.settings['n_eval']} samples "
             f"per evaluation, evaluation seeds {self.settings['eval_seeds']} (grid searched on "
             f"seed {SEARCH_SEED}; best point per family by {self.metric}); ± = sample std over "
-            f"seeds. Full grid: {len(self.grid.points) - (self.grid.default is not None)} points, "
+            f"evaluation seeds (a learned row: over its runs' evaluations). Full grid: "
+            f"{len(self.grid.points) - (self.grid.default is not None)} points, "
             f"{self.grid_cost.nfe:,} NFE, {self.grid_cost.total_seconds:.1f} s.",
             "",
             "| " + " | ".join(head) + " |",
@@ -436,6 +439,11 @@ def t_quantile_975(df: int) -> float:
     if df < 1:
         raise ValueError(f"df must be >= 1, got {df}")
     return _T_975[min(df, len(_T_975)) - 1]
+
+
+def _secs(seconds: float) -> str:
+    """Seconds for the verdict: whole seconds from 10 s, two significant digits below."""
+    return f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.2g}"
 
 
 def _pairs_of(row: ComparisonRow, n: int) -> str:

@@ -68,7 +68,7 @@ def test_learned_wins_on_quality_and_the_costs_are_stated_both_ways():
     assert result.quality_call()[0] == "learned"
     v = result.verdict()
     assert v.startswith("verdict: the learned sampler (ppo+gail/js) WINS on quality against the "
-                        "best grid point (grid/churn, best of 108 points)")
+                        "best grid point (grid/churn, best of 108 points on the search seed)")
     assert "excludes 0" in v and "over 3 seeds" in v
     # the costs as measured: fewer NFE but more wall-clock than the grid, both said plainly
     assert "learned 1,500,000 NFE and 120 s (3 training runs" in v
@@ -85,8 +85,8 @@ def test_learned_loses_is_said_plainly():
     result = _result([0.25, 0.26, 0.25], [0.22, 0.23, 0.21], learned_cost=_cost(9_000_000, 30.0))
     assert result.quality_call()[0] == "grid"
     v = result.verdict()
-    assert "the best grid point (grid/churn, best of 108 points) WINS on quality; the learned " \
-           "sampler (ppo+gail/js) LOSES" in v
+    assert "the best grid point (grid/churn, best of 108 points on the search seed) WINS on " \
+           "quality; the learned sampler (ppo+gail/js) LOSES" in v
     assert "× more NFE and " in v and "× less wall-clock" in v
     assert "WINS on quality against" not in v
 
