@@ -28,6 +28,7 @@ __all__ = [
     "aggregate",
     "mean_profile",
     "paired_interval",
+    "paired_deltas",
     "per_run_deltas",
     "write_outputs",
     "log_wandb",
@@ -175,18 +176,7 @@ class ComparisonResult:
         reference = reference if reference is not None else self.best_grid_row()
         if reference is None:
             return [], math.nan, math.nan
-
-        def by_seed(r: ComparisonRow) -> dict[int, float]:
-            out = {}
-            for s in r.per_seed:
-                v = s["metrics"].get(self.metric)
-                out[int(s["eval_seed"])] = math.nan if v is None else float(v)
-            return out
-
-        a, b = by_seed(row), by_seed(reference)
-        run_of = {int(s["eval_seed"]): s.get("train_seed") for s in row.per_seed}
-        seeds = [s for s in a if s in b]
-        deltas = per_run_deltas([a[s] - b[s] for s in seeds], [run_of[s] for s in seeds])
+        deltas = paired_deltas(row.per_seed, reference.per_seed, self.metric)
         mean, std, _ = paired_interval(deltas)
         return deltas, mean, std
 
@@ -463,6 +453,27 @@ def paired_interval(deltas: Sequence[float]) -> tuple[float, float, float]:
         return mean, math.nan, math.nan
     std = statistics.stdev(deltas)
     return mean, std, t_quantile_975(n - 1) * std / math.sqrt(n)
+
+
+def paired_deltas(
+    per_seed: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]], metric: str
+) -> list[float]:
+    """``metric`` of the evaluations ``per_seed`` minus ``reference``'s on each shared evaluation
+    seed (``nan`` where a value is missing), one per run when several runs were each evaluated
+    on several seeds (:func:`per_run_deltas`). The entries are a row's ``per_seed`` records
+    (``eval_seed``, ``metrics``, and ``train_seed`` for a learned row), as in ``results.json``."""
+
+    def by_seed(entries: Sequence[Mapping[str, Any]]) -> dict[int, float]:
+        out = {}
+        for s in entries:
+            v = s["metrics"].get(metric)
+            out[int(s["eval_seed"])] = math.nan if v is None else float(v)
+        return out
+
+    a, b = by_seed(per_seed), by_seed(reference)
+    run_of = {int(s["eval_seed"]): s.get("train_seed") for s in per_seed}
+    seeds = [s for s in a if s in b]
+    return per_run_deltas([a[s] - b[s] for s in seeds], [run_of[s] for s in seeds])
 
 
 def per_run_deltas(deltas: Sequence[float], runs: Sequence[Any]) -> list[float]:

@@ -2,7 +2,8 @@
 
 The suite's rules (``reached``: within one pairing std of the best grid point) are lenient when the
 pairing is noisy. This script reads every ``<suite>/<task>-<seed>/results.json`` and, for every
-row, takes the paired differences row - default of the headline metric on the evaluation seeds
+row, takes the paired differences row - default of the headline metric (or ``--metric``, e.g.
+``mode_tv``) on the evaluation seeds
 (common random numbers; one per run, the mean over its seeds, when several runs were each
 evaluated on several seeds), their mean, sample std and Student-t 95 % interval (``mean ± t_{0.975,
 n-1} std / sqrt(n)``) and ``z`` = improvement over the default / std. A row is ``better`` /
@@ -14,6 +15,8 @@ Run (from the repository root; reads files only, no sampling)::
 
     python benchmarks/scripts/suite_resolved.py --suite runs/suite/heldout-main \
         --out benchmarks/results/suite/heldout-main/resolved.json
+    python benchmarks/scripts/suite_resolved.py --suite runs/suite/heldout-r3 --metric mode_tv \
+        --out benchmarks/results/suite/heldout-r3/resolved_mode_tv.json
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from diffgym.benchmarks.report import paired_interval, per_run_deltas
+from diffgym.benchmarks.evaluate import METRIC_DIRECTIONS
+from diffgym.benchmarks.report import paired_deltas, paired_interval
 from diffgym.envs.io import atomic_write_json
 
 VERDICTS = ("better", "tie", "worse")
@@ -38,21 +42,13 @@ def paired_vs_default(rows: list[dict], metric: str, direction: str) -> dict[str
     by_method = {r["method"]: r for r in rows}
     if "default" not in by_method:
         raise ValueError(f"no 'default' row among {sorted(by_method)}")
-
-    def per_seed(row: dict) -> dict[int, float]:
-        return {int(s["eval_seed"]): float(s["metrics"][metric]) for s in row["per_seed"]
-                if s["metrics"].get(metric) is not None}
-
-    base = per_seed(by_method["default"])
+    base = by_method["default"]["per_seed"]
     sign = 1.0 if direction == "min" else -1.0  # sign * delta < 0 is better
     out = {}
     for method, row in by_method.items():
         if method == "default":
             continue
-        mine = per_seed(row)
-        run_of = {int(s["eval_seed"]): s.get("train_seed") for s in row["per_seed"]}
-        seeds = [s for s in sorted(mine) if s in base]
-        deltas = per_run_deltas([mine[s] - base[s] for s in seeds], [run_of[s] for s in seeds])
+        deltas = paired_deltas(row["per_seed"], base, metric)  # ComparisonResult's pairing
         mean, std, half = paired_interval(deltas)
         verdict = "tie"
         if len(deltas) >= 2 and abs(mean) > half:
@@ -63,15 +59,20 @@ def paired_vs_default(rows: list[dict], metric: str, direction: str) -> dict[str
     return out
 
 
-def analyse(suite: Path) -> dict[str, Any]:
-    """Every task folder of ``suite`` (the ones holding ``results.json``), and the counts."""
+def analyse(suite: Path, metric: str | None = None) -> dict[str, Any]:
+    """Every task folder of ``suite`` (the ones holding ``results.json``), and the counts, on
+    ``metric`` (default: each comparison's headline metric)."""
+    if metric is not None and metric not in METRIC_DIRECTIONS:
+        raise ValueError(f"unknown metric {metric!r}; allowed: {', '.join(METRIC_DIRECTIONS)}")
     files = sorted(suite.glob("*/results.json"))
     if not files:
         raise ValueError(f"no */results.json under {suite}: not a suite folder")
     tasks, counts = {}, {}
     for f in files:
         res = json.loads(f.read_text())
-        rows = paired_vs_default(res["rows"], res["metric"], res["direction"])
+        m = res["metric"] if metric is None else metric
+        direction = res["direction"] if metric is None else METRIC_DIRECTIONS[metric]
+        rows = paired_vs_default(res["rows"], m, direction)
         pick = res.get("best_grid_row")
         pick = pick.get("method") if isinstance(pick, dict) else pick
         for method, r in rows.items():
@@ -80,7 +81,7 @@ def analyse(suite: Path) -> dict[str, Any]:
             for k in ([key, method] if r["grid_pick"] else [key]):
                 c = counts.setdefault(k, dict.fromkeys(VERDICTS, 0))
                 c[r["verdict"]] += 1
-        tasks[f.parent.name] = {"metric": res["metric"], "grid_pick": pick, "rows": rows}
+        tasks[f.parent.name] = {"metric": m, "grid_pick": pick, "rows": rows}
     return {"suite": str(suite), "definition": __doc__.split("\n\n")[1].replace("\n", " "),
             "tasks": tasks, "counts_vs_default": counts}
 
@@ -88,9 +89,11 @@ def analyse(suite: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--suite", type=Path, required=True, help="a diffgym suite --out folder")
+    p.add_argument("--metric", default=None,
+                   help="metric to pair on (default: each comparison's headline metric)")
     p.add_argument("--out", type=Path, default=None, help="JSON report (default: print only)")
     args = p.parse_args(argv)
-    report = analyse(args.suite)
+    report = analyse(args.suite, args.metric)
     for name, t in report["tasks"].items():
         cells = [f"{m}{' (pick)' if r['grid_pick'] else ''} {r['mean']:+.3g} ± "
                  f"{r['half_width_95']:.2g} {r['verdict']}" for m, r in t["rows"].items()]

@@ -57,6 +57,25 @@ def test_a_metric_to_maximise_flips_the_verdicts(tmp_path, load_script):
     assert rows["ppo+gail/js"]["verdict"] == "better"
 
 
+def test_another_metric_is_paired_in_its_own_direction(tmp_path, load_script):
+    script = load_script("suite_resolved")
+    suite = _suite(tmp_path)
+    res = json.loads((suite / "gmm2d-random-1000" / "results.json").read_text())
+    for row, tv in zip(res["rows"], ([0.10, 0.11, 0.12], [0.20, 0.21, 0.22], [0.10, 0.12, 0.11],
+                                     [0.05, 0.055, 0.06])):
+        for s, v in zip(row["per_seed"], tv):
+            s["metrics"]["mode_tv"] = v
+    (suite / "gmm2d-random-1000" / "results.json").write_text(json.dumps(res))
+    report = script.analyse(suite, "mode_tv")
+    rows = report["tasks"]["gmm2d-random-1000"]["rows"]
+    assert report["tasks"]["gmm2d-random-1000"]["metric"] == "mode_tv"
+    assert rows["grid/guidance"]["verdict"] == "worse"  # +0.1 on every seed, lower is better
+    assert rows["ppo+gail/js"]["verdict"] == "better"
+    assert rows["grid/churn"]["verdict"] == "tie"
+    with pytest.raises(ValueError, match="unknown metric 'fid2'; allowed: .*mode_tv"):
+        script.analyse(suite, "fid2")
+
+
 def test_a_folder_without_comparisons_is_a_clear_error(tmp_path, load_script):
     script = load_script("suite_resolved")
     with pytest.raises(ValueError, match="no \\*/results.json under .*: not a suite folder"):
