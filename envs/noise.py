@@ -253,8 +253,10 @@ class PerSampleNoise(NoiseSource):
         self._keys = torch.tensor([_seed_key(s) for s in seeds], dtype=torch.long,
                                   device=self.device)
         self._counters = torch.zeros(self.batch_size, dtype=torch.long, device=self.device)
+        self._lag = 0  # full-batch draws not yet added to every counter (one add when read)
         self._lanes: dict[int, torch.Tensor] = {}
         self._scratch: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
+        self._key_scratch: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._drop_blocks()
 
     def _drop_blocks(self) -> None:
@@ -266,8 +268,15 @@ class PerSampleNoise(NoiseSource):
     def reseed(self, index: int, seed: int) -> None:
         """Restart sample ``index``'s stream from ``seed``."""
         self._keys[index] = _seed_key(seed)
-        self._counters[index] = 0
+        self._flushed()[index] = 0
         self._drop_blocks()
+
+    def _flushed(self) -> torch.Tensor:
+        """The counters, with the full-batch draws since the last read added (in place)."""
+        if self._lag:
+            self._counters += self._lag
+            self._lag = 0
+        return self._counters
 
     # The draws ---------------------------------------------------------------------------
 
@@ -288,15 +297,12 @@ class PerSampleNoise(NoiseSource):
         # fault per page on a CPU, several times the arithmetic below.
         scratch = self._scratch.get((n, pairs))
         if scratch is None:
-            scratch = (
-                torch.empty((n, pairs), dtype=torch.long, device=self.device),
-                torch.empty((n, pairs), dtype=torch.long, device=self.device),
-                torch.empty((n, pairs, 2), dtype=torch.float64, device=self.device),
-            )
-            if n == self.batch_size:
+            scratch = tuple(torch.empty((n, pairs), dtype=torch.long, device=self.device)
+                            for _ in range(3))
+            if n >= self.batch_size:  # a full-batch draw or a prefetched block (not rows)
                 self._scratch = {(n, pairs): scratch}
-        h, t, z = scratch
-        torch.add(draw_keys[:, None], lanes, out=h)  # (n, pairs): one hash per two normals
+        h, t, c = scratch
+        torch.add(lanes, draw_keys[:, None], out=h)  # (n, pairs): one hash per two normals
         _mix64(h, t)
         # Box-Muller: r = sqrt(-2 ln u1) from the high 32 bits, theta = 2 pi u2 from the low.
         # 32 bits -> float64 by setting them as the top of the mantissa of a number in [1, 2)
@@ -311,13 +317,19 @@ class PerSampleNoise(NoiseSource):
         h &= _MANTISSA_HI32
         h |= _ONE_BITS
         theta = h.view(torch.float64).sub_(1.0).mul_(2.0 * math.pi)  # 2 pi u2, u2 in [0, 1)
-        torch.cos(theta, out=z[:, :, 0])
-        torch.sin(theta, out=z[:, :, 1])
-        z *= r[:, :, None]
-        flat = z.reshape(n, 2 * pairs)
+        # cos and sin on contiguous buffers (the vectorised kernels), scaled by r in place; the
+        # pairs are interleaved by the two copies into the fresh output, which also round to
+        # its dtype. The same float64 products rounded once, as before this layout (§30).
+        cos = c.view(torch.float64)
+        torch.cos(theta, out=cos).mul_(r)
+        sin = theta.sin_().mul_(r)
+        out = torch.empty((n, pairs, 2), dtype=self.dtype, device=self.device)
+        out[:, :, 0].copy_(cos)
+        out[:, :, 1].copy_(sin)
+        flat = out.reshape(n, 2 * pairs)
         if 2 * pairs != m:
             flat = flat[:, :m]
-        return flat.to(self.dtype, copy=True).reshape(n, *shape)  # never the scratch buffer
+        return flat.reshape(n, *shape)  # never a scratch buffer
 
     def _full_draw(self, shape: tuple[int, ...]) -> torch.Tensor:
         """The current full-batch draw of ``shape``, from a prefetched block when it holds it."""
@@ -330,10 +342,16 @@ class PerSampleNoise(NoiseSource):
         k = k if self.prefetch else 1
         self._next_block = min(2 * k, PREFETCH_MAX_DRAWS)
         if k == 1:
-            return self._normals(self._draw_keys(self._keys, self._counters), shape)
+            return self._normals(self._draw_keys(self._keys, self._flushed()), shape)
         ahead = torch.arange(k, dtype=torch.long, device=self.device)[:, None] * _signed(_DRAW)
-        keys = _mix64((self._keys + self._counters * _signed(_DRAW))[None, :] + ahead)
-        block = self._normals(keys.reshape(-1), shape).reshape(k, n, *shape)
+        keys, t = self._key_scratch.get(k * n, (None, None))
+        if keys is None:  # kept between blocks, as the scratch of _normals
+            keys, t = (torch.empty(k * n, dtype=torch.long, device=self.device) for _ in range(2))
+            self._key_scratch = {k * n: (keys, t)}
+        base = self._keys + self._flushed() * _signed(_DRAW)
+        torch.add(base[None, :], ahead, out=keys.view(k, n))
+        _mix64(keys, t)
+        block = self._normals(keys, shape).reshape(k, n, *shape)
         self._blocks[shape] = (self._t, block)
         return block[0]
 
@@ -342,18 +360,18 @@ class PerSampleNoise(NoiseSource):
             out = self._full_draw(tuple(shape))
         else:
             out = torch.zeros((self.batch_size, *shape), device=self.device, dtype=self.dtype)
-        self._counters += 1
+        self._lag += 1
         self._t += 1
         return out
 
     def skip(self, shape: Sequence[int]) -> None:
-        self._counters += 1  # every sample's stream moves on, as after a draw
+        self._lag += 1  # every sample's stream moves on, as after a draw
         self._t += 1
 
     def randn_rows(self, index: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         self._drop_blocks()
         index = index.to(self.device)
-        out = self._normals(self._draw_keys(self._keys[index], self._counters[index]),
+        out = self._normals(self._draw_keys(self._keys[index], self._flushed()[index]),
                             tuple(shape))
         self._counters[index] += 1
         return out
@@ -362,7 +380,7 @@ class PerSampleNoise(NoiseSource):
         """``(len(index),)`` float64 uniforms in ``[0, 1)`` (52 bits), one draw per sample."""
         self._drop_blocks()
         index = index.to(self.device)
-        h = self._draw_keys(self._keys[index], self._counters[index])
+        h = self._draw_keys(self._keys[index], self._flushed()[index])
         self._counters[index] += 1
         bits = _shr(_mix64(h + _signed(_GOLDEN)), 12) | _ONE_BITS  # 52 random mantissa bits
         return bits.view(torch.float64) - 1.0
@@ -379,7 +397,7 @@ class PerSampleNoise(NoiseSource):
         """``{"per_sample": 1, "batch_size": int, "keys": (B,) int64, "counters": (B,) int64}``
         (CPU tensors)."""
         return {"per_sample": 1, "batch_size": self.batch_size,
-                "keys": self._keys.cpu().clone(), "counters": self._counters.cpu().clone()}
+                "keys": self._keys.cpu().clone(), "counters": self._flushed().cpu().clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` (from any device); ``ValueError`` if it does not fit."""
@@ -394,4 +412,5 @@ class PerSampleNoise(NoiseSource):
                 )
         self._keys = torch.as_tensor(state["keys"]).to(self.device).clone()
         self._counters = torch.as_tensor(state["counters"]).to(self.device).clone()
+        self._lag = 0
         self._drop_blocks()
