@@ -253,6 +253,9 @@ class CompareConfig:
             otherwise or ``WANDB_API_KEY`` is set).
         overhead_repeats: interleaved timing repeats of the inference overhead.
         agent_overrides: hyperparameters for every learner (win over the YAML).
+        reward_options: named reward options for every training run
+            (:data:`~diffgym.rewards.REWARD_OPTIONS`, e.g. ``{"terminal_mmd_weight": 5.0}``;
+            default: none, the plain f-divergence reward).
         n_envs: training sub-envs (``None``: the YAML's).
         plots: write the PNGs.
         fid_weights: the FID Inception-v3 state dict; every evaluation then also reports
@@ -285,11 +288,12 @@ class CompareConfig:
     n_envs: int | None = None
     plots: bool = True
     fid_weights: Path | None = None
+    reward_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from diffgym.agents.registry import AGENTS
         from diffgym.agents.train import IRL_METHODS
-        from diffgym.rewards import DIVERGENCES
+        from diffgym.rewards import DIVERGENCES, check_reward_options
 
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
         if self.task not in list_tasks():
@@ -336,6 +340,9 @@ class CompareConfig:
             raise ValueError(f"overhead_repeats must be an int >= 1, got {self.overhead_repeats!r}")
         set_("task_overrides", _plain(dict(self.task_overrides or {})))
         set_("agent_overrides", _plain(dict(self.agent_overrides or {})))
+        set_("reward_options", check_reward_options(self.reward_options or {}))
+        if self.reward_options and self.irl == "none":
+            raise ValueError(f"reward options {self.reward_options} need irl 'gail' or 'airl'")
         if self.out_dir is not None:
             set_("out_dir", Path(self.out_dir))
 
@@ -493,6 +500,7 @@ def _train_config(ctx: _Context, agent: str, div: str, seed: int, timesteps: int
         eval_samples=TRAIN_EVAL_SAMPLES,
         task_overrides=dict(cfg.task_overrides),
         agent_overrides=dict(cfg.agent_overrides),
+        irl_kwargs=dict(cfg.reward_options),
     )
 
 
@@ -557,7 +565,9 @@ def _learned_row(
     return ComparisonRow(
         method=method,
         kind="learned",
-        detail=f"{agent}, {cfg.irl}, {div}, {timesteps:,} steps x {len(cfg.seeds)} "
+        detail=f"{agent}, {cfg.irl}, {div}, "
+        + "".join(f"{k}={v}, " for k, v in cfg.reward_options.items())
+        + f"{timesteps:,} steps x {len(cfg.seeds)} "
         f"seed{'s' if len(cfg.seeds) != 1 else ''}, "
         + (f"{reps} evaluation seeds each, " if reps > 1 else "")
         + "inference " + ", ".join(tau_name(r.get("temperature")) for r in per_seed[::reps]),
@@ -682,6 +692,7 @@ def run_comparison(
         "torch_threads": torch.get_num_threads(),
         "overhead_repeats": cfg.overhead_repeats,
         "agent_overrides": dict(cfg.agent_overrides),
+        "reward_options": dict(cfg.reward_options),
         "n_envs": cfg.n_envs,
     }
     result = ComparisonResult(

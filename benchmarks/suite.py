@@ -172,7 +172,8 @@ class SuiteConfig:
         task_overrides: further :func:`~diffgym.envs.make_task` overrides for every task (not
             ``seed``).
         agents, divergences, irl, seeds, timesteps, n_eval, grid_families, grid_points,
-        eval_repeats, backend, device, overhead_repeats, agent_overrides, n_envs, plots: to every
+        eval_repeats, backend, device, overhead_repeats, agent_overrides, n_envs, plots,
+        reward_options: to every
             :class:`~diffgym.benchmarks.compare.CompareConfig` (``seeds`` are training seeds).
         threads: torch CPU threads while the suite runs (``None``: leave torch's setting).
         out_dir: the suite's folder (``None``: nothing written, no resuming).
@@ -202,6 +203,7 @@ class SuiteConfig:
     n_envs: int | None = None
     plots: bool = True
     threads: int | None = None
+    reward_options: Mapping[str, Any] = field(default_factory=dict)
     out_dir: Path | None = None
 
     def __post_init__(self) -> None:
@@ -222,7 +224,7 @@ class SuiteConfig:
         if self.out_dir is not None:
             set_("out_dir", Path(self.out_dir))
         template = self.compare_config(seeds[0])  # validates every forwarded field
-        for name in ("agents", "divergences", "seeds", "grid_families"):
+        for name in ("agents", "divergences", "seeds", "grid_families", "reward_options"):
             set_(name, getattr(template, name))
 
     def replace(self, **changes: Any) -> SuiteConfig:
@@ -255,6 +257,7 @@ class SuiteConfig:
             agent_overrides=dict(self.agent_overrides or {}),
             n_envs=self.n_envs,
             plots=self.plots,
+            reward_options=dict(self.reward_options or {}),
         )
 
     def to_dict(self) -> dict[str, Any]:

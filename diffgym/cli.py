@@ -9,6 +9,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from diffgym.cli_args import (
+    add_fid_argument,
+    add_user_task_arguments,
+    device_arg,
+    finite_float,
+    reward_option,
+    user_task_overrides,
+)
 from diffgym.commands import (
     report_samples,
     run_demo,
@@ -21,113 +29,6 @@ from diffgym.tables import print_table
 __all__ = ["main", "build_parser"]
 
 log = logging.getLogger("diffgym")
-
-
-# --------------------------------------------------------------------------------------------
-# argument types and shared options
-# --------------------------------------------------------------------------------------------
-
-
-def _device(text: str) -> str:
-    """``--device``: ``cpu``, ``cuda`` or ``cuda:N``, and CUDA only where it is available."""
-    import torch
-
-    try:
-        dev = torch.device(text)
-    except (RuntimeError, TypeError):
-        dev = None
-    if dev is None or dev.type not in ("cpu", "cuda"):
-        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda or cuda:N")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"device {text!r}: CUDA is not available here")
-    return text
-
-
-def _finite_float(text: str) -> float:
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def _add_user_task_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--task-seed K`` (procedural tasks) and ``--denoiser SPEC``, ``--data PATH``,
-    ``--guide uncond|none|SPEC`` (task ``user``)."""
-    parser.add_argument("--task-seed", type=int, default=None, metavar="K",
-                        help="task override seed=K (gmm2d-random: which mixture)")
-    parser.add_argument("--heldout", action="store_true",
-                        help="allow a held-out --task-seed (gmm2d-random 1000-1099): the final "
-                        "evaluation only, never for tuning")
-    group = parser.add_argument_group("user task (bring your own model and data)")
-    group.add_argument(
-        "--denoiser",
-        default=None,
-        metavar="SPEC",
-        help="diffusers:/path/to/model_dir or edm-module:/path/to/module.pt (task 'user')",
-    )
-    group.add_argument(
-        "--data", default=None, metavar="PATH", help="an .npz (x, labels) or a folder of images"
-    )
-    group.add_argument(
-        "--guide",
-        default=None,
-        metavar="GUIDE",
-        help="uncond (default; classifier-free), none, or a weaker model's spec (autoguidance)",
-    )
-
-
-def _check_heldout(task: str | None, task_seed: int | None, heldout: bool) -> None:
-    """Held-out discipline: a held-out seed of a procedural task needs ``--heldout``."""
-    from diffgym.envs.tasks import DEV_SEEDS, HELDOUT_SEEDS, PROCEDURAL_TASKS
-
-    if task in PROCEDURAL_TASKS and task_seed in HELDOUT_SEEDS and not heldout:
-        raise ValueError(
-            f"--task-seed {task_seed} is a held-out seed of {task} ({HELDOUT_SEEDS.start}-"
-            f"{HELDOUT_SEEDS.stop - 1}); develop and tune on seeds {DEV_SEEDS.start}-"
-            f"{DEV_SEEDS.stop - 1}, and pass --heldout only for the final evaluation"
-        )
-
-
-def user_task_overrides(task: str | None, args: argparse.Namespace) -> tuple[str | None, dict]:
-    """``(task name, make_task overrides)`` from the task flags:
-    ``("user", {"denoiser": ..., "data": ..., "guide": ...})`` when ``--denoiser`` is given (it
-    selects the task ``"user"`` whatever ``--task`` says), ``(task, {})`` otherwise; with
-    ``--task-seed K`` the overrides also hold ``seed=K``.
-
-    Raises:
-        ValueError: ``--denoiser`` without ``--data`` (or the reverse), or ``--guide`` alone; a
-            held-out ``--task-seed`` of a procedural task without ``--heldout``.
-    """
-    denoiser = getattr(args, "denoiser", None)
-    data = getattr(args, "data", None)
-    guide = getattr(args, "guide", None)
-    seed = {} if getattr(args, "task_seed", None) is None else {"seed": args.task_seed}
-    _check_heldout(task, getattr(args, "task_seed", None), getattr(args, "heldout", False))
-    if denoiser is None and data is None and guide is None:
-        return task, seed
-    if denoiser is None or data is None:
-        raise ValueError("--denoiser and --data go together (and --guide needs both)")
-    overrides: dict = {"denoiser": denoiser, "data": str(data)}
-    if guide is not None:
-        overrides["guide"] = guide
-    return "user", {**overrides, **seed}
-
-
-def _add_fid_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--fid-weights",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="local FID Inception-v3 state dict (pt_inception-2015-12-05-6726825d.pth): adds "
-        "fid, kid_inception, precision_inception, recall_inception on image tasks "
-        "(needs diffgym[fid])",
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,21 +85,21 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--churn", type=float, default=0.0, help="constant churn gamma")
     p.add_argument("--s-noise", type=float, default=1.0, help="S_noise applied with churn")
     p.add_argument("--guidance", type=float, default=1.0, help="constant guidance weight w")
-    p.add_argument("--device", type=_device, default="cpu")
+    p.add_argument("--device", type=device_arg, default="cpu")
     p.add_argument(
         "--per-sample-noise",
         action="store_true",
         help="one generator per sample (seed + index): results independent of --n",
     )
-    _add_user_task_arguments(p)
+    add_user_task_arguments(p)
     p.add_argument("--policy", type=Path, default=None, metavar="RUN_DIR",
                    help="sample with the trained policy of a `diffgym train` run directory")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--temperature", type=_finite_float, default=None,
+    mode.add_argument("--temperature", type=finite_float, default=None,
                       help="logit temperature of the policy's choices (with --policy; default 1)")
     mode.add_argument("--greedy", action="store_true", help="the policy's most likely choices")
     p.add_argument("--out", type=Path, default=Path("runs/sample"), help="output folder")
-    _add_fid_argument(p)
+    add_fid_argument(p)
     p.set_defaults(func=_run_sample)
 
 
@@ -290,19 +191,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--agent", default=None, help="ppo | reinforce | a2c | trpo (default ppo)")
     p.add_argument("--irl", default=None, help="gail | airl | none (default gail)")
     p.add_argument("--divergence", default=None, help="js | rkl | fkl | chi2 | pr (default js)")
-    p.add_argument("--lam", type=_finite_float, default=None, help="lambda of the pr divergence")
+    p.add_argument("--lam", type=finite_float, default=None, help="lambda of the pr divergence")
     p.add_argument("--timesteps", type=int, default=None, help="env transitions in all")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--n-envs", type=int, default=None, help="sub-envs (default: YAML or 64)")
-    p.add_argument("--device", type=_device, default=None, help="cpu | cuda")
+    p.add_argument("--device", type=device_arg, default=None, help="cpu | cuda")
     p.add_argument("--checkpoint-every", type=int, default=None, help="rounds per checkpoint")
     p.add_argument("--keep-checkpoints", type=_keep_checkpoints, default=None, metavar="K",
                    help="keep the newest K checkpoints (default 3), or 'all'")
     p.add_argument("--eval-every", type=int, default=None, help="rounds per evaluation (0: end)")
     p.add_argument("--eval-samples", type=int, default=None)
-    p.add_argument("--nfe-penalty", type=_finite_float, default=None,
+    p.add_argument("--nfe-penalty", type=finite_float, default=None,
                    help="reward -penalty x NFE")
-    p.add_argument("--ent-coef", type=_finite_float, default=None,
+    p.add_argument("--ent-coef", type=finite_float, default=None,
                    help="entropy bonus (temperature)")
     p.add_argument("--run-dir", type=Path, default=None, help="run directory (must be new)")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
@@ -311,7 +212,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="a run's config.json: reproduce that run (flags override it)")
     p.add_argument("--wandb", action="store_true", help="log to wandb (offline without login)")
     p.add_argument("--no-progress", action="store_true")
-    _add_user_task_arguments(p)
+    add_user_task_arguments(p)
     p.set_defaults(func=_run_train)
 
 
@@ -456,7 +357,7 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
                    "supports)")
     p.add_argument("--points", default="default", help="grid preset: small or default")
     for axis, text in _AXIS_OPTIONS.items():
-        p.add_argument(f"--{axis.replace('_', '-')}", dest=axis, nargs="+", type=_finite_float,
+        p.add_argument(f"--{axis.replace('_', '-')}", dest=axis, nargs="+", type=finite_float,
                        default=None, metavar="V", help=f"explicit {text}, replacing the preset")
     p.add_argument("--n", type=int, default=DEFAULT_N, help="samples per point")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (common random numbers)")
@@ -464,10 +365,10 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="local", help=f"one of {', '.join(BACKENDS)}")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs (ray) or torch threads (local)")
     p.add_argument("--metric", default=None, help="metric that picks the best point (task default)")
-    p.add_argument("--device", type=_device, default="cpu")
+    p.add_argument("--device", type=device_arg, default="cpu")
     p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
-    _add_user_task_arguments(p)
-    _add_fid_argument(p)
+    add_user_task_arguments(p)
+    add_fid_argument(p)
     p.set_defaults(func=_run_grid)
 
 
@@ -527,6 +428,10 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agents", nargs="+", default=["ppo"], metavar="AGENT")
     p.add_argument("--divergences", nargs="+", default=["js"], metavar="DIV")
     p.add_argument("--irl", default="gail", help="gail | airl | none")
+    p.add_argument("--reward-option", type=reward_option, action="append", default=[],
+                   metavar="NAME=VALUE", dest="reward_options",
+                   help="a named reward option for every training run, e.g. "
+                   "terminal_mmd_weight=5 (repeatable; default: none)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (budget)")
     p.add_argument("--eval-repeats", type=int, default=1, metavar="R",
                    help="evaluation seeds per training run (default 1; > 1 needs seeds < 1000; "
@@ -536,7 +441,7 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid-points", default=None, help="grid preset small | default (budget)")
     p.add_argument("--families", nargs="+", default=None, metavar="FAMILY",
                    help=f"grid families, of {', '.join(FAMILIES)} (default: all the task has)")
-    p.add_argument("--device", type=_device, default="cpu")
+    p.add_argument("--device", type=device_arg, default="cpu")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (main and quick budgets: 1; full: torch's default)")
     p.add_argument("--no-progress", action="store_true", help="disable progress bars")
@@ -564,6 +469,7 @@ def _budget_settings(args: argparse.Namespace) -> tuple[dict, int | None]:
         grid_points=args.grid_points or budget.grid_points, eval_repeats=args.eval_repeats,
         device=args.device,
         overhead_repeats=budget.overhead_repeats,
+        reward_options=dict(args.reward_options),
     ), threads
 
 
@@ -581,8 +487,8 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                    help="output folder (default runs/compare/TASK-BUDGET)")
     p.add_argument("--backend", default="local", help=f"grid backend: {', '.join(BACKENDS)}")
     p.add_argument("--wandb", action="store_true", help="log the table and plots to wandb")
-    _add_user_task_arguments(p)
-    _add_fid_argument(p)
+    add_user_task_arguments(p)
+    add_fid_argument(p)
     p.set_defaults(func=_run_compare)
 
 

@@ -23,7 +23,14 @@ from diffgym.rewards.divergences import (
     rkl_reward,
 )
 from diffgym.rewards.expert import ExpertDemonstrations, NoisedDataExpert
-from diffgym.rewards.shaping import ShapedReward, menu_position, mmd_witness, r1_penalty
+from diffgym.rewards.shaping import (
+    REWARD_OPTIONS,
+    ShapedReward,
+    check_reward_options,
+    menu_position,
+    mmd_witness,
+    r1_penalty,
+)
 from diffgym.rewards.trainer import (
     METHODS,
     DivergenceReward,
@@ -36,6 +43,7 @@ __all__ = [
     "DIVERGENCES",
     "MAX_LOG_REWARD",
     "METHODS",
+    "REWARD_OPTIONS",
     "DivergenceReward",
     "SigmaMatchedAIRL",
     "SigmaMatchedGAIL",
@@ -45,6 +53,7 @@ __all__ = [
     "NoisedDataExpert",
     "RewardTransform",
     "ShapedReward",
+    "check_reward_options",
     "chi2_reward",
     "fkl_reward",
     "js_reward",

@@ -40,10 +40,12 @@ from diffgym.envs.features import split_obs
 
 __all__ = [
     "MMD_BANDWIDTH_SCALES",
+    "REWARD_OPTIONS",
     "TERMINAL_MMD_SAMPLES",
     "ShapedReward",
     "add_to_loss",
     "apply_spectral_norm",
+    "check_reward_options",
     "median_bandwidth",
     "menu_position",
     "mmd_witness",
@@ -58,6 +60,43 @@ the smaller ones resolve single modes."""
 TERMINAL_MMD_SAMPLES = 512
 """Policy terminal samples kept for the witness (the newest ones; about four rounds of 64 envs x
 2 episodes), and data samples drawn for it each round."""
+
+
+REWARD_OPTIONS = {
+    "disc_grad_penalty": float,
+    "disc_spectral_norm": bool,
+    "terminal_mmd_weight": float,
+    "action_cost": float,
+}
+"""The named reward options (keyword arguments of :func:`~diffgym.rewards.make_irl_trainer`) and
+their types; every one is off by default (0 or ``False``)."""
+
+
+def check_reward_options(options: Any) -> dict[str, float | bool]:
+    """``options`` as a plain dict of :data:`REWARD_OPTIONS`, checked.
+
+    Raises:
+        ValueError: not a mapping, an unknown name (the message lists the allowed ones), a
+            weight that is not a finite number >= 0, a ``disc_spectral_norm`` that is not a bool.
+    """
+    if not isinstance(options, dict) and not hasattr(options, "items"):
+        raise ValueError(f"reward options must be a mapping of name -> value, got {options!r}")
+    out: dict[str, float | bool] = {}
+    for name, value in dict(options).items():
+        if name not in REWARD_OPTIONS:
+            raise ValueError(
+                f"unknown reward option {name!r}; allowed: {', '.join(REWARD_OPTIONS)}"
+            )
+        if REWARD_OPTIONS[name] is bool:
+            if not isinstance(value, bool):
+                raise ValueError(f"reward option {name} must be true or false, got {value!r}")
+            out[name] = value
+            continue
+        ok = not isinstance(value, bool) and isinstance(value, (int, float))
+        if not ok or not math.isfinite(float(value)) or float(value) < 0:
+            raise ValueError(f"reward option {name} must be a finite number >= 0, got {value!r}")
+        out[name] = float(value)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

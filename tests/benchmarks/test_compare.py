@@ -231,6 +231,11 @@ def test_run_with_another_config_is_refused(tiny, tmp_path):
         ({"seeds": (0, 0)}, r"seeds must not repeat"),
         ({"n_eval": 1}, r"n_eval must be"),
         ({"agents": ()}, r"agents must not be empty"),
+        ({"reward_options": {"temperature": 1.0}},
+         r"unknown reward option 'temperature'; allowed: disc_grad_penalty, disc_spectral_norm"),
+        ({"reward_options": {"terminal_mmd_weight": -1.0}},
+         r"terminal_mmd_weight must be a finite number >= 0, got -1.0"),
+        ({"irl": "none", "reward_options": {"action_cost": 0.1}}, r"need irl 'gail' or 'airl'"),
     ],
 )
 def test_bad_input_names_the_allowed_values(kwargs, match, tmp_path):
@@ -286,6 +291,42 @@ def test_config_validates_and_replaces(tmp_path):
         config.replace(n_eval=1)
     with pytest.raises(TypeError, match="either a CompareConfig or keyword arguments"):
         run_comparison(config, n_eval=64)
+
+
+def test_reward_options_reach_every_training_run_and_the_row(compare_config_of, tmp_path):
+    """``--reward-option`` (repeatable) becomes ``CompareConfig.reward_options``, and that is
+    the ``irl_kwargs`` of every run's TrainConfig (so a run with other options is another run)."""
+    from types import SimpleNamespace
+
+    args = _parse(["compare", "--budget", "quick", "--out", str(tmp_path),
+                   "--reward-option", "terminal_mmd_weight=5",
+                   "--reward-option", "disc_spectral_norm=true"])
+    config = compare_config_of(args)
+    want = {"terminal_mmd_weight": 5.0, "disc_spectral_norm": True}
+    assert config.reward_options == want
+    train = compare._train_config(SimpleNamespace(config=config), "reinforce", "js", 0, 100)
+    assert train.irl_kwargs == want
+    plain = compare._train_config(SimpleNamespace(config=config.replace(reward_options={})),
+                                  "reinforce", "js", 0, 100)
+    assert plain.irl_kwargs == {} and plain.fingerprint() != train.fingerprint()
+
+
+@pytest.mark.parametrize("option, message", [
+    ("terminal_mmd_weight", "expected NAME=VALUE"),
+    ("gamma=1", "expected NAME=VALUE with NAME one of disc_grad_penalty"),
+    ("action_cost=-0.5", "action_cost must be a finite number >= 0, got -0.5"),
+    ("action_cost=nan", "action_cost must be a finite number >= 0"),
+    ("disc_spectral_norm=2", "disc_spectral_norm must be true or false, got '2'"),
+])
+def test_cli_bad_reward_option_exits_2(option, message, capsys, tmp_path):
+    from diffgym.cli import main
+
+    with pytest.raises(SystemExit) as exit_:  # argparse's own error exit
+        main(["compare", "--reward-option", option, "--out", str(tmp_path / "c")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "diffgym compare: error: argument --reward-option:" in err and message in err
+    assert not (tmp_path / "c").exists()
 
 
 def test_wandb_logging_runs_disabled(tiny, monkeypatch):

@@ -319,6 +319,11 @@ def test_compare_config_is_the_compare_command_of_each_task(tmp_path):
     assert c.task == "gmm2d-random" and dict(c.task_overrides) == {"seed": 4}
     assert c.out_dir == tmp_path / "gmm2d-random-4"
     assert (c.seeds, c.n_eval, c.grid_families) == ((0,), 128, ("guidance",))
+    assert c.reward_options == {}
+    shaped = config.replace(reward_options={"action_cost": 0.01}).compare_config(2)
+    assert shaped.reward_options == {"action_cost": 0.01}
+    with pytest.raises(ValueError, match="unknown reward option 'beta'"):
+        config.replace(reward_options={"beta": 1.0})
 
 
 # --------------------------------------------------------------------------------------------

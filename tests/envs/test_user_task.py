@@ -207,12 +207,12 @@ def test_diffusers_model_in_the_env(tmp_path):
 
 
 def test_cli_helpers(cond_spec, vector_npz):
-    from diffgym.cli import _add_user_task_arguments, user_task_overrides
+    from diffgym.cli_args import add_user_task_arguments, user_task_overrides
 
     path, _ = vector_npz
     parser = argparse.ArgumentParser()
     parser.add_argument("--task", default=None)
-    _add_user_task_arguments(parser)
+    add_user_task_arguments(parser)
     assert user_task_overrides("gmm2d", parser.parse_args([])) == ("gmm2d", {})
     args = parser.parse_args(["--denoiser", cond_spec, "--data", str(path), "--guide", "none"])
     name, overrides = user_task_overrides("gmm2d", args)

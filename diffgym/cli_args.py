@@ -1,0 +1,144 @@
+"""Argument types and options shared by several ``diffgym`` subcommands (:mod:`diffgym.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = [
+    "add_fid_argument",
+    "add_user_task_arguments",
+    "check_heldout",
+    "device_arg",
+    "finite_float",
+    "reward_option",
+    "user_task_overrides",
+]
+
+
+
+
+def device_arg(text: str) -> str:
+    """``--device``: ``cpu``, ``cuda`` or ``cuda:N``, and CUDA only where it is available."""
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda or cuda:N")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"device {text!r}: CUDA is not available here")
+    return text
+
+
+def finite_float(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def add_user_task_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--task-seed K`` (procedural tasks) and ``--denoiser SPEC``, ``--data PATH``,
+    ``--guide uncond|none|SPEC`` (task ``user``)."""
+    parser.add_argument("--task-seed", type=int, default=None, metavar="K",
+                        help="task override seed=K (gmm2d-random: which mixture)")
+    parser.add_argument("--heldout", action="store_true",
+                        help="allow a held-out --task-seed (gmm2d-random 1000-1099): the final "
+                        "evaluation only, never for tuning")
+    group = parser.add_argument_group("user task (bring your own model and data)")
+    group.add_argument(
+        "--denoiser",
+        default=None,
+        metavar="SPEC",
+        help="diffusers:/path/to/model_dir or edm-module:/path/to/module.pt (task 'user')",
+    )
+    group.add_argument(
+        "--data", default=None, metavar="PATH", help="an .npz (x, labels) or a folder of images"
+    )
+    group.add_argument(
+        "--guide",
+        default=None,
+        metavar="GUIDE",
+        help="uncond (default; classifier-free), none, or a weaker model's spec (autoguidance)",
+    )
+
+
+def check_heldout(task: str | None, task_seed: int | None, heldout: bool) -> None:
+    """Held-out discipline: a held-out seed of a procedural task needs ``--heldout``."""
+    from diffgym.envs.tasks import DEV_SEEDS, HELDOUT_SEEDS, PROCEDURAL_TASKS
+
+    if task in PROCEDURAL_TASKS and task_seed in HELDOUT_SEEDS and not heldout:
+        raise ValueError(
+            f"--task-seed {task_seed} is a held-out seed of {task} ({HELDOUT_SEEDS.start}-"
+            f"{HELDOUT_SEEDS.stop - 1}); develop and tune on seeds {DEV_SEEDS.start}-"
+            f"{DEV_SEEDS.stop - 1}, and pass --heldout only for the final evaluation"
+        )
+
+
+def user_task_overrides(task: str | None, args: argparse.Namespace) -> tuple[str | None, dict]:
+    """``(task name, make_task overrides)`` from the task flags:
+    ``("user", {"denoiser": ..., "data": ..., "guide": ...})`` when ``--denoiser`` is given (it
+    selects the task ``"user"`` whatever ``--task`` says), ``(task, {})`` otherwise; with
+    ``--task-seed K`` the overrides also hold ``seed=K``.
+
+    Raises:
+        ValueError: ``--denoiser`` without ``--data`` (or the reverse), or ``--guide`` alone; a
+            held-out ``--task-seed`` of a procedural task without ``--heldout``.
+    """
+    denoiser = getattr(args, "denoiser", None)
+    data = getattr(args, "data", None)
+    guide = getattr(args, "guide", None)
+    seed = {} if getattr(args, "task_seed", None) is None else {"seed": args.task_seed}
+    check_heldout(task, getattr(args, "task_seed", None), getattr(args, "heldout", False))
+    if denoiser is None and data is None and guide is None:
+        return task, seed
+    if denoiser is None or data is None:
+        raise ValueError("--denoiser and --data go together (and --guide needs both)")
+    overrides: dict = {"denoiser": denoiser, "data": str(data)}
+    if guide is not None:
+        overrides["guide"] = guide
+    return "user", {**overrides, **seed}
+
+
+def add_fid_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fid-weights",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="local FID Inception-v3 state dict (pt_inception-2015-12-05-6726825d.pth): adds "
+        "fid, kid_inception, precision_inception, recall_inception on image tasks "
+        "(needs diffgym[fid])",
+    )
+
+
+def reward_option(text: str) -> tuple[str, float | bool]:
+    """``--reward-option NAME=VALUE``: a named reward option (``diffgym.rewards.REWARD_OPTIONS``)
+    and its value: a number, or ``true``/``false`` for ``disc_spectral_norm``."""
+    from diffgym.rewards.shaping import REWARD_OPTIONS, check_reward_options
+
+    name, sep, raw = text.partition("=")
+    if not sep or name not in REWARD_OPTIONS:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE with NAME one of {', '.join(REWARD_OPTIONS)}, got {text!r}"
+        )
+    value: float | bool | str = raw
+    if REWARD_OPTIONS[name] is bool:
+        value = {"true": True, "false": False}.get(raw.lower(), raw)
+    else:
+        try:
+            value = float(raw)
+        except ValueError:
+            pass
+    try:
+        return name, check_reward_options({name: value})[name]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
