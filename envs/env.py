@@ -51,6 +51,9 @@ def _resolve_device(device: str | torch.device) -> torch.device:
 
 
 AUTORESET_MODES = tuple(AutoresetMode)
+_NUMPY_CHECKED = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.float64,
+                  torch.float32, torch.float16)
+"""CPU action dtypes validated as numpy views (the others by torch ops)."""
 SEED_MAX = 2**64 - 1
 """Largest seed torch's generators accept (``torch.Generator.manual_seed``)."""
 
@@ -313,6 +316,10 @@ class DiffusionSamplingEnv(VectorEnv):
             self._obs_tail = torch.cat(
                 [self._obs_table[:, 1:], torch.zeros_like(step_frac)[:, None]], dim=1
             )
+        # ... and those rows as views per step, so an observation indexes no table.
+        self._obs_rows = None if self._obs_tail is None else [
+            (self._obs_table[i, 0], self._obs_tail[i]) for i in range(self.num_steps + 1)
+        ]
 
     # ----------------------------------------------------------------------------------------
     # Gymnasium API
@@ -599,9 +606,8 @@ class DiffusionSamplingEnv(VectorEnv):
         """``(num_envs, obs_dim)`` observation of the current state (``0 <= i <= N``)."""
         uniform = self._uniform_hint()
         if uniform is not None and 0 <= uniform < self._obs_table.shape[0]:
-            if self._obs_tail is not None:  # every sub-env at one step, the same tail
-                c_in, tail = self._obs_table[uniform, 0], self._obs_tail[uniform]
-                return featurize_at_step(self.x, c_in, tail)
+            if self._obs_rows is not None:  # every sub-env at one step, the same tail
+                return featurize_at_step(self.x, *self._obs_rows[uniform])
             rows = self._obs_table[uniform].expand(self.num_envs, -1)  # every sub-env at one step
         else:
             rows = self._obs_table[self.step_index]  # one gather for every per-step feature
@@ -632,6 +638,10 @@ class DiffusionSamplingEnv(VectorEnv):
         shape = tuple(actions.shape) if torch.is_tensor(actions) else np.shape(actions)
         if shape != self._action_shape and not (k == 1 and shape == (n, 1)):
             raise ValueError(f"actions must have shape {self._action_shape}, got {shape}")
+        if torch.is_tensor(actions) and actions.device.type == "cpu" and (
+            actions.dtype in _NUMPY_CHECKED and not actions.requires_grad
+        ):
+            actions = actions.numpy()  # a view: numpy's checks cost less than torch ops here
         if torch.is_tensor(actions):
             a = actions.detach().reshape(n, k)
             if a.dtype == torch.bool or a.is_complex():
