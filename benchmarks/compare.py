@@ -253,6 +253,9 @@ class CompareConfig:
             otherwise or ``WANDB_API_KEY`` is set).
         overhead_repeats: interleaved timing repeats of the inference overhead.
         agent_overrides: hyperparameters for every learner (win over the YAML).
+        heldout: allow a held-out seed of a procedural task (``task_overrides["seed"]`` in
+            :data:`~diffgym.envs.tasks.HELDOUT_SEEDS`): the final evaluation only, never for
+            tuning (``--heldout``; a suite sets it for its held-out split).
         reward_options: named reward options for every training run
             (:data:`~diffgym.rewards.REWARD_OPTIONS`, e.g. ``{"terminal_mmd_weight": 5.0}``;
             default: none, the plain f-divergence reward).
@@ -289,6 +292,7 @@ class CompareConfig:
     plots: bool = True
     fid_weights: Path | None = None
     reward_options: Mapping[str, Any] = field(default_factory=dict)
+    heldout: bool = False
 
     def __post_init__(self) -> None:
         from diffgym.agents.registry import AGENTS
@@ -339,6 +343,7 @@ class CompareConfig:
         if isinstance(self.overhead_repeats, bool) or int(self.overhead_repeats) < 1:
             raise ValueError(f"overhead_repeats must be an int >= 1, got {self.overhead_repeats!r}")
         set_("task_overrides", _plain(dict(self.task_overrides or {})))
+        _check_heldout(self.task, self.task_overrides.get("seed"), self.heldout)
         set_("agent_overrides", _plain(dict(self.agent_overrides or {})))
         set_("reward_options", check_reward_options(self.reward_options or {}))
         if self.reward_options and self.irl == "none":
@@ -364,6 +369,20 @@ class CompareConfig:
                 yaml_ts = block.get("n_timesteps")
                 out[agent] = int(yaml_ts) if yaml_ts is not None else FALLBACK_TIMESTEPS
         return out
+
+
+def _check_heldout(task: str, seed: Any, heldout: bool) -> None:
+    """Held-out discipline in the library: a held-out seed of a procedural task needs
+    ``heldout=True``."""
+    from diffgym.envs.tasks import DEV_SEEDS, HELDOUT_SEEDS, PROCEDURAL_TASKS
+
+    if task in PROCEDURAL_TASKS and seed in HELDOUT_SEEDS and not heldout:
+        raise ValueError(
+            f"seed {seed} is a held-out seed of {task} ({HELDOUT_SEEDS.start}-"
+            f"{HELDOUT_SEEDS.stop - 1}); develop and tune on seeds {DEV_SEEDS.start}-"
+            f"{DEV_SEEDS.stop - 1}, and pass heldout=True (--heldout) only for the final "
+            "evaluation"
+        )
 
 
 def _method_name(agent: str, irl: str, divergence: str) -> str:

@@ -258,6 +258,7 @@ class SuiteConfig:
             n_envs=self.n_envs,
             plots=self.plots,
             reward_options=dict(self.reward_options or {}),
+            heldout=self.split == "heldout",
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -625,8 +626,9 @@ class SuiteResult:
             f"**Suite {cfg.task}{split}**: task seeds {_seed_list(cfg.task_seeds)} "
             f"({len(self.comparisons)}/{len(cfg.task_seeds)} compared); per task the comparison "
             f"of `diffgym compare` (training seeds {list(cfg.seeds)}, {cfg.eval_repeats} "
-            f"evaluation seed(s) per run, n = {cfg.n_eval}, grid "
-            f"{cfg.grid_points}). Headline metric {m} ({arrow} is better). Δ grid = learned - "
+            f"evaluation seed(s) per run, n = {cfg.n_eval}, grid {cfg.grid_points}"
+            + "".join(f", {k} = {v}" for k, v in cfg.reward_options.items())
+            + f"). Headline metric {m} ({arrow} is better). Δ grid = learned - "
             f"best grid point, paired on the evaluation seeds (± std of the pairing); reached iff "
             f"Δ <= +1 std (one pair: Δ <= 0). Δ TV = mode TV learned - default, paired; "
             f"<= default iff Δ TV <= 0. Cost = full grid / learned NFE (all runs; per run).",

@@ -505,7 +505,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else Path("runs/compare") / f"{task_name}-{args.budget}"
     config = CompareConfig(
         task=task_name, task_overrides=task_overrides, out_dir=out, backend=args.backend,
-        wandb=args.wandb, fid_weights=args.fid_weights, **settings,
+        wandb=args.wandb, fid_weights=args.fid_weights, heldout=args.heldout, **settings,
     )
     result = run_comparison(config, progress=not args.no_progress)
     print(result.to_markdown())

@@ -96,16 +96,15 @@ class SB3VecEnv(VecEnv):
                 k: record[f"episode_{k}"].cpu().numpy() for k in ("return", "length", "nfe")
             }
             t = round(time.perf_counter() - self._t_start, 6)
-            trunc = truncated.cpu().numpy()
+            # Python scalars converted once per array (not one numpy scalar per sub-env)
+            ret, length, ep_nfe = (ep[k].tolist() for k in ("return", "length", "nfe"))
+            trunc = truncated.cpu().numpy().tolist()
             for b in np.flatnonzero(done_np).tolist():
-                infos[b]["terminal_observation"] = final_obs[b]
-                infos[b]["TimeLimit.truncated"] = bool(trunc[b])
-                infos[b]["episode"] = {
-                    "r": float(ep["return"][b]),
-                    "l": int(ep["length"][b]),
-                    "t": t,
-                    "nfe": int(ep["nfe"][b]),
-                }
+                info_b = infos[b]
+                info_b["terminal_observation"] = final_obs[b]
+                info_b["TimeLimit.truncated"] = bool(trunc[b])
+                info_b["episode"] = {"r": ret[b], "l": int(length[b]), "t": t,
+                                     "nfe": int(ep_nfe[b])}
         return obs_np, reward_np, done_np, infos
 
     def close(self) -> None:

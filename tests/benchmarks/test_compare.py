@@ -336,6 +336,23 @@ def test_wandb_logging_runs_disabled(tiny, monkeypatch):
     log_wandb(result, out)
 
 
+def test_a_held_out_seed_needs_heldout_in_the_library_too(tmp_path):
+    """Held-out discipline without the command line: CompareConfig refuses a held-out seed of a
+    procedural task unless ``heldout=True`` (a suite's held-out split sets it)."""
+    from diffgym.benchmarks.suite import SuiteConfig
+
+    with pytest.raises(ValueError, match=r"seed 1005 is a held-out seed of gmm2d-random "
+                       r"\(1000-1099\); develop and tune on seeds 0-99, and pass heldout=True"):
+        CompareConfig(task="gmm2d-random", task_overrides={"seed": 1005}, out_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
+    ok = CompareConfig(task="gmm2d-random", task_overrides={"seed": 1005}, heldout=True)
+    assert ok.heldout and dict(ok.task_overrides) == {"seed": 1005}
+    assert not CompareConfig(task="gmm2d-random", task_overrides={"seed": 5}).heldout
+    suite = SuiteConfig(task_seeds=(1005,), split="heldout")
+    assert suite.compare_config(1005).heldout
+    assert not SuiteConfig(task_seeds=(5,)).compare_config(5).heldout
+
+
 def test_cli_task_seed_is_the_seed_task_override(compare_config_of, tmp_path):
     args = _parse(["compare", "--task", "gmm2d-random", "--task-seed", "5", "--budget", "quick",
                    "--out", str(tmp_path)])

@@ -95,6 +95,10 @@ def test_tiny_suite_writes_the_files_and_the_table(tiny):
     md = (out / "suite.md").read_text()
     assert "| task seed |" in md and f"verdict {METHOD}:" in md and "targets met" in md
     assert "Development seeds" in md
+    assert "terminal_mmd_weight" not in md  # no reward option: none named
+    shaped = dataclasses.replace(
+        result, config=result.config.replace(reward_options={"terminal_mmd_weight": 5.0}))
+    assert "grid small, terminal_mmd_weight = 5.0)" in shaped.to_markdown()
 
 
 def test_outcomes_are_read_from_each_comparison(tiny):
@@ -370,3 +374,25 @@ def test_cli_bad_input_exits_2(argv, message, capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.startswith("diffgym suite: error:") and message in err
     assert not (tmp_path / "s").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# benchmarks/scripts/guidance_band.py on the tiny suite
+# --------------------------------------------------------------------------------------------
+
+
+def test_guidance_band_replays_the_comparison_and_masks_by_noise_level(tiny, load_script,
+                                                                       tmp_path):
+    """The policy as is reproduces each comparison's own numbers (the script checks it); a cut
+    above sigma_max masks nothing and one below it masks every step's guidance."""
+    _, _, out = tiny
+    script = load_script("guidance_band")
+    assert script.main(["--suite", str(out), "--run", "ppo_js_seed0", "--cuts", "100",
+                        "--out", str(tmp_path / "band.json")]) == 0
+    data = json.loads((tmp_path / "band.json").read_text())
+    assert [r["variant"] for r in data["summary"]] == ["policy", "above:100", "below:100"]
+    for task in data["tasks"]:
+        assert task["above:100"] == task["policy"]  # no step has sigma above 100
+    assert len(data["tasks"]) == 2 and data["summary"][0]["tasks"] == 2
+    greedy = script.study_task(out / "gmm2d-random-0", "ppo_js_seed0", [100.0], greedy=True)
+    assert greedy["temperatures"] == [None] and greedy["above:100"] == greedy["policy"]
