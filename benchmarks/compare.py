@@ -125,6 +125,7 @@ __all__ = [
     "CompareConfig",
     "ComparisonResult",
     "ComparisonRow",
+    "check_heldout_seed",
     "eval_seed",
     "measure_inference_overhead",
     "run_comparison",
@@ -343,7 +344,7 @@ class CompareConfig:
         if isinstance(self.overhead_repeats, bool) or int(self.overhead_repeats) < 1:
             raise ValueError(f"overhead_repeats must be an int >= 1, got {self.overhead_repeats!r}")
         set_("task_overrides", _plain(dict(self.task_overrides or {})))
-        _check_heldout(self.task, self.task_overrides.get("seed"), self.heldout)
+        check_heldout_seed(self.task, self.task_overrides.get("seed"), self.heldout)
         set_("agent_overrides", _plain(dict(self.agent_overrides or {})))
         set_("reward_options", check_reward_options(self.reward_options or {}))
         if self.reward_options and self.irl == "none":
@@ -371,17 +372,21 @@ class CompareConfig:
         return out
 
 
-def _check_heldout(task: str, seed: Any, heldout: bool) -> None:
-    """Held-out discipline in the library: a held-out seed of a procedural task needs
-    ``heldout=True``."""
+def check_heldout_seed(task: str | None, seed: Any, heldout: bool, *, what: str = "seed",
+                       how: str = "heldout=True (--heldout)") -> None:
+    """Held-out discipline (library and command line alike): a held-out seed of a procedural
+    task (:data:`~diffgym.envs.tasks.HELDOUT_SEEDS`) needs ``heldout``.
+
+    Raises:
+        ValueError: naming the seed (as ``what``), the ranges, and what to pass (``how``).
+    """
     from diffgym.envs.tasks import DEV_SEEDS, HELDOUT_SEEDS, PROCEDURAL_TASKS
 
     if task in PROCEDURAL_TASKS and seed in HELDOUT_SEEDS and not heldout:
         raise ValueError(
-            f"seed {seed} is a held-out seed of {task} ({HELDOUT_SEEDS.start}-"
+            f"{what} {seed} is a held-out seed of {task} ({HELDOUT_SEEDS.start}-"
             f"{HELDOUT_SEEDS.stop - 1}); develop and tune on seeds {DEV_SEEDS.start}-"
-            f"{DEV_SEEDS.stop - 1}, and pass heldout=True (--heldout) only for the final "
-            "evaluation"
+            f"{DEV_SEEDS.stop - 1}, and pass {how} only for the final evaluation"
         )
 
 

@@ -8,14 +8,11 @@ from pathlib import Path
 __all__ = [
     "add_fid_argument",
     "add_user_task_arguments",
-    "check_heldout",
     "device_arg",
     "finite_float",
     "reward_option",
     "user_task_overrides",
 ]
-
-
 
 
 def device_arg(text: str) -> str:
@@ -71,18 +68,6 @@ def add_user_task_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def check_heldout(task: str | None, task_seed: int | None, heldout: bool) -> None:
-    """Held-out discipline: a held-out seed of a procedural task needs ``--heldout``."""
-    from diffgym.envs.tasks import DEV_SEEDS, HELDOUT_SEEDS, PROCEDURAL_TASKS
-
-    if task in PROCEDURAL_TASKS and task_seed in HELDOUT_SEEDS and not heldout:
-        raise ValueError(
-            f"--task-seed {task_seed} is a held-out seed of {task} ({HELDOUT_SEEDS.start}-"
-            f"{HELDOUT_SEEDS.stop - 1}); develop and tune on seeds {DEV_SEEDS.start}-"
-            f"{DEV_SEEDS.stop - 1}, and pass --heldout only for the final evaluation"
-        )
-
-
 def user_task_overrides(task: str | None, args: argparse.Namespace) -> tuple[str | None, dict]:
     """``(task name, make_task overrides)`` from the task flags:
     ``("user", {"denoiser": ..., "data": ..., "guide": ...})`` when ``--denoiser`` is given (it
@@ -97,7 +82,10 @@ def user_task_overrides(task: str | None, args: argparse.Namespace) -> tuple[str
     data = getattr(args, "data", None)
     guide = getattr(args, "guide", None)
     seed = {} if getattr(args, "task_seed", None) is None else {"seed": args.task_seed}
-    check_heldout(task, getattr(args, "task_seed", None), getattr(args, "heldout", False))
+    from diffgym.benchmarks.compare import check_heldout_seed
+
+    check_heldout_seed(task, getattr(args, "task_seed", None), getattr(args, "heldout", False),
+                       what="--task-seed", how="--heldout")
     if denoiser is None and data is None and guide is None:
         return task, seed
     if denoiser is None or data is None:
