@@ -127,6 +127,7 @@ def reward_option(text: str) -> tuple[str, float | bool]:
         except ValueError:
             pass
     try:
-        return name, check_reward_options({name: value})[name]
+        checked = check_reward_options({name: value})
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+    return name, checked.get(name, REWARD_OPTIONS[name]())  # 0.0 / False: off

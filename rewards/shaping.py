@@ -73,7 +73,8 @@ their types; every one is off by default (0 or ``False``)."""
 
 
 def check_reward_options(options: Any) -> dict[str, float | bool]:
-    """``options`` as a plain dict of :data:`REWARD_OPTIONS`, checked.
+    """``options`` as a plain dict of :data:`REWARD_OPTIONS`, checked; an option at its default
+    (0 or ``False``) is left out, so it names the same training run as no option.
 
     Raises:
         ValueError: not a mapping, an unknown name (the message lists the allowed ones), a
@@ -90,12 +91,15 @@ def check_reward_options(options: Any) -> dict[str, float | bool]:
         if REWARD_OPTIONS[name] is bool:
             if not isinstance(value, bool):
                 raise ValueError(f"reward option {name} must be true or false, got {value!r}")
+        else:
+            ok = not isinstance(value, bool) and isinstance(value, (int, float))
+            if not ok or not math.isfinite(float(value)) or float(value) < 0:
+                raise ValueError(
+                    f"reward option {name} must be a finite number >= 0, got {value!r}"
+                )
+            value = float(value)
+        if value:
             out[name] = value
-            continue
-        ok = not isinstance(value, bool) and isinstance(value, (int, float))
-        if not ok or not math.isfinite(float(value)) or float(value) < 0:
-            raise ValueError(f"reward option {name} must be a finite number >= 0, got {value!r}")
-        out[name] = float(value)
     return out
 
 

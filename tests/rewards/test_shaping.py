@@ -226,3 +226,25 @@ def test_all_options_train_end_to_end(tmp_path):
     acts = np.zeros((NUM_ENVS, 2), dtype=np.int64)
     rew = trainer.reward_train.predict_processed(obs, acts, obs, np.ones(NUM_ENVS, bool))
     assert rew.shape == (NUM_ENVS,) and np.isfinite(rew).all()
+
+
+def test_check_reward_options_names_types_and_defaults():
+    """The named options as plain values; options at their default are left out (the same run
+    as none), anything else unknown or out of range is refused with the allowed values."""
+    from diffgym.rewards import REWARD_OPTIONS, check_reward_options
+
+    got = check_reward_options({"terminal_mmd_weight": 5, "disc_spectral_norm": True,
+                                "action_cost": 0, "disc_grad_penalty": 0.5})
+    assert got == {"terminal_mmd_weight": 5.0, "disc_spectral_norm": True,
+                   "disc_grad_penalty": 0.5}
+    assert check_reward_options({"disc_spectral_norm": False}) == {} == check_reward_options({})
+    assert set(REWARD_OPTIONS) == {"disc_grad_penalty", "disc_spectral_norm",
+                                   "terminal_mmd_weight", "action_cost"}
+    for bad, match in [({"beta": 1.0}, r"unknown reward option 'beta'; allowed: disc_grad"),
+                       ({"action_cost": -0.1}, r"action_cost must be a finite number >= 0"),
+                       ({"action_cost": float("inf")}, r"finite number >= 0, got inf"),
+                       ({"action_cost": True}, r"finite number >= 0, got True"),
+                       ({"disc_spectral_norm": 1}, r"must be true or false, got 1"),
+                       ([("action_cost", 1.0)], r"must be a mapping")]:
+        with pytest.raises(ValueError, match=match):
+            check_reward_options(bad)
