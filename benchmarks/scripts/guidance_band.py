@@ -65,14 +65,18 @@ def study_task(task_dir: Path, run: str, cuts: list[float], greedy: bool = False
     """One task: SW2 and mode TV of every variant, paired against the default row per seed."""
     results = json.loads((task_dir / "results.json").read_text())
     default = next(r for r in results["rows"] if r["kind"] == "default")
-    learned = next(r for r in results["rows"] if run in r["info"].get("run_dirs", [""])[0])
-    seeds = [p["eval_seed"] for p in default["per_seed"]]
-    taus = {p["eval_seed"]: p.get("temperature") for p in learned["per_seed"]}
+    evals = [p for r in results["rows"] if r["kind"] == "learned" for p in r["per_seed"]
+             if p.get("run") == run]  # this run's evaluations (one per evaluation seed)
+    if not evals:
+        raise SystemExit(f"{task_dir}: no learned row was evaluated with run {run!r}")
+    seeds = [p["eval_seed"] for p in evals]
+    by_seed = {p["eval_seed"]: p for p in default["per_seed"]}
     n = results["settings"]["n_eval"]
     policy, task, _ = load_policy(task_dir / "runs" / run)
-    out = {"task": results["task"], "seeds": seeds, "temperatures": [taus[s] for s in seeds],
-           "default": {m: [p["metrics"][m] for p in default["per_seed"]]
-                       for m in ("sw2", "mode_tv")}}
+    out = {"task": results["task"], "seeds": seeds,
+           "temperatures": [p.get("temperature") for p in evals],
+           "default": {m: [by_seed[s]["metrics"][m] for s in seeds] for m in ("sw2", "mode_tv")}}
+    taus = dict(zip(seeds, out["temperatures"]))
     if greedy:
         out["temperatures"] = [None] * len(seeds)
     for name, cut, side in variants(cuts):
@@ -86,7 +90,7 @@ def study_task(task_dir: Path, run: str, cuts: list[float], greedy: bool = False
             per_seed.append({m: ev.metrics[m] for m in ("sw2", "mode_tv")} | {
                 "nfe_per_sample": float(ev.result.nfe.float().mean())})
         out[name] = per_seed
-    want = [p["metrics"]["sw2"] for p in learned["per_seed"] if p["eval_seed"] in seeds]
+    want = [p["metrics"]["sw2"] for p in evals]
     got = [v["sw2"] for v in out["policy"]]
     if not greedy and any(abs(a - b) > 1e-6 * max(1.0, abs(b)) for a, b in zip(got, want)):
         raise SystemExit(f"{task_dir}: the policy as is gives SW2 {got}, the comparison {want}")
