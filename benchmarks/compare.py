@@ -348,7 +348,8 @@ class CompareConfig:
         set_("agent_overrides", _plain(dict(self.agent_overrides or {})))
         set_("reward_options", check_reward_options(self.reward_options or {}))
         if self.reward_options and self.irl == "none":
-            raise ValueError(f"reward options {self.reward_options} need irl 'gail' or 'airl'")
+            raise ValueError(f"reward options {self.reward_options} need irl 'gail' or 'airl', "
+                             f"got irl {self.irl!r}")
         if self.out_dir is not None:
             set_("out_dir", Path(self.out_dir))
 

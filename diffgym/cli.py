@@ -469,8 +469,18 @@ def _budget_settings(args: argparse.Namespace) -> tuple[dict, int | None]:
         grid_points=args.grid_points or budget.grid_points, eval_repeats=args.eval_repeats,
         device=args.device,
         overhead_repeats=budget.overhead_repeats,
-        reward_options=dict(args.reward_options),
+        reward_options=_reward_options(args.reward_options),
     ), threads
+
+
+def _reward_options(pairs: list[tuple[str, float | bool]]) -> dict[str, float | bool]:
+    """``--reward-option`` pairs as a dict; ``ValueError`` for a name given twice."""
+    names = [name for name, _ in pairs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"--reward-option {', '.join(twice)} given more than once; give each "
+                         "option once")
+    return dict(pairs)
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:

@@ -639,7 +639,8 @@ class DiffusionSamplingEnv(VectorEnv):
         if shape != self._action_shape and not (k == 1 and shape == (n, 1)):
             raise ValueError(f"actions must have shape {self._action_shape}, got {shape}")
         if torch.is_tensor(actions) and actions.device.type == "cpu" and (
-            actions.dtype in _NUMPY_CHECKED and not actions.requires_grad
+            actions.dtype in _NUMPY_CHECKED and actions.layout == torch.strided
+            and not (actions.requires_grad or actions.is_neg() or actions.is_conj())
         ):
             actions = actions.numpy()  # a view: numpy's checks cost less than torch ops here
         if torch.is_tensor(actions):

@@ -327,8 +327,8 @@ class PerSampleNoise(NoiseSource):
         out[:, :, 0].copy_(cos)
         out[:, :, 1].copy_(sin)
         flat = out.reshape(n, 2 * pairs)
-        if 2 * pairs != m:
-            flat = flat[:, :m]
+        if 2 * pairs != m:  # an odd count: the last pair's second number is dropped
+            flat = flat[:, :m].contiguous()
         return flat.reshape(n, *shape)  # never a scratch buffer
 
     def _full_draw(self, shape: tuple[int, ...]) -> torch.Tensor:

@@ -27,6 +27,7 @@ discriminator (:class:`~diffgym.rewards.trainer.SigmaMatchedGAIL` and
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -89,10 +90,11 @@ def check_reward_options(options: Any) -> dict[str, float | bool]:
                 f"unknown reward option {name!r}; allowed: {', '.join(REWARD_OPTIONS)}"
             )
         if REWARD_OPTIONS[name] is bool:
-            if not isinstance(value, bool):
+            if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"reward option {name} must be true or false, got {value!r}")
+            value = bool(value)
         else:
-            ok = not isinstance(value, bool) and isinstance(value, (int, float))
+            ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real)
             if not ok or not math.isfinite(float(value)) or float(value) < 0:
                 raise ValueError(
                     f"reward option {name} must be a finite number >= 0, got {value!r}"

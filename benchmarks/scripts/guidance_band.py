@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     suite = json.loads((args.suite / "suite.json").read_text())
     if suite["split"] != "dev":
-        raise SystemExit(f"{args.suite} is a {suite['split']} suite: development suites only")
+        raise SystemExit(f"{args.suite} is not a development suite (split {suite['split']!r}): "
+                         "development suites of a task with a seed split only")
     tasks = []
     for k in suite["task_seeds"]:
         tasks.append(study_task(args.suite / f"{suite['task']}-{k}", args.run, args.cuts,

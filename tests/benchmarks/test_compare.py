@@ -235,7 +235,8 @@ def test_run_with_another_config_is_refused(tiny, tmp_path):
          r"unknown reward option 'temperature'; allowed: disc_grad_penalty, disc_spectral_norm"),
         ({"reward_options": {"terminal_mmd_weight": -1.0}},
          r"terminal_mmd_weight must be a finite number >= 0, got -1.0"),
-        ({"irl": "none", "reward_options": {"action_cost": 0.1}}, r"need irl 'gail' or 'airl'"),
+        ({"irl": "none", "reward_options": {"action_cost": 0.1}},
+         r"need irl 'gail' or 'airl', got irl 'none'"),
     ],
 )
 def test_bad_input_names_the_allowed_values(kwargs, match, tmp_path):
@@ -309,6 +310,16 @@ def test_reward_options_reach_every_training_run_and_the_row(compare_config_of, 
     plain = compare._train_config(SimpleNamespace(config=config.replace(reward_options={})),
                                   "reinforce", "js", 0, 100)
     assert plain.irl_kwargs == {} and plain.fingerprint() != train.fingerprint()
+
+
+def test_cli_refuses_a_reward_option_given_twice(capsys, tmp_path):
+    from diffgym.cli import main
+
+    assert main(["compare", "--budget", "quick", "--out", str(tmp_path / "c"),
+                 "--reward-option", "action_cost=0.1", "--reward-option", "action_cost=0"]) == 2
+    err = capsys.readouterr().err
+    assert "--reward-option action_cost given more than once" in err
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.parametrize("option, message", [

@@ -10,6 +10,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from diffgym.agents.cost import Cost
 from diffgym.benchmarks import suite
@@ -396,3 +397,20 @@ def test_guidance_band_replays_the_comparison_and_masks_by_noise_level(tiny, loa
     assert len(data["tasks"]) == 2 and data["summary"][0]["tasks"] == 2
     greedy = script.study_task(out / "gmm2d-random-0", "ppo_js_seed0", [100.0], greedy=True)
     assert greedy["temperatures"] == [None] and greedy["above:100"] == greedy["policy"]
+
+    # the mask itself: at sigma_0 = 80 every guidance weight is set to 1 below a cut of 100,
+    # none above it
+    from diffgym.agents.policy_sampling import PolicySampler
+    from diffgym.agents.train import load_policy
+    from diffgym.envs.noise import PerSampleNoise
+
+    policy, task, _ = load_policy(out / "gmm2d-random-0" / "runs" / "ppo_js_seed0")
+    sampler = PolicySampler(policy, task, greedy=False, temperature=1.0)
+    x = torch.randn(64, *task.data_shape) * 80
+    state = (x, torch.zeros(64, dtype=torch.long), torch.zeros(64, dtype=torch.long), None)
+    knobs = {side: script.masked_actions(sampler, None if side is None else 100.0, side,
+                                         PerSampleNoise(range(64)))(*state)
+             for side in ("above", "below", None)}
+    assert (knobs[None].guidance != 1).any()  # the policy guides some samples at sigma_0
+    assert torch.equal(knobs["above"].guidance, knobs[None].guidance)
+    assert (knobs["below"].guidance == 1).all()

@@ -694,6 +694,33 @@ def test_bad_actions_raise_and_leave_state_unchanged(actions, match):
     env.step(random_actions(env, rng))  # still usable
 
 
+def test_tensor_actions_of_every_kind_step_like_their_numpy_copy():
+    """CPU tensors are checked as numpy views when numpy can view them, by torch ops otherwise
+    (a view with the negative bit, one that needs grad, a dtype numpy lacks): every kind steps
+    the env exactly as the same indices as a numpy array do."""
+    rng = np.random.default_rng(3)
+    env = DiffusionSamplingEnv(cond_task(), 4)
+    idx = random_actions(env, rng)
+    neg = torch.complex(torch.zeros(4, 3), -torch.as_tensor(idx, dtype=torch.float32)).conj()
+    kinds = {
+        "int64": torch.as_tensor(idx),
+        "int32": torch.as_tensor(idx, dtype=torch.int32),
+        "float32": torch.as_tensor(idx, dtype=torch.float32),
+        "bfloat16": torch.as_tensor(idx, dtype=torch.bfloat16),
+        "negative-bit view": neg.imag,
+        "needs grad": torch.as_tensor(idx, dtype=torch.float32).requires_grad_(),
+    }
+    assert kinds["negative-bit view"].is_neg()
+    ref = DiffusionSamplingEnv(cond_task(), 4)
+    ref.reset(seed=0)
+    want = ref.step(idx)[0]
+    for name, actions in kinds.items():
+        env.reset(seed=0)
+        obs = env.step(actions)[0]
+        assert torch.equal(obs, want), name
+    assert torch.equal(kinds["int64"], torch.as_tensor(idx))  # the caller's tensor untouched
+
+
 def test_step_before_reset():
     with pytest.raises(RuntimeError, match="reset"):
         DiffusionSamplingEnv("gmm2d", 2).step(np.zeros((2, 2), dtype=np.int64))

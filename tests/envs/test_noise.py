@@ -60,8 +60,8 @@ def _reference_draws(seed: int, draws: int, numbers: int) -> list[list[float]]:
 @pytest.mark.parametrize("prefetch", [True, False])
 def test_per_sample_draws_follow_the_documented_recipe(prefetch):
     """Every number is splitmix64 of (key, draw counter, lane) turned into a Box-Muller pair in
-    float64: pinned against a plain-Python reference, so a faster layout of the same maths
-    cannot change a common-random-numbers result (equal up to the last bit of log/cos/sin)."""
+    float64: pinned against a plain-Python reference (float32 output exactly; float64 to 1e-14,
+    the last bits of ``math``'s log/cos/sin against torch's), and every draw is contiguous."""
     seeds = [0, 1, 12345, 2**40 + 3]
     for shape in ((2,), (5,), (64,)):
         noise = PerSampleNoise(seeds, dtype=F64, prefetch=prefetch)
@@ -71,6 +71,10 @@ def test_per_sample_draws_follow_the_documented_recipe(prefetch):
             torch.testing.assert_close(got[b], want, rtol=0, atol=1e-14)
             as_f32 = PerSampleNoise([seed], prefetch=prefetch).randn(shape).reshape(-1)
             assert torch.equal(as_f32, want[0].float())  # float32: rounded once, from float64
+    for shape in ((9,), (3, 3), (2,)):  # odd counts drop the last pair's second number
+        noise = PerSampleNoise(range(5), prefetch=prefetch)
+        assert all(noise.randn(shape).is_contiguous() for _ in range(4))
+        assert noise.randn_rows(torch.tensor([0, 3]), shape).is_contiguous()
 
 
 def test_per_sample_noise_is_deterministic_and_independent_of_batch_and_order():

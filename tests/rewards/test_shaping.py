@@ -238,6 +238,9 @@ def test_check_reward_options_names_types_and_defaults():
     assert got == {"terminal_mmd_weight": 5.0, "disc_spectral_norm": True,
                    "disc_grad_penalty": 0.5}
     assert check_reward_options({"disc_spectral_norm": False}) == {} == check_reward_options({})
+    assert check_reward_options({"action_cost": np.float32(0.5), "disc_grad_penalty": np.int64(2),
+                                 "disc_spectral_norm": np.bool_(True)}) == {
+        "action_cost": 0.5, "disc_grad_penalty": 2.0, "disc_spectral_norm": True}
     assert set(REWARD_OPTIONS) == {"disc_grad_penalty", "disc_spectral_norm",
                                    "terminal_mmd_weight", "action_cost"}
     for bad, match in [({"beta": 1.0}, r"unknown reward option 'beta'; allowed: disc_grad"),
