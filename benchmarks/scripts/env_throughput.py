@@ -30,6 +30,10 @@ Section ``guided``: ``sample`` with a guidance-interval schedule (guidance at ``
 the interval family's first small-grid point) against plain Heun on the same batch: the measured
 time ratio over the ratio of counted NFE. Target: within 10 % (0.90..1.10).
 
+Section ``ops``: the tensor operations (aten calls, counted with a ``TorchDispatchMode``) of one
+neutral env step at the largest ``--num-envs``, outside the denoiser and guide calls: the env's
+own per-step work, which the machine's load cannot blur.
+
 Usage::
 
     python benchmarks/scripts/env_throughput.py --device cpu --tasks gmm2d digits \\
@@ -49,6 +53,7 @@ architecture (for machines without the trained weights; throughput does not depe
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import datetime as dt
 import math
@@ -92,7 +97,7 @@ TARGET_VECTOR_OVER_SYNC = 20.0  # at 256 envs
 TARGET_NOISE_RATIO = 1.5  # per-sample / batch noise at --noise-batch samples
 TARGET_GUIDED_TOLERANCE = 0.10  # |measured / NFE-predicted time - 1|
 ACTION_KINDS = ("neutral", "random")
-SECTIONS = ("throughput", "noise", "guided")
+SECTIONS = ("throughput", "noise", "guided", "ops")
 ACTION_SEED = 1234  # seed of the pre-drawn action pattern
 ENV_SEED = 0  # reset seed of every timed run
 
@@ -511,6 +516,56 @@ def bench_guided(task: str, spec: Task, args: argparse.Namespace, device: torch.
     }
 
 
+def count_step_ops(task: str, spec: Task, num_envs: int, device: torch.device,
+                   warmup: int = 3) -> dict[str, Any]:
+    """Aten calls of one neutral ``SAME_STEP`` env step (after ``warmup`` steps), outside the
+    denoiser's and the guide's calls, by name."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    env = DiffusionSamplingEnv(spec, num_envs, device=device,
+                               autoreset_mode=AutoresetMode.SAME_STEP)
+    actions = env_actions(env, draw_actions(env, warmup + 1, "neutral"))
+    step_actions = actions[warmup]  # indexed before counting: the caller's work
+    inside = [0]
+    ops: collections.Counter[str] = collections.Counter()
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not inside[0]:
+                ops[func.overloadpacket.__name__] += 1
+            return func(*args, **(kwargs or {}))
+
+    class counted_outside:  # noqa: N801 - the model, its calls left out of the count
+        def __init__(self, model: Any) -> None:
+            self.model = model
+
+        def __call__(self, *a: Any, **k: Any) -> Any:
+            inside[0] += 1
+            try:
+                return self.model(*a, **k)
+            finally:
+                inside[0] -= 1
+
+        def __getattr__(self, name: str) -> Any:  # sigma_data, num_classes, ...
+            return getattr(self.model, name)
+
+    saved = env.task.denoiser, env._guide
+    try:
+        env.task.denoiser = counted_outside(saved[0])
+        if saved[1] is not None:
+            env._guide = counted_outside(saved[1])
+        env.reset(seed=ENV_SEED)
+        for t in range(warmup):
+            env.step(actions[t])
+        with Count():
+            env.step(step_actions)
+    finally:
+        env.task.denoiser, env._guide = saved
+        env.close()
+    return {"task": task, "num_envs": num_envs, "ops_per_step": sum(ops.values()),
+            "by_name": dict(sorted(ops.items()))}
+
+
 def _heun_nfe(env: DiffusionSamplingEnv, steps: int) -> list[int]:
     """``out[t]`` = NFE of the first ``t`` steps of the Heun loop (2 per sample, 1 at the last
     step of an episode)."""
@@ -709,6 +764,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ratios": [],
         "noise": [],
         "guided": [],
+        "ops": [],
     }
     for task in args.tasks:
         try:
@@ -736,6 +792,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if guided is not None:
                 payload["guided"].append(guided)
             atomic_write_json(args.out, payload)
+        if "ops" in args.sections:
+            payload["ops"].append(count_step_ops(task, spec, max(args.num_envs), device))
+            atomic_write_json(args.out, payload)
     payload["complete"] = True
     payload["ratios"] = ratios(rows)
     atomic_write_json(args.out, payload)
@@ -759,6 +818,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"NFE x{r['nfe_ratio']:.3f}, time x{r['time_ratio']:.3f}: measured / predicted "
             f"{r['measured_over_predicted']:.3f} (CPU time {r['measured_over_predicted_cpu']:.3f})"
         )
+    for r in payload["ops"]:
+        print(f"\nops, {r['task']}, {r['num_envs']} envs: {r['ops_per_step']} tensor operations "
+              "per neutral env step outside the denoiser")
     print(
         f"\nsteps/s (NFE/s), wall-clock medians; machine: {payload['machine']['cpu']}, "
         f"{payload['machine']['torch_threads']} torch threads, torch {torch.__version__}, "

@@ -57,4 +57,8 @@ def test_env_throughput_quick(tmp_path):
     (guided,) = payload["guided"]
     assert guided["task"] == "gmm2d" and guided["nfe"]["guided"] > guided["nfe"]["plain"]
     assert guided["measured_over_predicted"] > 0 and guided["guided_steps"] >= 1
+    (ops,) = payload["ops"]
+    assert ops["task"] == "gmm2d" and ops["num_envs"] == max(num_envs)
+    assert ops["ops_per_step"] == sum(ops["by_name"].values()) > 0
+    assert "softmax" not in ops["by_name"]  # the mixture denoiser's work is not counted
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file left
