@@ -17,6 +17,7 @@ from diffgym.envs.features import (
     SCALED_X_BOUND,
     featurize,
     featurize_at_step,
+    label_features,
     obs_dim,
     sigma_features,
 )
@@ -286,6 +287,7 @@ class DiffusionSamplingEnv(VectorEnv):
             task.label_probs.to(dev, torch.float64) if task.label_probs is not None else None
         )
         self._noise: BatchNoise | PerSampleNoise | None = None
+        self._label_cache: tuple[Any, ...] = (None, -1, None)  # (labels, version, one-hot)
         # Finite checks of the denoiser outputs, read with the next step's one host sync.
         self._finite = FiniteCheck()
         self._uniform_step: int | None = None  # every sub-env at this step index, if known
@@ -620,7 +622,24 @@ class DiffusionSamplingEnv(VectorEnv):
             sigma_data=self.task.sigma_data,
             num_classes=self.num_classes,
             sigma_feats=rows[:, :2],
+            label_feats=self._label_features(),
         )
+
+    def _label_features(self) -> torch.Tensor | None:
+        """The one-hot label columns, kept while ``labels`` is the same tensor at the same
+        version (labels change only at reset; any write bumps the version)."""
+        labels = self.labels
+        if labels is None:
+            return None
+        try:
+            version = labels._version
+        except RuntimeError:  # inference tensors keep no version counter
+            return label_features(labels, self.num_classes, self.dtype)
+        cached, cached_version, cols = self._label_cache
+        if cached is not labels or cached_version != version:
+            cols = label_features(labels, self.num_classes, self.dtype)
+            self._label_cache = (labels, version, cols)
+        return cols
 
     def _budget_fraction(self, budget: torch.Tensor) -> torch.Tensor:
         if self.renoise_budget == 0:

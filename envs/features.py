@@ -27,6 +27,7 @@ __all__ = [
     "TERMINAL_SIGMA",
     "featurize",
     "featurize_at_step",
+    "label_features",
     "sigma_features",
     "obs_dim",
     "split_obs",
@@ -74,6 +75,7 @@ def featurize(
     sigma_data: float,
     num_classes: int,
     sigma_feats: torch.Tensor | None = None,
+    label_feats: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Featurise states: ``(B, *data_shape), (B,), (B,), (B,), (B,)|None -> (B, obs_dim)`` float32.
 
@@ -88,6 +90,8 @@ def featurize(
         num_classes: number of classes (0 = unconditional).
         sigma_feats: ``(B, 2)`` precomputed :func:`sigma_features` of ``sigma`` (in ``x``'s
             dtype), e.g. rows of a per-step table; computed from ``sigma`` when ``None``.
+        label_feats: ``(B, C)`` precomputed one-hot columns of ``labels`` (:func:`label_features`),
+            e.g. kept by a caller whose labels change only at reset; ``labels`` is then unused.
     """
     batch = x.shape[0]
     if sigma_feats is None:
@@ -102,12 +106,20 @@ def featurize(
         budget_frac.to(x.dtype)[:, None],
     ]
     if num_classes > 0:
-        if labels is None:
-            raise ValueError(
-                f"labels are required for a conditional task (num_classes={num_classes})"
-            )
-        cols.append(torch.nn.functional.one_hot(labels.long(), num_classes).to(x.dtype))
+        if label_feats is None:
+            if labels is None:
+                raise ValueError(
+                    f"labels are required for a conditional task (num_classes={num_classes})"
+                )
+            label_feats = label_features(labels, num_classes, x.dtype)
+        cols.append(label_feats)
     return torch.cat(cols, dim=1).to(torch.float32)
+
+
+def label_features(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """The one-hot label columns of :func:`featurize`: ``(B,) -> (B, num_classes)`` in ``dtype``
+    (``one_hot`` checks the range, which costs a host read on a CPU)."""
+    return torch.nn.functional.one_hot(labels.long(), num_classes).to(dtype)
 
 
 def featurize_at_step(x: torch.Tensor, c_in: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:

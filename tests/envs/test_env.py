@@ -236,6 +236,33 @@ def test_observation_layout(task, neutral):
     assert checked_terminal
 
 
+def test_label_columns_follow_every_write_to_the_labels():
+    """The env keeps the one-hot label columns between steps; a write to ``labels`` in place, a
+    new ``labels`` tensor, and a state restore each show in the next observation."""
+    env = DiffusionSamplingEnv(cond_task(), 6, autoreset_mode=SAME)
+    neutral = np.zeros(env.action_space.shape, dtype=np.int64)
+    env.reset(seed=0)
+    saved = env.state_dict()
+
+    def label_cols(obs):
+        return obs[:, -env.num_classes:]
+
+    def one_hot(labels):
+        return torch.nn.functional.one_hot(labels, env.num_classes).float()
+
+    obs = env.step(neutral)[0]
+    assert torch.equal(label_cols(obs), one_hot(env.labels))
+    env.labels[:] = torch.tensor([2, 1, 0, 2, 1, 0])  # in place
+    obs = env.step(neutral)[0]
+    assert torch.equal(label_cols(obs), one_hot(torch.tensor([2, 1, 0, 2, 1, 0])))
+    env.labels = torch.tensor([0, 0, 1, 1, 2, 2])  # a new tensor
+    obs = env.step(neutral)[0]
+    assert torch.equal(label_cols(obs), one_hot(torch.tensor([0, 0, 1, 1, 2, 2])))
+    env.load_state_dict(saved)
+    obs = env.step(neutral)[0]
+    assert torch.equal(label_cols(obs), one_hot(saved["labels"]))
+
+
 # --------------------------------------------------------------------------------------------
 # Autoreset and episode statistics
 # --------------------------------------------------------------------------------------------
