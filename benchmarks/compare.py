@@ -702,6 +702,7 @@ def run_comparison(
     metric_names = [m for m in rows[0].metrics if m in METRIC_DIRECTIONS] if rows else []
     settings = {
         "task_overrides": dict(cfg.task_overrides),
+        "heldout": cfg.heldout,
         "agents": list(cfg.agents),
         "divergences": list(cfg.divergences),
         "irl": cfg.irl,
