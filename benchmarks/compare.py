@@ -261,6 +261,11 @@ class CompareConfig:
             (:data:`~diffgym.rewards.REWARD_OPTIONS`, e.g. ``{"terminal_mmd_weight": 5.0}``;
             default: none, the plain f-divergence reward).
         n_envs: training sub-envs (``None``: the YAML's).
+        inference_guard: a metric of the task (e.g. ``"mode_tv"``) that a learned sampler's
+            inference choice must not make worse than the default sampler's, on the search
+            seed: the choice is then the best primary metric among greedy, tau = 1 and the
+            default sampler itself, of those no worse on the guard (``None``: the best primary
+            metric among the temperatures).
         plots: write the PNGs.
         fid_weights: the FID Inception-v3 state dict; every evaluation then also reports
             Inception FID, KID and precision/recall (image tasks only).
@@ -294,6 +299,7 @@ class CompareConfig:
     fid_weights: Path | None = None
     reward_options: Mapping[str, Any] = field(default_factory=dict)
     heldout: bool = False
+    inference_guard: str | None = None
 
     def __post_init__(self) -> None:
         from diffgym.agents.registry import AGENTS
@@ -350,6 +356,10 @@ class CompareConfig:
         if self.reward_options and self.irl == "none":
             raise ValueError(f"reward options {self.reward_options} need irl 'gail' or 'airl', "
                              f"got irl {self.irl!r}")
+        guard = self.inference_guard
+        if guard is not None and guard not in METRIC_DIRECTIONS:
+            raise ValueError(f"unknown inference guard metric {guard!r}; allowed: "
+                             f"{', '.join(sorted(METRIC_DIRECTIONS))}")
         if self.out_dir is not None:
             set_("out_dir", Path(self.out_dir))
 
@@ -529,16 +539,44 @@ def _train_config(ctx: _Context, agent: str, div: str, seed: int, timesteps: int
     )
 
 
+def _choose_inference(
+    ctx: _Context, selection: dict[float | None, dict[str, Any]],
+    default: tuple[PointResult, ComparisonRow] | None,
+) -> tuple[float | None, bool]:
+    """``(tau, use the default sampler)``: the best primary metric on the search seed among
+    the temperatures; with ``inference_guard``, among those no worse than the default sampler
+    on the guard metric, and the default sampler itself (kept when none is)."""
+    sign = 1.0 if ctx.direction == "min" else -1.0
+    primary = lambda t: sign * selection[t]["metrics"][ctx.metric]  # noqa: E731
+    guard = ctx.config.inference_guard
+    if guard is None:
+        return min(selection, key=primary), False
+    if default is None:
+        raise ValueError(f"inference guard {guard!r} needs the default sampler's row; this "
+                         f"comparison has none")
+    ref = default[0].metrics
+    if guard not in ref:
+        raise ValueError(f"inference guard {guard!r} is not a metric of task "
+                         f"{ctx.task.name!r}; its metrics: {', '.join(ref)}")
+    g = 1.0 if METRIC_DIRECTIONS[guard] == "min" else -1.0
+    ok = [t for t in selection if g * selection[t]["metrics"][guard] <= g * ref[guard]]
+    if not ok:
+        return None, True
+    best = min(ok, key=primary)  # None is greedy
+    return (None, True) if primary(best) > sign * ref[ctx.metric] else (best, False)
+
+
 def _learned_row(
-    ctx: _Context, agent: str, div: str, timesteps: int, grid_cost: Cost
+    ctx: _Context, agent: str, div: str, timesteps: int, grid_cost: Cost,
+    default: tuple[PointResult, ComparisonRow] | None = None,
 ) -> ComparisonRow:
     """Step 3 for one method: train (or load) a run per seed, choose its inference temperature
-    on the search seed, evaluate it on the paired evaluation seed."""
+    on the search seed (with ``inference_guard``, possibly the default sampler: ``default`` is
+    its grid point and row), evaluate it on the paired evaluation seed."""
     cfg = ctx.config
     method = _method_name(agent, cfg.irl, div)
     per_seed, profiles, costs, run_dirs = [], [], [], []
     overhead = None
-    sign = 1.0 if ctx.direction == "min" else -1.0
     reps = cfg.eval_repeats
     for j, k in enumerate(cfg.seeds):
         ctx.bar.set_postfix_str(f"{method} seed {k}")
@@ -556,15 +594,27 @@ def _learned_row(
             tau: evaluate_policy(**common, tau=tau, seed=SEARCH_SEED)[1]
             for tau in INFERENCE_TEMPERATURES
         }
-        tau = min(selection, key=lambda t: sign * selection[t]["metrics"][ctx.metric])
+        tau, use_default = _choose_inference(ctx, selection, default)
         selection_cost = sum((Cost.from_dict(r["cost"]) for r in selection.values()), Cost())
+        if cfg.inference_guard is not None and default is not None:
+            selection_cost += default[0].cost  # the guard's reference: the default's search run
         for rep in range(reps):  # the run's evaluation seeds; the first one's cost is counted
             s, first = ctx.eval_seeds[j * reps + rep], j == 0 and rep == 0
-            key, record, sampler = evaluate_policy(
-                **common, tau=tau, seed=s, samples_path=ctx.sample_path(method) if first else None,
-                panels=ctx.panels if first else None,
-            )
-            if first and "overhead" not in record:
+            if use_default:  # the guard kept the default sampler: its row's evaluation
+                assert default is not None
+                record = {k: v for k, v in default[1].per_seed[j * reps + rep].items()
+                          if k not in ("eval_seed", "method", "point")}
+                record.update(method=method, run=run.run_dir.name, profile={},
+                              inference="default")  # no policy runs: no overhead to measure
+                if first and "default" in ctx.panels:
+                    ctx.panels[method] = ctx.panels["default"]
+            else:
+                key, record, sampler = evaluate_policy(
+                    **common, tau=tau, seed=s,
+                    samples_path=ctx.sample_path(method) if first else None,
+                    panels=ctx.panels if first else None,
+                )
+            if first and not use_default and "overhead" not in record:
                 record["overhead"] = measure_inference_overhead(
                     sampler,
                     profile_schedule(record["profile"], ctx.task.base_steps),
@@ -574,7 +624,7 @@ def _learned_row(
                 )
                 ctx.cache.put(key, record)
             if first:
-                overhead = record["overhead"]
+                overhead = record.get("overhead")
             per_seed.append({
                 "train_seed": k, "eval_seed": s, **record, "temperature": tau,
                 "selection": {tau_name(t): r["metrics"][ctx.metric] for t, r in selection.items()},
@@ -595,7 +645,8 @@ def _learned_row(
         + f"{timesteps:,} steps x {len(cfg.seeds)} "
         f"seed{'s' if len(cfg.seeds) != 1 else ''}, "
         + (f"{reps} evaluation seeds each, " if reps > 1 else "")
-        + "inference " + ", ".join(tau_name(r.get("temperature")) for r in per_seed[::reps]),
+        + "inference " + ", ".join(r.get("inference") or tau_name(r.get("temperature"))
+                                   for r in per_seed[::reps]),
         metrics=mean,
         metrics_std=std,
         per_seed=per_seed,
@@ -692,8 +743,11 @@ def run_comparison(
         grid = _search_grid(ctx)
         rows = _fixed_rows(ctx, grid)
         grid_cost = grid.total_cost()
+        default_row = next((r for r in rows if r.kind == "default"), None)
+        default = None if grid.default is None or default_row is None else (grid.default,
+                                                                             default_row)
         for agent, div in methods:
-            rows.append(_learned_row(ctx, agent, div, steps_by_agent[agent], grid_cost))
+            rows.append(_learned_row(ctx, agent, div, steps_by_agent[agent], grid_cost, default))
     finally:
         ctx.bar.close()
         if scratch is not None:
@@ -720,6 +774,7 @@ def run_comparison(
         "agent_overrides": dict(cfg.agent_overrides),
         "reward_options": dict(cfg.reward_options),
         "n_envs": cfg.n_envs,
+        "inference_guard": cfg.inference_guard,
     }
     result = ComparisonResult(
         task=task.name,

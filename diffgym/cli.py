@@ -432,6 +432,10 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="NAME=VALUE", dest="reward_options",
                    help="a named reward option for every training run, e.g. "
                    "terminal_mmd_weight=5 (repeatable; default: none)")
+    p.add_argument("--inference-guard", default=None, metavar="METRIC",
+                   help="a metric (e.g. mode_tv) on which a learned sampler's inference choice "
+                   "must be no worse than the default sampler on the search seed; the default "
+                   "sampler is then a candidate too (default: none)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (budget)")
     p.add_argument("--eval-repeats", type=int, default=1, metavar="R",
                    help="evaluation seeds per training run (default 1; > 1 needs seeds < 1000; "
@@ -470,6 +474,7 @@ def _budget_settings(args: argparse.Namespace) -> tuple[dict, int | None]:
         device=args.device,
         overhead_repeats=budget.overhead_repeats,
         reward_options=_reward_options(args.reward_options),
+        inference_guard=args.inference_guard,
     ), threads
 
 

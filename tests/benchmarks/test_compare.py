@@ -399,3 +399,68 @@ def test_compare_with_the_step_knob(tmp_path):
     nfe = learned.per_seed[0]["nfe_per_sample"]
     assert 0 < nfe <= 2 * base - 1
     assert (tmp_path / "action_profile.png").is_file()
+
+
+def _choice_ctx(guard):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(config=SimpleNamespace(inference_guard=guard), direction="min",
+                           metric="sw2", task=SimpleNamespace(name="gmm2d"))
+
+
+@pytest.mark.parametrize(("greedy", "tau1", "default", "want"), [
+    ((0.30, 0.040), (0.20, 0.050), (0.31, 0.045), (None, False)),  # tau=1 raises the guard
+    ((0.30, 0.040), (0.20, 0.044), (0.31, 0.045), (1.0, False)),  # both keep it: best sw2
+    ((0.32, 0.050), (0.20, 0.050), (0.31, 0.045), (None, True)),  # neither: the default
+    ((0.32, 0.040), (0.33, 0.044), (0.31, 0.045), (None, True)),  # the default's sw2 is best
+])
+def test_inference_guard_keeps_the_guard_metric_of_the_default(greedy, tau1, default, want):
+    """``inference_guard``: the best primary metric among the temperatures and the default
+    sampler, of those no worse than the default on the guard metric (search-seed numbers)."""
+    from types import SimpleNamespace
+
+    rec = lambda sw2, tv: {"metrics": {"sw2": sw2, "mode_tv": tv}}  # noqa: E731
+    selection = {None: rec(*greedy), 1.0: rec(*tau1)}
+    point = SimpleNamespace(metrics={"sw2": default[0], "mode_tv": default[1]})
+    assert compare._choose_inference(_choice_ctx("mode_tv"), selection, (point, None)) == want
+    # without the guard, the best sw2 among the temperatures, whatever the masses
+    best = min(selection, key=lambda t: selection[t]["metrics"]["sw2"])
+    assert compare._choose_inference(_choice_ctx(None), selection, (point, None)) == (best, False)
+    with pytest.raises(ValueError, match="inference guard 'fid' is not a metric of task"):
+        compare._choose_inference(_choice_ctx("fid"), selection, (point, None))
+
+
+def test_inference_guard_config_and_the_default_sampler_as_the_learned_row(tiny, tmp_path,
+                                                                            monkeypatch):
+    """A bad guard name is refused; when the guard keeps the default sampler, the learned row
+    is the default row's evaluation on the same seeds, and its cost counts the training run,
+    the selection runs, the default's search-seed run and that evaluation."""
+    with pytest.raises(ValueError, match="unknown inference guard metric 'masses'; allowed: .*"
+                       "mode_tv"):
+        CompareConfig(inference_guard="masses")
+    first, out = tiny
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    monkeypatch.setattr(compare, "_choose_inference", lambda ctx, sel, default: (None, True))
+    again = run_comparison("gmm2d", out_dir=copy, **{**TINY, "inference_guard": "mode_tv"})
+    assert again.num_trained == 0 and again.settings["inference_guard"] == "mode_tv"
+    rows = {r.method: r for r in again.rows}
+    learned, default = rows[METHOD], rows["default"]
+    assert learned.metrics == default.metrics and learned.nfe_per_sample == default.nfe_per_sample
+    assert learned.per_seed[0]["inference"] == "default" and "inference default" in learned.detail
+    assert learned.inference_overhead_pct is None
+    grid = json.loads((copy / "grid" / "grid.json").read_text())
+    old = {r.method: r for r in first.rows}[METHOD]
+    rec = old.per_seed[0]
+    train_nfe = old.cost.nfe - rec["selection_cost"]["nfe"] - rec["cost"]["nfe"]
+    search_default = next(p for p in grid["points"] if p["family"] == "default")["cost"]["nfe"]
+    assert learned.cost.nfe == (train_nfe + rec["selection_cost"]["nfe"] + search_default
+                                + default.per_seed[0]["cost"]["nfe"])
+
+
+def test_cli_inference_guard(compare_config_of, tmp_path):
+    args = _parse(["compare", "--budget", "quick", "--inference-guard", "mode_tv",
+                   "--out", str(tmp_path)])
+    assert compare_config_of(args).inference_guard == "mode_tv"
+    args = _parse(["compare", "--budget", "quick", "--out", str(tmp_path)])
+    assert compare_config_of(args).inference_guard is None

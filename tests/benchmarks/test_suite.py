@@ -329,6 +329,10 @@ def test_compare_config_is_the_compare_command_of_each_task(tmp_path):
     assert shaped.reward_options == {"action_cost": 0.01}
     with pytest.raises(ValueError, match="unknown reward option 'beta'"):
         config.replace(reward_options={"beta": 1.0})
+    assert c.inference_guard is None
+    assert config.replace(inference_guard="mode_tv").compare_config(2).inference_guard == "mode_tv"
+    with pytest.raises(ValueError, match="unknown inference guard metric 'tv'"):
+        config.replace(inference_guard="tv")
 
 
 # --------------------------------------------------------------------------------------------
