@@ -601,9 +601,9 @@ def _learned_row(
         for rep in range(reps):  # the run's evaluation seeds; the first one's cost is counted
             s, first = ctx.eval_seeds[j * reps + rep], j == 0 and rep == 0
             if use_default:  # the guard kept the default sampler: its row's evaluation
-                assert default is not None
-                record = {k: v for k, v in default[1].per_seed[j * reps + rep].items()
-                          if k not in ("eval_seed", "method", "point")}
+                same = default[1].per_seed[j * reps + rep]  # the default row, this seed
+                assert same["eval_seed"] == s, (same["eval_seed"], s)
+                record = {k: v for k, v in same.items() if k not in ("eval_seed", "point")}
                 record.update(method=method, run=run.run_dir.name, profile={},
                               inference="default")  # no policy runs: no overhead to measure
                 if first and "default" in ctx.panels:
