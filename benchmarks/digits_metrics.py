@@ -6,8 +6,6 @@ not re-embedded on every evaluation)."""
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 
 from diffgym.benchmarks.digits_classifier import DigitsClassifier, load_digits_classifier
@@ -15,6 +13,7 @@ from diffgym.benchmarks.metrics import (
     _check_tensor,
     _samples,
     class_histogram_tv,
+    content_hash,
     frechet_distance,
     kid,
     precision_recall,
@@ -45,15 +44,6 @@ per process, not once per evaluation."""
 _REFERENCE_CACHE_SIZE = 8
 
 
-def _content_hash(*tensors: torch.Tensor) -> str:
-    h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().cpu().contiguous()
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.float().numpy().tobytes())
-    return h.hexdigest()
-
-
 def reference_features(
     classifier: DigitsClassifier, reference_x: torch.Tensor, batch_size: int = 1024
 ) -> torch.Tensor:
@@ -62,8 +52,8 @@ def reference_features(
     values as embedding ``reference_x`` directly."""
     param = next(classifier.parameters())
     key = (
-        _content_hash(reference_x),
-        _content_hash(*classifier.state_dict().values()),
+        content_hash(reference_x),
+        content_hash(*classifier.state_dict().values()),
         str(param.device),
     )
     feat = _REFERENCE_FEATURES.get(key)

@@ -38,6 +38,7 @@ __all__ = [
     "images_to_uint8",
     "resize_bilinear_tf1",
     "inception_metrics",
+    "reference_inception_features",
     "require_torchmetrics",
 ]
 
@@ -340,6 +341,36 @@ def _features(net: InceptionFeatures, x: torch.Tensor, batch_size: int) -> torch
     return torch.cat([net(images_to_uint8(b).to(dev)) for b in x.split(batch_size)]).cpu()
 
 
+_REFERENCE_FEATURES: dict[tuple, torch.Tensor] = {}
+_REFERENCE_CACHE_SIZE = 4
+
+
+def reference_inception_features(
+    reference_x: torch.Tensor, weights: str | os.PathLike, *, device: torch.device | str = "cpu",
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """``(M, 2048)`` Inception features of ``reference_x``, computed once per (reference content,
+    weights file and its modification time, device, batch size) and cached in the process;
+    returns a copy. A fixed reference set (digits' whole data set) is embedded once, not at
+    every evaluation: the same values as embedding it again.
+
+    Raises:
+        FileNotFoundError, ValueError: see :func:`load_inception`.
+    """
+    from diffgym.benchmarks.metrics import content_hash
+
+    p = _check_weights_path(weights).resolve()
+    dev = str(torch.device(device))
+    key = (str(p), p.stat().st_mtime_ns, dev, int(batch_size), content_hash(reference_x))
+    feat = _REFERENCE_FEATURES.get(key)
+    if feat is None:
+        feat = _features(load_inception(p, dev), reference_x, batch_size)
+        if len(_REFERENCE_FEATURES) >= _REFERENCE_CACHE_SIZE:
+            _REFERENCE_FEATURES.pop(next(iter(_REFERENCE_FEATURES)))
+        _REFERENCE_FEATURES[key] = feat
+    return feat.clone()
+
+
 def inception_metrics(
     x: torch.Tensor,
     reference_x: torch.Tensor,
@@ -375,7 +406,9 @@ def inception_metrics(
     from diffgym.benchmarks.metrics import precision_recall
 
     net = load_inception(weights, device)
-    fake, real = _features(net, x, batch_size), _features(net, reference_x, batch_size)
+    fake = _features(net, x, batch_size)
+    real = reference_inception_features(reference_x, weights, device=device,
+                                        batch_size=batch_size)
     # torchmetrics on precomputed features: its "feature extractor" is the identity.
     ident = _Identity()
     fid = FrechetInceptionDistance(feature=ident, reset_real_features=True)

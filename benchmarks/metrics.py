@@ -23,6 +23,7 @@ Digits, in the feature space of the project's classifier
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 
@@ -32,6 +33,7 @@ from diffgym.envs.denoisers import GaussianMixture
 
 __all__ = [
     "class_histogram_tv",
+    "content_hash",
     "frechet_distance",
     "kid",
     "mean_log_density",
@@ -53,6 +55,17 @@ DEVICE_BLOCK_ELEMENTS = 2**25  # elements per pairwise block on other devices (2
 
 
 # ----------------------------------------------------------------------------- validation helpers
+
+
+def content_hash(*tensors: torch.Tensor) -> str:
+    """SHA-256 of the tensors' dtypes, shapes and values (as float32): the key of a cache of
+    features computed from a reference set."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.float().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _acc_dtype(device: torch.device) -> torch.dtype:
