@@ -35,19 +35,22 @@ wall-clock on this machine):
   policy updates, discriminator updates and the training loop's evaluations, written by
   :class:`~diffgym.agents.train.TrainingRun`), the inference-temperature selection and the
   comparison's (first) evaluation; summed over the seeds (further evaluation repeats only
-  measure the sampler, as the grid rows' evaluation seeds do, and are not counted);
+  measure the sampler, as the grid rows' evaluation seeds do, and are not counted); with an
+  inference guard, also the default's search-seed run, once per row (with the first run);
 * the default row: its single evaluation on the search seed.
 
 ``grid/learned`` cost ratios divide the full grid's cost by a learned row's cost (> 1: the learned
 sampler was cheaper to obtain). Learned policies are evaluated at the inference temperature (greedy
-or 1) that scores best on the search seed, with per-sample action noise. Inference overhead:
+or 1) that scores best on the search seed (with ``inference_guard``, possibly the default
+sampler: :func:`~diffgym.benchmarks.runs.choose_inference`), with per-sample action noise.
+Inference overhead:
 wall-clock of policy-guided sampling (:class:`~diffgym.agents.policy_sampling.PolicySampler`)
 over :func:`~diffgym.envs.sampler.sample` driven by a fixed schedule of the policy's per-step
 mean knob levels (churn and guidance ``w`` recorded on the evaluation batch; renoise left out),
 with the same noise, labels, guide and batch
 (:mod:`diffgym.benchmarks.overhead`). Repeats are interleaved; medians; the overhead is per sampler
 transition (a renoising policy takes more transitions). It is measured on the first seed of each
-learned method.
+learned method that samples with its policy.
 
 Files in ``out_dir`` (all written atomically): ``results.json``, ``results.csv``, ``results.md``,
 ``quality_vs_cost.png``, ``action_profile.png``, ``samples.png``; ``grid/`` (the grid's own
@@ -109,6 +112,8 @@ from diffgym.benchmarks.report import (
 )
 from diffgym.benchmarks.runs import (
     EvalCache,
+    check_inference_guard,
+    choose_inference,
     evaluate_policy,
     evaluation_record,
     load_samples_npz,
@@ -539,33 +544,6 @@ def _train_config(ctx: _Context, agent: str, div: str, seed: int, timesteps: int
     )
 
 
-def _choose_inference(
-    ctx: _Context, selection: dict[float | None, dict[str, Any]],
-    default: tuple[PointResult, ComparisonRow] | None,
-) -> tuple[float | None, bool]:
-    """``(tau, use the default sampler)``: the best primary metric on the search seed among
-    the temperatures; with ``inference_guard``, among those no worse than the default sampler
-    on the guard metric, and the default sampler itself (kept when none is)."""
-    sign = 1.0 if ctx.direction == "min" else -1.0
-    primary = lambda t: sign * selection[t]["metrics"][ctx.metric]  # noqa: E731
-    guard = ctx.config.inference_guard
-    if guard is None:
-        return min(selection, key=primary), False
-    if default is None:
-        raise ValueError(f"inference guard {guard!r} needs the default sampler's row; this "
-                         f"comparison has none")
-    ref = default[0].metrics
-    if guard not in ref:
-        raise ValueError(f"inference guard {guard!r} is not a metric of task "
-                         f"{ctx.task.name!r}; its metrics: {', '.join(ref)}")
-    g = 1.0 if METRIC_DIRECTIONS[guard] == "min" else -1.0
-    ok = [t for t in selection if g * selection[t]["metrics"][guard] <= g * ref[guard]]
-    if not ok:
-        return None, True
-    best = min(ok, key=primary)  # None is greedy
-    return (None, True) if primary(best) > sign * ref[ctx.metric] else (best, False)
-
-
 def _learned_row(
     ctx: _Context, agent: str, div: str, timesteps: int, grid_cost: Cost,
     default: tuple[PointResult, ComparisonRow] | None = None,
@@ -594,10 +572,12 @@ def _learned_row(
             tau: evaluate_policy(**common, tau=tau, seed=SEARCH_SEED)[1]
             for tau in INFERENCE_TEMPERATURES
         }
-        tau, use_default = _choose_inference(ctx, selection, default)
+        tau, use_default = choose_inference(
+            selection, ctx.metric, ctx.direction, cfg.inference_guard,
+            None if default is None else default[0].metrics)
         selection_cost = sum((Cost.from_dict(r["cost"]) for r in selection.values()), Cost())
-        if cfg.inference_guard is not None and default is not None:
-            selection_cost += default[0].cost  # the guard's reference: the default's search run
+        if cfg.inference_guard is not None and default is not None and j == 0:
+            selection_cost += default[0].cost  # the guard's reference, run once for the row
         for rep in range(reps):  # the run's evaluation seeds; the first one's cost is counted
             s, first = ctx.eval_seeds[j * reps + rep], j == 0 and rep == 0
             if use_default:  # the guard kept the default sampler: its row's evaluation
@@ -614,7 +594,7 @@ def _learned_row(
                     samples_path=ctx.sample_path(method) if first else None,
                     panels=ctx.panels if first else None,
                 )
-            if first and not use_default and "overhead" not in record:
+            if rep == 0 and overhead is None and not use_default and "overhead" not in record:
                 record["overhead"] = measure_inference_overhead(
                     sampler,
                     profile_schedule(record["profile"], ctx.task.base_steps),
@@ -623,8 +603,8 @@ def _learned_row(
                     repeats=cfg.overhead_repeats,
                 )
                 ctx.cache.put(key, record)
-            if first:
-                overhead = record.get("overhead")
+            if rep == 0 and overhead is None and not use_default:
+                overhead = record["overhead"]
             per_seed.append({
                 "train_seed": k, "eval_seed": s, **record, "temperature": tau,
                 "selection": {tau_name(t): r["metrics"][ctx.metric] for t, r in selection.items()},
@@ -746,6 +726,8 @@ def run_comparison(
         default_row = next((r for r in rows if r.kind == "default"), None)
         default = None if grid.default is None or default_row is None else (grid.default,
                                                                              default_row)
+        if cfg.inference_guard is not None:  # before any training
+            check_inference_guard(cfg.inference_guard, default and default[0].metrics, task.name)
         for agent, div in methods:
             rows.append(_learned_row(ctx, agent, div, steps_by_agent[agent], grid_cost, default))
     finally:

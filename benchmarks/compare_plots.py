@@ -157,7 +157,8 @@ def plot_action_profile(result: ComparisonResult, path: str | os.PathLike) -> No
             std = np.asarray([math.nan if v is None else v for v in prof["std"]], dtype=np.float64)
             color = f"C{len(grid_rows) + i}"
             # The profile is recorded at each run's chosen inference temperature.
-            modes = sorted({"greedy" if p.get("temperature") is None else f"τ={p['temperature']:g}"
+            modes = sorted({p.get("inference") or ("greedy" if p.get("temperature") is None
+                                                   else f"τ={p['temperature']:g}")
                             for p in r.per_seed})
             ax.plot(x, mean, "o-", ms=3, lw=1.4, color=color,
                     label=f"{r.method} ({'/'.join(modes)}, mean over {_evals(r)})")

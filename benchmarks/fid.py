@@ -351,8 +351,8 @@ def reference_inception_features(
 ) -> torch.Tensor:
     """``(M, 2048)`` Inception features of ``reference_x``, computed once per (reference content,
     weights file and its modification time, device, batch size) and cached in the process;
-    returns a copy. A fixed reference set (digits' whole data set) is embedded once, not at
-    every evaluation: the same values as embedding it again.
+    returns a copy. Every row and grid point scored on one seed shares one pass over that
+    seed's reference draw: the same values as embedding it again.
 
     Raises:
         FileNotFoundError, ValueError: see :func:`load_inception`.

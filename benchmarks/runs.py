@@ -20,6 +20,7 @@ import torch
 from diffgym.agents.cost import Cost
 from diffgym.benchmarks.evaluate import (
     ACTION_SEED_OFFSET,
+    METRIC_DIRECTIONS,
     TrainingEvaluator,
     evaluate_sampler,
     finite_or_none,
@@ -34,6 +35,8 @@ __all__ = [
     "EvalCache",
     "ProfileRecorder",
     "TrainedRun",
+    "check_inference_guard",
+    "choose_inference",
     "evaluate_policy",
     "evaluation_record",
     "load_samples_npz",
@@ -294,3 +297,47 @@ def train_or_load(config, run_dir: Path, *, device: str, progress: bool) -> Trai
         model_sha256=_sha256(model_path),
         trained_now=trained_now,
     )
+
+
+def check_inference_guard(guard: str, default_metrics: Mapping[str, float] | None,
+                          task_name: str | None = None) -> Mapping[str, float]:
+    """The default sampler's search-seed metrics, the guard's reference.
+
+    Raises:
+        ValueError: no default sampler row to compare with, or ``guard`` is not one of its
+            metrics (the message lists them).
+    """
+    if not default_metrics:
+        raise ValueError(f"inference guard {guard!r} needs the default sampler's row; this "
+                         f"comparison has none")
+    if guard not in default_metrics:
+        of = f"task {task_name!r}" if task_name else "the default sampler's evaluation"
+        raise ValueError(f"inference guard {guard!r} is not a metric of {of}; its metrics: "
+                         f"{', '.join(default_metrics)}")
+    return default_metrics
+
+
+def choose_inference(
+    selection: Mapping[float | None, Mapping[str, Any]], metric: str, direction: str,
+    guard: str | None = None, default_metrics: Mapping[str, float] | None = None,
+) -> tuple[float | None, bool]:
+    """A learned run's inference, from its search-seed evaluations ``selection`` (temperature ->
+    record; ``None`` is greedy): ``(tau, use the default sampler)``.
+
+    Without ``guard``: the temperature with the best ``metric`` (``direction`` ``"min"`` or
+    ``"max"``). With ``guard`` (a metric name): the best ``metric`` among the temperatures whose
+    ``guard`` is no worse than the default sampler's (``default_metrics``, the same search seed)
+    and the default sampler itself; the default sampler when no temperature qualifies or it
+    scores best.
+    """
+    sign = 1.0 if direction == "min" else -1.0
+    primary = lambda t: sign * selection[t]["metrics"][metric]  # noqa: E731
+    if guard is None:
+        return min(selection, key=primary), False
+    ref = check_inference_guard(guard, default_metrics)
+    g = 1.0 if METRIC_DIRECTIONS[guard] == "min" else -1.0
+    ok = [t for t in selection if g * selection[t]["metrics"][guard] <= g * ref[guard]]
+    if not ok:
+        return None, True
+    best = min(ok, key=primary)  # None is greedy
+    return (None, True) if primary(best) > sign * ref[metric] else (best, False)

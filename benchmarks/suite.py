@@ -25,9 +25,9 @@ Per task and learned method (``ppo+gail/js``, ``reinforce+gail/js``, ...):
 * **cost**: full grid / learned cost to obtain, in counted denoiser evaluations (NFE) and in
   wall-clock, from the comparison's cost ledger: over all the row's training runs (``total``) and
   per training run (``x runs``; one run yields a usable sampler, as one grid search does);
-* **inference temperature**: the comparison chooses greedy or tau = 1 per run on the search seed
-  and records both values of the headline metric there; the suite reports tau=1 - greedy (signed
-  as above) and how many runs chose tau = 1. The evaluation seeds only see the chosen one.
+* **inference temperature**: each run's greedy or tau = 1 (or, guarded, the default sampler) is
+  chosen on the search seed; the suite reports tau=1 - greedy there (signed as above) and the
+  runs that chose tau = 1. The evaluation seeds only see the chosen one.
 
 Aggregated per method over the tasks: the fraction of tasks that reach the best grid point, the
 fraction with mode TV at or below the default's (each over the tasks where it is defined), the

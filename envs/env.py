@@ -627,7 +627,8 @@ class DiffusionSamplingEnv(VectorEnv):
 
     def _label_features(self) -> torch.Tensor | None:
         """The one-hot label columns, kept while ``labels`` is the same tensor at the same
-        version (labels change only at reset; any write bumps the version)."""
+        version (labels change only at reset; a write through the tensor bumps the version,
+        one through ``.data`` or a numpy view of it does not)."""
         labels = self.labels
         if labels is None:
             return None

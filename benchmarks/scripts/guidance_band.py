@@ -69,6 +69,9 @@ def study_task(task_dir: Path, run: str, cuts: list[float], greedy: bool = False
              if p.get("run") == run]  # this run's evaluations (one per evaluation seed)
     if not evals:
         raise SystemExit(f"{task_dir}: no learned row was evaluated with run {run!r}")
+    if not greedy and any(p.get("inference") == "default" for p in evals):
+        raise SystemExit(f"{task_dir}: run {run!r} was evaluated as the default sampler (its "
+                         "comparison's inference guard kept it): no policy to replay")
     seeds = [p["eval_seed"] for p in evals]
     by_seed = {p["eval_seed"]: p for p in default["per_seed"]}
     n = results["settings"]["n_eval"]

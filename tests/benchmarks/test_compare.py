@@ -401,13 +401,6 @@ def test_compare_with_the_step_knob(tmp_path):
     assert (tmp_path / "action_profile.png").is_file()
 
 
-def _choice_ctx(guard):
-    from types import SimpleNamespace
-
-    return SimpleNamespace(config=SimpleNamespace(inference_guard=guard), direction="min",
-                           metric="sw2", task=SimpleNamespace(name="gmm2d"))
-
-
 @pytest.mark.parametrize(("greedy", "tau1", "default", "want"), [
     ((0.30, 0.040), (0.20, 0.050), (0.31, 0.045), (None, False)),  # tau=1 raises the guard
     ((0.30, 0.040), (0.20, 0.044), (0.31, 0.045), (1.0, False)),  # both keep it: best sw2
@@ -417,17 +410,19 @@ def _choice_ctx(guard):
 def test_inference_guard_keeps_the_guard_metric_of_the_default(greedy, tau1, default, want):
     """``inference_guard``: the best primary metric among the temperatures and the default
     sampler, of those no worse than the default on the guard metric (search-seed numbers)."""
-    from types import SimpleNamespace
+    from diffgym.benchmarks.runs import choose_inference
 
     rec = lambda sw2, tv: {"metrics": {"sw2": sw2, "mode_tv": tv}}  # noqa: E731
     selection = {None: rec(*greedy), 1.0: rec(*tau1)}
-    point = SimpleNamespace(metrics={"sw2": default[0], "mode_tv": default[1]})
-    assert compare._choose_inference(_choice_ctx("mode_tv"), selection, (point, None)) == want
+    ref = {"sw2": default[0], "mode_tv": default[1]}
+    assert choose_inference(selection, "sw2", "min", "mode_tv", ref) == want
     # without the guard, the best sw2 among the temperatures, whatever the masses
     best = min(selection, key=lambda t: selection[t]["metrics"]["sw2"])
-    assert compare._choose_inference(_choice_ctx(None), selection, (point, None)) == (best, False)
-    with pytest.raises(ValueError, match="inference guard 'fid' is not a metric of task"):
-        compare._choose_inference(_choice_ctx("fid"), selection, (point, None))
+    assert choose_inference(selection, "sw2", "min", None, ref) == (best, False)
+    with pytest.raises(ValueError, match="inference guard 'fid' is not a metric of"):
+        choose_inference(selection, "sw2", "min", "fid", ref)
+    with pytest.raises(ValueError, match="needs the default sampler's row"):
+        choose_inference(selection, "sw2", "min", "mode_tv", None)
 
 
 def test_inference_guard_config_and_the_default_sampler_as_the_learned_row(tiny, tmp_path,
@@ -441,7 +436,7 @@ def test_inference_guard_config_and_the_default_sampler_as_the_learned_row(tiny,
     first, out = tiny
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    monkeypatch.setattr(compare, "_choose_inference", lambda ctx, sel, default: (None, True))
+    monkeypatch.setattr(compare, "choose_inference", lambda *args: (None, True))
     again = run_comparison("gmm2d", out_dir=copy, **{**TINY, "inference_guard": "mode_tv"})
     assert again.num_trained == 0 and again.settings["inference_guard"] == "mode_tv"
     rows = {r.method: r for r in again.rows}
@@ -464,3 +459,13 @@ def test_cli_inference_guard(compare_config_of, tmp_path):
     assert compare_config_of(args).inference_guard == "mode_tv"
     args = _parse(["compare", "--budget", "quick", "--out", str(tmp_path)])
     assert compare_config_of(args).inference_guard is None
+
+
+def test_a_guard_the_task_cannot_apply_fails_before_any_training(tmp_path, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("the guard must be checked before training")
+
+    monkeypatch.setattr(compare, "train_or_load", no_training)
+    with pytest.raises(ValueError, match="inference guard 'fid' is not a metric of task 'gmm2d'"):
+        run_comparison("gmm2d", out_dir=tmp_path, **{**TINY, "inference_guard": "fid"})
+
