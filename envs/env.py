@@ -691,15 +691,25 @@ class DiffusionSamplingEnv(VectorEnv):
         if a.dtype.kind not in "iuf":
             raise ValueError(f"actions must be integer menu indices, got dtype {a.dtype}")
         a = a.reshape(n, k)
-        with np.errstate(invalid="ignore"):
-            bad = (a < 0) | (a >= self._menu_sizes_np)
-            if a.dtype.kind == "f":
-                bad |= ~np.isfinite(a) | (a != np.round(a))
-        if bad.any():
+        if a.dtype.kind == "f":
+            with np.errstate(invalid="ignore"):
+                bad = (a < 0) | (a >= self._menu_sizes_np) | ~np.isfinite(a) | (a != np.round(a))
+            is_bad = bool(bad.any())
+        else:  # whole-array min and max first: numpy's per-column reductions of a (n, k) array
+            lo, hi = a.min(), a.max()  # cost several times more when k is small
+            is_bad = lo < 0 or (hi >= min(self._menu_sizes_list) and any(
+                a[:, j].max() >= m for j, m in enumerate(self._menu_sizes_list)))
+            bad = None
+        if is_bad:
+            bad = (a < 0) | (a >= self._menu_sizes_np) if bad is None else bad
             b, j = (int(v) for v in np.argwhere(bad)[0])
             raise ValueError(self._bad_action_message(b, j, a[b, j].item()))
         idx = torch.as_tensor(a.astype(np.int64, copy=False), device=self.device)
-        return (idx, (a != 0).any(axis=0).tolist()) if used else idx
+        if not used:
+            return idx
+        if a.dtype.kind != "f" and hi == 0:  # all neutral (no index is negative)
+            return idx, [False] * k
+        return idx, [bool(a[:, j].any()) for j in range(k)]
 
     @property
     def _multi(self) -> bool:

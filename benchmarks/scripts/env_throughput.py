@@ -34,6 +34,12 @@ Section ``ops``: the tensor operations (aten calls, counted with a ``TorchDispat
 neutral env step at the largest ``--num-envs``, outside the denoiser and guide calls: the env's
 own per-step work, which the machine's load cannot blur.
 
+Section ``split``: at the largest ``--num-envs``, the wall-clock of a neutral env step and of a
+Heun-loop step, each split into the denoiser's (and guide's) calls and everything else (repeats
+interleaved, medians). The ``outside`` part is the env's overhead in microseconds; the ratio
+``raw step / (raw model + env outside)`` is the throughput ratio the env would have if its
+denoiser calls cost what the loop's do (on a shared VM they often do not).
+
 Usage::
 
     python benchmarks/scripts/env_throughput.py --device cpu --tasks gmm2d digits \\
@@ -97,7 +103,7 @@ TARGET_VECTOR_OVER_SYNC = 20.0  # at 256 envs
 TARGET_NOISE_RATIO = 1.5  # per-sample / batch noise at --noise-batch samples
 TARGET_GUIDED_TOLERANCE = 0.10  # |measured / NFE-predicted time - 1|
 ACTION_KINDS = ("neutral", "random")
-SECTIONS = ("throughput", "noise", "guided", "ops")
+SECTIONS = ("throughput", "noise", "guided", "ops", "split")
 ACTION_SEED = 1234  # seed of the pre-drawn action pattern
 ENV_SEED = 0  # reset seed of every timed run
 
@@ -566,6 +572,63 @@ def count_step_ops(task: str, spec: Task, num_envs: int, device: torch.device,
             "by_name": dict(sorted(ops.items()))}
 
 
+class _TimedCalls:
+    """The model, with the wall-clock seconds of its calls added to ``acc[0]``."""
+
+    def __init__(self, model: Any, acc: list[float], device: torch.device) -> None:
+        self.model, self.acc, self.device = model, acc, device
+
+    def __call__(self, *a: Any, **k: Any) -> Any:
+        _sync(self.device)
+        t0 = time.perf_counter()
+        try:
+            return self.model(*a, **k)
+        finally:
+            _sync(self.device)
+            self.acc[0] += time.perf_counter() - t0
+
+    def __getattr__(self, name: str) -> Any:  # sigma_data, num_classes, ...
+        return getattr(self.model, name)
+
+
+def bench_split(task: str, spec: Task, num_envs: int, budget: Budget,
+                device: torch.device) -> dict[str, Any]:
+    """Per-step wall-clock of the Heun loop (``raw``) and of neutral env steps (``vector``),
+    each split into model calls and the rest; medians of interleaved repeats."""
+    env = DiffusionSamplingEnv(spec, num_envs, device=device,
+                               autoreset_mode=AutoresetMode.SAME_STEP)
+    actions = draw_actions(env, budget.steps, "neutral")
+    acc = [0.0]
+    saved = env.task.denoiser, env._guide
+    runs: dict[str, list[tuple[float, float]]] = {"raw": [], "vector": []}
+    try:
+        env.task.denoiser = _TimedCalls(saved[0], acc, device)
+        if saved[1] is not None:
+            env._guide = _TimedCalls(saved[1], acc, device)
+        runners = {"raw": heun_runner(env)[0], "vector": vector_runner(env, actions)}
+        for runner in runners.values():
+            run_timed(runner, min(budget.warmup, budget.steps), device)
+        for r in range(budget.repeats):
+            for mode in list(runners)[:: 1 if r % 2 == 0 else -1]:
+                acc[0] = 0.0
+                wall, _ = run_timed(runners[mode], budget.steps, device)
+                runs[mode].append((wall, acc[0]))
+    finally:
+        env.task.denoiser, env._guide = saved
+        env.close()
+    out: dict[str, Any] = {"task": task, "num_envs": num_envs, "steps": budget.steps,
+                           "repeats": budget.repeats}
+    us = 1e6 / budget.steps
+    for mode, rr in runs.items():
+        out[mode] = {"step_us": statistics.median(w for w, _ in rr) * us,
+                     "model_us": statistics.median(m for _, m in rr) * us,
+                     "outside_us": statistics.median(w - m for w, m in rr) * us}
+    raw, vec = out["raw"], out["vector"]
+    out["vector_over_raw"] = raw["step_us"] / vec["step_us"]
+    out["vector_over_raw_same_model"] = raw["step_us"] / (raw["model_us"] + vec["outside_us"])
+    return out
+
+
 def _heun_nfe(env: DiffusionSamplingEnv, steps: int) -> list[int]:
     """``out[t]`` = NFE of the first ``t`` steps of the Heun loop (2 per sample, 1 at the last
     step of an episode)."""
@@ -765,6 +828,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "noise": [],
         "guided": [],
         "ops": [],
+        "split": [],
     }
     for task in args.tasks:
         try:
@@ -795,6 +859,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "ops" in args.sections:
             payload["ops"].append(count_step_ops(task, spec, max(args.num_envs), device))
             atomic_write_json(args.out, payload)
+        if "split" in args.sections:
+            print(f"{task}, split ...", file=sys.stderr, flush=True)
+            payload["split"].append(bench_split(task, spec, max(args.num_envs), budget, device))
+            atomic_write_json(args.out, payload)
     payload["complete"] = True
     payload["ratios"] = ratios(rows)
     atomic_write_json(args.out, payload)
@@ -821,6 +889,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for r in payload["ops"]:
         print(f"\nops, {r['task']}, {r['num_envs']} envs: {r['ops_per_step']} tensor operations "
               "per neutral env step outside the denoiser")
+    for r in payload["split"]:
+        raw, vec = r["raw"], r["vector"]
+        print(f"\nsplit, {r['task']}, {r['num_envs']} envs, us per step (model + outside): Heun "
+              f"loop {raw['model_us']:.0f} + {raw['outside_us']:.0f}, env {vec['model_us']:.0f} + "
+              f"{vec['outside_us']:.0f}; env/Heun {r['vector_over_raw']:.2f}, with the loop's "
+              f"model time {r['vector_over_raw_same_model']:.2f}")
     print(
         f"\nsteps/s (NFE/s), wall-clock medians; machine: {payload['machine']['cpu']}, "
         f"{payload['machine']['torch_threads']} torch threads, torch {torch.__version__}, "

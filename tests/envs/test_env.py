@@ -721,6 +721,27 @@ def test_bad_actions_raise_and_leave_state_unchanged(actions, match):
     env.step(random_actions(env, rng))  # still usable
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.float64])
+def test_each_knobs_last_index_is_valid_and_one_more_is_not(dtype):
+    """Menus of different sizes: the largest index of every knob passes and marks only that knob
+    as used (an all-neutral batch marks none); one past it fails and names that knob."""
+    env = DiffusionSamplingEnv(cond_task(guidance_levels=(1.0, 1.5, 2.0, 3.0)), 4)
+    sizes = env.action_menus.sizes
+    assert len(set(sizes)) > 1  # unequal menus: the per-knob bound matters
+    zeros = np.zeros((4, len(sizes)), dtype=dtype)
+    assert env._validate_actions(zeros, used=True)[1] == [False] * len(sizes)
+    for j, (name, m) in enumerate(zip(env.knob_names, sizes)):
+        last = zeros.copy()
+        last[2, j] = m - 1
+        idx, knob_used = env._validate_actions(last, used=True)
+        assert idx.dtype == torch.long and int(idx[2, j]) == m - 1
+        assert knob_used == [i == j for i in range(len(sizes))]
+        past = zeros.copy()
+        past[2, j] = m
+        with pytest.raises(ValueError, match=rf"invalid action {m}\b.*'{name}'.* sub-env 2\b"):
+            env._validate_actions(past, used=True)
+
+
 def test_tensor_actions_of_every_kind_step_like_their_numpy_copy():
     """CPU tensors are checked as numpy views when numpy can view them, by torch ops otherwise
     (a view with the negative bit, one that needs grad, a dtype numpy lacks): every kind steps

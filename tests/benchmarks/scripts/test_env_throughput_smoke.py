@@ -61,4 +61,11 @@ def test_env_throughput_quick(tmp_path):
     assert ops["task"] == "gmm2d" and ops["num_envs"] == max(num_envs)
     assert ops["ops_per_step"] == sum(ops["by_name"].values()) > 0
     assert "softmax" not in ops["by_name"]  # the mixture denoiser's work is not counted
+    (split,) = payload["split"]
+    assert split["task"] == "gmm2d" and split["num_envs"] == max(num_envs)
+    for mode in ("raw", "vector"):
+        part = split[mode]
+        assert part["model_us"] > 0 and part["outside_us"] > 0 and part["step_us"] > 0
+    assert split["vector_over_raw"] > 0 and split["vector_over_raw_same_model"] > 0
+    assert "split, gmm2d" in proc.stdout
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file left
