@@ -77,6 +77,7 @@ from typing import Any
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
+import diffgym.envs.env as env_module
 from diffgym.envs import (
     BatchNoise,
     DiffusionSamplingEnv,
@@ -599,22 +600,33 @@ def bench_split(task: str, spec: Task, num_envs: int, budget: Budget,
                                autoreset_mode=AutoresetMode.SAME_STEP)
     actions = draw_actions(env, budget.steps, "neutral")
     acc = [0.0]
-    saved = env.task.denoiser, env._guide
+    parts: dict[str, list[float]] = {k: [0.0] for k in ("validate", "observe", "sampler_step")}
+    saved = env.task.denoiser, env._guide, env_module.sampler_step
     runs: dict[str, list[tuple[float, float]]] = {"raw": [], "vector": []}
+    split_parts: list[dict[str, float]] = []
     try:
         env.task.denoiser = _TimedCalls(saved[0], acc, device)
         if saved[1] is not None:
             env._guide = _TimedCalls(saved[1], acc, device)
+        # the env's own parts (instance attributes shadow the methods; removed below)
+        env._validate_actions = _TimedCalls(env._validate_actions, parts["validate"], device)
+        env._observe = _TimedCalls(env._observe, parts["observe"], device)
+        env_module.sampler_step = _TimedCalls(saved[2], parts["sampler_step"], device)
         runners = {"raw": heun_runner(env)[0], "vector": vector_runner(env, actions)}
         for runner in runners.values():
             run_timed(runner, min(budget.warmup, budget.steps), device)
         for r in range(budget.repeats):
             for mode in list(runners)[:: 1 if r % 2 == 0 else -1]:
                 acc[0] = 0.0
+                for v in parts.values():
+                    v[0] = 0.0
                 wall, _ = run_timed(runners[mode], budget.steps, device)
                 runs[mode].append((wall, acc[0]))
+                if mode == "vector":
+                    split_parts.append({k: v[0] for k, v in parts.items()} | {"model": acc[0]})
     finally:
-        env.task.denoiser, env._guide = saved
+        env.task.denoiser, env._guide, env_module.sampler_step = saved
+        del env._validate_actions, env._observe
         env.close()
     out: dict[str, Any] = {"task": task, "num_envs": num_envs, "steps": budget.steps,
                            "repeats": budget.repeats}
@@ -623,6 +635,12 @@ def bench_split(task: str, spec: Task, num_envs: int, budget: Budget,
         out[mode] = {"step_us": statistics.median(w for w, _ in rr) * us,
                      "model_us": statistics.median(m for _, m in rr) * us,
                      "outside_us": statistics.median(w - m for w, m in rr) * us}
+    med = {k: statistics.median(p[k] for p in split_parts) * us for k in split_parts[0]}
+    out["vector_parts_us"] = {  # medians over the repeats: the env's rest, by part
+        "validate_actions": med["validate"], "observe": med["observe"],
+        "sampler_step_outside_model": med["sampler_step"] - med["model"],
+        "step_body": out["vector"]["outside_us"] - med["validate"] - med["observe"]
+        - (med["sampler_step"] - med["model"])}
     raw, vec = out["raw"], out["vector"]
     out["vector_over_raw"] = raw["step_us"] / vec["step_us"]
     out["vector_over_raw_same_model"] = raw["step_us"] / (raw["model_us"] + vec["outside_us"])
@@ -894,7 +912,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"\nsplit, {r['task']}, {r['num_envs']} envs, us per step (model + outside): Heun "
               f"loop {raw['model_us']:.0f} + {raw['outside_us']:.0f}, env {vec['model_us']:.0f} + "
               f"{vec['outside_us']:.0f}; env/Heun {r['vector_over_raw']:.2f}, with the loop's "
-              f"model time {r['vector_over_raw_same_model']:.2f}")
+              f"model time {r['vector_over_raw_same_model']:.2f}; the env's rest: "
+              + ", ".join(f"{k} {v:.0f}" for k, v in r["vector_parts_us"].items()))
     print(
         f"\nsteps/s (NFE/s), wall-clock medians; machine: {payload['machine']['cpu']}, "
         f"{payload['machine']['torch_threads']} torch threads, torch {torch.__version__}, "

@@ -67,5 +67,8 @@ def test_env_throughput_quick(tmp_path):
         part = split[mode]
         assert part["model_us"] > 0 and part["outside_us"] > 0 and part["step_us"] > 0
     assert split["vector_over_raw"] > 0 and split["vector_over_raw_same_model"] > 0
+    assert set(split["vector_parts_us"]) == {"validate_actions", "observe",
+                                             "sampler_step_outside_model", "step_body"}
+    assert split["vector_parts_us"]["validate_actions"] > 0
     assert "split, gmm2d" in proc.stdout
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file left
