@@ -38,7 +38,10 @@ Section ``split``: at the largest ``--num-envs``, the wall-clock of a neutral en
 Heun-loop step, each split into the denoiser's (and guide's) calls and everything else (repeats
 interleaved, medians). The ``outside`` part is the env's overhead in microseconds; the ratio
 ``raw step / (raw model + env outside)`` is the throughput ratio the env would have if its
-denoiser calls cost what the loop's do (on a shared VM they often do not).
+denoiser calls cost what the loop's do (on a shared VM they often do not). ``vector_parts_us``
+splits the env's rest into action validation, observation, ``sampler_step`` outside the model
+and the rest of ``step``. On a GPU every timed call synchronises, so these step times are not
+comparable with the ``throughput`` section's.
 
 Usage::
 
@@ -626,7 +629,8 @@ def bench_split(task: str, spec: Task, num_envs: int, budget: Budget,
                     split_parts.append({k: v[0] for k, v in parts.items()} | {"model": acc[0]})
     finally:
         env.task.denoiser, env._guide, env_module.sampler_step = saved
-        del env._validate_actions, env._observe
+        env.__dict__.pop("_validate_actions", None)
+        env.__dict__.pop("_observe", None)
         env.close()
     out: dict[str, Any] = {"task": task, "num_envs": num_envs, "steps": budget.steps,
                            "repeats": budget.repeats}
