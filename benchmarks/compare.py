@@ -609,6 +609,10 @@ def _learned_row(
                 "train_seed": k, "eval_seed": s, **record, "temperature": tau,
                 "selection": {tau_name(t): r["metrics"][ctx.metric] for t, r in selection.items()},
                 "selection_cost": selection_cost.to_dict(),
+                **({} if cfg.inference_guard is None else {"selection_guard": {  # its inputs
+                    **{tau_name(t): r["metrics"][cfg.inference_guard]
+                       for t, r in selection.items()},
+                    "default": default[0].metrics[cfg.inference_guard]}}),  # checked: not None
             })
             profiles.append(record["profile"])
             if rep == 0:

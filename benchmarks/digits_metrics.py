@@ -10,6 +10,7 @@ import torch
 
 from diffgym.benchmarks.digits_classifier import DigitsClassifier, load_digits_classifier
 from diffgym.benchmarks.metrics import (
+    FeatureCache,
     _check_tensor,
     _samples,
     class_histogram_tv,
@@ -37,11 +38,10 @@ def _classify(
     return torch.cat(feats), torch.cat(preds)
 
 
-_REFERENCE_FEATURES: dict[tuple[str, str, str], torch.Tensor] = {}
+_REFERENCE_FEATURES = FeatureCache(8)
 """Classifier features of reference sets, by (content hash of the images, content hash of the
 classifier's weights, device): a fixed reference (the whole ``digits`` data set) is embedded once
 per process, not once per evaluation."""
-_REFERENCE_CACHE_SIZE = 8
 
 
 def reference_features(
@@ -56,13 +56,7 @@ def reference_features(
         content_hash(*classifier.state_dict().values()),
         str(param.device),
     )
-    feat = _REFERENCE_FEATURES.get(key)
-    if feat is None:
-        feat, _ = _classify(classifier, reference_x, batch_size)
-        if len(_REFERENCE_FEATURES) >= _REFERENCE_CACHE_SIZE:
-            _REFERENCE_FEATURES.pop(next(iter(_REFERENCE_FEATURES)))
-        _REFERENCE_FEATURES[key] = feat
-    return feat.clone()
+    return _REFERENCE_FEATURES.get(key, lambda: _classify(classifier, reference_x, batch_size)[0])
 
 
 def digits_metrics(

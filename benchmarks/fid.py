@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diffgym.benchmarks.metrics import FeatureCache, content_hash
+
 __all__ = [
     "FID_INPUT_SIZE",
     "FID_FEATURES",
@@ -341,8 +343,7 @@ def _features(net: InceptionFeatures, x: torch.Tensor, batch_size: int) -> torch
     return torch.cat([net(images_to_uint8(b).to(dev)) for b in x.split(batch_size)]).cpu()
 
 
-_REFERENCE_FEATURES: dict[tuple, torch.Tensor] = {}
-_REFERENCE_CACHE_SIZE = 4
+_REFERENCE_FEATURES = FeatureCache(4)
 
 
 def reference_inception_features(
@@ -357,18 +358,11 @@ def reference_inception_features(
     Raises:
         FileNotFoundError, ValueError: see :func:`load_inception`.
     """
-    from diffgym.benchmarks.metrics import content_hash
-
     p = _check_weights_path(weights).resolve()
     dev = str(torch.device(device))
     key = (str(p), p.stat().st_mtime_ns, dev, int(batch_size), content_hash(reference_x))
-    feat = _REFERENCE_FEATURES.get(key)
-    if feat is None:
-        feat = _features(load_inception(p, dev), reference_x, batch_size)
-        if len(_REFERENCE_FEATURES) >= _REFERENCE_CACHE_SIZE:
-            _REFERENCE_FEATURES.pop(next(iter(_REFERENCE_FEATURES)))
-        _REFERENCE_FEATURES[key] = feat
-    return feat.clone()
+    return _REFERENCE_FEATURES.get(
+        key, lambda: _features(load_inception(p, dev), reference_x, batch_size))
 
 
 def inception_metrics(

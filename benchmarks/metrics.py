@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -33,6 +33,7 @@ from diffgym.envs.denoisers import GaussianMixture
 
 __all__ = [
     "class_histogram_tv",
+    "FeatureCache",
     "content_hash",
     "frechet_distance",
     "kid",
@@ -66,6 +67,32 @@ def content_hash(*tensors: torch.Tensor) -> str:
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
         h.update(t.float().numpy().tobytes())
     return h.hexdigest()
+
+
+class FeatureCache:
+    """Features of reference sets kept in the process, by key (e.g. :func:`content_hash` of the
+    set, the network's weights, the device); the oldest is dropped beyond ``size``.
+    :meth:`get` returns a copy, so callers may modify it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = int(size)
+        self._items: dict[tuple, torch.Tensor] = {}
+
+    def get(self, key: tuple, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The features under ``key``, from ``compute()`` the first time."""
+        feat = self._items.get(key)
+        if feat is None:
+            feat = compute()
+            if len(self._items) >= self.size:
+                self._items.pop(next(iter(self._items)))
+            self._items[key] = feat
+        return feat.clone()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
 
 
 def _acc_dtype(device: torch.device) -> torch.dtype:

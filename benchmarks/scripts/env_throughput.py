@@ -526,6 +526,30 @@ def bench_guided(task: str, spec: Task, args: argparse.Namespace, device: torch.
     }
 
 
+class _TimedCalls:
+    """The model, with the wall-clock seconds of its calls added to ``acc[0]`` and, with
+    ``inside``, the number of its calls in progress in ``inside[0]``."""
+
+    def __init__(self, model: Any, acc: list[float], device: torch.device,
+                 inside: list[int] | None = None) -> None:
+        self.model, self.acc, self.device = model, acc, device
+        self.inside = [0] if inside is None else inside
+
+    def __call__(self, *a: Any, **k: Any) -> Any:
+        _sync(self.device)
+        t0 = time.perf_counter()
+        self.inside[0] += 1
+        try:
+            return self.model(*a, **k)
+        finally:
+            self.inside[0] -= 1
+            _sync(self.device)
+            self.acc[0] += time.perf_counter() - t0
+
+    def __getattr__(self, name: str) -> Any:  # sigma_data, num_classes, ...
+        return getattr(self.model, name)
+
+
 def count_step_ops(task: str, spec: Task, num_envs: int, device: torch.device,
                    warmup: int = 3) -> dict[str, Any]:
     """Aten calls of one neutral ``SAME_STEP`` env step (after ``warmup`` steps), outside the
@@ -536,7 +560,7 @@ def count_step_ops(task: str, spec: Task, num_envs: int, device: torch.device,
                                autoreset_mode=AutoresetMode.SAME_STEP)
     actions = env_actions(env, draw_actions(env, warmup + 1, "neutral"))
     step_actions = actions[warmup]  # indexed before counting: the caller's work
-    inside = [0]
+    inside = [0]  # open model calls: their operations are left out of the count
     ops: collections.Counter[str] = collections.Counter()
 
     class Count(TorchDispatchMode):
@@ -545,25 +569,11 @@ def count_step_ops(task: str, spec: Task, num_envs: int, device: torch.device,
                 ops[func.overloadpacket.__name__] += 1
             return func(*args, **(kwargs or {}))
 
-    class counted_outside:  # noqa: N801 - the model, its calls left out of the count
-        def __init__(self, model: Any) -> None:
-            self.model = model
-
-        def __call__(self, *a: Any, **k: Any) -> Any:
-            inside[0] += 1
-            try:
-                return self.model(*a, **k)
-            finally:
-                inside[0] -= 1
-
-        def __getattr__(self, name: str) -> Any:  # sigma_data, num_classes, ...
-            return getattr(self.model, name)
-
     saved = env.task.denoiser, env._guide
     try:
-        env.task.denoiser = counted_outside(saved[0])
+        env.task.denoiser = _TimedCalls(saved[0], [0.0], device, inside)
         if saved[1] is not None:
-            env._guide = counted_outside(saved[1])
+            env._guide = _TimedCalls(saved[1], [0.0], device, inside)
         env.reset(seed=ENV_SEED)
         for t in range(warmup):
             env.step(actions[t])
@@ -574,25 +584,6 @@ def count_step_ops(task: str, spec: Task, num_envs: int, device: torch.device,
         env.close()
     return {"task": task, "num_envs": num_envs, "ops_per_step": sum(ops.values()),
             "by_name": dict(sorted(ops.items()))}
-
-
-class _TimedCalls:
-    """The model, with the wall-clock seconds of its calls added to ``acc[0]``."""
-
-    def __init__(self, model: Any, acc: list[float], device: torch.device) -> None:
-        self.model, self.acc, self.device = model, acc, device
-
-    def __call__(self, *a: Any, **k: Any) -> Any:
-        _sync(self.device)
-        t0 = time.perf_counter()
-        try:
-            return self.model(*a, **k)
-        finally:
-            _sync(self.device)
-            self.acc[0] += time.perf_counter() - t0
-
-    def __getattr__(self, name: str) -> Any:  # sigma_data, num_classes, ...
-        return getattr(self.model, name)
 
 
 def bench_split(task: str, spec: Task, num_envs: int, budget: Budget,

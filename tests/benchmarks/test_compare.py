@@ -443,6 +443,9 @@ def test_inference_guard_config_and_the_default_sampler_as_the_learned_row(tiny,
     learned, default = rows[METHOD], rows["default"]
     assert learned.metrics == default.metrics and learned.nfe_per_sample == default.nfe_per_sample
     assert learned.per_seed[0]["inference"] == "default" and "inference default" in learned.detail
+    guard = learned.per_seed[0]["selection_guard"]  # what the choice compared, for the record
+    assert set(guard) == {"greedy", "τ=1", "default"}
+    assert guard["default"] == default.info["search_metrics"]["mode_tv"]
     assert learned.inference_overhead_pct is None
     grid = json.loads((copy / "grid" / "grid.json").read_text())
     old = {r.method: r for r in first.rows}[METHOD]
