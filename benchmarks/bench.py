@@ -95,6 +95,7 @@ from diffgym.benchmarks.stats import (
     task_reference,
 )
 from diffgym.envs.io import atomic_write_json
+from diffgym.envs.noise import NOISE_VERSION_ENV, default_noise_version
 from diffgym.envs.tasks import Task, list_tasks, make_task
 
 __all__ = [
@@ -573,8 +574,9 @@ def _run_ray(trials: Sequence[Trial], bar: Any, device: str) -> list[dict[str, A
     """One Ray task per trial (one CPU, plus one GPU on CUDA); results in trial order."""
     import ray
 
-    remote = ray.remote(
-        num_cpus=1, num_gpus=1 if torch.device(device).type == "cuda" else 0
+    remote = ray.remote(  # the workers draw the driver's per-sample noise version
+        num_cpus=1, num_gpus=1 if torch.device(device).type == "cuda" else 0,
+        runtime_env={"env_vars": {NOISE_VERSION_ENV: str(default_noise_version())}},
     )(run_trial)
     refs = {remote.remote(t): i for i, t in enumerate(trials)}
     records: list[dict[str, Any] | None] = [None] * len(trials)

@@ -120,6 +120,7 @@ from diffgym.benchmarks.runs import (
     save_samples_npz,
     train_or_load,
 )
+from diffgym.envs.noise import default_noise_version
 from diffgym.envs.sampler import schedule_actions
 from diffgym.envs.tasks import Task, list_tasks, make_task
 
@@ -761,6 +762,7 @@ def run_comparison(
         "reward_options": dict(cfg.reward_options),
         "n_envs": cfg.n_envs,
         "inference_guard": cfg.inference_guard,
+        "noise_version": default_noise_version(),
     }
     result = ComparisonResult(
         task=task.name,

@@ -42,6 +42,7 @@ import torch
 from diffgym.agents.cost import Cost, Stopwatch
 from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
 from diffgym.envs.denoisers import FullCovGaussianMixture, GaussianMixture
+from diffgym.envs.noise import noise_key_fields
 from diffgym.envs.sampler import ActionFn, PerSampleNoise, SampleResult, sample
 from diffgym.envs.tasks import Task
 
@@ -642,8 +643,9 @@ def point_key(
     device: torch.device | str = "cpu",
 ) -> str:
     """A stable 16-hex-digit key of a fixed sampler's evaluation: hash of the protocol version,
-    task fingerprint, family, parameters, ``n``, ``seed`` and the kind of device that draws the
-    noise.
+    task fingerprint, family, parameters, ``n``, ``seed``, the kind of device that draws the
+    noise and the per-sample noise generator's version (:func:`~diffgym.envs.noise.
+    noise_key_fields`: none for version 1, so keys written before versions existed still match).
 
     The device kind is part of the key because results are reproducible bit for bit only on one
     kind of device: the per-sample noise is the same numbers everywhere, but the denoiser's
@@ -657,6 +659,7 @@ def point_key(
         "params": {k: float(v) for k, v in params.items()},
         "n": int(n),
         "seed": int(seed),
+        **noise_key_fields(),
     }
     kind = torch.device(device).type
     if kind != "cpu":

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from diffgym.agents.cost import Cost
+from diffgym.envs.noise import default_noise_version
 from diffgym.envs.tasks import Task
 
 if TYPE_CHECKING:
@@ -47,11 +48,16 @@ def _ray_trial(
     n: int,
     seed: int,
     device: str,
+    noise_version: int,
 ) -> None:
-    """A Tune function trainable: evaluate the point ``config["key"]`` and report its numbers."""
+    """A Tune function trainable: evaluate the point ``config["key"]`` and report its numbers,
+    with the driver's noise version (the key was computed with it)."""
     from ray import tune
 
     from diffgym.benchmarks.grid import _evaluate_spec
+    from diffgym.envs.noise import set_default_noise_version
+
+    set_default_noise_version(noise_version)
 
     record = _evaluate_spec(task, specs[config["key"]], n=n, seed=seed, device=device)
     report: dict[str, Any] = {
@@ -137,7 +143,8 @@ def run_ray(
             storage = out_dir / "ray"
         trainable = tune.with_resources(
             tune.with_parameters(
-                _ray_trial, task=task, specs=dict(by_key), n=n, seed=seed, device=str(device)
+                _ray_trial, task=task, specs=dict(by_key), n=n, seed=seed, device=str(device),
+                noise_version=default_noise_version(),
             ),
             # One CPU per trial, plus one GPU when sampling on CUDA.
             {"cpu": 1, "gpu": 1 if torch.device(device).type == "cuda" else 0},

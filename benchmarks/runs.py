@@ -27,6 +27,7 @@ from diffgym.benchmarks.evaluate import (
 )
 from diffgym.benchmarks.report import KNOB_FIELDS
 from diffgym.envs.io import atomic_save_npz, atomic_write_json, locked
+from diffgym.envs.noise import noise_key_fields
 from diffgym.envs.sampler import Knobs, PerSampleNoise, SampleResult
 from diffgym.envs.tasks import Task
 
@@ -207,7 +208,7 @@ def evaluate_policy(
     key = hashlib.sha256(
         json.dumps(
             {"model": run.model_sha256, "config": config.fingerprint(), "task": task_fp,
-             "n": n, "seed": seed, "temperature": tau},
+             "n": n, "seed": seed, "temperature": tau, **noise_key_fields()},
             sort_keys=True,
         ).encode()
     ).hexdigest()[:16]

@@ -695,6 +695,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="torch CPU threads (default: torch's); 1 is fastest on a busy or 2-core machine",
     )
+    parser.add_argument(
+        "--noise-version",
+        type=int,
+        default=None,
+        metavar="V",
+        help="per-sample (common random numbers) noise generator: 2 (default) or 1 (the numbers "
+        "of results before it; also $DIFFGYM_NOISE_VERSION)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for add in SUBCOMMANDS:
         add(sub)
@@ -710,6 +718,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.noise_version is not None:
+        from diffgym.envs.noise import set_default_noise_version
+
+        try:
+            set_default_noise_version(args.noise_version)
+        except ValueError as err:
+            parser.error(f"--noise-version: {err}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
     )

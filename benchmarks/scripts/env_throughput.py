@@ -429,13 +429,15 @@ def bench_noise(task: str, spec: Task, args: argparse.Namespace, device: torch.d
                 ) -> dict[str, Any]:
     """Per-sample against batch noise at ``--noise-batch`` samples: ``--noise-draws`` draws of
     the task's data shape, and (``--noise-sample-tasks``) a whole ``sample`` with churn at every
-    step. Times are medians of interleaved repeats."""
+    step. Times are medians of interleaved repeats. ``per_sample`` is the default generator
+    (version 2); ``per_sample_v1`` the generator of the results before it."""
     n, shape, dt = args.noise_batch, spec.data_shape, spec.dtype
     sources = {
         "batch": BatchNoise(n, device=device, dtype=dt, seed=0),
-        "per_sample": PerSampleNoise(range(n), device=device, dtype=dt),
+        "per_sample": PerSampleNoise(range(n), device=device, dtype=dt, version=2),
         "per_sample_no_prefetch": PerSampleNoise(range(n), device=device, dtype=dt,
-                                                 prefetch=False),
+                                                 prefetch=False, version=2),
+        "per_sample_v1": PerSampleNoise(range(n), device=device, dtype=dt, version=1),
     }
 
     def draws(src):
@@ -453,6 +455,7 @@ def bench_noise(task: str, spec: Task, args: argparse.Namespace, device: torch.d
         "draw_ratio": draw_s["per_sample"] / draw_s["batch"],
         "draw_ratio_cpu": draw_cpu["per_sample"] / draw_cpu["batch"],
         "draw_ratio_no_prefetch": draw_s["per_sample_no_prefetch"] / draw_s["batch"],
+        "draw_ratio_v1": draw_s["per_sample_v1"] / draw_s["batch"],
     }
     if task in args.noise_sample_tasks:
         sigmas = spec.sigmas(device)
@@ -464,7 +467,8 @@ def bench_noise(task: str, spec: Task, args: argparse.Namespace, device: torch.d
             def go() -> None:
                 noise = (BatchNoise(n, device=device, dtype=dt, seed=0) if kind == "batch"
                          else PerSampleNoise(range(n), device=device, dtype=dt,
-                                             prefetch=kind == "per_sample"))
+                                             prefetch=kind != "per_sample_no_prefetch",
+                                             version=1 if kind == "per_sample_v1" else 2))
                 with torch.inference_mode():
                     sample(spec.denoiser, sigmas, noise=noise, data_shape=shape, labels=labels,
                            actions=churn, dtype=dt)
@@ -478,6 +482,7 @@ def bench_noise(task: str, spec: Task, args: argparse.Namespace, device: torch.d
             sample_ratio=sample_s["per_sample"] / sample_s["batch"],
             sample_ratio_cpu=sample_cpu["per_sample"] / sample_cpu["batch"],
             sample_ratio_no_prefetch=sample_s["per_sample_no_prefetch"] / sample_s["batch"],
+            sample_ratio_v1=sample_s["per_sample_v1"] / sample_s["batch"],
         )
     return out
 
@@ -748,7 +753,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="pre-drawn actions of the throughput section")
     p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     p.add_argument("--noise-batch", type=int, default=2048, help="samples of the noise section")
-    p.add_argument("--noise-draws", type=int, default=50, help="draws per timed noise repeat")
+    p.add_argument("--noise-draws", type=int, default=64,
+                   help="draws per timed noise repeat (64: whole prefetched blocks, 32 draws "
+                   "each at B = 2048 x 2, so that every repeat holds the same block work)")
     p.add_argument("--noise-repeats", type=int, default=5)
     p.add_argument("--noise-sample-tasks", nargs="*", default=["gmm2d"],
                    help="tasks whose whole-sample noise cost is timed (slow for networks)")
@@ -886,12 +893,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         line = (f"\nnoise, {r['task']}, B={r['batch']}: one draw {ms['per_sample']:.3f} ms "
                 f"per-sample vs {ms['batch']:.3f} ms batch ({r['draw_ratio']:.2f}x; CPU time "
                 f"{r['draw_ratio_cpu']:.2f}x; without prefetching "
-                f"{r['draw_ratio_no_prefetch']:.2f}x)")
+                f"{r['draw_ratio_no_prefetch']:.2f}x; version 1 {r['draw_ratio_v1']:.2f}x)")
         if "sample_ratio" in r:
             line += (f"; whole sample (churn) {r['sample_ms']['per_sample']:.1f} ms vs "
                      f"{r['sample_ms']['batch']:.1f} ms ({r['sample_ratio']:.2f}x; CPU time "
                      f"{r['sample_ratio_cpu']:.2f}x; without prefetching "
-                     f"{r['sample_ratio_no_prefetch']:.2f}x)")
+                     f"{r['sample_ratio_no_prefetch']:.2f}x; version 1 "
+                     f"{r['sample_ratio_v1']:.2f}x)")
         print(line)
     for r in payload["guided"]:
         print(

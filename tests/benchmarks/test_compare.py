@@ -187,6 +187,7 @@ def test_eval_repeats_evaluate_one_run_on_several_seeds(tiny, tmp_path, monkeypa
     assert len(set(seeds)) == 3 and seeds[0] == first.settings["eval_seeds"][0]
     assert again.num_trained == 0 and again.settings["eval_seeds"] == seeds
     assert again.settings["eval_repeats"] == 3 and again.settings["heldout"] is False
+    assert again.settings["noise_version"] == 2
     for a, b in zip(first.rows, again.rows):  # every row on the same three seeds
         assert [s["eval_seed"] for s in b.per_seed] == seeds
         assert b.per_seed[0]["metrics"] == a.per_seed[0]["metrics"]  # the first is reused

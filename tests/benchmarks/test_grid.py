@@ -222,12 +222,17 @@ def test_point_keys_cover_the_protocol(gmm2d):
     assert key != point_key(other, "guidance", {"w": 2.0}, n=64, seed=0)
 
 
-def test_point_keys_name_the_noise_device():
-    """Results on CUDA round differently from the CPU's: they get other keys, so a grid or
-    comparison never mixes the two; CPU keys are unchanged from protocol 1's."""
+def test_point_keys_name_the_noise_device_and_version(monkeypatch):
+    """Results on CUDA round differently from the CPU's, and noise version 2 draws other numbers:
+    both get other keys, so a grid or comparison never mixes them; CPU keys of noise version 1
+    are unchanged from protocol 1's."""
     fp = {"name": "x"}
+    monkeypatch.setenv("DIFFGYM_NOISE_VERSION", "2")
+    v2 = point_key(fp, "guidance", {"w": 2.0}, n=64, seed=0)
+    monkeypatch.setenv("DIFFGYM_NOISE_VERSION", "1")
     cpu = point_key(fp, "guidance", {"w": 2.0}, n=64, seed=0)
     assert cpu == "5667291846d0ab72"  # the key protocol 1 gave before the device was added
+    assert v2 != cpu
     assert point_key(fp, "guidance", {"w": 2.0}, n=64, seed=0, device="cpu") == cpu
     assert point_key(fp, "guidance", {"w": 2.0}, n=64, seed=0, device=torch.device("cpu")) == cpu
     cuda = point_key(fp, "guidance", {"w": 2.0}, n=64, seed=0, device="cuda")

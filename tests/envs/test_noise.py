@@ -21,9 +21,20 @@ from diffgym.envs import (
     sampler_step,
     schedule_actions,
 )
-from diffgym.envs.noise import PREFETCH_HASHES, PREFETCH_MAX_DRAWS, _mix64, _mix64_int, _signed
+from diffgym.envs.noise import (
+    NOISE_VERSION_ENV,
+    PREFETCH_HASHES,
+    PREFETCH_MAX_DRAWS,
+    _mix64,
+    _mix64_int,
+    _signed,
+    default_noise_version,
+    noise_key_fields,
+    set_default_noise_version,
+)
 
 F64 = torch.float64
+VERSIONS = pytest.mark.parametrize("version", [1, 2])
 
 
 def test_mix64_matches_unsigned_reference():
@@ -58,41 +69,114 @@ def _reference_draws(seed: int, draws: int, numbers: int) -> list[list[float]]:
 
 
 @pytest.mark.parametrize("prefetch", [True, False])
-def test_per_sample_draws_follow_the_documented_recipe(prefetch):
-    """Every number is splitmix64 of (key, draw counter, lane) turned into a Box-Muller pair in
-    float64: pinned against a plain-Python reference (float32 output exactly; float64 to 1e-14,
-    the last bits of ``math``'s log/cos/sin against torch's), and every draw is contiguous."""
+def test_version_1_draws_follow_the_documented_recipe(prefetch):
+    """Version 1: every number is splitmix64 of (key, draw counter, lane) turned into a
+    Box-Muller pair in float64: pinned against a plain-Python reference (float32 output exactly;
+    float64 to 1e-14, the last bits of ``math``'s log/cos/sin against torch's), and every draw is
+    contiguous."""
     seeds = [0, 1, 12345, 2**40 + 3]
     for shape in ((2,), (5,), (64,)):
-        noise = PerSampleNoise(seeds, dtype=F64, prefetch=prefetch)
+        noise = PerSampleNoise(seeds, dtype=F64, prefetch=prefetch, version=1)
         got = torch.stack([noise.randn(shape).reshape(len(seeds), -1) for _ in range(3)], 1)
         for b, seed in enumerate(seeds):
             want = torch.tensor(_reference_draws(seed, 3, math.prod(shape)), dtype=F64)
             torch.testing.assert_close(got[b], want, rtol=0, atol=1e-14)
-            as_f32 = PerSampleNoise([seed], prefetch=prefetch).randn(shape).reshape(-1)
-            assert torch.equal(as_f32, want[0].float())  # float32: rounded once, from float64
+            as_f32 = PerSampleNoise([seed], prefetch=prefetch, version=1).randn(shape)
+            assert torch.equal(as_f32.reshape(-1), want[0].float())  # rounded once, from f64
     for shape in ((9,), (3, 3), (2,)):  # odd counts drop the last pair's second number
+        noise = PerSampleNoise(range(5), prefetch=prefetch, version=1)
+        assert all(noise.randn(shape).is_contiguous() for _ in range(4))
+        assert noise.randn_rows(torch.tensor([0, 3]), shape).is_contiguous()
+
+
+def _reference_draws_v2(seed: int, draws: int, numbers: int) -> list[list[float]]:
+    """Version 2's recipe in plain Python: one splitmix64 hash per pair, the low then the high
+    32-bit word, each word's top 24 bits ``v`` (signed) giving ``Phi^-1((v + 1/2) / 2^24 +
+    1/2)`` (``statistics.NormalDist``, float64)."""
+    from statistics import NormalDist
+
+    from diffgym.envs.noise import _DRAW, _GOLDEN, _seed_key
+
+    key = _seed_key(seed) & ((1 << 64) - 1)
+    out = []
+    for c in range(draws):
+        row = []
+        for p in range((numbers + 1) // 2):
+            h = _mix64_int(key + c * _DRAW + _GOLDEN * (p + 1))
+            for word in (h & 0xFFFFFFFF, h >> 32):
+                v = (word >> 8) - (1 << 24 if word >> 31 else 0)  # signed top 24 bits
+                row.append(NormalDist().inv_cdf(0.5 + (v + 0.5) / 2**24))
+        out.append(row[:numbers])
+    return out
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_version_2_draws_follow_the_documented_recipe(prefetch):
+    """Version 2 (the default) against its plain-Python recipe: the same to float32's erfinv
+    accuracy (a few 1e-7 relative), float64 output is the float32 numbers cast, odd counts drop
+    the last word, and every draw is contiguous."""
+    seeds = [0, 1, 12345, 2**40 + 3]
+    assert PerSampleNoise(seeds).version == 2
+    for shape in ((2,), (5,), (64,), (1,)):
+        noise = PerSampleNoise(seeds, prefetch=prefetch)
+        as_f64 = PerSampleNoise(seeds, dtype=F64, prefetch=prefetch)
+        draws = [noise.randn(shape) for _ in range(40)]
+        for c, got in enumerate(draws[:3]):
+            assert got.dtype == torch.float32 and got.is_contiguous()
+            assert torch.equal(as_f64.randn(shape), got.double())
+            for b, seed in enumerate(seeds):
+                want = torch.tensor(_reference_draws_v2(seed, c + 1, math.prod(shape))[c])
+                torch.testing.assert_close(got[b].reshape(-1), want, rtol=2e-6, atol=2e-6)
+        first = draws[0].clone()
+        draws[0].add_(1.0)  # writing to a served draw changes no other draw
+        again = PerSampleNoise(seeds, prefetch=prefetch)
+        assert torch.equal(again.randn(shape), first)
+        assert all(torch.equal(again.randn(shape), d) for d in draws[1:])
+    for shape in ((9,), (3, 3)):
         noise = PerSampleNoise(range(5), prefetch=prefetch)
         assert all(noise.randn(shape).is_contiguous() for _ in range(4))
         assert noise.randn_rows(torch.tensor([0, 3]), shape).is_contiguous()
 
 
-def test_per_sample_noise_is_deterministic_and_independent_of_batch_and_order():
-    a = PerSampleNoise([3, 7, 11], dtype=F64)
-    b = PerSampleNoise([11, 3, 7], dtype=F64)
-    alone = PerSampleNoise([7], dtype=F64)
+def test_noise_versions_default_key_fields_and_errors(monkeypatch):
+    """The default comes from $DIFFGYM_NOISE_VERSION (2 when unset); cache keys add a field only
+    for versions after 1; bad versions are refused with the value and the allowed ones."""
+    monkeypatch.delenv(NOISE_VERSION_ENV, raising=False)
+    assert default_noise_version() == 2 and noise_key_fields() == {"noise_version": 2}
+    set_default_noise_version(1)
+    assert PerSampleNoise([3]).version == 1 and noise_key_fields() == {}
+    assert noise_key_fields(2) == {"noise_version": 2}
+    v1 = PerSampleNoise([3, 4]).randn((4,))
+    assert not torch.equal(v1, PerSampleNoise([3, 4], version=2).randn((4,)))
+    for bad in (0, 3, "two", True, 1.5):
+        with pytest.raises(ValueError, match=r"must be one of \(1, 2\), got"):
+            PerSampleNoise([1], version=bad)
+    with pytest.raises(ValueError, match=r"must be one of \(1, 2\), got 7"):
+        set_default_noise_version(7)
+    monkeypatch.setenv(NOISE_VERSION_ENV, "9")
+    with pytest.raises(ValueError, match=r"\$DIFFGYM_NOISE_VERSION must be one of .* got '9'"):
+        PerSampleNoise([1])
+
+
+@VERSIONS
+def test_per_sample_noise_is_deterministic_and_independent_of_batch_and_order(version):
+    a = PerSampleNoise([3, 7, 11], dtype=F64, version=version)
+    b = PerSampleNoise([11, 3, 7], dtype=F64, version=version)
+    alone = PerSampleNoise([7], dtype=F64, version=version)
     for shape in ((2,), (1, 5, 5), (3,)):
         xa, xb, x1 = a.randn(shape), b.randn(shape), alone.randn(shape)
         assert torch.equal(xa[1], x1[0]) and torch.equal(xb[2], x1[0])
         assert torch.equal(xa[0], xb[1]) and torch.equal(xa[2], xb[0])
         assert not torch.equal(xa[0], xa[1])
-    again = PerSampleNoise([3, 7, 11], dtype=F64)
-    assert torch.equal(again.randn((2,)), PerSampleNoise([3, 7, 11], dtype=F64).randn((2,)))
+    again = PerSampleNoise([3, 7, 11], dtype=F64, version=version)
+    twin = PerSampleNoise([3, 7, 11], dtype=F64, version=version)
+    assert torch.equal(again.randn((2,)), twin.randn((2,)))
 
 
-def test_per_sample_noise_is_standard_normal():
+@VERSIONS
+def test_per_sample_noise_is_standard_normal(version):
     """Moments, tails and independence of lanes, draws and neighbouring seeds."""
-    noise = PerSampleNoise(range(4096), dtype=F64)
+    noise = PerSampleNoise(range(4096), dtype=F64, version=version)
     x = noise.randn((64,))  # 262,144 numbers
     y = noise.randn((64,))
     assert abs(float(x.mean())) < 0.01 and abs(float(x.std()) - 1) < 0.01
@@ -107,16 +191,17 @@ def test_per_sample_noise_is_standard_normal():
     assert float((cdf - emp).abs().max()) < 0.005  # KS statistic (critical ~0.0034 at 1 %)
 
 
+@VERSIONS
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
-def test_prefetched_draws_are_the_draws_computed_one_at_a_time(dtype, device):
+def test_prefetched_draws_are_the_draws_computed_one_at_a_time(dtype, device, version):
     """Full-batch draws served from prefetched blocks equal the draw computed alone at the same
     counters, through skips, unneeded draws, a second shape, row draws, reseeds and a state
     round trip (each of which moves counters or drops the blocks)."""
     seeds = list(range(40, 90))
-    noise = PerSampleNoise(seeds, device=device, dtype=dtype)
+    noise = PerSampleNoise(seeds, device=device, dtype=dtype, version=version)
 
     def alone(shape):  # a fresh source at the same counters: its first draw is never prefetched
-        ref = PerSampleNoise(seeds, device=device, dtype=dtype)
+        ref = PerSampleNoise(seeds, device=device, dtype=dtype, version=version)
         ref.load_state_dict(noise.state_dict())
         return ref.randn(shape)
 
@@ -159,13 +244,14 @@ def test_large_draws_and_prefetch_false_are_not_prefetched():
     assert not off._blocks  # prefetch=False: every draw computed when asked for
 
 
-def test_rows_draws_advance_only_their_samples():
-    noise = PerSampleNoise([5, 9, 13], dtype=F64)
+@VERSIONS
+def test_rows_draws_advance_only_their_samples(version):
+    noise = PerSampleNoise([5, 9, 13], dtype=F64, version=version)
     sub = noise.randn_rows(torch.tensor([1]), (4,))
-    assert torch.equal(sub[0], PerSampleNoise([9], dtype=F64).randn((4,))[0])
+    assert torch.equal(sub[0], PerSampleNoise([9], dtype=F64, version=version).randn((4,))[0])
     full = noise.randn((4,))
-    first_5 = PerSampleNoise([5], dtype=F64).randn((4,))[0]
-    nine = PerSampleNoise([9], dtype=F64)
+    first_5 = PerSampleNoise([5], dtype=F64, version=version).randn((4,))[0]
+    nine = PerSampleNoise([9], dtype=F64, version=version)
     nine.randn((4,))
     assert torch.equal(full[0], first_5) and torch.equal(full[1], nine.randn((4,))[0])
     noise.reseed(1, 9)
@@ -184,11 +270,12 @@ def test_categorical_rows_follow_the_probabilities():
     assert labels[17] == alone[0]
 
 
+@VERSIONS
 @pytest.mark.parametrize("per_sample", [False, True])
-def test_noise_state_dict_round_trip(per_sample, device):
+def test_noise_state_dict_round_trip(per_sample, device, version):
     def make():
         if per_sample:
-            return PerSampleNoise([1, 2, 3], device=device, dtype=F64)
+            return PerSampleNoise([1, 2, 3], device=device, dtype=F64, version=version)
         return BatchNoise(3, device=device, dtype=F64, seed=4)
 
     noise = make()
@@ -200,6 +287,25 @@ def test_noise_state_dict_round_trip(per_sample, device):
     fresh = make()
     fresh.load_state_dict(state)
     assert torch.equal(fresh.randn((2,)), want)
+
+
+def test_noise_state_carries_the_generator_version():
+    """A state restores its generator; a state from before versions (no "version") is
+    version 1; a bad version in a state is refused."""
+    old = PerSampleNoise([1, 2], version=1)
+    old.randn((3,))
+    state = old.state_dict()
+    assert state["version"] == 1
+    legacy = {k: v for k, v in state.items() if k != "version"}
+    fresh = PerSampleNoise([1, 2], version=2)
+    fresh.load_state_dict(legacy)
+    assert fresh.version == 1 and torch.equal(fresh.randn((3,)), old.randn((3,)))
+    v2 = PerSampleNoise([1, 2], version=2)
+    into_v1 = PerSampleNoise([1, 2], version=1)
+    into_v1.load_state_dict(v2.state_dict())
+    assert into_v1.version == 2 and torch.equal(into_v1.randn((3,)), v2.randn((3,)))
+    with pytest.raises(ValueError, match=r"noise state 'version' must be one of \(1, 2\), got 5"):
+        fresh.load_state_dict({**state, "version": 5})
 
 
 def test_noise_state_errors():
