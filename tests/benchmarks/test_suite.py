@@ -259,6 +259,17 @@ def test_outcomes_from_a_synthetic_comparison():
     md = SuiteResult(config=cfg, metric="sw2", direction="min", outcomes=[o, twin]).to_markdown()
     assert ("the default sampler reaches the best grid point on 0/1 tasks (0 %); the best grid "
             "point has mode TV <= default on 0/1 (0 %)") in md
+    assert o.default_runs == 0 and "runs on the default sampler" not in md
+    # guarded: a run the guard sent to the default sampler is counted, per task and per method
+    guarded = copy.deepcopy(result)
+    guarded.rows[-1].per_seed[1].update(inference="default")
+    (og,) = outcomes_from_comparison(guarded, task_seed=7)
+    assert og.default_runs == 1 and og.to_row("gmm2d-random")["default_runs"] == 1
+    gcfg = cfg.replace(inference_guard="mode_tv")
+    gres = SuiteResult(config=gcfg, metric="sw2", direction="min", outcomes=[og, o])
+    assert gres.summaries()["ppo+gail/js"].default_runs == 1
+    assert "| runs on the default sampler |" in gres.to_markdown()
+    assert "| 1/4 |" in gres.to_markdown()  # 1 of the 2 + 2 runs of the two tasks
 
 
 # --------------------------------------------------------------------------------------------
