@@ -95,7 +95,7 @@ from diffgym.benchmarks.stats import (
     task_reference,
 )
 from diffgym.envs.io import atomic_write_json
-from diffgym.envs.noise import NOISE_VERSION_ENV, default_noise_version
+from diffgym.envs.noise import NOISE_VERSION_ENV, default_noise_version, noise_key_fields
 from diffgym.envs.tasks import Task, list_tasks, make_task
 
 __all__ = [
@@ -391,7 +391,8 @@ def run_trial(trial: Trial) -> dict[str, Any]:
     run = train_or_load(config, run_dir, device=trial.device, progress=trial.progress)
     sha, trained = run.model_sha256, run.trained_now
     key = {"model_sha256": sha, "n_eval": trial.n_eval, "eval_seed": trial.eval_seed,
-           "device_kind": torch.device(trial.device).type, "greedy": True}
+           "device_kind": torch.device(trial.device).type, "greedy": True,
+           **noise_key_fields()}  # the per-sample noise it was drawn with (none: version 1)
     cache = run_dir / "bench_eval.json"
     record = None
     if cache.is_file():

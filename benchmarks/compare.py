@@ -120,7 +120,7 @@ from diffgym.benchmarks.runs import (
     save_samples_npz,
     train_or_load,
 )
-from diffgym.envs.noise import default_noise_version
+from diffgym.envs.noise import default_noise_version, noise_key_fields
 from diffgym.envs.sampler import schedule_actions
 from diffgym.envs.tasks import Task, list_tasks, make_task
 
@@ -446,6 +446,14 @@ class _Context:
         return None if self.samples_dir is None else self.samples_dir / f"{_slug(method)}.npz"
 
 
+def _samples_dir_name() -> str:
+    """``samples`` (noise version 1, as before versions existed) or ``samples-noise2``: the
+    saved panels follow the cache keys, so a folder rerun under another version never plots
+    the other version's samples."""
+    fields = noise_key_fields()
+    return "samples" if not fields else f"samples-noise{fields['noise_version']}"
+
+
 def _search_grid(ctx: _Context) -> GridResult:
     """Step 1: the grid, searched on :data:`SEARCH_SEED` (resumable on its own)."""
     cfg = ctx.config
@@ -720,7 +728,7 @@ def run_comparison(
         out=out,
         runs_root=runs_root,
         cache=EvalCache(None if out is None else out / "evals.json"),
-        samples_dir=None if out is None else out / "samples",
+        samples_dir=None if out is None else out / _samples_dir_name(),
         bar=tqdm(total=stages, desc=f"compare {task.name}", unit="job", disable=not progress),
         progress=progress,
     )

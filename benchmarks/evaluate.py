@@ -62,6 +62,7 @@ __all__ = [
     "MetricSuite",
     "SamplerEvaluation",
     "TrainingEvaluator",
+    "check_seeds",
     "crn_sample",
     "default_metric",
     "eval_labels",
@@ -520,6 +521,15 @@ class TrainingEvaluator:
         return out, cost
 
 
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """``seeds`` as ints; ``ValueError`` unless there are at least two, distinct and >= 0 (a
+    spread over seeds needs two)."""
+    seeds = [int(s) for s in seeds]
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise ValueError(f"give at least two distinct seeds >= 0 (no repeats), got {seeds}")
+    return seeds
+
+
 def noise_floor(
     task: Task, n: int, seeds: Sequence[int], *, sample_seeds: Sequence[int] | None = None
 ) -> dict[str, Any]:
@@ -540,9 +550,7 @@ def noise_floor(
             length.
     """
     _check_n(n)
-    seeds = [int(s) for s in seeds]
-    if len(seeds) < 2 or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
-        raise ValueError(f"give at least two distinct seeds >= 0 (no repeats), got {seeds}")
+    seeds = check_seeds(seeds)
     if sample_seeds is None:
         sample_seeds = [s + NOISE_FLOOR_SAMPLE_OFFSET for s in seeds]
     sample_seeds = [int(s) for s in sample_seeds]

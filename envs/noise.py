@@ -6,6 +6,7 @@ depends only on its seed (common random numbers)."""
 from __future__ import annotations
 
 import math
+import operator
 import os
 import sys
 from collections.abc import Sequence
@@ -37,12 +38,16 @@ _DEFAULT_VERSION = 2
 
 
 def _check_version(version: object, what: str = "noise version") -> int:
-    if isinstance(version, bool) or not isinstance(version, (int, str)):
-        raise ValueError(f"{what} must be one of {NOISE_VERSIONS}, got {version!r}")
-    try:
-        v = int(version)
-    except ValueError:
-        v = None
+    """``version`` (an integer, numpy's too, or its decimal string) as an int of
+    :data:`NOISE_VERSIONS`; ``ValueError`` naming ``what`` otherwise (``bool`` is refused)."""
+    v = None
+    if isinstance(version, str):
+        v = int(version) if version.strip().isdigit() else None
+    elif not isinstance(version, bool):
+        try:
+            v = operator.index(version)
+        except TypeError:
+            v = None
     if v not in NOISE_VERSIONS:
         raise ValueError(f"{what} must be one of {NOISE_VERSIONS}, got {version!r}")
     return v

@@ -35,6 +35,15 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def noise_version_env(monkeypatch):
+    """Every test starts from the default per-sample noise generator whatever the shell's
+    ``$DIFFGYM_NOISE_VERSION`` (empty counts as unset), and a test that changes it (e.g. through
+    ``set_default_noise_version``, which writes ``os.environ``) leaks nothing: the variable is
+    restored after each test."""
+    monkeypatch.setenv("DIFFGYM_NOISE_VERSION", "")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def library_temp_dirs_in_pytest_tmp(tmp_path_factory):
     """Folders that SB3 and imitation create by default (``SB3-<date>`` loggers of trainers built

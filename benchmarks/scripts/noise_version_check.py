@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from diffgym.benchmarks.evaluate import eval_seed, evaluate_sampler
+from diffgym.benchmarks.evaluate import check_seeds, eval_seed, evaluate_sampler
 from diffgym.envs import list_tasks, make_task, schedule_actions
 from diffgym.envs.io import atomic_write_json
 from diffgym.envs.noise import NOISE_VERSION_ENV, NOISE_VERSIONS, set_default_noise_version
@@ -43,12 +43,9 @@ def check_task(task_name: str, n: int, seeds: list[int]) -> dict[str, Any]:
     """The default sampler and the churn schedule of ``task_name`` under both versions.
 
     Raises:
-        ValueError: an unknown task, ``n < 2`` or fewer than two distinct seeds >= 0.
+        ValueError: an unknown task or fewer than two distinct seeds >= 0.
     """
-    if task_name not in list_tasks():
-        raise ValueError(f"unknown task {task_name!r}; allowed: {', '.join(list_tasks())}")
-    if len(seeds) < 2 or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
-        raise ValueError(f"give at least two distinct seeds >= 0 (no repeats), got {seeds}")
+    seeds = check_seeds(seeds)
     task = make_task(task_name)
     samplers = {"default": None, "churn": schedule_actions(churn=[CHURN] * task.num_steps)}
     out: dict[str, Any] = {}

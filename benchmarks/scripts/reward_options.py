@@ -30,6 +30,7 @@ from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
 from diffgym.agents.train import TrainConfig, TrainingRun
 from diffgym.benchmarks.grid import GuidanceFamily, evaluate_point, evaluate_sampler
 from diffgym.envs import PerSampleNoise, make_task
+from diffgym.envs.noise import default_noise_version
 from diffgym.envs.tasks import DEV_SEEDS
 
 OPTIONS: dict[str, dict[str, Any]] = {
@@ -59,6 +60,24 @@ def _policy_eval(agent, task, n: int, seed: int, tau: float | None) -> dict[str,
                           guided="guidance" in sampler.knob_names,
                           renoise_budget=sampler.renoise_budget)
     return {**_metrics(ev.metrics), "nfe_per_sample": ev.cost.nfe_per_sample}
+
+
+def _check_noise_version(p: argparse.ArgumentParser, out: Path) -> None:
+    """A study folder holds one per-sample noise version (``noise_version.txt``; a folder of
+    results without it predates versions: version 1), so a resumed study never subtracts one
+    version's baselines from another's runs."""
+    marker, version = out / "noise_version.txt", default_noise_version()
+    if marker.is_file():
+        had = int(marker.read_text().strip())
+    elif any(out.glob("task*.json")):
+        had = 1
+    else:
+        marker.write_text(f"{version}\n")
+        return
+    if had != version:
+        p.error(f"{out} holds results drawn with per-sample noise version {had}; this run draws "
+                f"version {version}: rerun with `DIFFGYM_NOISE_VERSION={had}` or use another "
+                "--out")
 
 
 def baselines(task_seed: int, n: int) -> dict[str, Any]:
@@ -163,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 "for the final evaluation only")
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    _check_noise_version(p, args.out)
     bases = {}
     for task_seed in args.task_seeds:
         base_path = args.out / f"task{task_seed}_baselines_n{args.n}.json"

@@ -136,6 +136,20 @@ def test_rerun_reuses_runs_and_evaluations_and_logs_to_wandb(tiny, tmp_path):
     assert [r["score"] for r in again.trials] == [r["score"] for r in result.trials]
 
 
+def test_cached_evaluations_are_keyed_by_the_noise_version(tiny, tmp_path, monkeypatch):
+    """A bench folder rerun under another per-sample noise version keeps its training runs but
+    evaluates them again: a run's cached evaluation names the version it was drawn with."""
+    _, out = tiny
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    caches = sorted(copy.rglob("bench_eval.json"))
+    assert caches and all(json.loads(c.read_text())["key"]["noise_version"] == 2 for c in caches)
+    monkeypatch.setenv("DIFFGYM_NOISE_VERSION", "1")
+    again = run_bench(BenchConfig(out_dir=copy, **TINY))
+    assert again.num_trained == 0
+    assert all("noise_version" not in json.loads(c.read_text())["key"] for c in caches)
+
+
 def test_a_task_whose_grid_gains_nothing_is_reported_and_excluded(tiny, tmp_path, monkeypatch):
     _, out = tiny
     copy = tmp_path / "copy"

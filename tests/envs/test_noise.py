@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -141,14 +142,15 @@ def test_version_2_draws_follow_the_documented_recipe(prefetch):
 def test_noise_versions_default_key_fields_and_errors(monkeypatch):
     """The default comes from $DIFFGYM_NOISE_VERSION (2 when unset); cache keys add a field only
     for versions after 1; bad versions are refused with the value and the allowed ones."""
-    monkeypatch.delenv(NOISE_VERSION_ENV, raising=False)
+    monkeypatch.setenv(NOISE_VERSION_ENV, "")  # empty: unset (restored after the test)
     assert default_noise_version() == 2 and noise_key_fields() == {"noise_version": 2}
     set_default_noise_version(1)
     assert PerSampleNoise([3]).version == 1 and noise_key_fields() == {}
     assert noise_key_fields(2) == {"noise_version": 2}
     v1 = PerSampleNoise([3, 4]).randn((4,))
     assert not torch.equal(v1, PerSampleNoise([3, 4], version=2).randn((4,)))
-    for bad in (0, 3, "two", True, 1.5):
+    assert PerSampleNoise([1], version=np.int64(1)).version == 1  # numpy integers too
+    for bad in (0, 3, "two", True, 1.5, np.float64(2.0)):
         with pytest.raises(ValueError, match=r"must be one of \(1, 2\), got"):
             PerSampleNoise([1], version=bad)
     with pytest.raises(ValueError, match=r"must be one of \(1, 2\), got 7"):
