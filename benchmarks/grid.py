@@ -57,6 +57,7 @@ from diffgym.benchmarks.grid_families import (
     task_knobs,
 )
 from diffgym.envs.io import atomic_write_json, atomic_write_text, locked, rows_to_csv
+from diffgym.envs.noise import default_noise_version
 from diffgym.envs.sampler import schedule_actions
 from diffgym.envs.tasks import Task
 
@@ -111,6 +112,8 @@ class PointResult:
         metrics: task metrics.
         cost: ``nfe`` summed over the ``samples``; seconds ``{"grid_point", "metrics"}``.
         schedule: the per-step tables the point ran with (``schedule_actions`` arguments).
+        noise_version: the per-sample noise generator it was drawn with (a record written before
+            versions existed has none: version 1); the key encodes it too.
     """
 
     key: str
@@ -119,6 +122,7 @@ class PointResult:
     metrics: dict[str, float]
     cost: Cost
     schedule: dict[str, list[float]]
+    noise_version: int = 1
 
     @property
     def nfe_per_sample(self) -> float:
@@ -141,6 +145,7 @@ class PointResult:
             "nfe_per_sample": self.nfe_per_sample,
             "cost": self.cost.to_dict(),
             "schedule": {k: list(v) for k, v in self.schedule.items()},
+            "noise_version": self.noise_version,
         }
 
     @classmethod
@@ -152,6 +157,7 @@ class PointResult:
             metrics={k: float(v) for k, v in data["metrics"].items()},
             cost=Cost.from_dict(data["cost"]),
             schedule={k: [float(x) for x in v] for k, v in data.get("schedule", {}).items()},
+            noise_version=int(data.get("noise_version", 1)),
         )
 
 
@@ -199,7 +205,8 @@ def _evaluate_spec(
         point_task(task, spec.family, spec.params), actions, n=n, seed=seed,
         guided=spec.guided, device=device, category="grid_point",
     )
-    return PointResult(spec.key, spec.family, spec.params, ev.metrics, ev.cost, spec.schedule)
+    return PointResult(spec.key, spec.family, spec.params, ev.metrics, ev.cost, spec.schedule,
+                       noise_version=default_noise_version())
 
 
 def evaluate_point(

@@ -85,7 +85,8 @@ def _record_from_report(spec: _PointSpec, report: Mapping[str, Any]) -> PointRes
             "metrics": float(report["metrics_seconds"]),
         },
     )
-    return PointResult(spec.key, spec.family, spec.params, metrics, cost, spec.schedule)
+    return PointResult(spec.key, spec.family, spec.params, metrics, cost, spec.schedule,
+                       noise_version=default_noise_version())  # the trial drew the driver's
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from diffgym.benchmarks.grid import (
     GridResult,
     GuidanceFamily,
     IntervalFamily,
+    PointResult,
     edm_churn_gammas,
     evaluate_point,
     guidance_interval_weights,
@@ -371,6 +372,25 @@ HAS_RAY = importlib.util.find_spec("ray") is not None
 
 
 @pytest.mark.skipif(not HAS_RAY, reason="ray is not installed (pip install 'diffgym[ray]')")
+def test_points_record_their_noise_version_and_versions_never_mix(gmm2d, tmp_path,
+                                                                 monkeypatch):
+    """Each point records the generator it was drawn with (a record without one is version 1);
+    a folder rerun under the other version evaluates again and keeps the first version's points
+    under other_points."""
+    kwargs = {"n": N_SMALL, "num_cpus": 1, "progress": False, "out_dir": tmp_path}
+    v2 = run_grid(gmm2d, [GuidanceFamily(w=(2.0,))], **kwargs)
+    assert {p.noise_version for p in v2.points} == {2}
+    monkeypatch.setenv("DIFFGYM_NOISE_VERSION", "1")
+    v1 = run_grid(gmm2d, [GuidanceFamily(w=(2.0,))], **kwargs)
+    assert v1.num_evaluated == 2 and {p.noise_version for p in v1.points} == {1}
+    assert v1.points[1].metrics != v2.points[1].metrics
+    saved = json.loads((tmp_path / "grid.json").read_text())
+    assert {p["noise_version"] for p in saved["points"]} == {1}
+    assert {p["noise_version"] for p in saved["other_points"]} == {2}
+    legacy = {k: v for k, v in saved["points"][0].items() if k != "noise_version"}
+    assert PointResult.from_dict(legacy).noise_version == 1
+
+
 def test_ray_backend_gives_the_local_table(gmm2d, tmp_path):
     families = [GuidanceFamily(w=(2.0,))]  # + the default sampler: 2 points
     local = run_grid(gmm2d, families, n=N_SMALL, num_cpus=1, progress=False)
