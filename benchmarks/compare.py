@@ -120,7 +120,7 @@ from diffgym.benchmarks.runs import (
     save_samples_npz,
     train_or_load,
 )
-from diffgym.envs.noise import default_noise_version, noise_key_fields
+from diffgym.envs.noise import default_noise_version
 from diffgym.envs.sampler import schedule_actions
 from diffgym.envs.tasks import Task, list_tasks, make_task
 
@@ -450,8 +450,8 @@ def _samples_dir_name() -> str:
     """``samples`` (noise version 1, as before versions existed) or ``samples-noise2``: the
     saved panels follow the cache keys, so a folder rerun under another version never plots
     the other version's samples."""
-    fields = noise_key_fields()
-    return "samples" if not fields else f"samples-noise{fields['noise_version']}"
+    version = default_noise_version()
+    return "samples" if version == 1 else f"samples-noise{version}"
 
 
 def _search_grid(ctx: _Context) -> GridResult:

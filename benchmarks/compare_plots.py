@@ -28,6 +28,7 @@ import torch
 from matplotlib.ticker import NullFormatter
 
 from diffgym.benchmarks.plots import save_samples_png
+from diffgym.benchmarks.report import tau_name
 from diffgym.envs.io import atomic_write
 from diffgym.envs.tasks import Task
 
@@ -157,8 +158,7 @@ def plot_action_profile(result: ComparisonResult, path: str | os.PathLike) -> No
             std = np.asarray([math.nan if v is None else v for v in prof["std"]], dtype=np.float64)
             color = f"C{len(grid_rows) + i}"
             # The profile is recorded at each run's chosen inference temperature.
-            modes = sorted({p.get("inference") or ("greedy" if p.get("temperature") is None
-                                                   else f"τ={p['temperature']:g}")
+            modes = sorted({p.get("inference") or tau_name(p.get("temperature"))
                             for p in r.per_seed})
             ax.plot(x, mean, "o-", ms=3, lw=1.4, color=color,
                     label=f"{r.method} ({'/'.join(modes)}, mean over {_evals(r)})")
