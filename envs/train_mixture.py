@@ -38,6 +38,7 @@ __all__ = [
     "MixtureNetSpec",
     "load_mixture_denoiser",
     "mixture_files",
+    "mixture_target_sha256",
     "mixture_training_data",
     "train_mixture_denoiser",
 ]
@@ -140,6 +141,38 @@ def mixture_training_data(task: str) -> tuple[torch.Tensor, torch.Tensor | None,
     x, labels = target.sample(spec.num_train, torch.Generator().manual_seed(spec.data_seed))
     digest = hashlib.sha256(x.numpy().tobytes() + labels.numpy().tobytes()).hexdigest()
     return x, (labels if target.num_classes > 0 else None), digest
+
+
+TARGET_DIGITS = 6
+"""Decimals, relative to each array's largest magnitude, of the numbers that
+:func:`mixture_target_sha256` hashes: far coarser than a platform's rounding (about 1e-16), far
+finer than any change of the target."""
+
+
+def mixture_target_sha256(task: str) -> str:
+    """sha256 of what ``task``'s training set is drawn from: the target's class, weights, means,
+    spreads (``covs`` or ``stds``) and component labels, each array to :data:`TARGET_DIGITS`
+    decimals of its largest magnitude, with the set's size and seed.
+
+    Unlike the draw's own hash (:func:`mixture_training_data`, recorded as ``data_sha256``), it is
+    the same on every platform. A full-covariance target samples through an eigendecomposition,
+    and within a repeated eigenvalue (``cmix``'s isotropic floor) the eigenvectors that LAPACK
+    returns depend on the build and the CPU: the same target and seed then draw other samples of
+    the same distribution.
+    """
+    spec = _mixture_spec(task)
+    target = spec.target()
+    parts = [type(target).__name__, f"n={spec.num_train}", f"seed={spec.data_seed}"]
+    for name in ("weights", "means", "covs", "stds", "component_labels"):
+        value = getattr(target, name, None)
+        if value is None:
+            continue
+        flat = value.detach().to("cpu", torch.float64).reshape(-1)
+        scale = float(flat.abs().max()) or 1.0
+        digits = TARGET_DIGITS  # + 0.0 below turns a rounded -0.0 into 0.0
+        cells = (f"{round(v / scale, digits) + 0.0:.{digits}f}" for v in flat.tolist())
+        parts.append(f"{name}/{scale:.{TARGET_DIGITS}e}:" + ",".join(cells))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def mixture_files(task: str) -> dict[str, str]:
@@ -279,6 +312,7 @@ def train_mixture_denoiser(
         "seed": seed,
         "data": f"{n} samples of the exact {task} target drawn with seed {spec.data_seed}",
         "data_sha256": sha,
+        "target_sha256": mixture_target_sha256(task),
         "num_params": sum(p.numel() for p in ema.parameters()),
         "snapshots": {
             "model": {"file": files["model"], "step": steps},
@@ -354,12 +388,19 @@ def load_mixture_denoiser(
     if key in _CACHE:
         return _CACHE[key]
     meta = json.loads(cfg_path.read_text())
-    sha = _mixture_data_sha(task)
-    if meta.get("data_sha256") != sha:
+    # The target's hash where the json has one (the same on every platform); the draw's own
+    # hash in a json written before it (it matches only where the draw is bit-identical).
+    field, check = (
+        ("target_sha256", mixture_target_sha256) if "target_sha256" in meta
+        else ("data_sha256", _mixture_data_sha)
+    )
+    if (field, task) not in _SHA_CACHE:
+        _SHA_CACHE[(field, task)] = check(task)
+    sha = _SHA_CACHE[(field, task)]
+    if meta.get(field) != sha:
         raise ValueError(
-            f"{cfg_path} was trained on data with sha256 {meta.get('data_sha256')!r}, but "
-            f"mixture_training_data({task!r}) gives {sha!r}; retrain with "
-            f"`diffgym train-denoiser {task}`"
+            f"{cfg_path} was trained on data with {field} {meta.get(field)!r}, but the {task} "
+            f"target gives {sha!r}; retrain with `diffgym train-denoiser {task}`"
         )
     denoiser = build_mixture_denoiser(meta["config"])
     state = torch.load(weight_path, map_location=device, weights_only=True)
@@ -369,10 +410,8 @@ def load_mixture_denoiser(
     return denoiser
 
 
-_SHA_CACHE: dict[str, str] = {}
+_SHA_CACHE: dict[tuple[str, str], str] = {}
 
 
 def _mixture_data_sha(task: str) -> str:
-    if task not in _SHA_CACHE:
-        _SHA_CACHE[task] = mixture_training_data(task)[2]
-    return _SHA_CACHE[task]
+    return mixture_training_data(task)[2]

@@ -4,6 +4,7 @@ networks' quality on held-out data, and deterministic task builders."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -18,6 +19,7 @@ from diffgym.envs.train_denoiser import EVAL_SEED_OFFSET, P_MEAN, P_STD
 from diffgym.envs.train_mixture import (
     load_mixture_denoiser,
     mixture_files,
+    mixture_target_sha256,
     mixture_training_data,
     train_mixture_denoiser,
 )
@@ -159,14 +161,49 @@ def test_train_tiny_run_is_reproducible_and_loads(task, tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert meta["task"] == task and meta["snapshots"]["guide"]["step"] == 1
     assert meta["data_sha256"] == mixture_training_data(task)[2]
+    assert meta["target_sha256"] == mixture_target_sha256(task)
     net = load_mixture_denoiser(task, "guide", assets_dir=tmp_path / "a")
     assert net.num_classes == (10 if task == "cmix" else 0)
     assert net.label_dropout_supported == (task == "cmix")
-    # a json from other data is refused
+    # a json from another target is refused; a json without the target's hash (written before
+    # it existed) is checked by the draw's hash
     cfg = tmp_path / "a" / files["config"]
-    cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "data_sha256": "x"}))
-    with pytest.raises(ValueError, match="retrain with `diffgym train-denoiser"):
-        load_mixture_denoiser(task, "model", assets_dir=tmp_path / "a")
+    good = json.loads(cfg.read_text())
+    for bad in ({**good, "target_sha256": "x"},
+                {k: (v if k != "data_sha256" else "x") for k, v in good.items()
+                 if k != "target_sha256"}):
+        cfg.write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match="retrain with `diffgym train-denoiser"):
+            load_mixture_denoiser(task, "model", assets_dir=tmp_path / "a")
+    cfg.write_text(json.dumps({k: v for k, v in good.items() if k != "target_sha256"}))
+    assert load_mixture_denoiser(task, "model", assets_dir=tmp_path / "a").num_classes == (
+        10 if task == "cmix" else 0
+    )
+
+
+def test_target_hash_ignores_platform_rounding_and_sees_changes(monkeypatch):
+    """The hash is of the target, not of its draw: noise far below its digits (a platform's
+    rounding, about 1e-16) leaves it unchanged; a change of a mean is seen."""
+    import diffgym.envs.train_mixture as tm
+
+    base = mixture_target_sha256("cmix")
+    spec = tm.MIXTURE_NETS["cmix"]
+
+    def nudged(delta):
+        def target():
+            t = spec.target()
+            t.means = t.means + delta * torch.randn(t.means.shape, dtype=t.means.dtype,
+                                                    generator=torch.Generator().manual_seed(0))
+            t.covs = t.covs * (1 + delta)
+            return t
+        return target
+
+    monkeypatch.setitem(tm.MIXTURE_NETS, "cmix", dataclasses.replace(
+        spec, target=nudged(1e-13)))
+    assert mixture_target_sha256("cmix") == base
+    monkeypatch.setitem(tm.MIXTURE_NETS, "cmix", dataclasses.replace(
+        spec, target=nudged(1e-4)))
+    assert mixture_target_sha256("cmix") != base
 
 
 def test_train_and_load_bad_input(tmp_path):
@@ -226,7 +263,10 @@ def test_shipped_json_records_training(task_name):
     meta = json.loads(
         resources.files("diffgym.envs").joinpath("assets", files["config"]).read_text()
     )
-    assert meta["task"] == task_name and meta["data_sha256"] == mixture_training_data(task_name)[2]
+    # the target's hash, the same on every platform (the draw's own, data_sha256, is the same
+    # only where LAPACK returns the same eigenvectors: cmix's repeated eigenvalues)
+    assert meta["task"] == task_name and meta["target_sha256"] == mixture_target_sha256(task_name)
+    assert len(meta["data_sha256"]) == 64
     assert meta["eval_loss"]["model"] < meta["eval_loss"]["guide"]
     for key in ("model", "guide"):
         path = resources.files("diffgym.envs").joinpath("assets", files[key])
