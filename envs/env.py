@@ -34,7 +34,6 @@ from diffgym.envs.tasks import Task, make_task, validate_menus, with_step_factor
 
 __all__ = ["DiffusionSamplingEnv", "KNOBS", "REWARDS"]
 
-
 REWARDS = ("none", "terminal_logp")
 NOISE_MODES = ("batch", "per_sample")
 
@@ -311,6 +310,8 @@ class DiffusionSamplingEnv(VectorEnv):
             [sigma_features(self.sigmas, sigma_data=task.sigma_data), step_frac[:, None]], dim=1
         )
         self._no_budget = torch.zeros(num_envs, device=dev, dtype=self.dtype)
+        self._one = torch.ones((), dtype=torch.long, device=dev)  # a 0-dim 1 costs less than 1
+        self._every_row = torch.arange(num_envs, device=dev)  # _reset_envs(None)
         # Unconditional and no renoise budget: every sub-env at step i has the same per-step
         # columns (c_noise feature, i / N, budget fraction 0), one row of this table.
         self._obs_tail = None
@@ -318,9 +319,11 @@ class DiffusionSamplingEnv(VectorEnv):
             self._obs_tail = torch.cat(
                 [self._obs_table[:, 1:], torch.zeros_like(step_frac)[:, None]], dim=1
             )
-        # ... and those rows as views per step, so an observation indexes no table.
+        # ... and those rows per step, repeated for every sub-env (cat copies them faster than a
+        # broadcast view), so an observation indexes no table.
         self._obs_rows = None if self._obs_tail is None else [
-            (self._obs_table[i, 0], self._obs_tail[i]) for i in range(self.num_steps + 1)
+            (self._obs_table[i, 0], self._obs_tail[i].expand(num_envs, -1).contiguous())
+            for i in range(self.num_steps + 1)
         ]
 
     # ----------------------------------------------------------------------------------------
@@ -386,8 +389,7 @@ class DiffusionSamplingEnv(VectorEnv):
             self._noise = PerSampleNoise(seeds, device=self.device, dtype=self.dtype)
         else:
             self._noise = BatchNoise(self.num_envs, device=self.device, dtype=self.dtype, seed=seed)
-        everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
-        self._reset_envs(everyone)
+        self._reset_envs(None)
         self._done.zero_()
         self._any_done = False
         self._set_uniform_hint(0)
@@ -458,7 +460,9 @@ class DiffusionSamplingEnv(VectorEnv):
         self._set_uniform_hint(out.uniform)
         if out.unfinished == 0 and self.check_finite:
             self._finite.check()  # once per episode
-        terminated = self.step_index >= self.num_steps
+        terminated = self.step_index >= self.num_steps if out.uniform is None else torch.full(
+            (self.num_envs,), out.uniform >= self.num_steps, dtype=torch.bool, device=self.device
+        )  # with the uniform hint the host knows it
         any_done = out.unfinished < self.num_envs  # read with the step's one host sync
         # Reward: accumulated in float64, returned as float32; constant 0 unless configured.
         if self.nfe_penalty or self.reward_kind != "none":
@@ -472,7 +476,7 @@ class DiffusionSamplingEnv(VectorEnv):
         else:
             reward = torch.zeros(self.num_envs, dtype=torch.float32, device=self.device)
         self.episode_nfe += out.nfe
-        self.episode_length += 1 if active is None else active.long()
+        self.episode_length += self._one if active is None else active.long()
         info: dict[str, Any] = {
             "nfe": out.nfe,
             "renoised": out.renoised,
@@ -486,7 +490,7 @@ class DiffusionSamplingEnv(VectorEnv):
                 info["final_info"], info["_final_info"] = record, terminated
                 # All ended together: they start over together at step 0.
                 self._uniform_step = 0 if out.unfinished == 0 else None
-                self._reset_envs(terminated)
+                self._reset_envs(None if out.unfinished == 0 else terminated)
             else:  # NEXT_STEP / DISABLED: the terminal step reports its own record
                 info.update(record)
                 self._done, self._any_done = terminated.clone(), True
@@ -570,22 +574,24 @@ class DiffusionSamplingEnv(VectorEnv):
     # Internals
     # ----------------------------------------------------------------------------------------
 
-    def _reset_envs(self, mask: torch.Tensor) -> None:
-        """Start new episodes in the sub-envs where ``mask`` (``(num_envs,)`` bool) is set."""
+    def _reset_envs(self, mask: torch.Tensor | None) -> None:
+        """Start new episodes in the sub-envs where ``mask`` (``(num_envs,)`` bool) is set, or in
+        every sub-env when it is ``None`` (whole-tensor writes, no gather)."""
         assert self._noise is not None
-        idx = mask.nonzero().squeeze(1)
+        idx = self._every_row if mask is None else mask.nonzero().squeeze(1)
+        rows = slice(None) if mask is None else idx
         # Per-sample noise: sub-env b's draws come from its own stream (the same on every device).
         eps = self._noise.randn_rows(idx, self.data_shape)
-        self.x[idx] = eps * self.sigmas[0]
-        self.step_index[idx] = 0
-        self.budget[idx] = self.renoise_budget
-        self.episode_nfe[idx] = 0
-        self.episode_return[idx] = 0
-        self.episode_length[idx] = 0
+        self.x[rows] = eps * self.sigmas[0]
+        self.step_index[rows] = 0
+        self.budget[rows] = self.renoise_budget
+        self.episode_nfe[rows] = 0
+        self.episode_return[rows] = 0
+        self.episode_length[rows] = 0
         if self.labels is not None:
             assert self._label_probs is not None
             new = self._noise.categorical_rows(idx, self._label_probs)
-            self.labels[idx] = new
+            self.labels[rows] = new
         self._set_uniform_hint(self._uniform_step)  # step_index was written: stamp it again
 
     def _uniform_hint(self) -> int | None:
@@ -652,7 +658,8 @@ class DiffusionSamplingEnv(VectorEnv):
 
         One host sync (the range check) for tensors; numpy actions are checked on the host. With
         ``used``, also (read in the same sync) whether each knob is off neutral in any sub-env:
-        ``(indices, [bool per knob])``, so that neutral knobs cost the sampler nothing.
+        ``(indices, [bool per knob])``, so that neutral knobs cost the sampler nothing (the
+        indices are ``None`` when every knob is neutral in every sub-env: nothing reads them).
         """
         n, k = self.num_envs, max(len(self.knob_names), 1)
         shape = tuple(actions.shape) if torch.is_tensor(actions) else np.shape(actions)
@@ -691,6 +698,8 @@ class DiffusionSamplingEnv(VectorEnv):
         if a.dtype.kind not in "iuf":
             raise ValueError(f"actions must be integer menu indices, got dtype {a.dtype}")
         a = a.reshape(n, k)
+        if used and a.dtype.kind != "f" and not np.count_nonzero(a):
+            return None, [False] * k  # all neutral: no knob needs the indices
         if a.dtype.kind == "f":
             with np.errstate(invalid="ignore"):
                 bad = (a < 0) | (a >= self._menu_sizes_np) | ~np.isfinite(a) | (a != np.round(a))
@@ -707,8 +716,6 @@ class DiffusionSamplingEnv(VectorEnv):
         idx = torch.as_tensor(a.astype(np.int64, copy=False), device=self.device)
         if not used:
             return idx
-        if a.dtype.kind != "f" and hi == 0:  # all neutral (no index is negative)
-            return idx, [False] * k
         return idx, [bool(a[:, j].any()) for j in range(k)]
 
     @property
@@ -780,17 +787,12 @@ class DiffusionSamplingEnv(VectorEnv):
 
 
 def _menus_of(task: Task) -> dict[str, Any]:
-    return {
-        "churn_levels": task.churn_levels,
-        "guidance_levels": task.guidance_levels,
-        "renoise_jumps": task.renoise_jumps,
-        "renoise_budget": task.renoise_budget,
-    }
+    keys = ("churn_levels", "guidance_levels", "renoise_jumps", "renoise_budget")
+    return {k: getattr(task, k) for k in keys}
 
 
 def __getattr__(name: str) -> Any:
-    # The single env lives in diffgym.envs.single_env; its registered entry point and old imports
-    # name this module.
+    # DiffusionSamplingSingleEnv lives in single_env; its entry point and old imports name this.
     if name == "DiffusionSamplingSingleEnv":
         from diffgym.envs.single_env import DiffusionSamplingSingleEnv
 

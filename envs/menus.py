@@ -58,14 +58,14 @@ class ActionMenus:
 
     def knobs(
         self,
-        index: torch.Tensor,
+        index: torch.Tensor | None,
         s_noise: torch.Tensor | None = None,
         used: Sequence[bool] | None = None,
     ) -> Knobs:
         """Menu indices ``(B, len(names))`` -> per-sample :class:`Knobs` (``s_noise`` ``(B,)``
         or ``None`` for the neutral 1). ``used[j] = False`` says knob ``j`` is at its neutral
         entry 0 in every sample (known on the host): it is left ``None``, which the sampler
-        skips."""
+        skips (``index`` may then be ``None`` when no knob is used)."""
         kw: dict[str, torch.Tensor] = {}
         for j, name in enumerate(self.names):
             if used is None or used[j]:

@@ -28,6 +28,7 @@ import torch
 
 from diffgym.envs.finite import FiniteCheck, NonFiniteDenoiserError
 from diffgym.envs.noise import BatchNoise, NoiseSource, PerSampleNoise
+from diffgym.envs.step_levels import Levels, uniform_levels
 
 __all__ = [
     "NoiseSource",
@@ -157,8 +158,8 @@ class StepOutput:
 
 
 def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` -> ``(B, 1, ..., 1)`` to broadcast against ``x``."""
-    return v.reshape(-1, *([1] * (x.ndim - 1)))
+    """``(B,)`` -> ``(B, 1, ..., 1)`` to broadcast against ``x`` (a 0-dim ``v`` as it is)."""
+    return v if v.dim() == 0 else v.reshape(-1, *([1] * (x.ndim - 1)))
 
 
 def _check_knob_shapes(knobs: Knobs, batch: int) -> None:
@@ -217,6 +218,61 @@ def _nonzero(mask: torch.Tensor, count: int) -> torch.Tensor:
     if mask.device.type != "cpu" and hasattr(torch, "nonzero_static"):
         return torch.nonzero_static(mask, size=count).squeeze(1)
     return mask.nonzero().squeeze(1)
+
+
+def _euler(x_hat: torch.Tensor, x0_hat: torch.Tensor, t_hat: torch.Tensor,
+           h: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``d = (x_hat - x0_hat) / t_hat`` and the Euler point ``x_hat + h d`` (``t_hat``, ``h``
+    broadcast against ``x_hat``); in place on fresh temporaries (+ and * commute exactly)."""
+    d_cur = (x_hat - x0_hat).div_(t_hat)
+    return d_cur, torch.mul(d_cur, h).add_(x_hat)
+
+
+def _heun(x_hat: torch.Tensor, x_euler: torch.Tensor, x0_prime: torch.Tensor,
+          d_cur: torch.Tensor, t_eval: torch.Tensor, h: torch.Tensor | float,
+          half: torch.Tensor | float) -> torch.Tensor:
+    """The Heun point ``x_hat + h (d_cur / 2 + d' / 2)``, ``d' = (x_euler - x0_prime) /
+    t_eval``; overwrites ``d_cur``."""
+    d_prime = (x_euler - x0_prime).div_(t_eval)
+    return d_cur.mul_(half).add_(d_prime.mul_(half)).mul_(h).add_(x_hat)
+
+
+def _neutral_uniform_step(denoiser: Denoise, x: torch.Tensor, step_index: torch.Tensor,
+                          nxt: torch.Tensor, levels: Levels, nxt_host: int, last_host: bool,
+                          labels: torch.Tensor | None, budget: torch.Tensor | None,
+                          noise: NoiseSource | None, check_finite: bool,
+                          finite: FiniteCheck | None) -> StepOutput:
+    """:func:`sampler_step` with neutral knobs, every sample at one step and nothing to validate
+    or read on the host: EDM's Heun step (Euler only into ``sigma = 0``) on the whole batch,
+    with the general path's arithmetic (:func:`_euler`, :func:`_heun`) and outputs, without its
+    per-row bookkeeping."""
+    batch, dev = x.shape[0], x.device
+    skip = getattr(noise, "skip", None)  # the draw a neutral step skips, as the general path
+    if skip is not None:
+        skip(x.shape[1:])
+    elif noise is not None:
+        noise.randn(x.shape[1:], needed=False)
+    x0_hat = denoiser(x, levels.t_cur_b, labels)
+    outputs = [(x0_hat, None, levels.t_cur_b, "Euler stage")]
+    d_cur, x_next = _euler(x, x0_hat, levels.t_cur, levels.h)
+    if not last_host:
+        x0_prime = denoiser(x_next, levels.t_next_b, labels)
+        outputs.append((x0_prime, None, levels.t_next_b, "Heun stage"))
+        x_next = _heun(x, x_next, x0_prime, d_cur, levels.t_next, levels.h, levels.half)
+    if check_finite:
+        checker = finite if finite is not None else FiniteCheck()
+        checker.record(x_next, outputs, step_index, levels.t_cur)
+        if finite is None:
+            checker.check()
+    stages = 1 if last_host else 2
+    none = torch.zeros(batch, dtype=torch.bool, device=dev)
+    return StepOutput(
+        x=x_next, step_index=nxt,
+        budget=torch.zeros(batch, dtype=torch.long, device=dev) if budget is None else budget,
+        nfe=torch.full((batch,), stages, dtype=torch.long, device=dev), renoised=none,
+        churn_ignored=none, renoise_ignored=none, unfinished=0 if last_host else batch,
+        rows_evaluated=(stages * batch, 0), uniform=nxt_host,
+    )
 
 
 def sampler_step(
@@ -317,6 +373,7 @@ def sampler_step(
         last = t_next == 0
         last_host = None
         nxt_host = None
+        levels = None
     else:  # every sample at step `uniform`: 0-dim levels, the last step known on the host
         if active is not None or not 0 <= uniform < num_steps:
             raise ValueError(
@@ -324,10 +381,17 @@ def sampler_step(
             )
         i = step_index
         nxt_host = min(uniform + advance, num_steps)
-        nxt = i + (nxt_host - uniform)
-        t_cur, t_next = sig[uniform], sig[nxt_host]
+        levels = (uniform_levels if sig is sigmas else Levels)(sig, uniform, nxt_host, batch)
+        nxt = i + levels.advance
+        t_cur, t_next = levels.t_cur, levels.t_next
         last_host = nxt_host == num_steps
         last = None
+        if (not validate and knobs.churn is None and knobs.renoise is None
+                and (knobs.guidance is None or guide is None) and not (
+                    check_finite and finite is not None
+                    and len(finite) >= FiniteCheck.max_pending)):
+            return _neutral_uniform_step(denoiser, x, step_index, nxt, levels, nxt_host,
+                                         last_host, labels, budget, noise, check_finite, finite)
 
     def last_mask() -> torch.Tensor:
         return last if last is not None else torch.full((batch,), last_host, device=dev)
@@ -460,7 +524,7 @@ def sampler_step(
     ) -> torch.Tensor:
         """``model`` on ``rows`` only: ``(rows.count, *data_shape)`` (the whole batch if full)."""
         if t_in.dim() == 0:
-            t_in = t_in.expand(batch)
+            t_in = levels.expanded(t_in, batch) if levels is not None else t_in.expand(batch)
         if rows.full:
             out = model(x_in, t_in, labels)
         else:
@@ -501,9 +565,8 @@ def sampler_step(
         # Euler step.
         grows = _Rows(guided_euler, n_guided_euler, batch) if n_guided_euler else _NO_ROWS
         x0_hat = denoise(x_hat, t_hat, _Rows(euler, n_euler, batch), grows, "Euler stage")
-        h = _bcast(t_next - t_hat, x)
-        d_cur = (x_hat - x0_hat) / _bcast(t_hat, x)
-        x_euler = x_hat + h * d_cur
+        h = levels.h if (levels is not None and t_hat is t_cur) else _bcast(t_next - t_hat, x)
+        d_cur, x_euler = _euler(x_hat, x0_hat, _bcast(t_hat, x), h)
 
         # Heun correction where sigma_{i+1} > 0 (rows without it are not evaluated).
         if n_heun:
@@ -511,8 +574,8 @@ def sampler_step(
             t_eval = t_next if whole else torch.where(last, t_cur, t_next)
             grows = _Rows(guided_heun, n_guided_heun, batch) if n_guided_heun else _NO_ROWS
             x0_prime = denoise(x_euler, t_eval, _Rows(heun, n_heun, batch), grows, "Heun stage")
-            d_prime = (x_euler - x0_prime) / _bcast(t_eval, x)
-            x_heun = x_hat + h * (0.5 * d_cur + 0.5 * d_prime)
+            half = levels.half if levels is not None else 0.5  # a 0-dim 1/2 costs less
+            x_heun = _heun(x_hat, x_euler, x0_prime, d_cur, _bcast(t_eval, x), h, half)
             x_next = x_heun if whole else torch.where(_bcast(last, x), x_euler, x_heun)
         else:
             x_next = x_euler

@@ -556,13 +556,15 @@ class _TimedCalls:
 
 
 def count_step_ops(task: str, spec: Task, num_envs: int, device: torch.device,
-                   warmup: int = 3) -> dict[str, Any]:
-    """Aten calls of one neutral ``SAME_STEP`` env step (after ``warmup`` steps), outside the
-    denoiser's and the guide's calls, by name."""
+                   warmup: int | None = None) -> dict[str, Any]:
+    """Aten calls of one neutral ``SAME_STEP`` env step (after ``warmup`` steps; by default one
+    episode and 3 steps, the steady state: the sampler keeps per-step levels it built in the
+    first episode), outside the denoiser's and the guide's calls, by name."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     env = DiffusionSamplingEnv(spec, num_envs, device=device,
                                autoreset_mode=AutoresetMode.SAME_STEP)
+    warmup = env.num_steps + 3 if warmup is None else warmup
     actions = env_actions(env, draw_actions(env, warmup + 1, "neutral"))
     step_actions = actions[warmup]  # indexed before counting: the caller's work
     inside = [0]  # open model calls: their operations are left out of the count
@@ -660,7 +662,10 @@ def _heun_nfe(env: DiffusionSamplingEnv, steps: int) -> list[int]:
 def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``vector/raw``, ``vector/sync`` and ``sb3/vector`` per (task, num_envs), of wall-clock
     rates, and the first two also of process-CPU-time rates (``*_cpu``). ``vector/raw`` compares
-    NFE per second (the same as transitions per second with neutral actions)."""
+    NFE per second (the same as transitions per second with neutral actions).
+    ``vector_over_raw_paired`` is the median over repeats of each repeat's own ratio (the two
+    modes run back to back in a repeat, so a change of machine speed between repeats cancels),
+    with its smallest and largest value."""
     out = []
     keys = list(dict.fromkeys((r["task"], r["num_envs"]) for r in rows))  # in run order
     for task, n in keys:
@@ -671,11 +676,17 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for m in ("vector", "raw"):  # NFE per second for (b)/(a)
                 r = mine.get(m)
                 rates[m + "_nfe"] = r["nfe"] / r[key] if r and r["nfe"] and r[key] else None
+        v, a = mine.get("vector"), mine.get("raw")
+        paired = [] if not (v and a and v["nfe"] and a["nfe"]) else [
+            (v["nfe"] / wv) / (a["nfe"] / wa) for wv, wa in zip(v["wall_s"], a["wall_s"])
+        ]
         out.append(
             {
                 "task": task,
                 "num_envs": n,
                 "vector_over_raw": _ratio(wall.get("vector_nfe"), wall.get("raw_nfe")),
+                "vector_over_raw_paired": statistics.median(paired) if paired else None,
+                "vector_over_raw_paired_range": [min(paired), max(paired)] if paired else None,
                 "vector_over_sync": _ratio(wall.get("vector"), wall.get("sync")),
                 "sb3_over_vector": _ratio(wall.get("sb3"), wall.get("vector")),
                 "vector_over_raw_cpu": _ratio(cpu.get("vector_nfe"), cpu.get("raw_nfe")),
@@ -888,6 +899,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     atomic_write_json(args.out, payload)
     if rows:
         print(markdown_table(rows, payload["ratios"]))
+        for rr in payload["ratios"]:
+            if rr["vector_over_raw_paired"] is not None:
+                lo, hi = rr["vector_over_raw_paired_range"]
+                print(f"(b)/(a) paired by repeat, {rr['task']}, {rr['num_envs']} envs: median "
+                      f"{rr['vector_over_raw_paired']:.2f} ({lo:.2f}..{hi:.2f})")
     for r in payload["noise"]:
         ms = r["draw_ms"]
         line = (f"\nnoise, {r['task']}, B={r['batch']}: one draw {ms['per_sample']:.3f} ms "

@@ -746,3 +746,70 @@ def test_non_finite_guide_is_reported():
         )
     assert "step index 0" in str(info.value)
     assert _message_sigma(str(info.value)) == pytest.approx(10.0, rel=1e-5)
+
+
+def test_uniform_steps_follow_writes_to_the_sigma_table_and_keep_nothing_after_it():
+    """A step with ``uniform`` keeps the table's levels between calls: an in-place write to the
+    table is seen by the next step, and what was kept goes when the table is freed."""
+    import gc
+
+    from diffgym.envs import step_levels
+
+    def zero(x, t, labels=None):
+        return torch.zeros_like(x)
+
+    x, index = torch.ones(4, 2), torch.zeros(4, dtype=torch.long)
+    kw = dict(uniform=0, validate=False, check_finite=False)
+    sig = torch.tensor([2.0, 1.0, 0.5, 0.0])
+    first = sampler_step(zero, x, index, sig, **kw)
+    assert torch.equal(first.x, sampler_step(zero, x, index, sig.clone(), **kw).x)
+    sig[1] = 1.5
+    second = sampler_step(zero, x, index, sig, **kw)
+    assert torch.equal(second.x, sampler_step(zero, x, index, sig.clone(), **kw).x)
+    assert not torch.equal(first.x, second.x)
+    # Heun with D = 0: d = x / t0, x' = x + h d, d' = x' / t1, x + h (d + d') / 2
+    expected = x + (1.5 - 2.0) * (0.5 * x / 2.0 + 0.5 * (x + (1.5 - 2.0) * x / 2.0) / 1.5)
+    torch.testing.assert_close(second.x, expected, rtol=0, atol=1e-6)
+    key = id(sig)
+    assert key in step_levels._LEVELS
+    del sig
+    gc.collect()
+    assert key not in step_levels._LEVELS
+
+
+@pytest.mark.parametrize("task_name", ["gmm2d", "digits"])
+def test_neutral_uniform_steps_equal_the_general_path(task_name, monkeypatch):
+    """A neutral step of samples all at one step, unvalidated, takes a short path; with
+    ``validate=True`` the same step takes the general one. Both give the same numbers, counts,
+    flags and noise stream, at every step including the last (Euler only)."""
+    from diffgym.envs import sampler as sampler_module
+
+    calls = []
+    short = sampler_module._neutral_uniform_step
+    monkeypatch.setattr(sampler_module, "_neutral_uniform_step",
+                        lambda *a, **k: calls.append(1) or short(*a, **k))
+    task = make_task(task_name)
+    n = 16
+    sig = task.base_sigmas("cpu", task.dtype)
+    labels = task.sample_labels(n, torch.Generator().manual_seed(0))
+    noises = [PerSampleNoise(list(range(n))) for _ in range(2)]
+    x = noises[0].randn(task.data_shape) * sig[0]
+    noises[1].randn(task.data_shape)
+    xs, index = [x, x.clone()], torch.zeros(n, dtype=torch.long)
+    budget = torch.ones(n, dtype=torch.long)
+    for i in range(task.num_steps):
+        outs = [
+            sampler_step(task.denoiser, xs[v], index, sig, labels=labels, guide=task.guide,
+                         knobs=Knobs(), budget=budget, noise=noises[v], validate=bool(v),
+                         uniform=i, finite=None)
+            for v in (0, 1)
+        ]
+        a, b = outs
+        assert torch.equal(a.x, b.x) and torch.equal(a.step_index, b.step_index)
+        for field in ("budget", "nfe", "renoised", "churn_ignored", "renoise_ignored"):
+            assert torch.equal(getattr(a, field), getattr(b, field)), field
+        assert (a.unfinished, a.rows_evaluated, a.uniform) == (b.unfinished, b.rows_evaluated,
+                                                                b.uniform)
+        xs, index = [a.x, b.x], a.step_index
+    assert len(calls) == task.num_steps and a.unfinished == 0
+    assert torch.equal(noises[0].randn(task.data_shape), noises[1].randn(task.data_shape))

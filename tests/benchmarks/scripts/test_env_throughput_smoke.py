@@ -48,6 +48,13 @@ def test_env_throughput_quick(tmp_path):
     assert keys == [("gmm2d", n) for n in num_envs]
     for ratio in payload["ratios"]:
         assert ratio_keys <= set(ratio) and ratio["vector_over_raw"] > 0
+        # the paired ratio: the median of the repeats' own ratios, inside their range
+        (row_v,) = [r for r in rows if (r["num_envs"], r["mode"]) == (ratio["num_envs"], "vector")]
+        (row_a,) = [r for r in rows if (r["num_envs"], r["mode"]) == (ratio["num_envs"], "raw")]
+        own = sorted((row_v["nfe"] / wv) / (row_a["nfe"] / wa)
+                     for wv, wa in zip(row_v["wall_s"], row_a["wall_s"]))
+        lo, hi = ratio["vector_over_raw_paired_range"]
+        assert (lo, hi) == (own[0], own[-1]) and lo <= ratio["vector_over_raw_paired"] <= hi
     assert {"vector_over_raw_at_1024", "vector_over_sync_at_256"} <= set(payload["targets"])
     assert set(payload["targets"]) >= {"per_sample_over_batch_noise",
                                        "guided_measured_over_predicted_tolerance"}
