@@ -356,3 +356,30 @@ def test_gmm2d_net_4step_is_gmm2d_net_in_four_steps():
         assert bool(np.all(np.asarray(terminated))) == (t == 3)
     assert np.asarray(info["episode_nfe"]).tolist() == [7, 7, 7]  # the terminal step's record
     env.close()
+
+
+def test_shipped_cmix_loads_whatever_basis_lapack_gives_a_repeated_eigenvalue(monkeypatch):
+    """cmix's covariances repeat an eigenvalue (28 of 32 at the floor), and LAPACK may return
+    any orthonormal basis of that eigenspace (it differs between builds and CPUs). Such a basis
+    changes the training draw, not the target: the shipped network still loads."""
+    import diffgym.envs.train_mixture as tm
+
+    real_eigh = torch.linalg.eigh
+    turn = torch.linalg.qr(torch.randn(28, 28, generator=torch.Generator().manual_seed(5),
+                                       dtype=torch.float64)).Q
+
+    def other_basis(a, *args, **kwargs):
+        vals, vecs = real_eigh(a, *args, **kwargs)
+        if a.shape[-1] != 32:
+            return vals, vecs
+        vecs = vecs.clone()
+        vecs[..., :28] = vecs[..., :28] @ turn  # ascending: the first 28 are the floor
+        return vals, vecs
+
+    before = mixture_training_data("cmix")[2], mixture_target_sha256("cmix")
+    monkeypatch.setattr(torch.linalg, "eigh", other_basis)
+    monkeypatch.setattr(tm, "_CACHE", {})
+    monkeypatch.setattr(tm, "_SHA_CACHE", {})
+    assert mixture_training_data("cmix")[2] != before[0]
+    assert mixture_target_sha256("cmix") == before[1]
+    assert load_mixture_denoiser("cmix", "model").num_classes == 10
