@@ -28,7 +28,7 @@ import torch
 
 from diffgym.envs.finite import FiniteCheck, NonFiniteDenoiserError
 from diffgym.envs.noise import BatchNoise, NoiseSource, PerSampleNoise
-from diffgym.envs.step_levels import Levels, uniform_levels
+from diffgym.envs.step_levels import Levels, euler_point, heun_point, uniform_levels
 
 __all__ = [
     "NoiseSource",
@@ -220,31 +220,15 @@ def _nonzero(mask: torch.Tensor, count: int) -> torch.Tensor:
     return mask.nonzero().squeeze(1)
 
 
-def _euler(x_hat: torch.Tensor, x0_hat: torch.Tensor, t_hat: torch.Tensor,
-           h: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``d = (x_hat - x0_hat) / t_hat`` and the Euler point ``x_hat + h d`` (``t_hat``, ``h``
-    broadcast against ``x_hat``); in place on fresh temporaries (+ and * commute exactly)."""
-    d_cur = (x_hat - x0_hat).div_(t_hat)
-    return d_cur, torch.mul(d_cur, h).add_(x_hat)
-
-
-def _heun(x_hat: torch.Tensor, x_euler: torch.Tensor, x0_prime: torch.Tensor,
-          d_cur: torch.Tensor, t_eval: torch.Tensor, h: torch.Tensor | float,
-          half: torch.Tensor | float) -> torch.Tensor:
-    """The Heun point ``x_hat + h (d_cur / 2 + d' / 2)``, ``d' = (x_euler - x0_prime) /
-    t_eval``; overwrites ``d_cur``."""
-    d_prime = (x_euler - x0_prime).div_(t_eval)
-    return d_cur.mul_(half).add_(d_prime.mul_(half)).mul_(h).add_(x_hat)
-
-
 def _neutral_uniform_step(denoiser: Denoise, x: torch.Tensor, step_index: torch.Tensor,
                           nxt: torch.Tensor, levels: Levels, nxt_host: int, last_host: bool,
                           labels: torch.Tensor | None, budget: torch.Tensor | None,
                           noise: NoiseSource | None, check_finite: bool,
-                          finite: FiniteCheck | None) -> StepOutput:
+                          finite: FiniteCheck | None, guide: Denoise | None) -> StepOutput:
     """:func:`sampler_step` with neutral knobs, every sample at one step and nothing to validate
     or read on the host: EDM's Heun step (Euler only into ``sigma = 0``) on the whole batch,
-    with the general path's arithmetic (:func:`_euler`, :func:`_heun`) and outputs, without its
+    with the general path's arithmetic (:func:`~diffgym.envs.step_levels.euler_point`,
+    :func:`~diffgym.envs.step_levels.heun_point`) and outputs, without its
     per-row bookkeeping."""
     batch, dev = x.shape[0], x.device
     skip = getattr(noise, "skip", None)  # the draw a neutral step skips, as the general path
@@ -254,11 +238,11 @@ def _neutral_uniform_step(denoiser: Denoise, x: torch.Tensor, step_index: torch.
         noise.randn(x.shape[1:], needed=False)
     x0_hat = denoiser(x, levels.t_cur_b, labels)
     outputs = [(x0_hat, None, levels.t_cur_b, "Euler stage")]
-    d_cur, x_next = _euler(x, x0_hat, levels.t_cur, levels.h)
+    d_cur, x_next = euler_point(x, x0_hat, levels.t_cur, levels.h)
     if not last_host:
         x0_prime = denoiser(x_next, levels.t_next_b, labels)
         outputs.append((x0_prime, None, levels.t_next_b, "Heun stage"))
-        x_next = _heun(x, x_next, x0_prime, d_cur, levels.t_next, levels.h, levels.half)
+        x_next = heun_point(x, x_next, x0_prime, d_cur, levels.t_next, levels.h, levels.half)
     if check_finite:
         checker = finite if finite is not None else FiniteCheck()
         checker.record(x_next, outputs, step_index, levels.t_cur)
@@ -271,7 +255,9 @@ def _neutral_uniform_step(denoiser: Denoise, x: torch.Tensor, step_index: torch.
         budget=torch.zeros(batch, dtype=torch.long, device=dev) if budget is None else budget,
         nfe=torch.full((batch,), stages, dtype=torch.long, device=dev), renoised=none,
         churn_ignored=none, renoise_ignored=none, unfinished=0 if last_host else batch,
-        rows_evaluated=(stages * batch, 0), uniform=nxt_host,
+        # the general path's columns, also for a denoiser passed as its own guide
+        rows_evaluated=(0, stages * batch) if denoiser is guide else (stages * batch, 0),
+        uniform=nxt_host,
     )
 
 
@@ -382,16 +368,17 @@ def sampler_step(
         i = step_index
         nxt_host = min(uniform + advance, num_steps)
         levels = (uniform_levels if sig is sigmas else Levels)(sig, uniform, nxt_host, batch)
-        nxt = i + levels.advance
+        nxt = i + (levels.advance if i.device == sig.device else nxt_host - uniform)
         t_cur, t_next = levels.t_cur, levels.t_next
         last_host = nxt_host == num_steps
         last = None
-        if (not validate and knobs.churn is None and knobs.renoise is None
+        if (batch and not validate and knobs.churn is None and knobs.renoise is None
                 and (knobs.guidance is None or guide is None) and not (
                     check_finite and finite is not None
                     and len(finite) >= FiniteCheck.max_pending)):
             return _neutral_uniform_step(denoiser, x, step_index, nxt, levels, nxt_host,
-                                         last_host, labels, budget, noise, check_finite, finite)
+                                         last_host, labels, budget, noise, check_finite, finite,
+                                         guide)
 
     def last_mask() -> torch.Tensor:
         return last if last is not None else torch.full((batch,), last_host, device=dev)
@@ -566,7 +553,7 @@ def sampler_step(
         grows = _Rows(guided_euler, n_guided_euler, batch) if n_guided_euler else _NO_ROWS
         x0_hat = denoise(x_hat, t_hat, _Rows(euler, n_euler, batch), grows, "Euler stage")
         h = levels.h if (levels is not None and t_hat is t_cur) else _bcast(t_next - t_hat, x)
-        d_cur, x_euler = _euler(x_hat, x0_hat, _bcast(t_hat, x), h)
+        d_cur, x_euler = euler_point(x_hat, x0_hat, _bcast(t_hat, x), h)
 
         # Heun correction where sigma_{i+1} > 0 (rows without it are not evaluated).
         if n_heun:
@@ -575,7 +562,7 @@ def sampler_step(
             grows = _Rows(guided_heun, n_guided_heun, batch) if n_guided_heun else _NO_ROWS
             x0_prime = denoise(x_euler, t_eval, _Rows(heun, n_heun, batch), grows, "Heun stage")
             half = levels.half if levels is not None else 0.5  # a 0-dim 1/2 costs less
-            x_heun = _heun(x_hat, x_euler, x0_prime, d_cur, _bcast(t_eval, x), h, half)
+            x_heun = heun_point(x_hat, x_euler, x0_prime, d_cur, _bcast(t_eval, x), h, half)
             x_next = x_heun if whole else torch.where(_bcast(last, x), x_euler, x_heun)
         else:
             x_next = x_euler

@@ -813,3 +813,23 @@ def test_neutral_uniform_steps_equal_the_general_path(task_name, monkeypatch):
         xs, index = [a.x, b.x], a.step_index
     assert len(calls) == task.num_steps and a.unfinished == 0
     assert torch.equal(noises[0].randn(task.data_shape), noises[1].randn(task.data_shape))
+
+
+def test_uniform_steps_keep_gradients_after_inference_mode_steps():
+    """Levels first kept under inference mode serve a later autograd pass; a table that requires
+    grad gets its gradient through the in-place arithmetic (both failed in a first version)."""
+
+    def shrink(x, t, labels=None):
+        return 0.5 * x
+
+    sig = torch.tensor([2.0, 1.0, 0.5, 0.0])
+    index = torch.zeros(3, dtype=torch.long)
+    kw = dict(uniform=0, validate=False, check_finite=False)
+    with torch.inference_mode():
+        sampler_step(shrink, torch.ones(3, 2), index, sig, **kw)
+    x = torch.ones(3, 2, requires_grad=True)
+    sampler_step(shrink, x, index, sig, **kw).x.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    table = sig.clone().requires_grad_(True)
+    sampler_step(shrink, torch.ones(3, 2), index, table, **kw).x.sum().backward()
+    assert table.grad is not None and table.grad[:2].abs().min() > 0
