@@ -171,7 +171,7 @@ def mixture_target_sha256(task: str) -> str:
         scale = float(flat.abs().max()) or 1.0
         digits = TARGET_DIGITS  # + 0.0 below turns a rounded -0.0 into 0.0
         cells = (f"{round(v / scale, digits) + 0.0:.{digits}f}" for v in flat.tolist())
-        parts.append(f"{name}/{scale:.{TARGET_DIGITS}e}:" + ",".join(cells))
+        parts.append(f"{name}/{scale:.{digits}e}:" + ",".join(cells))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -392,7 +392,7 @@ def load_mixture_denoiser(
     # hash in a json written before it (it matches only where the draw is bit-identical).
     field, check = (
         ("target_sha256", mixture_target_sha256) if "target_sha256" in meta
-        else ("data_sha256", _mixture_data_sha)
+        else ("data_sha256", lambda t: mixture_training_data(t)[2])
     )
     if (field, task) not in _SHA_CACHE:
         _SHA_CACHE[(field, task)] = check(task)
@@ -411,7 +411,3 @@ def load_mixture_denoiser(
 
 
 _SHA_CACHE: dict[tuple[str, str], str] = {}
-
-
-def _mixture_data_sha(task: str) -> str:
-    return mixture_training_data(task)[2]
