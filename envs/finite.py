@@ -3,6 +3,7 @@ sync per step and reported with the stage, step index, sigma and sample where th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -17,7 +18,7 @@ class NonFiniteDenoiserError(FloatingPointError):
 class FiniteCheck:
     """Finite checks of the sampler, accumulated on the device and read in one host sync.
 
-    :func:`sampler_step` queues one value per step: the sum of the new state, which is finite
+    :func:`sampler_step` records one value per step: the sum of the new state, which is finite
     whenever the state is (one cheap reduction; a NaN/inf anywhere makes it NaN/inf). Any NaN/inf
     that the denoiser or guide returns for an evaluated row reaches that row's new state (every
     stage output enters it with a non-zero weight, and ``0 * inf`` is NaN), so one reduction per
@@ -26,6 +27,12 @@ class FiniteCheck:
     flags are read with the one host sync of the next :func:`sampler_step` given this check, or
     by :meth:`check`; a failed flag is traced back to the first non-finite stage output, and
     :class:`NonFiniteDenoiserError` names its stage, step index, sigma and sample.
+
+    On the CPU, where reading a value waits for no device, the sum is read at once and only a
+    step whose sum is not finite is queued (with its state and stage outputs, for the trace):
+    queued finite steps would keep every stage output of an episode alive, and that memory, not
+    the reduction, was what the check cost a step (RESULTS §37). What raises, and when, is the
+    same on every device.
     """
 
     max_pending = 64
@@ -44,8 +51,11 @@ class FiniteCheck:
         """Queue the check of ``state (B, ...)``, the samples after a step from step indices
         ``step_index (B,)`` at ``sigma (B,)`` (or 0-dim: every sample's); ``outputs``: ``(out
         (n, ...), rows (n,) or None for all, sigma_in (B,), stage name)`` of every evaluation of
-        the step."""
-        self._pending.append((state.sum(), state, outputs, step_index, sigma))
+        the step. A CPU state whose sum is finite is read now and not queued."""
+        total = state.sum()
+        if state.device.type == "cpu" and math.isfinite(total.item()):
+            return  # nothing to trace later: keep no tensor of this step alive
+        self._pending.append((total, state, outputs, step_index, sigma))
 
     def flags(self) -> torch.Tensor | None:
         """The queued flags as one ``(steps,)`` bool tensor (``True`` = the step's sum is finite),

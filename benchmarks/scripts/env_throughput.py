@@ -43,6 +43,13 @@ splits the env's rest into action validation, observation, ``sampler_step`` outs
 and the rest of ``step``. On a GPU every timed call synchronises, so these step times are not
 comparable with the ``throughput`` section's.
 
+Section ``paired``: at the largest ``--num-envs``, the Heun loop and the neutral env alternate
+in short chunks of ``--pair-episodes`` whole episodes, ``--pairs`` times (the order swaps every
+pair), with no timing wrapper around the denoiser: each pair's own ratio ``raw / vector`` sees
+the same machine state, so a load that drifts over seconds cancels out, which the long repeats
+of ``throughput`` cannot do on a shared VM. Reported: the median of the pairs' ratios, its
+quartiles and a 95 % bootstrap interval of the median, and the ratio of the summed times.
+
 Usage::
 
     python benchmarks/scripts/env_throughput.py --device cpu --tasks gmm2d digits \\
@@ -107,7 +114,7 @@ TARGET_VECTOR_OVER_SYNC = 20.0  # at 256 envs
 TARGET_NOISE_RATIO = 1.5  # per-sample / batch noise at --noise-batch samples
 TARGET_GUIDED_TOLERANCE = 0.10  # |measured / NFE-predicted time - 1|
 ACTION_KINDS = ("neutral", "random")
-SECTIONS = ("throughput", "noise", "guided", "ops", "split")
+SECTIONS = ("throughput", "noise", "guided", "ops", "split", "paired")
 ACTION_SEED = 1234  # seed of the pre-drawn action pattern
 ENV_SEED = 0  # reset seed of every timed run
 
@@ -649,6 +656,40 @@ def bench_split(task: str, spec: Task, num_envs: int, budget: Budget,
     return out
 
 
+def bench_paired(task: str, spec: Task, num_envs: int, episodes: int, pairs: int,
+                 device: torch.device) -> dict[str, Any]:
+    """The Heun loop and the neutral env alternated in chunks of ``episodes`` whole episodes,
+    ``pairs`` times (the order swaps every pair); each pair's ratio ``raw / vector`` of wall-clock
+    per step. A bootstrap of the pairs (fixed seed) gives a 95 % interval of the median."""
+    env = DiffusionSamplingEnv(spec, num_envs, device=device,
+                               autoreset_mode=AutoresetMode.SAME_STEP)
+    steps = episodes * env.num_steps
+    runners = {"raw": heun_runner(env)[0],
+               "vector": vector_runner(env, draw_actions(env, steps, "neutral"))}
+    for runner in runners.values():  # warm-up: the env keeps per-step levels from its first
+        run_timed(runner, steps, device)
+    walls: dict[str, list[float]] = {"raw": [], "vector": []}
+    for p in range(pairs):
+        for mode in ("raw", "vector") if p % 2 == 0 else ("vector", "raw"):
+            walls[mode].append(run_timed(runners[mode], steps, device)[0])
+    env.close()
+    own = [r / v for r, v in zip(walls["raw"], walls["vector"])]
+    gen = torch.Generator().manual_seed(ACTION_SEED)
+    picks = torch.randint(len(own), (1000, len(own)), generator=gen).tolist()
+    boot = sorted(statistics.median(own[i] for i in row) for row in picks)
+    q = statistics.quantiles(own, n=4) if len(own) > 1 else [own[0]] * 3
+    us = 1e6 / steps
+    return {"task": task, "num_envs": num_envs, "episodes_per_chunk": episodes,
+            "steps_per_chunk": steps, "pairs": pairs,
+            "raw_step_us": statistics.median(walls["raw"]) * us,
+            "vector_step_us": statistics.median(walls["vector"]) * us,
+            "vector_over_raw_paired": statistics.median(own),
+            "vector_over_raw_quartiles": [q[0], q[2]],
+            "vector_over_raw_ci95": [boot[24], boot[974]],
+            "vector_over_raw_sums": sum(walls["raw"]) / sum(walls["vector"]),
+            "raw_wall_s": walls["raw"], "vector_wall_s": walls["vector"]}
+
+
 def _heun_nfe(env: DiffusionSamplingEnv, steps: int) -> list[int]:
     """``out[t]`` = NFE of the first ``t`` steps of the Heun loop (2 per sample, 1 at the last
     step of an episode)."""
@@ -771,6 +812,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--noise-sample-tasks", nargs="*", default=["gmm2d"],
                    help="tasks whose whole-sample noise cost is timed (slow for networks)")
     p.add_argument("--guided-n", type=int, default=1024, help="samples of the guided section")
+    p.add_argument("--pair-episodes", type=int, default=2,
+                   help="whole episodes per chunk of the paired section")
+    p.add_argument("--pairs", type=int, default=150, help="chunk pairs of the paired section")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/env_throughput.json"))
     p.add_argument("--quick", action="store_true", help="tiny smoke run (overrides sizes)")
@@ -782,8 +826,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.steps, args.repeats, args.sync_repeats, args.sync_max_envs = 4, 1, 1, 4
         args.task_steps, args.task_repeats = {}, {}
         args.noise_batch, args.noise_draws, args.noise_repeats, args.guided_n = 16, 2, 1, 8
+        args.pair_episodes, args.pairs = 1, 3
     for name in ("steps", "repeats", "sync_repeats", "noise_batch", "noise_draws",
-                 "noise_repeats", "guided_n"):
+                 "noise_repeats", "guided_n", "pair_episodes", "pairs"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     for name in ("warmup_fraction", "sync_fraction"):
@@ -842,6 +887,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "noise_repeats": args.noise_repeats,
             "noise_sample_tasks": args.noise_sample_tasks,
             "guided_n": args.guided_n,
+            "pair_episodes": args.pair_episodes,
+            "pairs": args.pairs,
             "statistic": "median over interleaved repeats (mode order rotates each round)",
             "cpu_time": "time.process_time of this process (all its threads)",
             "steps_per_s": "sub-env transitions per second (num_envs per vector step)",
@@ -860,6 +907,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "guided": [],
         "ops": [],
         "split": [],
+        "paired": [],
     }
     for task in args.tasks:
         try:
@@ -893,6 +941,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "split" in args.sections:
             print(f"{task}, split ...", file=sys.stderr, flush=True)
             payload["split"].append(bench_split(task, spec, max(args.num_envs), budget, device))
+            atomic_write_json(args.out, payload)
+        if "paired" in args.sections:
+            print(f"{task}, paired ...", file=sys.stderr, flush=True)
+            payload["paired"].append(bench_paired(task, spec, max(args.num_envs),
+                                                  args.pair_episodes, args.pairs, device))
             atomic_write_json(args.out, payload)
     payload["complete"] = True
     payload["ratios"] = ratios(rows)
@@ -933,6 +986,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{vec['outside_us']:.0f}; env/Heun {r['vector_over_raw']:.2f}, with the loop's "
               f"model time {r['vector_over_raw_same_model']:.2f}; the env's rest: "
               + ", ".join(f"{k} {v:.0f}" for k, v in r["vector_parts_us"].items()))
+    for r in payload["paired"]:
+        (q1, q3), (lo, hi) = r["vector_over_raw_quartiles"], r["vector_over_raw_ci95"]
+        print(f"\npaired, {r['task']}, {r['num_envs']} envs: {r['pairs']} pairs of "
+              f"{r['steps_per_chunk']} steps, env/Heun median {r['vector_over_raw_paired']:.3f} "
+              f"(95 % CI {lo:.3f}..{hi:.3f}; quartiles {q1:.3f}..{q3:.3f}), of the sums "
+              f"{r['vector_over_raw_sums']:.3f}; Heun {r['raw_step_us']:.0f} us, env "
+              f"{r['vector_step_us']:.0f} us per step")
     print(
         f"\nsteps/s (NFE/s), wall-clock medians; machine: {payload['machine']['cpu']}, "
         f"{payload['machine']['torch_threads']} torch threads, torch {torch.__version__}, "

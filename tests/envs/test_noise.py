@@ -428,6 +428,29 @@ def test_env_drops_its_uniform_step_hint_when_the_state_is_written():
     assert env.step_index.tolist() == [1, 4, 6, 3]
 
 
+def test_finite_cpu_steps_keep_no_tensors_until_one_is_not_finite():
+    """On the CPU a finite step's sum is read at once: an episode of neutral env steps keeps no
+    step's tensors alive (they cost the env more than the check), while a NaN is still queued and
+    raised by the end of the episode, naming its first stage."""
+    env = DiffusionSamplingEnv("gmm2d", 3)
+    env.reset(seed=0)
+    neutral = torch.zeros(3, 2, dtype=torch.long)
+    for _ in range(env.num_steps - 1):
+        env.step(neutral)
+        assert len(env._finite) == 0
+    finite = FiniteCheck()
+    sigmas = edm_sigmas(6)
+    i = next(n for n in range(6) if float(sigmas[n + 1]) < 1.0)
+    out = sampler_step(NaNAt(), torch.zeros(3, 2), torch.full((3,), i - 1), sigmas,
+                       finite=finite, uniform=i - 1, validate=False)
+    assert len(finite) == 0  # finite: read and dropped
+    sampler_step(NaNAt(), out.x, torch.full((3,), i), sigmas, finite=finite, uniform=i,
+                 validate=False)
+    assert len(finite) == 1  # not finite: queued with its stage outputs
+    with pytest.raises(NonFiniteDenoiserError, match=rf"Heun stage\) at step index {i}.*sample 1"):
+        finite.check()
+
+
 def test_finite_check_ignores_an_overflowing_sum_of_finite_samples():
     """The queued flag is the state's sum: finite entries whose sum overflows are confirmed entry
     by entry and pass; a real NaN still raises."""

@@ -78,4 +78,13 @@ def test_env_throughput_quick(tmp_path):
                                              "sampler_step_outside_model", "step_body"}
     assert split["vector_parts_us"]["validate_actions"] > 0
     assert "split, gmm2d" in proc.stdout
+    (paired,) = payload["paired"]
+    assert paired["task"] == "gmm2d" and paired["pairs"] == settings["pairs"] == 3
+    assert len(paired["raw_wall_s"]) == len(paired["vector_wall_s"]) == 3
+    own = sorted(a / b for a, b in zip(paired["raw_wall_s"], paired["vector_wall_s"]))
+    assert paired["vector_over_raw_paired"] == own[1]  # the median of the pairs' own ratios
+    lo, hi = paired["vector_over_raw_ci95"]
+    assert own[0] <= lo <= paired["vector_over_raw_paired"] <= hi <= own[-1]
+    assert paired["steps_per_chunk"] % paired["episodes_per_chunk"] == 0
+    assert "paired, gmm2d" in proc.stdout
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file left
