@@ -815,18 +815,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pair-episodes", type=int, default=2,
                    help="whole episodes per chunk of the paired section")
     p.add_argument("--pairs", type=int, default=150, help="chunk pairs of the paired section")
+    p.add_argument("--task-pairs", nargs="*", default=[], metavar="TASK=N",
+                   help="per-task --pairs (e.g. digits=40: a network step is slow on a CPU)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/env_throughput.json"))
     p.add_argument("--quick", action="store_true", help="tiny smoke run (overrides sizes)")
     args = p.parse_args(argv)
     args.task_steps = _task_ints(p, "--task-steps", args.task_steps)
     args.task_repeats = _task_ints(p, "--task-repeats", args.task_repeats)
+    args.task_pairs = _task_ints(p, "--task-pairs", args.task_pairs)
     if args.quick:
         args.num_envs = [1, 4]
         args.steps, args.repeats, args.sync_repeats, args.sync_max_envs = 4, 1, 1, 4
         args.task_steps, args.task_repeats = {}, {}
         args.noise_batch, args.noise_draws, args.noise_repeats, args.guided_n = 16, 2, 1, 8
-        args.pair_episodes, args.pairs = 1, 3
+        args.pair_episodes, args.pairs, args.task_pairs = 1, 3, {}
     for name in ("steps", "repeats", "sync_repeats", "noise_batch", "noise_draws",
                  "noise_repeats", "guided_n", "pair_episodes", "pairs"):
         if getattr(args, name) < 1:
@@ -889,6 +892,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "guided_n": args.guided_n,
             "pair_episodes": args.pair_episodes,
             "pairs": args.pairs,
+            "task_pairs": args.task_pairs,
             "statistic": "median over interleaved repeats (mode order rotates each round)",
             "cpu_time": "time.process_time of this process (all its threads)",
             "steps_per_s": "sub-env transitions per second (num_envs per vector step)",
@@ -944,8 +948,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             atomic_write_json(args.out, payload)
         if "paired" in args.sections:
             print(f"{task}, paired ...", file=sys.stderr, flush=True)
+            pairs = args.task_pairs.get(task, args.pairs)
             payload["paired"].append(bench_paired(task, spec, max(args.num_envs),
-                                                  args.pair_episodes, args.pairs, device))
+                                                  args.pair_episodes, pairs, device))
             atomic_write_json(args.out, payload)
     payload["complete"] = True
     payload["ratios"] = ratios(rows)
