@@ -43,12 +43,13 @@ splits the env's rest into action validation, observation, ``sampler_step`` outs
 and the rest of ``step``. On a GPU every timed call synchronises, so these step times are not
 comparable with the ``throughput`` section's.
 
-Section ``paired``: at the largest ``--num-envs``, the Heun loop and the neutral env alternate
-in short chunks of ``--pair-episodes`` whole episodes, ``--pairs`` times (the order swaps every
-pair), with no timing wrapper around the denoiser: each pair's own ratio ``raw / vector`` sees
-the same machine state, so a load that drifts over seconds cancels out, which the long repeats
-of ``throughput`` cannot do on a shared VM. Reported: the median of the pairs' ratios, its
-quartiles and a 95 % bootstrap interval of the median, and the ratio of the summed times.
+Section ``paired`` (only when named in ``--sections``): at the largest ``--num-envs``, the Heun
+loop and the neutral env alternate in short chunks of ``--pair-episodes`` whole episodes,
+``--pairs`` times (the order swaps every pair), with no timing wrapper around the denoiser: each
+pair's own ratio ``raw / vector`` sees the same machine state, so a load that drifts over
+seconds cancels out, which the long repeats of ``throughput`` cannot do on a shared VM.
+Reported: the median of the pairs' ratios, its quartiles and a 95 % bootstrap interval of the
+median, and the ratio of the summed times.
 
 Usage::
 
@@ -803,7 +804,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sync-repeats", type=int, default=3, help="repeats for (d)")
     p.add_argument("--actions", choices=ACTION_KINDS, default="neutral",
                    help="pre-drawn actions of the throughput section")
-    p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    p.add_argument("--sections", nargs="+", choices=SECTIONS,
+                   default=[s for s in SECTIONS if s != "paired"],
+                   help="default: every section but paired (opt-in: hundreds of whole episodes)")
     p.add_argument("--noise-batch", type=int, default=2048, help="samples of the noise section")
     p.add_argument("--noise-draws", type=int, default=64,
                    help="draws per timed noise repeat (64: whole prefetched blocks, 32 draws "

@@ -17,6 +17,7 @@ def test_env_throughput_quick(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--quick", "--threads", "1", "--tasks", "gmm2d",
+         "--sections", "throughput", "noise", "guided", "ops", "split", "paired",
          "--out", str(out)],
         capture_output=True, text=True, timeout=300, env=env, check=False,
     )
