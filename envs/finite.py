@@ -3,7 +3,7 @@ sync per step and reported with the stage, step index, sigma and sample where th
 
 from __future__ import annotations
 
-import math
+import cmath
 from collections.abc import Sequence
 
 import torch
@@ -53,7 +53,7 @@ class FiniteCheck:
         (n, ...), rows (n,) or None for all, sigma_in (B,), stage name)`` of every evaluation of
         the step. A CPU state whose sum is finite is read now and not queued."""
         total = state.sum()
-        if state.device.type == "cpu" and math.isfinite(total.item()):
+        if state.device.type == "cpu" and cmath.isfinite(total.item()):  # real or complex
             return  # nothing to trace later: keep no tensor of this step alive
         self._pending.append((total, state, outputs, step_index, sigma))
 
