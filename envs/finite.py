@@ -16,7 +16,7 @@ class NonFiniteDenoiserError(FloatingPointError):
 
 
 class FiniteCheck:
-    """Finite checks of the sampler, accumulated on the device and read in one host sync.
+    """Finite checks of the sampler, deferred to the next host sync (or read at once on the CPU).
 
     :func:`sampler_step` records one value per step: the sum of the new state, which is finite
     whenever the state is (one cheap reduction; a NaN/inf anywhere makes it NaN/inf). Any NaN/inf
@@ -31,15 +31,17 @@ class FiniteCheck:
     On the CPU, where reading a value waits for no device, the sum is read at once and only a
     step whose sum is not finite is queued (with its state and stage outputs, for the trace):
     queued finite steps would keep every stage output of an episode alive, and that memory, not
-    the reduction, was what the check cost a step (RESULTS §37). What raises, and when, is the
+    the reduction, was what the check cost a step (RESULTS §37). :attr:`unread` still counts
+    every step recorded since the last read, so what raises, when and with which message is the
     same on every device.
     """
 
     max_pending = 64
-    """Steps queued without a host sync before :func:`sampler_step` reads them anyway."""
+    """Steps recorded without a host sync before :func:`sampler_step` reads them anyway."""
 
     def __init__(self) -> None:
         self._pending: list[tuple] = []
+        self._unread = 0
 
     def record(
         self,
@@ -52,6 +54,7 @@ class FiniteCheck:
         ``step_index (B,)`` at ``sigma (B,)`` (or 0-dim: every sample's); ``outputs``: ``(out
         (n, ...), rows (n,) or None for all, sigma_in (B,), stage name)`` of every evaluation of
         the step. A CPU state whose sum is finite is read now and not queued."""
+        self._unread += 1
         total = state.sum()
         if state.device.type == "cpu" and cmath.isfinite(total.item()):  # real or complex
             return  # nothing to trace later: keep no tensor of this step alive
@@ -65,23 +68,31 @@ class FiniteCheck:
         return torch.isfinite(torch.stack([p[0] for p in self._pending]))
 
     def __len__(self) -> int:
+        """Steps queued (on the CPU: only the non-finite ones)."""
         return len(self._pending)
+
+    @property
+    def unread(self) -> int:
+        """Steps recorded since the last read, queued or not: what :attr:`max_pending` bounds."""
+        return self._unread
 
     def resolve(self, finite: Sequence[bool]) -> None:
         """Consume the host values of :meth:`flags`; raise for the first non-finite step."""
         pending, self._pending = self._pending[: len(finite)], self._pending[len(finite):]
+        self._unread = len(self._pending)
         for ok, (_, state, outputs, step_index, sigma) in zip(finite, pending):
             if not ok:
                 try:
                     self._raise(state, outputs, step_index, sigma)
                 except NonFiniteDenoiserError:
-                    self._pending = []
+                    self._pending, self._unread = [], 0
                     raise
 
     def check(self) -> None:
         """Read the queued flags now (one host sync) and raise if any step was not finite."""
         if self._pending:
             self.resolve(self.flags().tolist())
+        self._unread = 0
 
     @staticmethod
     def _raise(state, outputs, step_index, sigma) -> None:

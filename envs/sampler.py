@@ -375,7 +375,7 @@ def sampler_step(
         if (batch and not validate and knobs.churn is None and knobs.renoise is None
                 and (knobs.guidance is None or guide is None) and not (
                     check_finite and finite is not None
-                    and len(finite) >= FiniteCheck.max_pending)):
+                    and finite.unread >= FiniteCheck.max_pending)):
             return _neutral_uniform_step(denoiser, x, step_index, nxt, levels, nxt_host,
                                          last_host, labels, budget, noise, check_finite, finite,
                                          guide)
@@ -457,7 +457,9 @@ def sampler_step(
         violations.append(("step index", bad_index, ""))
         stats.append(torch.stack([bad.any() for _, bad, _ in violations]).long())
     queued = len(finite) if (finite is not None and check_finite) else 0
-    pending = bool(queued) and (bool(stats) or queued >= FiniteCheck.max_pending)
+    unread = finite.unread if (finite is not None and check_finite) else 0
+    read_now = bool(stats) or unread >= FiniteCheck.max_pending  # what a queue of all would do
+    pending = bool(queued) and read_now
     if pending:  # read the queued checks with this step's sync
         stats.append(finite.flags().long())
     host = (torch.cat(stats).tolist() if len(stats) > 1 else stats[0].tolist()) if stats else []
@@ -475,6 +477,8 @@ def sampler_step(
             _raise_knob(knobs, name, bad, allowed)
     if pending:
         finite.resolve([bool(v) for v in host])
+    elif unread and read_now:  # all read on the CPU already: only the count starts over
+        finite.check()
     n_euler = counts.get("euler", batch)
     if heun is None:
         n_heun = 0 if last_host else batch

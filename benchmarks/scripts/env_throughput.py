@@ -78,6 +78,7 @@ import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -118,6 +119,8 @@ ACTION_KINDS = ("neutral", "random")
 SECTIONS = ("throughput", "noise", "guided", "ops", "split", "paired")
 ACTION_SEED = 1234  # seed of the pre-drawn action pattern
 ENV_SEED = 0  # reset seed of every timed run
+BOOTSTRAP_RESAMPLES = 1000  # of the paired section's pairs; the 95 % interval is resamples 24, 974
+BOOTSTRAP_SEED = 1234
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,7 +155,22 @@ def describe_machine(device: torch.device) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "git": git_state(),
     }
+
+
+def git_state() -> dict[str, Any] | None:
+    """The checkout's commit and its changed tracked files (so an A/B run with a file swapped
+    back says which), or ``None`` outside a git checkout."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "-uno"],
+                                check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {"commit": commit, "changed": [line[3:] for line in status.splitlines()]}
 
 
 def resolve_task(name: str) -> Task:
@@ -667,7 +685,7 @@ def bench_paired(task: str, spec: Task, num_envs: int, episodes: int, pairs: int
     steps = episodes * env.num_steps
     runners = {"raw": heun_runner(env)[0],
                "vector": vector_runner(env, draw_actions(env, steps, "neutral"))}
-    for runner in runners.values():  # warm-up: the env keeps per-step levels from its first
+    for runner in runners.values():  # warm-up: the env builds its kept per-step levels here
         run_timed(runner, steps, device)
     walls: dict[str, list[float]] = {"raw": [], "vector": []}
     for p in range(pairs):
@@ -675,9 +693,10 @@ def bench_paired(task: str, spec: Task, num_envs: int, episodes: int, pairs: int
             walls[mode].append(run_timed(runners[mode], steps, device)[0])
     env.close()
     own = [r / v for r, v in zip(walls["raw"], walls["vector"])]
-    gen = torch.Generator().manual_seed(ACTION_SEED)
-    picks = torch.randint(len(own), (1000, len(own)), generator=gen).tolist()
+    gen = torch.Generator().manual_seed(BOOTSTRAP_SEED)
+    picks = torch.randint(len(own), (BOOTSTRAP_RESAMPLES, len(own)), generator=gen).tolist()
     boot = sorted(statistics.median(own[i] for i in row) for row in picks)
+    lo, hi = round(0.025 * BOOTSTRAP_RESAMPLES) - 1, round(0.975 * BOOTSTRAP_RESAMPLES) - 1
     q = statistics.quantiles(own, n=4) if len(own) > 1 else [own[0]] * 3
     us = 1e6 / steps
     return {"task": task, "num_envs": num_envs, "episodes_per_chunk": episodes,
@@ -686,7 +705,7 @@ def bench_paired(task: str, spec: Task, num_envs: int, episodes: int, pairs: int
             "vector_step_us": statistics.median(walls["vector"]) * us,
             "vector_over_raw_paired": statistics.median(own),
             "vector_over_raw_quartiles": [q[0], q[2]],
-            "vector_over_raw_ci95": [boot[24], boot[974]],
+            "vector_over_raw_ci95": [boot[lo], boot[hi]],
             "vector_over_raw_sums": sum(walls["raw"]) / sum(walls["vector"]),
             "raw_wall_s": walls["raw"], "vector_wall_s": walls["vector"]}
 

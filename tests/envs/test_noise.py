@@ -451,6 +451,24 @@ def test_finite_cpu_steps_keep_no_tensors_until_one_is_not_finite():
         finite.check()
 
 
+def test_a_nan_is_read_after_max_pending_steps_on_every_device():
+    """The CPU reads finite sums at once and queues only the NaN step, but the forced read still
+    comes after ``max_pending`` recorded steps, as when every step was queued: a 100-step run
+    with a NaN at step 9 raises at step 64, not at its end."""
+
+    class NaNAtCall(torch.nn.Module):
+        calls = 0
+
+        def forward(self, x, sigma, class_labels=None):
+            self.calls += 1
+            return 0.5 * x * (math.nan if self.calls == 20 else 1.0)  # the Heun stage of step 9
+
+    denoiser = NaNAtCall()
+    with pytest.raises(NonFiniteDenoiserError, match=r"Heun stage\) at step index 9"):
+        sample(denoiser, edm_sigmas(100), noise=BatchNoise(2, seed=0), data_shape=(2,))
+    assert denoiser.calls == 2 * FiniteCheck.max_pending  # read with step 64's sync
+
+
 def test_finite_check_ignores_an_overflowing_sum_of_finite_samples():
     """The queued flag is the state's sum: finite entries whose sum overflows are confirmed entry
     by entry and pass; a real NaN still raises."""

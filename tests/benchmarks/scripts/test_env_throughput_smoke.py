@@ -28,6 +28,7 @@ def test_env_throughput_quick(tmp_path):
     machine = payload["machine"]
     assert {"cpu", "cores", "torch", "torch_threads", "device"} <= set(machine)
     assert machine["torch_threads"] == 1 and machine["device"] == "cpu"
+    assert machine["git"] is None or len(machine["git"]["commit"]) == 40  # the code measured
     settings = payload["settings"]
     assert settings["quick"] is True and settings["tasks"] == ["gmm2d"]
     num_envs = settings["num_envs"]
