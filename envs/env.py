@@ -25,7 +25,6 @@ from diffgym.envs.menus import KNOBS, ActionMenus
 from diffgym.envs.sampler import (
     BatchNoise,
     FiniteCheck,
-    Knobs,
     PerSampleNoise,
     StepOutput,
     sampler_step,
@@ -729,10 +728,6 @@ class DiffusionSamplingEnv(VectorEnv):
             f"invalid action {value!r} for knob {name!r} in sub-env {env_index}; "
             f"allowed menu indices are integers 0..{size - 1}"
         )
-
-    def _knobs(self, idx: torch.Tensor) -> Knobs:
-        """Menu indices ``(num_envs, num_knobs)`` -> per-env knob tensors via lookup tables."""
-        return self.action_menus.knobs(idx, self._s_noise)
 
     def knob_values(self, actions: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
         """Menu indices -> ``{knob name: (num_envs,) level}`` (e.g. for logging a policy)."""
