@@ -2,7 +2,7 @@
 
 The f-divergence reward of a discriminator moves only to second order with mode-mass errors
 (RESULTS §1), and a policy can drive a knob to the top of its menu where that reward is flat.
-Four named options of :func:`~diffgym.rewards.make_irl_trainer` act on it:
+Five named options of :func:`~diffgym.rewards.make_irl_trainer` act on it:
 
 * ``disc_grad_penalty = gamma`` — R1 gradient penalty on expert states (Mescheder et al. 2018,
   "Which training methods for GANs do actually converge?"): ``gamma / 2 E_expert |grad_x l|^2``
@@ -15,11 +15,18 @@ Four named options of :func:`~diffgym.rewards.make_irl_trainer` act on it:
   ``w`` the kernel MMD witness between the data and the policy's recent terminal samples
   (:func:`mmd_witness`), negative on over-represented modes and positive on under-represented
   ones: a first-order signal of mode masses (Gretton et al. 2012).
+* ``terminal_mass_weight = beta`` — a batch-level term at terminal states that sees masses and
+  nothing else: ``beta log(p_c / q_c)`` for a terminal sample in cell ``c``, where the cells are
+  a k-means partition of data samples (:func:`kmeans_centres`, :data:`TERMINAL_MASS_CELLS`
+  cells), ``p_c`` the data's mass in the cell and ``q_c`` the policy's, from its newest terminal
+  samples (:func:`cell_masses`, :func:`cell_log_ratio`). It is the coarse-grained log density
+  ratio: negative on a cell the policy over-fills, positive on one it starves, and blind to how
+  samples spread inside a cell, so sharpening a mode does not move it.
 * ``action_cost = c`` — a per-step penalty ``-c sum_k a_k / (n_k - 1)`` on each knob's menu
   position (:func:`menu_position`; entry 0 is neutral and costs nothing, the top of a menu costs
   ``c``), a prior towards the plain sampler that stops a flat reward from saturating a menu.
 
-:class:`ShapedReward` adds the last two to the generator's reward; the first two change the
+:class:`ShapedReward` adds the last three to the generator's reward; the first two change the
 discriminator (:class:`~diffgym.rewards.trainer.SigmaMatchedGAIL` and
 :func:`~diffgym.rewards.make_irl_trainer`).
 """
@@ -42,11 +49,17 @@ from diffgym.envs.features import split_obs
 __all__ = [
     "MMD_BANDWIDTH_SCALES",
     "REWARD_OPTIONS",
+    "TERMINAL_MASS_CELLS",
+    "TERMINAL_MASS_FIT_SAMPLES",
+    "TERMINAL_MASS_SAMPLES",
     "TERMINAL_MMD_SAMPLES",
     "ShapedReward",
     "add_to_loss",
     "apply_spectral_norm",
+    "cell_log_ratio",
+    "cell_masses",
     "check_reward_options",
+    "kmeans_centres",
     "median_bandwidth",
     "menu_position",
     "mmd_witness",
@@ -62,11 +75,22 @@ TERMINAL_MMD_SAMPLES = 512
 """Policy terminal samples kept for the witness (the newest ones; about four rounds of 64 envs x
 2 episodes), and data samples drawn for it each round."""
 
+TERMINAL_MASS_CELLS = 16
+"""Cells of the mass term's k-means partition of the data: more than the modes of any
+``gmm2d-random`` task (4-12), so no two well-separated modes need share a cell."""
+
+TERMINAL_MASS_FIT_SAMPLES = 8192
+"""Data samples the cells are fitted on; their cell counts are the data masses ``p_c``."""
+
+TERMINAL_MASS_SAMPLES = 2048
+"""Policy terminal samples (the newest ones) the policy masses ``q_c`` are counted from."""
+
 
 REWARD_OPTIONS = {
     "disc_grad_penalty": float,
     "disc_spectral_norm": bool,
     "terminal_mmd_weight": float,
+    "terminal_mass_weight": float,
     "action_cost": float,
 }
 """The named reward options (keyword arguments of :func:`~diffgym.rewards.make_irl_trainer`) and
@@ -225,6 +249,74 @@ def mmd_witness(
     return out
 
 
+def kmeans_centres(
+    points: torch.Tensor, k: int, *, generator: torch.Generator, iters: int = 100
+) -> torch.Tensor:
+    """``(k, D)`` k-means centres of ``points (N, D)``: k-means++ seeding from ``generator``
+    (Arthur and Vassilvitskii 2007), then Lloyd's iterations until no assignment changes (at most
+    ``iters``); a cell left empty keeps its centre. Deterministic for a given generator state.
+
+    Raises:
+        ValueError: ``points`` not 2-d or not finite, ``k`` not an int in ``[1, N]``.
+    """
+    if points.ndim != 2:
+        raise ValueError(f"points must be 2-d (N, D), got shape {tuple(points.shape)}")
+    n = points.shape[0]
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
+        raise ValueError(f"k must be an int in [1, {n}] (the number of points), got {k!r}")
+    if not bool(torch.isfinite(points).all()):
+        raise ValueError("points must be finite")
+    pts = points.to(torch.float64).cpu()
+    first = int(torch.randint(n, (1,), generator=generator))
+    centres = [pts[first]]
+    d2 = (pts - pts[first]).pow(2).sum(1)
+    for _ in range(1, k):
+        total = float(d2.sum())
+        if total <= 0:  # fewer distinct points than cells: repeat one
+            nxt = int(torch.randint(n, (1,), generator=generator))
+        else:
+            nxt = int(torch.multinomial(d2 / total, 1, generator=generator))
+        centres.append(pts[nxt])
+        d2 = torch.minimum(d2, (pts - pts[nxt]).pow(2).sum(1))
+    c = torch.stack(centres)
+    assign = torch.cdist(pts, c).argmin(1)
+    for _ in range(iters):
+        counts = torch.bincount(assign, minlength=k)
+        sums = torch.zeros_like(c).index_add_(0, assign, pts)
+        filled = counts > 0
+        c[filled] = sums[filled] / counts[filled].unsqueeze(1).to(c.dtype)
+        new = torch.cdist(pts, c).argmin(1)
+        if torch.equal(new, assign):
+            break
+        assign = new
+    return c.to(points.dtype)
+
+
+def cell_masses(points: torch.Tensor, centres: torch.Tensor, prior: float = 0.5) -> torch.Tensor:
+    """``(K,)`` share of ``points (N, D)`` in each nearest-centre cell, with ``prior`` added to
+    every count (``(n_c + prior) / (N + K prior)``), so no cell has mass 0."""
+    if points.ndim != 2 or centres.ndim != 2 or points.shape[1] != centres.shape[1]:
+        raise ValueError(f"points {tuple(points.shape)} and centres {tuple(centres.shape)} must "
+                         f"be 2-d with the same width")
+    k = centres.shape[0]
+    assign = torch.cdist(points.to(centres.dtype), centres).argmin(1)
+    counts = torch.bincount(assign, minlength=k).to(torch.float64)
+    return (counts + prior) / (points.shape[0] + k * prior)
+
+
+def cell_log_ratio(
+    x: torch.Tensor, centres: torch.Tensor, data_mass: torch.Tensor, policy_mass: torch.Tensor
+) -> torch.Tensor:
+    """``(B,)`` ``log(p_c / q_c)`` at each row of ``x (B, D)``, ``c`` its nearest centre:
+    negative in a cell the policy over-fills, positive in one it starves."""
+    if x.ndim != 2 or x.shape[1] != centres.shape[1]:
+        raise ValueError(f"x must be (B, {centres.shape[1]}), got shape {tuple(x.shape)}")
+    cell = torch.cdist(x.to(centres.dtype), centres).argmin(1)
+    out = (data_mass.log() - policy_mass.log()).to(x.device)[cell.to(x.device)]
+    assert out.shape == (x.shape[0],), f"mass term shape {tuple(out.shape)}"
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Menu-saturation prior
 # --------------------------------------------------------------------------------------------
@@ -262,13 +354,16 @@ def menu_position(onehot: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
 
 
 class ShapedReward(ForwardWrapper):
-    """``base(s, a, s', done) + terminal_mmd_weight done w(x') - action_cost position(a)``.
+    """``base(s, a, s', done) + done (terminal_mmd_weight w(x') + terminal_mass_weight m(x'))
+    - action_cost position(a)``.
 
-    ``w`` is :func:`mmd_witness` between fresh data and the policy's newest terminal samples.
-    Terminal samples are recorded by :meth:`predict_processed` (the call the rollout's reward
-    wrapper makes) between :meth:`begin_round` and :meth:`end_round`; ``end_round`` moves them
-    into the witness (keeping the newest :data:`TERMINAL_MMD_SAMPLES`) and draws new data. Until
-    the first ``end_round`` the witness term is 0, so each round is scored against the policy of
+    ``w`` is :func:`mmd_witness` between fresh data and the policy's newest terminal samples;
+    ``m`` is :func:`cell_log_ratio` on the data's k-means cells. Terminal samples are recorded by
+    :meth:`predict_processed` (the call the rollout's reward wrapper makes) between
+    :meth:`begin_round` and :meth:`end_round`; ``end_round`` moves them into the witness
+    (keeping the newest :data:`TERMINAL_MMD_SAMPLES`, drawing new data) and into the policy's cell
+    masses (the newest ``mass_samples``; the cells and data masses are fitted once, at the first
+    ``end_round``). Until then both terms are 0, so each round is scored against the policy of
     the rounds before it.
 
     Args:
@@ -277,11 +372,15 @@ class ShapedReward(ForwardWrapper):
         sample_data: ``n -> (n, D)`` data samples, scaled like the terminal states' sample part
             (``c_in(0) x = x / sigma_data``).
         terminal_mmd_weight: ``beta >= 0``.
+        terminal_mass_weight: ``beta >= 0``.
         action_cost: ``c >= 0``.
         num_samples: witness samples per side.
+        mass_cells, mass_samples: cells of the mass term, and policy samples its masses count.
+        seed: seed of the cells' k-means++ seeding.
 
     Raises:
-        ValueError: a negative weight, ``num_samples < 2``.
+        ValueError: a negative weight, ``num_samples < 2``, ``mass_cells < 1``,
+            ``mass_samples < 1``.
         TypeError: ``action_cost > 0`` with a non-discrete action space.
     """
 
@@ -292,25 +391,45 @@ class ShapedReward(ForwardWrapper):
         data_shape: Sequence[int],
         sample_data: Callable[[int], torch.Tensor],
         terminal_mmd_weight: float = 0.0,
+        terminal_mass_weight: float = 0.0,
         action_cost: float = 0.0,
         num_samples: int = TERMINAL_MMD_SAMPLES,
+        mass_cells: int = TERMINAL_MASS_CELLS,
+        mass_samples: int = TERMINAL_MASS_SAMPLES,
+        seed: int = 0,
     ) -> None:
         super().__init__(base)
         for name, value in (("terminal_mmd_weight", terminal_mmd_weight),
+                            ("terminal_mass_weight", terminal_mass_weight),
                             ("action_cost", action_cost)):
             if not math.isfinite(float(value)) or float(value) < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-            raise ValueError(f"num_samples must be an int >= 2, got {num_samples!r}")
+        for name, value, low in (("num_samples", num_samples, 2), ("mass_cells", mass_cells, 1),
+                                 ("mass_samples", mass_samples, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         self.data_shape = tuple(data_shape)
         self.sample_data = sample_data
         self.terminal_mmd_weight = float(terminal_mmd_weight)
+        self.terminal_mass_weight = float(terminal_mass_weight)
         self.action_cost = float(action_cost)
         self.num_samples = num_samples
+        self.mass_cells = mass_cells
+        self.mass_samples = mass_samples
+        self.seed = int(seed)
         self.menu_sizes = _menu_sizes(base.action_space) if action_cost > 0 else ()
-        self.policy_terminals: torch.Tensor | None = None  # (M, D)
+        self.policy_terminals: torch.Tensor | None = None  # (M, D), the witness's
         self.data_terminals: torch.Tensor | None = None  # (N, D)
+        self.mass_terminals: torch.Tensor | None = None  # (mass_samples, D) at most
+        self.mass_centres: torch.Tensor | None = None  # (mass_cells, D)
+        self.data_mass: torch.Tensor | None = None  # (mass_cells,)
+        self.policy_mass: torch.Tensor | None = None  # (mass_cells,)
         self._recording: list[torch.Tensor] | None = None
+
+    @property
+    def records_terminals(self) -> bool:
+        """Whether a terminal term needs the policy's terminal samples."""
+        return self.terminal_mmd_weight > 0 or self.terminal_mass_weight > 0
 
     def _sample_part(self, obs: torch.Tensor) -> torch.Tensor:
         x, _ = split_obs(obs, self.data_shape)
@@ -326,6 +445,15 @@ class ShapedReward(ForwardWrapper):
         w = mmd_witness(x, data, self.policy_terminals.to(x.device))
         return w.to(obs.dtype)
 
+    def mass_term(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` ``log(p_c / q_c)`` at the sample part of ``obs (B, obs_dim)`` (0 before the
+        first :meth:`end_round`)."""
+        if self.mass_centres is None or self.data_mass is None or self.policy_mass is None:
+            return torch.zeros(obs.shape[0], dtype=obs.dtype, device=obs.device)
+        x = self._sample_part(obs)
+        m = cell_log_ratio(x, self.mass_centres, self.data_mass, self.policy_mass)
+        return m.to(obs.dtype)
+
     def forward(
         self,
         state: torch.Tensor,
@@ -335,13 +463,20 @@ class ShapedReward(ForwardWrapper):
     ) -> torch.Tensor:
         """``(B, ...)`` preprocessed transitions -> ``(B,)`` rewards."""
         reward = self.base(state, action, next_state, done)
-        if self.terminal_mmd_weight > 0:
+        if self.records_terminals:
             is_done = done.to(reward.dtype).reshape(-1)
             if bool(is_done.any()):
-                w = torch.zeros_like(reward)
                 rows = is_done > 0
-                w[rows] = self.witness(next_state[rows]).to(reward.dtype)
-                reward = reward + self.terminal_mmd_weight * w
+                term = torch.zeros(int(rows.sum()), dtype=reward.dtype, device=reward.device)
+                if self.terminal_mmd_weight > 0:
+                    term += self.terminal_mmd_weight * self.witness(next_state[rows]).to(
+                        reward.dtype)
+                if self.terminal_mass_weight > 0:
+                    term += self.terminal_mass_weight * self.mass_term(next_state[rows]).to(
+                        reward.dtype)
+                extra = torch.zeros_like(reward)
+                extra[rows] = term
+                reward = reward + extra
         if self.action_cost > 0:
             reward = reward - self.action_cost * menu_position(
                 action.to(reward.dtype), self.menu_sizes
@@ -359,7 +494,7 @@ class ShapedReward(ForwardWrapper):
     ) -> np.ndarray:
         """imitation's reward call during rollouts; also records terminal samples while a round
         is open (:meth:`begin_round`)."""
-        if self._recording is not None and self.terminal_mmd_weight > 0:
+        if self._recording is not None and self.records_terminals:
             rows = np.asarray(done).reshape(-1).astype(bool)
             if rows.any():
                 obs = torch.as_tensor(np.asarray(next_state)[rows], dtype=torch.float64)
@@ -372,12 +507,22 @@ class ShapedReward(ForwardWrapper):
 
     def end_round(self) -> None:
         """Stop recording; keep the newest :attr:`num_samples` policy terminal samples and draw
-        as many fresh data samples."""
+        as many fresh data samples (witness); count the newest :attr:`mass_samples` in the
+        cells, fitting the cells on the first call (mass term)."""
         recorded, self._recording = self._recording, None
-        if self.terminal_mmd_weight == 0 or not recorded:
+        if not self.records_terminals or not recorded:
             return
         new = torch.cat(recorded)
-        if self.policy_terminals is not None:
-            new = torch.cat([self.policy_terminals, new])
-        self.policy_terminals = new[-self.num_samples:]
-        self.data_terminals = self.sample_data(self.num_samples).to(torch.float64)
+        if self.terminal_mmd_weight > 0:
+            pool = new if self.policy_terminals is None else torch.cat([self.policy_terminals, new])
+            self.policy_terminals = pool[-self.num_samples:]
+            self.data_terminals = self.sample_data(self.num_samples).to(torch.float64)
+        if self.terminal_mass_weight > 0:
+            if self.mass_centres is None:
+                data = self.sample_data(TERMINAL_MASS_FIT_SAMPLES).to(torch.float64)
+                gen = torch.Generator().manual_seed(self.seed)
+                self.mass_centres = kmeans_centres(data, self.mass_cells, generator=gen)
+                self.data_mass = cell_masses(data, self.mass_centres)
+            pool = new if self.mass_terminals is None else torch.cat([self.mass_terminals, new])
+            self.mass_terminals = pool[-self.mass_samples:]
+            self.policy_mass = cell_masses(self.mass_terminals, self.mass_centres)

@@ -34,7 +34,7 @@ stays imitation's untransformed ``r_theta``.
 overrides: ``logits_expert_is_high`` attaches the R1 penalty (``disc_grad_penalty``) to the
 logits the discriminator loss is built from, and ``train_gen`` opens and closes the round in
 which a :class:`~diffgym.rewards.shaping.ShapedReward` records terminal samples
-(``terminal_mmd_weight``; ``action_cost`` needs no state).
+(``terminal_mmd_weight``, ``terminal_mass_weight``; ``action_cost`` needs no state).
 """
 
 from __future__ import annotations
@@ -149,6 +149,7 @@ class _SigmaMatched:
         demo_batch_size: int,
         disc_grad_penalty: float = 0.0,
         terminal_mmd_weight: float = 0.0,
+        terminal_mass_weight: float = 0.0,
         action_cost: float = 0.0,
         **kwargs: Any,
     ) -> None:
@@ -162,7 +163,9 @@ class _SigmaMatched:
         self.reward_transform = reward_transform
         # Must exist before imitation's __init__, which wraps the env with `reward_train`.
         self._transformed_reward = DivergenceReward(reward_net, reward_transform)
-        self._init_reward_options(disc_grad_penalty, terminal_mmd_weight, action_cost)
+        self._init_reward_options(
+            disc_grad_penalty, terminal_mmd_weight, terminal_mass_weight, action_cost
+        )
         # Detached (2 m,) discriminator outputs of the current update's minibatches (expert rows
         # first); a list only while ``train_disc`` runs.
         self._disc_outputs: list[torch.Tensor] | None = None
@@ -185,20 +188,25 @@ class _SigmaMatched:
 
     # -- reward options (rewards/shaping.py) --------------------------------------------------
     def _init_reward_options(
-        self, disc_grad_penalty: float, terminal_mmd_weight: float, action_cost: float
+        self,
+        disc_grad_penalty: float,
+        terminal_mmd_weight: float,
+        terminal_mass_weight: float,
+        action_cost: float,
     ) -> None:
         """Store the R1 weight; wrap the reward in a :class:`ShapedReward` when a terminal MMD
-        term or an action cost is asked for."""
+        or mass term or an action cost is asked for."""
         if not math.isfinite(float(disc_grad_penalty)) or float(disc_grad_penalty) < 0:
             raise ValueError(f"disc_grad_penalty must be a finite number >= 0, got "
                              f"{disc_grad_penalty!r}")
         self.disc_grad_penalty = float(disc_grad_penalty)
         self.shaped_reward: ShapedReward | None = None
-        if terminal_mmd_weight or action_cost:
+        if terminal_mmd_weight or terminal_mass_weight or action_cost:
             task = self.expert.task
             scale = 1.0 / task.sigma_data  # c_in(0): the terminal states' sample scaling
             # Its own stream (the expert's seed + 1): the expert's draws stay as without it.
-            gen = torch.Generator().manual_seed(self.expert.generator.initial_seed() + 1)
+            expert_seed = self.expert.generator.initial_seed()
+            gen = torch.Generator().manual_seed(expert_seed + 1)
 
             def sample_data(n: int) -> torch.Tensor:
                 x, _ = task.sample_data(n, gen)
@@ -209,7 +217,9 @@ class _SigmaMatched:
                 data_shape=task.data_shape,
                 sample_data=sample_data,
                 terminal_mmd_weight=terminal_mmd_weight,
+                terminal_mass_weight=terminal_mass_weight,
                 action_cost=action_cost,
+                seed=expert_seed + 2,  # the cells' k-means++ seeding
             )
             self._transformed_reward = self.shaped_reward
 
@@ -453,6 +463,7 @@ def make_irl_trainer(
     disc_grad_penalty: float = 0.0,
     disc_spectral_norm: bool = False,
     terminal_mmd_weight: float = 0.0,
+    terminal_mass_weight: float = 0.0,
     action_cost: float = 0.0,
     **kwargs: Any,
 ) -> AdversarialTrainer:
@@ -480,13 +491,16 @@ def make_irl_trainer(
             ``lr = DEFAULT_DISC_LR``).
         allow_variable_horizon: imitation's check; ``True`` because renoising makes episode
             lengths vary (no termination leak: every episode ends at ``sigma = 0``).
-        seed: seed of the default expert's generator (and of the terminal MMD term's data).
+        seed: seed of the default expert's generator (and of the terminal terms' data and
+            cells).
         disc_grad_penalty: R1 weight ``gamma`` on expert states (0: off; see
             :mod:`~diffgym.rewards.shaping`).
         disc_spectral_norm: spectral normalisation of the discriminator's trunk and head
             (applied in place to ``reward_net``).
         terminal_mmd_weight: weight ``beta`` of the MMD-witness reward at terminal states (0:
             off).
+        terminal_mass_weight: weight ``beta`` of the cell mass-ratio reward at terminal states
+            (0: off).
         action_cost: per-step cost of each knob's menu position (0: off).
         **kwargs: further ``AdversarialTrainer`` options (``demo_minibatch_size``,
             ``gen_train_timesteps``, ``gen_replay_buffer_capacity``, ``custom_logger``,
@@ -545,6 +559,7 @@ def make_irl_trainer(
         allow_variable_horizon=allow_variable_horizon,
         disc_grad_penalty=disc_grad_penalty,
         terminal_mmd_weight=terminal_mmd_weight,
+        terminal_mass_weight=terminal_mass_weight,
         action_cost=action_cost,
         **kwargs,
     )

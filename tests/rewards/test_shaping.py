@@ -1,6 +1,6 @@
-"""Reward options that see mode masses: the R1 penalty, spectral norm, the terminal MMD witness
-and the menu-position cost; each gives shaped ``(batch,)`` outputs and ranks a mode the policy
-over-represents below one it under-represents."""
+"""Reward options that see mode masses: the R1 penalty, spectral norm, the terminal MMD witness,
+the terminal cell mass ratio and the menu-position cost; each gives shaped ``(batch,)`` outputs
+and ranks a mode the policy over-represents below one it under-represents."""
 
 from __future__ import annotations
 
@@ -24,7 +24,13 @@ from diffgym.rewards import (
     mmd_witness,
     r1_penalty,
 )
-from diffgym.rewards.shaping import add_to_loss, apply_spectral_norm
+from diffgym.rewards.shaping import (
+    add_to_loss,
+    apply_spectral_norm,
+    cell_log_ratio,
+    cell_masses,
+    kmeans_centres,
+)
 
 NUM_ENVS, N_STEPS = 4, 18
 LEFT, RIGHT = (-3.0, 0.0), (3.0, 0.0)
@@ -104,6 +110,89 @@ def test_shaped_reward_terminal_term_sign_and_only_at_terminal_states():
     np.testing.assert_allclose(not_done, before, rtol=1e-6)
 
 
+# --- the terminal cell mass ratio -----------------------------------------------------------
+
+
+def test_kmeans_centres_find_the_modes_and_are_deterministic():
+    data = _two_modes(400, 0.5, seed=0)
+    c = kmeans_centres(data, 2, generator=torch.Generator().manual_seed(3))
+    assert c.shape == (2, 2) and c.dtype == data.dtype
+    got = sorted(c[:, 0].tolist())
+    assert got[0] == pytest.approx(LEFT[0], abs=0.1) and got[1] == pytest.approx(RIGHT[0], abs=0.1)
+    again = kmeans_centres(data, 2, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(c, again, rtol=0, atol=0)
+    # More cells than distinct points is allowed (a repeated centre), more than points is not.
+    assert kmeans_centres(torch.zeros(3, 2), 3, generator=torch.Generator()).shape == (3, 2)
+    for bad, match in [((data, 0), r"k must be an int in \[1, 400\]"),
+                       ((data, 401), r"got 401"), ((data, 2.0), r"got 2.0"),
+                       ((torch.zeros(5), 2), r"must be 2-d"),
+                       ((torch.full((4, 2), float("nan")), 2), r"must be finite")]:
+        with pytest.raises(ValueError, match=match):
+            kmeans_centres(*bad, generator=torch.Generator())
+
+
+def test_cell_masses_and_log_ratio_sign_on_an_over_represented_mode():
+    centres = torch.tensor([LEFT, RIGHT], dtype=torch.float64)
+    data_mass = cell_masses(_two_modes(1000, 0.5, seed=0), centres)
+    policy_mass = cell_masses(_two_modes(1000, 0.8, seed=1), centres)
+    assert data_mass.shape == (2,) and float(data_mass.sum()) == pytest.approx(1.0)
+    want = torch.tensor([800.5, 200.5], dtype=torch.float64) / 1001
+    torch.testing.assert_close(policy_mass, want)
+    ratio = cell_log_ratio(torch.tensor([LEFT, RIGHT, (-2.0, 1.0)]), centres, data_mass,
+                           policy_mass)
+    assert ratio.shape == (3,)
+    assert ratio[0] < 0 < ratio[1] and ratio[2] == ratio[0]  # the point is in LEFT's cell
+    assert float(ratio[0]) == pytest.approx(math.log(0.5 / 0.8), abs=0.01)
+    with pytest.raises(ValueError, match=r"x must be \(B, 2\)"):
+        cell_log_ratio(torch.zeros(3, 5), centres, data_mass, policy_mass)
+    with pytest.raises(ValueError, match="same width"):
+        cell_masses(torch.zeros(3, 5), centres)
+
+
+def test_shaped_reward_mass_term_sign_and_only_at_terminal_states():
+    venv = _venv()
+    base = DivergenceReward(NoiseConditionedDiscriminator.for_env(venv), RewardTransform("js"))
+    data = _two_modes(8192, 0.5, seed=0)
+    shaped = ShapedReward(base, data_shape=(2,), sample_data=lambda n: data[:n],
+                          terminal_mass_weight=2.0, mass_cells=2)
+    assert shaped.records_terminals
+    obs = _terminal_obs(torch.tensor([LEFT, RIGHT]))
+    acts = np.zeros((2, 2), dtype=np.int64)
+    done = np.ones(2, dtype=bool)
+    before = shaped.predict_processed(obs.numpy(), acts, obs.numpy(), done)
+    np.testing.assert_allclose(before, base.predict_processed(obs.numpy(), acts, obs.numpy(), done),
+                               rtol=1e-6)  # no mass term before the first round ends
+    # One round in which the policy ended 80 % of its samples in the LEFT mode.
+    shaped.begin_round()
+    pol = _terminal_obs(_two_modes(400, 0.8, seed=1)).numpy()
+    shaped.predict_processed(pol, np.zeros((400, 2), dtype=np.int64), pol, np.ones(400, bool))
+    shaped.end_round()
+    assert shaped.mass_centres.shape == (2, 2) and shaped.mass_terminals.shape == (400, 2)
+    assert shaped.policy_terminals is None  # the witness is off and keeps nothing
+    bonus = shaped.predict_processed(obs.numpy(), acts, obs.numpy(), done) - before
+    assert bonus.shape == (2,)
+    assert bonus[0] < 0 < bonus[1]
+    # About 2 log(0.5 / 0.8) and 2 log(0.5 / 0.2): one cell per mode.
+    assert bonus[0] == pytest.approx(2 * math.log(0.5 / 0.8), abs=0.25)
+    assert bonus[1] == pytest.approx(2 * math.log(0.5 / 0.2), abs=0.25)
+    # Sharpening a mode moves nothing: the same masses, tighter around the centres.
+    tight = _terminal_obs(torch.tensor([LEFT]) * 1.0 + 0.05).numpy()
+    bonus_tight = shaped.predict_processed(tight, acts[:1], tight, done[:1]) - (
+        base.predict_processed(tight, acts[:1], tight, done[:1]))
+    assert bonus_tight[0] == pytest.approx(bonus[0], abs=1e-5)
+    # Non-terminal transitions get no mass term.
+    not_done = shaped.predict_processed(obs.numpy(), acts, obs.numpy(), np.zeros(2, bool))
+    np.testing.assert_allclose(not_done, before, rtol=1e-6)
+    # The newest mass_samples samples are kept: a second round moves the policy masses.
+    shaped.mass_samples = 400
+    shaped.begin_round()
+    pol2 = _terminal_obs(_two_modes(400, 0.5, seed=2)).numpy()
+    shaped.predict_processed(pol2, np.zeros((400, 2), dtype=np.int64), pol2, np.ones(400, bool))
+    shaped.end_round()
+    balanced = shaped.predict_processed(obs.numpy(), acts, obs.numpy(), done) - before
+    assert np.abs(balanced).max() < 0.25 * np.abs(bonus).min()
+
+
 # --- the menu-position cost ------------------------------------------------------------------
 
 
@@ -133,8 +222,11 @@ def test_menu_position_and_action_cost():
 @pytest.mark.parametrize(
     "kw, match",
     [({"terminal_mmd_weight": -1.0}, "terminal_mmd_weight must be"),
+     ({"terminal_mass_weight": float("inf")}, "terminal_mass_weight must be"),
      ({"action_cost": float("nan")}, "action_cost must be"),
-     ({"num_samples": 1}, "num_samples must be")],
+     ({"num_samples": 1}, "num_samples must be"),
+     ({"mass_cells": 0}, r"mass_cells must be an int >= 1, got 0"),
+     ({"mass_samples": 2.5}, r"mass_samples must be an int >= 1, got 2.5")],
 )
 def test_shaped_reward_bad_values(kw, match):
     venv = _venv()
@@ -216,12 +308,15 @@ def test_all_options_train_end_to_end(tmp_path):
     trainer = make_irl_trainer(
         "gail", "js", venv=venv, gen_algo=_ppo(venv), seed=0,
         custom_logger=configure(tmp_path, ["csv"]), disc_grad_penalty=1.0,
-        disc_spectral_norm=True, terminal_mmd_weight=1.0, action_cost=0.05,
+        disc_spectral_norm=True, terminal_mmd_weight=1.0, terminal_mass_weight=1.0,
+        action_cost=0.05,
     )
     assert isinstance(trainer.reward_train, ShapedReward)
     trainer.train(2 * NUM_ENVS * N_STEPS)  # two rounds
     # Each episode lasts 18 steps: one terminal sample per env per round.
     assert trainer.shaped_reward.policy_terminals.shape == (2 * NUM_ENVS, 2)
+    assert trainer.shaped_reward.mass_terminals.shape == (2 * NUM_ENVS, 2)
+    assert trainer.shaped_reward.mass_centres.shape == (16, 2)
     obs = venv.reset()
     acts = np.zeros((NUM_ENVS, 2), dtype=np.int64)
     rew = trainer.reward_train.predict_processed(obs, acts, obs, np.ones(NUM_ENVS, bool))
@@ -242,7 +337,7 @@ def test_check_reward_options_names_types_and_defaults():
                                  "disc_spectral_norm": np.bool_(True)}) == {
         "action_cost": 0.5, "disc_grad_penalty": 2.0, "disc_spectral_norm": True}
     assert set(REWARD_OPTIONS) == {"disc_grad_penalty", "disc_spectral_norm",
-                                   "terminal_mmd_weight", "action_cost"}
+                                   "terminal_mmd_weight", "terminal_mass_weight", "action_cost"}
     for bad, match in [({"beta": 1.0}, r"unknown reward option 'beta'; allowed: disc_grad"),
                        ({"action_cost": -0.1}, r"action_cost must be a finite number >= 0"),
                        ({"action_cost": float("inf")}, r"finite number >= 0, got inf"),
