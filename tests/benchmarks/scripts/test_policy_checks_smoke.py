@@ -80,3 +80,57 @@ def test_action_distribution(run_dir, tmp_path, load_script):
         assert all(len(p) == len(r["menus"][knob]) for p in per_step)
         assert all(abs(sum(p) - 1) < 1e-3 for p in per_step)  # a distribution at every step
     assert r["sigmas"][0] == pytest.approx(80.0) and r["sigmas"][-1] == pytest.approx(0.002)
+
+
+def test_suite_large_n(run_dir, tmp_path, load_script):
+    """suite_large_n.py on a one-task suite folder holding the tiny run: every sampler scored on
+    both seeds, the paired intervals and counts; at the suite's own n, numbers that differ from
+    the suite's are refused."""
+    import shutil
+
+    suite_large_n = load_script("suite_large_n")
+    suite = tmp_path / "suite"
+    task_dir = suite / "gmm2d-0"
+    shutil.copytree(run_dir, task_dir / "runs" / "ppo_js_seed0")
+    per_seed = [{"eval_seed": s, "metrics": {"sw2": 9.0, "mode_tv": 9.0}} for s in (0, 100)]
+    learned = [dict(p, run="ppo_js_seed0", temperature=1.0) for p in per_seed]
+    results = {"task": "gmm2d", "settings": {"n_eval": 64}, "best_grid_row": "grid/guidance",
+               "rows": [
+                   {"method": "default", "kind": "default", "detail": "plain Heun",
+                    "per_seed": per_seed, "info": {"schedule": {}}},
+                   {"method": "grid/guidance", "kind": "grid", "detail": "guidance(w=3)",
+                    "per_seed": per_seed, "info": {"schedule": {"guidance": [3.0] * 18}}},
+                   {"method": "ppo+gail/js", "kind": "learned", "per_seed": learned}]}
+    (task_dir / "results.json").write_text(json.dumps(results))
+    (suite / "suite.json").write_text(json.dumps({"split": "dev"}))
+    out = tmp_path / "large_n.json"
+    argv = ["--suite", str(suite), "--run", "ppo_js_seed0", "--n", "96", "--out", str(out)]
+    assert suite_large_n.main(argv) == 0
+    data = json.loads(out.read_text())
+    (task,) = data["tasks"]
+    assert task["task"] == "gmm2d-0" and task["seeds"] == [0, 100] and task["n"] == 96
+    assert set(task["per_seed"]) == {"default", "grid", "learned", "greedy", "real"}
+    for rows in task["per_seed"].values():
+        assert len(rows) == 2 and all(math.isfinite(r["mode_tv"]) for r in rows)
+    tv = task["paired"]["learned-default:mode_tv"]
+    assert tv["lo"] <= tv["mean"] <= tv["hi"] and tv["resolved"] in {"below", "above", "tie"}
+    summary = data["summary"]
+    assert summary["tasks"] == 1 and summary["learned"]["mode_tv_le_default"] == (tv["mean"] <= 0)
+    assert set(summary["default"]) == {"reached_best_grid"}
+    # --resummarise recomputes the same summary from the file, without sampling.
+    data["summary"] = {}
+    out.write_text(json.dumps(data))
+    assert suite_large_n.main(argv + ["--resummarise"]) == 0
+    assert json.loads(out.read_text())["summary"] == summary
+    with pytest.raises(SystemExit, match="the suite's 9.0"):  # n = n_eval: must reproduce
+        suite_large_n.main(argv[:-4] + ["--n", "64", "--out", str(out)])
+
+
+def test_suite_large_n_interval(load_script):
+    interval = load_script("suite_large_n").interval
+    below = interval([-0.02, -0.03, -0.025])
+    assert below["resolved"] == "below" and below["hi"] < 0
+    assert interval([0.01, -0.01, 0.0])["resolved"] == "tie"
+    assert interval([0.02, 0.03, 0.025])["resolved"] == "above"
+    one = interval([0.5])
+    assert one == {"mean": 0.5, "std": 0.0, "lo": 0.5, "hi": 0.5, "resolved": "tie"}

@@ -1,0 +1,207 @@
+"""Re-score a finished suite's mode masses at a larger sample size, where the pairing resolves them.
+
+At the suite's ``n = 2048`` the mode-mass TV of a sampler is mostly its sampling noise: a
+mixture of K modes drawn 2048 times misses its weights by about ``sum_k sqrt(w_k (1 - w_k) /
+(2 pi n))`` in TV even for real data, and most learned-vs-default differences sit inside it
+(RESULTS §28-§29). This script takes each task of a finished suite and evaluates, on ``--n``
+samples of the suite's own evaluation seeds (the comparison's common random numbers: sample
+``b`` of seed ``s`` uses noise seed ``s + b``, so the first ``n_eval`` samples are the suite's),
+
+* the default sampler, the comparison's best grid point (its schedule from ``results.json``),
+* the learned run ``--run`` at the inference temperature the comparison chose on each seed
+  (per-sample action noise as the comparison draws it), and its greedy policy,
+* real data (the task's own noise floor, :func:`~diffgym.benchmarks.evaluate.noise_floor`),
+
+and reports per task the paired differences to the default (mode TV and SW2) with a 95 %
+t-interval over the seeds, and per suite how many tasks have mode TV at or below the default's
+and how many are resolved either way. At ``--n`` equal to the suite's own ``n_eval`` the learned
+and default numbers are the suite's (checked: the script stops if they differ).
+
+    python benchmarks/scripts/suite_large_n.py --suite runs/study/rf-base --n 16384 \\
+        --threads 1 --out benchmarks/results/suite_large_n/dev-rf-base.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
+from diffgym.agents.train import load_policy
+from diffgym.benchmarks.evaluate import crn_sample, noise_floor, reference_seed, task_metrics
+from diffgym.envs.io import atomic_write_json
+from diffgym.envs.sampler import PerSampleNoise, schedule_actions
+
+METRICS = ("sw2", "mode_tv")
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+"""Two-sided 95 % Student-t quantiles by degrees of freedom (more: 1.96 is close enough)."""
+
+
+def interval(deltas: list[float]) -> dict[str, Any]:
+    """Mean, std and 95 % t-interval of paired differences; ``resolved`` is ``"below"`` /
+    ``"above"`` when the interval excludes 0, else ``"tie"``."""
+    mean = statistics.fmean(deltas)
+    if len(deltas) < 2:
+        return {"mean": mean, "std": 0.0, "lo": mean, "hi": mean, "resolved": "tie"}
+    std = statistics.stdev(deltas)
+    half = T95.get(len(deltas) - 1, 1.96) * std / math.sqrt(len(deltas))
+    lo, hi = mean - half, mean + half
+    resolved = "below" if hi < 0 else "above" if lo > 0 else "tie"
+    return {"mean": mean, "std": std, "lo": lo, "hi": hi, "resolved": resolved}
+
+
+def _score(task, actions, *, n: int, seed: int, guided: bool, base_grid: bool) -> dict[str, float]:
+    with torch.inference_mode():
+        res = crn_sample(task, actions, n=n, seed=seed, guided=guided,
+                         renoise_budget=task.renoise_budget, base_grid=base_grid)
+        metrics = task_metrics(task, res.x, res.labels, seed=reference_seed(seed))
+    return {m: float(metrics[m]) for m in METRICS}
+
+
+def study_task(task_dir: Path, run: str, n: int) -> dict[str, Any]:
+    """One task of a suite at ``n`` samples: default, best grid point, learned run, real data."""
+    results = json.loads((task_dir / "results.json").read_text())
+    rows = {r["method"]: r for r in results["rows"]}
+    default = next(r for r in results["rows"] if r["kind"] == "default")
+    grid = rows[results["best_grid_row"]]
+    evals = [p for r in results["rows"] if r["kind"] == "learned" for p in r["per_seed"]
+             if p.get("run") == run]
+    if not evals:
+        raise SystemExit(f"{task_dir}: no learned row was evaluated with run {run!r}")
+    seeds = [int(p["eval_seed"]) for p in evals]
+    policy, task, _ = load_policy(task_dir / "runs" / run)
+    guided = task.guide is not None
+    out: dict[str, Any] = {"task": task_dir.name, "seeds": seeds, "n": n,
+                           "best_grid": grid["detail"], "inference": [], "per_seed": {}}
+    schedule = grid["info"]["schedule"]
+    fixed = {"default": None, "grid": schedule_actions(**schedule) if schedule else None}
+    for name, actions in fixed.items():
+        out["per_seed"][name] = [
+            _score(task, actions, n=n, seed=s, guided=guided and name == "grid", base_grid=False)
+            for s in seeds]
+    learned = []
+    for p in evals:
+        s, choice = int(p["eval_seed"]), p.get("inference")
+        out["inference"].append(choice or ("greedy" if p.get("temperature") is None else "τ=1"))
+        if choice == "default":  # the inference guard kept the default sampler
+            learned.append(_score(task, None, n=n, seed=s, guided=False, base_grid=False))
+            continue
+        tau = p.get("temperature")
+        sampler = PolicySampler(policy, task, greedy=tau is None, temperature=tau or 1.0)
+        noise = PerSampleNoise([ACTION_SEED_OFFSET + s + b for b in range(n)])
+        learned.append(_score(task, sampler.actions(noise), n=n, seed=s, guided=guided,
+                              base_grid=True))
+    out["per_seed"]["learned"] = learned
+    greedy = PolicySampler(policy, task, greedy=True)
+    out["per_seed"]["greedy"] = [
+        _score(task, greedy.actions(None), n=n, seed=s, guided=guided, base_grid=True)
+        for s in seeds]
+    if n == results["settings"]["n_eval"]:  # the suite's own numbers must come back
+        for name, row_seeds in (("learned", evals), ("default", default["per_seed"])):
+            want = {int(q["eval_seed"]): q["metrics"] for q in row_seeds}
+            for s, got in zip(seeds, out["per_seed"][name]):
+                for m in METRICS:
+                    if abs(got[m] - want[s][m]) > 1e-6 * max(1.0, abs(want[s][m])):
+                        raise SystemExit(f"{task_dir}: {name} {m} on seed {s} is {got[m]}, the "
+                                         f"suite's {want[s][m]}")
+    real = noise_floor(task, n, seeds)["per_seed"]
+    out["per_seed"]["real"] = [{m: float(r[m]) for m in METRICS} for r in real]
+    out["paired"] = paired(out["per_seed"])
+    out["mean"] = {name: {m: statistics.fmean(r[m] for r in rows) for m in METRICS}
+                   for name, rows in out["per_seed"].items()}
+    return out
+
+
+def paired(d: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    """Paired intervals of one task's per-seed scores: every sampler against the default (mode
+    TV, SW2), and against the best grid point (SW2)."""
+    out = {f"{name}-default:{m}": interval([a[m] - b[m] for a, b in zip(d[name], d["default"])])
+           for name in ("learned", "greedy", "grid") if name in d for m in METRICS}
+    for name in ("learned", "greedy", "default"):
+        if name in d:
+            out[f"{name}-grid:sw2"] = interval(
+                [a["sw2"] - b["sw2"] for a, b in zip(d[name], d["grid"])])
+    return out
+
+
+def summarise(tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts over tasks: mode TV at or below the default's (mean of the paired differences),
+    resolved below / above, and reach (SW2 minus the best grid point's <= +1 std of the
+    pairing) of the learned, greedy and default samplers."""
+    out: dict[str, Any] = {"tasks": len(tasks)}
+    for name in ("learned", "greedy", "grid"):
+        if any(f"{name}-default:mode_tv" not in t["paired"] for t in tasks):
+            continue  # written before the script scored greedy policies
+        tv = [t["paired"][f"{name}-default:mode_tv"] for t in tasks]
+        out[name] = {
+            "mode_tv_le_default": sum(i["mean"] <= 0 for i in tv),
+            "mode_tv_resolved_below": sum(i["resolved"] == "below" for i in tv),
+            "mode_tv_resolved_above": sum(i["resolved"] == "above" for i in tv),
+            "mean_delta_mode_tv": statistics.fmean(i["mean"] for i in tv),
+            "mean_delta_sw2": statistics.fmean(
+                t["paired"][f"{name}-default:sw2"]["mean"] for t in tasks),
+        }
+    for name in ("learned", "greedy", "default"):
+        if any(f"{name}-grid:sw2" not in t["paired"] for t in tasks):
+            continue
+        reach = [t["paired"][f"{name}-grid:sw2"] for t in tasks]
+        out.setdefault(name, {})["reached_best_grid"] = sum(i["mean"] <= i["std"] for i in reach)
+    excess = [t["mean"]["default"]["mode_tv"] - t["mean"]["real"]["mode_tv"] for t in tasks]
+    out["default_excess_over_real"] = excess
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--suite", type=Path, required=True, help="a finished suite folder")
+    p.add_argument("--run", default="reinforce_js_seed0", help="the run folder in each task")
+    p.add_argument("--n", type=int, default=16384, help="samples per evaluation seed")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: leave)")
+    p.add_argument("--out", type=Path, required=True, help="JSON output (atomic)")
+    p.add_argument("--resummarise", action="store_true",
+                   help="read --out as written before and only recompute its intervals and "
+                   "summary (no sampling)")
+    args = p.parse_args(argv)
+    if args.resummarise:
+        data = json.loads(args.out.read_text())
+        for t in data["tasks"]:
+            t["paired"] = paired(t["per_seed"])
+        data["summary"] = summarise(data["tasks"])
+        atomic_write_json(args.out, data)
+        print(json.dumps({k: v for k, v in data["summary"].items()
+                          if k != "default_excess_over_real"}))
+        return 0
+    if args.n < 2:
+        p.error(f"--n must be >= 2, got {args.n}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    suite = json.loads((args.suite / "suite.json").read_text())
+    dirs = sorted((d for d in args.suite.iterdir() if (d / "results.json").is_file()),
+                  key=lambda d: int(d.name.rsplit("-", 1)[1]))
+    if not dirs:
+        p.error(f"--suite {args.suite}: no task folder with a results.json")
+    tasks = []
+    for d in dirs:
+        t = study_task(d, args.run, args.n)
+        tv = t["paired"]["learned-default:mode_tv"]
+        print(f"{t['task']:22s} mode TV default {t['mean']['default']['mode_tv']:.4f} real "
+              f"{t['mean']['real']['mode_tv']:.4f} learned-default {tv['mean']:+.4f} "
+              f"[{tv['lo']:+.4f}, {tv['hi']:+.4f}] {tv['resolved']}", flush=True)
+        tasks.append(t)
+    summary = summarise(tasks)
+    print(json.dumps({k: v for k, v in summary.items() if k != "default_excess_over_real"}))
+    atomic_write_json(args.out, {"suite": str(args.suite), "split": suite.get("split"),
+                                 "run": args.run, "n": args.n, "summary": summary,
+                                 "tasks": tasks})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
