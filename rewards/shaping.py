@@ -15,13 +15,14 @@ Five named options of :func:`~diffgym.rewards.make_irl_trainer` act on it:
   ``w`` the kernel MMD witness between the data and the policy's recent terminal samples
   (:func:`mmd_witness`), negative on over-represented modes and positive on under-represented
   ones: a first-order signal of mode masses (Gretton et al. 2012).
-* ``terminal_mass_weight = beta`` — a batch-level term at terminal states that sees masses and
-  nothing else: ``beta log(p_c / q_c)`` for a terminal sample in cell ``c``, where the cells are
-  a k-means partition of data samples (:func:`kmeans_centres`, :data:`TERMINAL_MASS_CELLS`
-  cells), ``p_c`` the data's mass in the cell and ``q_c`` the policy's, from its newest terminal
-  samples (:func:`cell_masses`, :func:`cell_log_ratio`). It is the coarse-grained log density
-  ratio: negative on a cell the policy over-fills, positive on one it starves, and blind to how
-  samples spread inside a cell, so sharpening a mode does not move it.
+* ``terminal_mass_weight = beta`` — a batch-level term at terminal states on cell masses:
+  ``beta log(p_c / q_c)`` for a terminal sample in cell ``c``, where the cells are a k-means
+  partition of data samples (:func:`kmeans_centres`, :data:`TERMINAL_MASS_CELLS` cells), ``p_c``
+  the data's mass in the cell and ``q_c`` the policy's, from its newest terminal samples
+  (:func:`cell_masses`, :func:`cell_log_ratio`). It is the coarse-grained log density ratio:
+  negative on a cell the policy over-fills, positive on one it starves, and blind to how samples
+  spread inside a cell. Where a mode spans several cells (fewer modes than cells) it also sees
+  the spread inside that mode.
 * ``action_cost = c`` — a per-step penalty ``-c sum_k a_k / (n_k - 1)`` on each knob's menu
   position (:func:`menu_position`; entry 0 is neutral and costs nothing, the top of a menu costs
   ``c``), a prior towards the plain sampler that stops a flat reward from saturating a menu.
@@ -83,7 +84,9 @@ TERMINAL_MASS_FIT_SAMPLES = 8192
 """Data samples the cells are fitted on; their cell counts are the data masses ``p_c``."""
 
 TERMINAL_MASS_SAMPLES = 2048
-"""Policy terminal samples (the newest ones) the policy masses ``q_c`` are counted from."""
+"""Policy terminal samples (the newest ones) the policy masses ``q_c`` are counted from. With 64
+envs and one episode per env per round that is the last 32 rounds: less noise in ``q_c``, at the
+price of scoring each round against a policy up to 32 rounds old."""
 
 
 REWARD_OPTIONS = {
@@ -252,20 +255,24 @@ def mmd_witness(
 def kmeans_centres(
     points: torch.Tensor, k: int, *, generator: torch.Generator, iters: int = 100
 ) -> torch.Tensor:
-    """``(k, D)`` k-means centres of ``points (N, D)``: k-means++ seeding from ``generator``
-    (Arthur and Vassilvitskii 2007), then Lloyd's iterations until no assignment changes (at most
-    ``iters``); a cell left empty keeps its centre. Deterministic for a given generator state.
+    """``(k, D)`` k-means centres of ``points (N, D)`` (on ``points``' device and dtype; computed
+    in float64 on the CPU): k-means++ seeding from ``generator`` (Arthur and Vassilvitskii 2007),
+    then Lloyd's iterations until no assignment changes (at most ``iters``); a cell left empty
+    keeps its centre. Deterministic for a given generator state.
 
     Raises:
-        ValueError: ``points`` not 2-d or not finite, ``k`` not an int in ``[1, N]``.
+        ValueError: ``points`` not 2-d, empty or not finite, ``k`` not an int in ``[1, N]``.
     """
-    if points.ndim != 2:
-        raise ValueError(f"points must be 2-d (N, D), got shape {tuple(points.shape)}")
+    if points.ndim != 2 or points.shape[0] < 1:
+        raise ValueError(f"points must be 2-d (N, D) with N >= 1, got shape "
+                         f"{tuple(points.shape)}")
     n = points.shape[0]
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
         raise ValueError(f"k must be an int in [1, {n}] (the number of points), got {k!r}")
-    if not bool(torch.isfinite(points).all()):
-        raise ValueError("points must be finite")
+    bad = int((~torch.isfinite(points)).sum())
+    if bad:
+        raise ValueError(f"points must be finite, got {bad} non-finite entries of "
+                         f"{points.numel()}")
     pts = points.to(torch.float64).cpu()
     first = int(torch.randint(n, (1,), generator=generator))
     centres = [pts[first]]
@@ -289,17 +296,26 @@ def kmeans_centres(
         if torch.equal(new, assign):
             break
         assign = new
-    return c.to(points.dtype)
+    return c.to(device=points.device, dtype=points.dtype)
 
 
 def cell_masses(points: torch.Tensor, centres: torch.Tensor, prior: float = 0.5) -> torch.Tensor:
-    """``(K,)`` share of ``points (N, D)`` in each nearest-centre cell, with ``prior`` added to
-    every count (``(n_c + prior) / (N + K prior)``), so no cell has mass 0."""
+    """``(K,)`` float64 share of ``points (N, D)`` in each nearest-centre cell (on ``centres``'
+    device), with ``prior`` added to every count (``(n_c + prior) / (N + K prior)``), so no cell
+    has mass 0.
+
+    Raises:
+        ValueError: shapes that do not match, no centre, ``prior`` not a finite number > 0.
+    """
     if points.ndim != 2 or centres.ndim != 2 or points.shape[1] != centres.shape[1]:
         raise ValueError(f"points {tuple(points.shape)} and centres {tuple(centres.shape)} must "
                          f"be 2-d with the same width")
+    if centres.shape[0] < 1:
+        raise ValueError("centres must hold at least one row, got 0")
+    if isinstance(prior, bool) or not math.isfinite(float(prior)) or float(prior) <= 0:
+        raise ValueError(f"prior must be a finite number > 0, got {prior!r}")
     k = centres.shape[0]
-    assign = torch.cdist(points.to(centres.dtype), centres).argmin(1)
+    assign = torch.cdist(points.to(device=centres.device, dtype=centres.dtype), centres).argmin(1)
     counts = torch.bincount(assign, minlength=k).to(torch.float64)
     return (counts + prior) / (points.shape[0] + k * prior)
 
@@ -307,12 +323,21 @@ def cell_masses(points: torch.Tensor, centres: torch.Tensor, prior: float = 0.5)
 def cell_log_ratio(
     x: torch.Tensor, centres: torch.Tensor, data_mass: torch.Tensor, policy_mass: torch.Tensor
 ) -> torch.Tensor:
-    """``(B,)`` ``log(p_c / q_c)`` at each row of ``x (B, D)``, ``c`` its nearest centre:
-    negative in a cell the policy over-fills, positive in one it starves."""
-    if x.ndim != 2 or x.shape[1] != centres.shape[1]:
-        raise ValueError(f"x must be (B, {centres.shape[1]}), got shape {tuple(x.shape)}")
+    """``(B,)`` ``log(p_c / q_c)`` at each row of ``x (B, D)``, ``c`` its nearest centre, on
+    ``x``'s device: negative in a cell the policy over-fills, positive in one it starves.
+
+    Raises:
+        ValueError: ``x`` not ``(B, D)``, masses not ``(K,)``.
+    """
+    k, d = centres.shape
+    if x.ndim != 2 or x.shape[1] != d:
+        raise ValueError(f"x must be (B, {d}), got shape {tuple(x.shape)}")
+    if data_mass.shape != (k,) or policy_mass.shape != (k,):
+        raise ValueError(f"data_mass and policy_mass must have shape ({k},), got "
+                         f"{tuple(data_mass.shape)} and {tuple(policy_mass.shape)}")
+    centres = centres.to(device=x.device)
     cell = torch.cdist(x.to(centres.dtype), centres).argmin(1)
-    out = (data_mass.log() - policy_mass.log()).to(x.device)[cell.to(x.device)]
+    out = (data_mass.log() - policy_mass.log()).to(x.device)[cell]
     assert out.shape == (x.shape[0],), f"mass term shape {tuple(out.shape)}"
     return out
 
@@ -379,8 +404,8 @@ class ShapedReward(ForwardWrapper):
         seed: seed of the cells' k-means++ seeding.
 
     Raises:
-        ValueError: a negative weight, ``num_samples < 2``, ``mass_cells < 1``,
-            ``mass_samples < 1``.
+        ValueError: a negative weight, ``num_samples < 2``, ``mass_cells`` not in
+            ``[1, TERMINAL_MASS_FIT_SAMPLES]``, ``mass_samples < 1``, ``seed`` not an int.
         TypeError: ``action_cost > 0`` with a non-discrete action space.
     """
 
@@ -408,6 +433,12 @@ class ShapedReward(ForwardWrapper):
                                  ("mass_samples", mass_samples, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if mass_cells > TERMINAL_MASS_FIT_SAMPLES:
+            raise ValueError(f"mass_cells must be at most TERMINAL_MASS_FIT_SAMPLES = "
+                             f"{TERMINAL_MASS_FIT_SAMPLES} (the data it is fitted on), got "
+                             f"{mass_cells}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seed must be an int, got {seed!r}")
         self.data_shape = tuple(data_shape)
         self.sample_data = sample_data
         self.terminal_mmd_weight = float(terminal_mmd_weight)

@@ -32,16 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from scipy import stats
 
 from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
 from diffgym.agents.train import load_policy
 from diffgym.benchmarks.evaluate import crn_sample, noise_floor, reference_seed, task_metrics
+from diffgym.benchmarks.grid_families import point_task
 from diffgym.envs.io import atomic_write_json
 from diffgym.envs.sampler import PerSampleNoise, schedule_actions
 
 METRICS = ("sw2", "mode_tv")
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-"""Two-sided 95 % Student-t quantiles by degrees of freedom (more: 1.96 is close enough)."""
 
 
 def interval(deltas: list[float]) -> dict[str, Any]:
@@ -51,23 +51,30 @@ def interval(deltas: list[float]) -> dict[str, Any]:
     if len(deltas) < 2:
         return {"mean": mean, "std": 0.0, "lo": mean, "hi": mean, "resolved": "tie"}
     std = statistics.stdev(deltas)
-    half = T95.get(len(deltas) - 1, 1.96) * std / math.sqrt(len(deltas))
+    half = float(stats.t.ppf(0.975, len(deltas) - 1)) * std / math.sqrt(len(deltas))
     lo, hi = mean - half, mean + half
     resolved = "below" if hi < 0 else "above" if lo > 0 else "tie"
     return {"mean": mean, "std": std, "lo": lo, "hi": hi, "resolved": resolved}
 
 
-def _score(task, actions, *, n: int, seed: int, guided: bool, base_grid: bool) -> dict[str, float]:
+def _score(task, actions, *, n: int, seed: int, guided: bool = False, renoise_budget: int = 0,
+           base_grid: bool = False) -> dict[str, float]:
+    """SW2 and mode TV of ``n`` samples on the protocol's seed ``seed``, sampled with the same
+    arguments the comparison evaluated the row with."""
     with torch.inference_mode():
         res = crn_sample(task, actions, n=n, seed=seed, guided=guided,
-                         renoise_budget=task.renoise_budget, base_grid=base_grid)
+                         renoise_budget=renoise_budget, base_grid=base_grid)
         metrics = task_metrics(task, res.x, res.labels, seed=reference_seed(seed))
     return {m: float(metrics[m]) for m in METRICS}
 
 
 def study_task(task_dir: Path, run: str, n: int) -> dict[str, Any]:
-    """One task of a suite at ``n`` samples: default, best grid point, learned run, real data."""
+    """One task of a suite at ``n`` samples: default, best grid point, learned run (as chosen
+    and greedy), real data; each sampled as :mod:`~diffgym.benchmarks.compare` samples it."""
     results = json.loads((task_dir / "results.json").read_text())
+    if results.get("metric") != "sw2":
+        raise SystemExit(f"{task_dir}: headline metric {results.get('metric')!r}; reach is "
+                         "scored on sw2 only (allowed: mixture tasks with headline 'sw2')")
     rows = {r["method"]: r for r in results["rows"]}
     default = next(r for r in results["rows"] if r["kind"] == "default")
     grid = rows[results["best_grid_row"]]
@@ -77,34 +84,38 @@ def study_task(task_dir: Path, run: str, n: int) -> dict[str, Any]:
         raise SystemExit(f"{task_dir}: no learned row was evaluated with run {run!r}")
     seeds = [int(p["eval_seed"]) for p in evals]
     policy, task, _ = load_policy(task_dir / "runs" / run)
-    guided = task.guide is not None
     out: dict[str, Any] = {"task": task_dir.name, "seeds": seeds, "n": n,
                            "best_grid": grid["detail"], "inference": [], "per_seed": {}}
-    schedule = grid["info"]["schedule"]
-    fixed = {"default": None, "grid": schedule_actions(**schedule) if schedule else None}
-    for name, actions in fixed.items():
-        out["per_seed"][name] = [
-            _score(task, actions, n=n, seed=s, guided=guided and name == "grid", base_grid=False)
-            for s in seeds]
+    out["per_seed"]["default"] = [_score(task, None, n=n, seed=s) for s in seeds]
+    info = grid["info"]
+    schedule = info["schedule"]  # {} for a family that changes the task (e.g. its schedule)
+    grid_task = point_task(task, info["family"], info["params"])
+    grid_actions = schedule_actions(**schedule) if schedule else None
+    grid_guided = any(w != 1.0 for w in schedule.get("guidance", ()))
+    out["per_seed"]["grid"] = [_score(grid_task, grid_actions, n=n, seed=s, guided=grid_guided)
+                               for s in seeds]
+
+    def policy_score(sampler: PolicySampler, s: int, noise: PerSampleNoise | None):
+        return _score(task, sampler.actions(noise), n=n, seed=s,
+                      guided="guidance" in sampler.knob_names,
+                      renoise_budget=sampler.renoise_budget, base_grid=True)
+
     learned = []
     for p in evals:
-        s, choice = int(p["eval_seed"]), p.get("inference")
-        out["inference"].append(choice or ("greedy" if p.get("temperature") is None else "τ=1"))
+        s, choice, tau = int(p["eval_seed"]), p.get("inference"), p.get("temperature")
+        out["inference"].append(choice or ("greedy" if tau is None else f"τ={tau:g}"))
         if choice == "default":  # the inference guard kept the default sampler
-            learned.append(_score(task, None, n=n, seed=s, guided=False, base_grid=False))
+            learned.append(_score(task, None, n=n, seed=s))
             continue
-        tau = p.get("temperature")
         sampler = PolicySampler(policy, task, greedy=tau is None, temperature=tau or 1.0)
-        noise = PerSampleNoise([ACTION_SEED_OFFSET + s + b for b in range(n)])
-        learned.append(_score(task, sampler.actions(noise), n=n, seed=s, guided=guided,
-                              base_grid=True))
+        learned.append(policy_score(
+            sampler, s, PerSampleNoise([ACTION_SEED_OFFSET + s + b for b in range(n)])))
     out["per_seed"]["learned"] = learned
     greedy = PolicySampler(policy, task, greedy=True)
-    out["per_seed"]["greedy"] = [
-        _score(task, greedy.actions(None), n=n, seed=s, guided=guided, base_grid=True)
-        for s in seeds]
+    out["per_seed"]["greedy"] = [policy_score(greedy, s, None) for s in seeds]
     if n == results["settings"]["n_eval"]:  # the suite's own numbers must come back
-        for name, row_seeds in (("learned", evals), ("default", default["per_seed"])):
+        for name, row_seeds in (("learned", evals), ("default", default["per_seed"]),
+                                ("grid", grid["per_seed"])):
             want = {int(q["eval_seed"]): q["metrics"] for q in row_seeds}
             for s, got in zip(seeds, out["per_seed"][name]):
                 for m in METRICS:
@@ -165,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=16384, help="samples per evaluation seed")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: leave)")
     p.add_argument("--out", type=Path, required=True, help="JSON output (atomic)")
+    p.add_argument("--allow-heldout", action="store_true",
+                   help="also score a held-out suite (only for a pre-registered judgement)")
     p.add_argument("--resummarise", action="store_true",
                    help="read --out as written before and only recompute its intervals and "
                    "summary (no sampling)")
@@ -183,10 +196,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     suite = json.loads((args.suite / "suite.json").read_text())
-    dirs = sorted((d for d in args.suite.iterdir() if (d / "results.json").is_file()),
-                  key=lambda d: int(d.name.rsplit("-", 1)[1]))
-    if not dirs:
-        p.error(f"--suite {args.suite}: no task folder with a results.json")
+    if suite.get("split") != "dev" and not args.allow_heldout:
+        p.error(f"--suite {args.suite} has split {suite.get('split')!r}; this script scores "
+                "development suites (split 'dev'); pass --allow-heldout only for a "
+                "pre-registered held-out judgement")
+    dirs = [args.suite / f"{suite['task']}-{k}" for k in suite["task_seeds"]]
+    missing = [str(d) for d in dirs if not (d / "results.json").is_file()]
+    if missing:
+        p.error(f"--suite {args.suite}: no results.json in {', '.join(missing)} (finish the "
+                "suite first)")
     tasks = []
     for d in dirs:
         t = study_task(d, args.run, args.n)

@@ -149,6 +149,15 @@ def test_cell_masses_and_log_ratio_sign_on_an_over_represented_mode():
         cell_masses(torch.zeros(3, 5), centres)
 
 
+def _mass_round(shaped, x):
+    """One round in which the policy's terminal samples were ``x`` (already scaled)."""
+    shaped.begin_round()
+    pol = _terminal_obs(x).numpy()
+    n = pol.shape[0]
+    shaped.predict_processed(pol, np.zeros((n, 2), dtype=np.int64), pol, np.ones(n, bool))
+    shaped.end_round()
+
+
 def test_shaped_reward_mass_term_sign_and_only_at_terminal_states():
     venv = _venv()
     base = DivergenceReward(NoiseConditionedDiscriminator.for_env(venv), RewardTransform("js"))
@@ -163,34 +172,97 @@ def test_shaped_reward_mass_term_sign_and_only_at_terminal_states():
     np.testing.assert_allclose(before, base.predict_processed(obs.numpy(), acts, obs.numpy(), done),
                                rtol=1e-6)  # no mass term before the first round ends
     # One round in which the policy ended 80 % of its samples in the LEFT mode.
-    shaped.begin_round()
-    pol = _terminal_obs(_two_modes(400, 0.8, seed=1)).numpy()
-    shaped.predict_processed(pol, np.zeros((400, 2), dtype=np.int64), pol, np.ones(400, bool))
-    shaped.end_round()
+    _mass_round(shaped, _two_modes(400, 0.8, seed=1))
     assert shaped.mass_centres.shape == (2, 2) and shaped.mass_terminals.shape == (400, 2)
     assert shaped.policy_terminals is None  # the witness is off and keeps nothing
+    centres = shaped.mass_centres
     bonus = shaped.predict_processed(obs.numpy(), acts, obs.numpy(), done) - before
     assert bonus.shape == (2,)
     assert bonus[0] < 0 < bonus[1]
     # About 2 log(0.5 / 0.8) and 2 log(0.5 / 0.2): one cell per mode.
     assert bonus[0] == pytest.approx(2 * math.log(0.5 / 0.8), abs=0.25)
     assert bonus[1] == pytest.approx(2 * math.log(0.5 / 0.2), abs=0.25)
-    # Sharpening a mode moves nothing: the same masses, tighter around the centres.
-    tight = _terminal_obs(torch.tensor([LEFT]) * 1.0 + 0.05).numpy()
-    bonus_tight = shaped.predict_processed(tight, acts[:1], tight, done[:1]) - (
-        base.predict_processed(tight, acts[:1], tight, done[:1]))
-    assert bonus_tight[0] == pytest.approx(bonus[0], abs=1e-5)
+    # The term is scored at the transition's next state, not its state.
+    swapped = _terminal_obs(torch.tensor([RIGHT, LEFT])).numpy()
+    at_next = shaped.predict_processed(swapped, acts, obs.numpy(), done) - (
+        base.predict_processed(swapped, acts, obs.numpy(), done))
+    np.testing.assert_allclose(at_next, bonus, rtol=1e-5)
     # Non-terminal transitions get no mass term.
     not_done = shaped.predict_processed(obs.numpy(), acts, obs.numpy(), np.zeros(2, bool))
     np.testing.assert_allclose(not_done, before, rtol=1e-6)
-    # The newest mass_samples samples are kept: a second round moves the policy masses.
+    # The newest mass_samples samples are kept: a second round moves the policy masses, and the
+    # cells are the ones fitted at the first round end.
     shaped.mass_samples = 400
-    shaped.begin_round()
-    pol2 = _terminal_obs(_two_modes(400, 0.5, seed=2)).numpy()
-    shaped.predict_processed(pol2, np.zeros((400, 2), dtype=np.int64), pol2, np.ones(400, bool))
-    shaped.end_round()
+    _mass_round(shaped, _two_modes(400, 0.5, seed=2))
+    assert shaped.mass_centres is centres
     balanced = shaped.predict_processed(obs.numpy(), acts, obs.numpy(), done) - before
     assert np.abs(balanced).max() < 0.25 * np.abs(bonus).min()
+
+
+def test_mass_term_with_one_cell_per_mode_ignores_the_spread_inside_a_mode():
+    """Same 80/20 masses, each mode four times tighter: the same policy masses, the same term."""
+    venv = _venv()
+    base = DivergenceReward(NoiseConditionedDiscriminator.for_env(venv), RewardTransform("js"))
+    data = _two_modes(8192, 0.5, seed=0)
+    obs = _terminal_obs(torch.tensor([LEFT, RIGHT])).numpy()
+    acts, done = np.zeros((2, 2), dtype=np.int64), np.ones(2, dtype=bool)
+    terms = []
+    for spread in (1.0, 0.25):
+        shaped = ShapedReward(base, data_shape=(2,), sample_data=lambda n: data[:n],
+                              terminal_mass_weight=1.0, mass_cells=2)
+        x = _two_modes(400, 0.8, seed=1)
+        centre = torch.where(x[:, :1] < 0, torch.tensor(LEFT), torch.tensor(RIGHT))
+        _mass_round(shaped, centre + spread * (x - centre))
+        terms.append(shaped.predict_processed(obs, acts, obs, done)
+                     - base.predict_processed(obs, acts, obs, done))
+    np.testing.assert_allclose(terms[0], terms[1], rtol=1e-6)
+
+
+def test_mass_and_mmd_terms_add_up():
+    venv = _venv()
+    base = DivergenceReward(NoiseConditionedDiscriminator.for_env(venv), RewardTransform("js"))
+    data = _two_modes(8192, 0.5, seed=0)
+    kw = dict(data_shape=(2,), sample_data=lambda n: data[:n], mass_cells=2)
+    both = ShapedReward(base, terminal_mmd_weight=2.0, terminal_mass_weight=3.0, **kw)
+    _mass_round(both, _two_modes(400, 0.8, seed=1))
+    obs = _terminal_obs(torch.tensor([LEFT, RIGHT, (0.5, 0.5)]))
+    acts, done = np.zeros((3, 2), dtype=np.int64), np.ones(3, dtype=bool)
+    got = both.predict_processed(obs.numpy(), acts, obs.numpy(), done)
+    want = (base.predict_processed(obs.numpy(), acts, obs.numpy(), done)
+            + 2.0 * both.witness(obs.double()).numpy() + 3.0 * both.mass_term(obs.double()).numpy())
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert (both.mass_term(obs.double()) != 0).all() and (both.witness(obs.double()) != 0).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_mass_term_on_cuda():
+    venv = to_sb3(DiffusionSamplingEnv("gmm2d", NUM_ENVS, device="cuda"))
+    base = DivergenceReward(NoiseConditionedDiscriminator.for_env(venv).to("cuda"),
+                            RewardTransform("js"))
+    data = _two_modes(8192, 0.5, seed=0)
+    shaped = ShapedReward(base, data_shape=(2,), sample_data=lambda n: data[:n],
+                          terminal_mass_weight=1.0, mass_cells=2)
+    _mass_round(shaped, _two_modes(400, 0.8, seed=1))
+    obs = _terminal_obs(torch.tensor([LEFT, RIGHT])).cuda()
+    term = shaped.mass_term(obs)
+    assert term.device.type == "cuda" and term[0] < 0 < term[1]
+
+
+def test_mass_helpers_refuse_bad_input():
+    centres = torch.tensor([LEFT, RIGHT], dtype=torch.float64)
+    mass = torch.full((2,), 0.5, dtype=torch.float64)
+    for call, match in [
+        (lambda: kmeans_centres(torch.zeros(0, 2), 1, generator=torch.Generator()),
+         r"N >= 1, got shape \(0, 2\)"),
+        (lambda: kmeans_centres(torch.tensor([[0.0, float("inf")]] * 3), 1,
+                                generator=torch.Generator()), r"got 3 non-finite entries of 6"),
+        (lambda: cell_masses(torch.zeros(3, 2), centres, prior=0), r"prior must be .* got 0"),
+        (lambda: cell_masses(torch.zeros(3, 2), torch.zeros(0, 2)), r"at least one row"),
+        (lambda: cell_log_ratio(torch.zeros(3, 2), centres, mass, torch.ones(3)),
+         r"must have shape \(2,\), got \(2,\) and \(3,\)"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            call()
 
 
 # --- the menu-position cost ------------------------------------------------------------------
@@ -226,7 +298,9 @@ def test_menu_position_and_action_cost():
      ({"action_cost": float("nan")}, "action_cost must be"),
      ({"num_samples": 1}, "num_samples must be"),
      ({"mass_cells": 0}, r"mass_cells must be an int >= 1, got 0"),
-     ({"mass_samples": 2.5}, r"mass_samples must be an int >= 1, got 2.5")],
+     ({"mass_cells": 8193}, r"at most TERMINAL_MASS_FIT_SAMPLES = 8192 .* got 8193"),
+     ({"mass_samples": 2.5}, r"mass_samples must be an int >= 1, got 2.5"),
+     ({"seed": 1.5}, r"seed must be an int, got 1.5")],
 )
 def test_shaped_reward_bad_values(kw, match):
     venv = _venv()

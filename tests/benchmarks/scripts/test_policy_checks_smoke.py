@@ -82,27 +82,87 @@ def test_action_distribution(run_dir, tmp_path, load_script):
     assert r["sigmas"][0] == pytest.approx(80.0) and r["sigmas"][-1] == pytest.approx(0.002)
 
 
-def test_suite_large_n(run_dir, tmp_path, load_script):
-    """suite_large_n.py on a one-task suite folder holding the tiny run: every sampler scored on
-    both seeds, the paired intervals and counts; at the suite's own n, numbers that differ from
-    the suite's are refused."""
+def _large_n_suite(run_dir, root, metrics_of):
+    """A one-task suite folder around the tiny gmm2d run: default, a guided grid point and the
+    run at tau = 1 on two evaluation seeds, with the per-seed metrics ``metrics_of(kind, seed)``."""
     import shutil
 
-    suite_large_n = load_script("suite_large_n")
-    suite = tmp_path / "suite"
+    suite = root / "suite"
     task_dir = suite / "gmm2d-0"
     shutil.copytree(run_dir, task_dir / "runs" / "ppo_js_seed0")
-    per_seed = [{"eval_seed": s, "metrics": {"sw2": 9.0, "mode_tv": 9.0}} for s in (0, 100)]
-    learned = [dict(p, run="ppo_js_seed0", temperature=1.0) for p in per_seed]
-    results = {"task": "gmm2d", "settings": {"n_eval": 64}, "best_grid_row": "grid/guidance",
-               "rows": [
+    seeds = (0, 100)
+
+    def per_seed(kind, **extra):
+        return [{"eval_seed": s, "metrics": metrics_of(kind, s), **extra} for s in seeds]
+
+    results = {"task": "gmm2d", "metric": "sw2", "settings": {"n_eval": 64},
+               "best_grid_row": "grid/guidance", "rows": [
                    {"method": "default", "kind": "default", "detail": "plain Heun",
-                    "per_seed": per_seed, "info": {"schedule": {}}},
+                    "per_seed": per_seed("default"),
+                    "info": {"family": "default", "params": {}, "schedule": {}}},
                    {"method": "grid/guidance", "kind": "grid", "detail": "guidance(w=3)",
-                    "per_seed": per_seed, "info": {"schedule": {"guidance": [3.0] * 18}}},
-                   {"method": "ppo+gail/js", "kind": "learned", "per_seed": learned}]}
+                    "per_seed": per_seed("grid"),
+                    "info": {"family": "guidance", "params": {"w": 3.0},
+                             "schedule": {"guidance": [3.0] * 18}}},
+                   {"method": "ppo+gail/js", "kind": "learned",
+                    "per_seed": per_seed("learned", run="ppo_js_seed0", temperature=1.0)}]}
     (task_dir / "results.json").write_text(json.dumps(results))
-    (suite / "suite.json").write_text(json.dumps({"split": "dev"}))
+    (suite / "suite.json").write_text(json.dumps({"split": "dev", "task": "gmm2d",
+                                                  "task_seeds": [0]}))
+    return suite
+
+
+def _as_compared(run_dir, kind: str, seed: int, n: int = 64) -> dict:
+    """A row's metrics as the comparison computes them (benchmarks/compare.py and
+    benchmarks/runs.evaluate_policy), independently of the script."""
+    from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
+    from diffgym.agents.train import load_policy
+    from diffgym.benchmarks.evaluate import evaluate_sampler
+    from diffgym.envs.sampler import PerSampleNoise, schedule_actions
+
+    policy, task, _ = load_policy(run_dir)
+    if kind == "default":
+        ev = evaluate_sampler(task, None, n=n, seed=seed)
+    elif kind == "grid":
+        ev = evaluate_sampler(task, schedule_actions(guidance=[3.0] * 18), n=n, seed=seed,
+                              guided=True)
+    else:
+        sampler = PolicySampler(policy, task, greedy=False, temperature=1.0)
+        noise = PerSampleNoise([ACTION_SEED_OFFSET + seed + b for b in range(n)])
+        ev = evaluate_sampler(task, sampler.actions(noise), n=n, seed=seed,
+                              guided="guidance" in sampler.knob_names,
+                              renoise_budget=sampler.renoise_budget, base_grid=True)
+    return {m: ev.metrics[m] for m in ("sw2", "mode_tv")}
+
+
+def test_suite_large_n_reproduces_the_comparison_at_its_own_n(run_dir, tmp_path, load_script):
+    """At the suite's own n the script's default, grid and learned rows are the comparison's
+    numbers (computed here as compare computes them); a row that differs is refused."""
+    suite_large_n = load_script("suite_large_n")
+    suite = _large_n_suite(run_dir, tmp_path, lambda kind, s: _as_compared(run_dir, kind, s))
+    out = tmp_path / "n64.json"
+    argv = ["--suite", str(suite), "--run", "ppo_js_seed0", "--n", "64", "--out", str(out)]
+    assert suite_large_n.main(argv) == 0
+    (task,) = json.loads(out.read_text())["tasks"]
+    for kind in ("default", "grid", "learned"):
+        for s, got in zip((0, 100), task["per_seed"][kind]):
+            want = _as_compared(run_dir, kind, s)
+            assert got == pytest.approx(want, rel=1e-9), kind
+    assert task["inference"] == ["τ=1", "τ=1"]
+    # One wrong number in the suite and the script stops.
+    bad = _large_n_suite(run_dir, tmp_path / "bad",
+                         lambda kind, s: {"sw2": 9.0, "mode_tv": 9.0} if kind == "grid"
+                         else _as_compared(run_dir, kind, s))
+    with pytest.raises(SystemExit, match="grid sw2 on seed 0 is .*, the suite's 9.0"):
+        suite_large_n.main(["--suite", str(bad), "--run", "ppo_js_seed0", "--n", "64",
+                            "--out", str(out)])
+
+
+def test_suite_large_n(run_dir, tmp_path, load_script):
+    """suite_large_n.py at a larger n: every sampler scored on both seeds, the paired intervals
+    and counts; a held-out suite is refused unless asked for."""
+    suite_large_n = load_script("suite_large_n")
+    suite = _large_n_suite(run_dir, tmp_path, lambda kind, s: {"sw2": 9.0, "mode_tv": 9.0})
     out = tmp_path / "large_n.json"
     argv = ["--suite", str(suite), "--run", "ppo_js_seed0", "--n", "96", "--out", str(out)]
     assert suite_large_n.main(argv) == 0
@@ -122,14 +182,40 @@ def test_suite_large_n(run_dir, tmp_path, load_script):
     out.write_text(json.dumps(data))
     assert suite_large_n.main(argv + ["--resummarise"]) == 0
     assert json.loads(out.read_text())["summary"] == summary
-    with pytest.raises(SystemExit, match="the suite's 9.0"):  # n = n_eval: must reproduce
-        suite_large_n.main(argv[:-4] + ["--n", "64", "--out", str(out)])
+    # A held-out suite needs --allow-heldout.
+    (suite / "suite.json").write_text(json.dumps({"split": "heldout", "task": "gmm2d",
+                                                  "task_seeds": [0]}))
+    with pytest.raises(SystemExit):
+        suite_large_n.main(argv)
+
+
+def test_suite_large_n_summary_counts_reach_within_one_std(load_script):
+    """Reached iff the paired SW2 gap to the grid is at most +1 std of the pairing."""
+    script = load_script("suite_large_n")
+
+    def task(gap_seeds):
+        d = {"default": [{"sw2": 1.0, "mode_tv": 0.1}] * 3,
+             "grid": [{"sw2": 0.5, "mode_tv": 0.1}] * 3,
+             "learned": [{"sw2": 0.5 + g, "mode_tv": 0.1} for g in gap_seeds],
+             "greedy": [{"sw2": 1.0, "mode_tv": 0.1}] * 3,
+             "real": [{"sw2": 0.2, "mode_tv": 0.05}] * 3}
+        return {"paired": script.paired(d), "mean": {k: {"mode_tv": v[0]["mode_tv"]}
+                                                     for k, v in d.items()}}
+
+    within = task([0.0, 0.2, 0.1])  # mean 0.1, std 0.1: reached
+    beyond = task([0.29, 0.3, 0.31])  # mean 0.3, std 0.01: not
+    summary = script.summarise([within, beyond])
+    assert summary["learned"]["reached_best_grid"] == 1
+    assert summary["default"]["reached_best_grid"] == 0
+    assert summary["learned"]["mode_tv_le_default"] == 2  # equal mode TV counts as kept
 
 
 def test_suite_large_n_interval(load_script):
     interval = load_script("suite_large_n").interval
     below = interval([-0.02, -0.03, -0.025])
     assert below["resolved"] == "below" and below["hi"] < 0
+    # The 95 % t-interval: 4.303 std / sqrt(3) either side with three pairs.
+    assert below["hi"] - below["mean"] == pytest.approx(4.3027 * 0.005 / math.sqrt(3), rel=1e-4)
     assert interval([0.01, -0.01, 0.0])["resolved"] == "tie"
     assert interval([0.02, 0.03, 0.025])["resolved"] == "above"
     one = interval([0.5])
