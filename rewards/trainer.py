@@ -219,7 +219,7 @@ class _SigmaMatched:
                 terminal_mmd_weight=terminal_mmd_weight,
                 terminal_mass_weight=terminal_mass_weight,
                 action_cost=action_cost,
-                seed=expert_seed + 2,  # the cells' k-means++ seeding
+                seed=(expert_seed + 2) % 2**63,  # the cells' k-means++ seeding
             )
             self._transformed_reward = self.shaped_reward
 
