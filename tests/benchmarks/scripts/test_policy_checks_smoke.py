@@ -176,7 +176,7 @@ def test_suite_large_n(run_dir, tmp_path, load_script):
     assert tv["lo"] <= tv["mean"] <= tv["hi"] and tv["resolved"] in {"below", "above", "tie"}
     summary = data["summary"]
     assert summary["tasks"] == 1 and summary["learned"]["mode_tv_le_default"] == (tv["mean"] <= 0)
-    assert set(summary["default"]) == {"reached_best_grid"}
+    assert set(summary["default"]) == {"reached_best_grid", "mode_tv_resolved_above_real"}
     # --resummarise recomputes the same summary from the file, without sampling.
     data["summary"] = {}
     out.write_text(json.dumps(data))
