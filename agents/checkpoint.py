@@ -30,8 +30,12 @@ __all__ = [
     "CheckpointError",
     "algo_state_dict",
     "checkpoint_candidates",
+    "checkpoint_path",
+    "checkpoint_policy",
+    "checkpoint_round",
     "load_algo_state_dict",
     "load_rng_state",
+    "milestone_rounds",
     "read_checkpoint",
     "rng_state",
     "write_checkpoint",
@@ -88,16 +92,58 @@ def read_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
     return state
 
 
+def checkpoint_path(ckpt_dir: str | os.PathLike, round_: int) -> Path:
+    """The file of round ``round_``'s checkpoint in ``ckpt_dir``: ``round_XXXXX.pt``."""
+    return Path(ckpt_dir) / f"round_{round_:05d}.pt"
+
+
+def checkpoint_round(path: str | os.PathLike) -> int | None:
+    """The round of a ``round_XXXXX.pt`` file (``None`` for another name)."""
+    stem = Path(path).stem
+    if not stem.startswith("round_"):
+        return None
+    try:
+        return int(stem[len("round_"):])
+    except ValueError:
+        return None
+
+
 def checkpoint_candidates(ckpt_dir: str | os.PathLike) -> list[Path]:
     """The ``round_XXXXX.pt`` files of ``ckpt_dir``, newest round first."""
-    files = Path(ckpt_dir).glob("round_*.pt")
-    rounds = []
-    for f in files:
-        try:
-            rounds.append((int(f.stem[len("round_"):]), f))
-        except ValueError:
-            continue
+    rounds = [(r, f) for f in Path(ckpt_dir).glob("round_*.pt")
+              if (r := checkpoint_round(f)) is not None]
     return [f for _, f in sorted(rounds, reverse=True)]
+
+
+def checkpoint_policy(policy: Any, path: str | os.PathLike, fingerprint: str) -> Any:
+    """A copy of an SB3 ``policy`` with the weights of the checkpoint ``path`` of the run
+    with config ``fingerprint``, in evaluation mode.
+
+    Raises:
+        CheckpointError: a corrupt file, or one of a run with another config.
+    """
+    state = read_checkpoint(path, device=policy.device)
+    if state.get("fingerprint") != fingerprint:
+        raise CheckpointError(f"checkpoint {path} belongs to a run with another config")
+    out = copy.deepcopy(policy)
+    out.load_state_dict(state["algo"]["policy"])
+    out.set_training_mode(False)
+    return out
+
+
+def milestone_rounds(total_rounds: int, milestones: int) -> tuple[int, ...]:
+    """The rounds that split a run of ``total_rounds`` into ``milestones`` equal parts (each
+    part's last round, rounded down; distinct, ascending; the last is ``total_rounds``); ``()``
+    for ``milestones == 0``.
+
+    Raises:
+        ValueError: ``total_rounds < 1`` or ``milestones < 0``.
+    """
+    for name, value, low in (("total_rounds", total_rounds, 1), ("milestones", milestones, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return tuple(sorted({max(total_rounds * i // milestones, 1)
+                         for i in range(1, milestones + 1)}))
 
 
 # --------------------------------------------------------------------------------------------

@@ -49,8 +49,12 @@ from diffgym.agents.checkpoint import (
     CheckpointError,
     algo_state_dict,
     checkpoint_candidates,
+    checkpoint_path,
+    checkpoint_policy,
+    checkpoint_round,
     load_algo_state_dict,
     load_rng_state,
+    milestone_rounds,
     read_checkpoint,
     rng_state,
     write_checkpoint,
@@ -86,7 +90,7 @@ Evaluator = Callable[..., "tuple[dict[str, float], Cost]"]
 of the policy being trained (its ``cost`` is added to the run's ledger)."""
 
 
-NOT_FINGERPRINTED = ("keep_checkpoints",)
+NOT_FINGERPRINTED = ("keep_checkpoints", "keep_milestones")
 """:class:`TrainConfig` fields that do not change a run, left out of its fingerprint."""
 
 
@@ -107,6 +111,10 @@ class TrainConfig:
         keep_checkpoints: how many of the newest checkpoints to keep (older ones are deleted after
             each new one is written; ``None`` keeps all). Not part of the :meth:`fingerprint`:
             it changes what stays on disk, not the run.
+        keep_milestones: M > 0 also writes and keeps the checkpoints of the rounds
+            :func:`~diffgym.agents.checkpoint.milestone_rounds` ``(rounds, M)`` (the run's whole
+            length in M equal parts: the candidates of a comparison's checkpoint selection); 0:
+            none. Not part of the :meth:`fingerprint`, as ``keep_checkpoints``.
         eval_every: rounds between quality evaluations (0: only at the end).
         eval_samples: samples per evaluation.
         nfe_penalty, reward: env reward options (see :class:`DiffusionSamplingEnv`).
@@ -124,6 +132,7 @@ class TrainConfig:
     device: str = "cpu"
     checkpoint_every: int = 5
     keep_checkpoints: int | None = 3
+    keep_milestones: int = 0
     eval_every: int = 5
     eval_samples: int = 2048
     nfe_penalty: float = 0.0
@@ -153,6 +162,9 @@ class TrainConfig:
         keep = self.keep_checkpoints
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
             raise ValueError(f"keep_checkpoints must be an int >= 1 or None, got {keep!r}")
+        ms = self.keep_milestones
+        if isinstance(ms, bool) or not isinstance(ms, int) or ms < 0:
+            raise ValueError(f"keep_milestones must be an int >= 0, got {ms!r}")
         if not isinstance(self.eval_every, int) or self.eval_every < 0:
             raise ValueError(f"eval_every must be an int >= 0, got {self.eval_every!r}")
         if self.n_envs is not None and (not isinstance(self.n_envs, int) or self.n_envs < 1):
@@ -311,6 +323,7 @@ class TrainingRun:
                 self.agent.set_env(self.trainer.venv_train)
         self.round_timesteps = int(self.agent.n_steps * n_envs)
         self.total_rounds = max(cfg.timesteps // self.round_timesteps, 1)
+        self.milestones = milestone_rounds(self.total_rounds, cfg.keep_milestones)
 
     def _yaml_n_envs(self) -> int | None:
         from diffgym.agents.registry import hyperparams_env_id, load_hyperparams
@@ -387,7 +400,8 @@ class TrainingRun:
                 self._append_curve(row)
                 if wandb_run is not None:
                     wandb_run.log(row, step=int(self.agent.num_timesteps))
-                if self.round % cfg.checkpoint_every == 0 or self.round == self.total_rounds:
+                if (self.round % cfg.checkpoint_every == 0 or self.round == self.total_rounds
+                        or self.round in self.milestones):
                     self.save_checkpoint()
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.startswith("irl/r")})
@@ -524,7 +538,7 @@ class TrainingRun:
 
     def save_checkpoint(self) -> Path:
         ckpt_dir = self.run_dir / "checkpoints"
-        path = ckpt_dir / f"round_{self.round:05d}.pt"
+        path = checkpoint_path(ckpt_dir, self.round)
         write_checkpoint(path, self.checkpoint_state())
         atomic_write_json(ckpt_dir / "latest.json", {"round": self.round, "file": path.name})
         atomic_write_json(self.run_dir / "cost.json", self.cost())
@@ -532,7 +546,8 @@ class TrainingRun:
         if keep is not None:
             # Only after latest.json names the new file: a crash in between leaves extra files.
             for old in checkpoint_candidates(ckpt_dir)[keep:]:
-                old.unlink(missing_ok=True)
+                if checkpoint_round(old) not in self.milestones:
+                    old.unlink(missing_ok=True)
         return path
 
     def _load_newest_checkpoint(self) -> bool:
@@ -693,12 +708,14 @@ def _versions() -> dict[str, str]:
     }
 
 
-def load_policy(run_dir: str | os.PathLike, *, device: str = "cpu"):
-    """The trained policy of a finished run and its task: ``(policy, task, config)``.
+def load_policy(run_dir: str | os.PathLike, *, device: str = "cpu", round: int | None = None):
+    """The trained policy of a finished run and its task: ``(policy, task, config)``; with
+    ``round``, the policy of that round's checkpoint (a milestone, ``keep_milestones``).
 
     Raises:
-        FileNotFoundError: ``run_dir`` has no ``config.json`` or no ``final_model.zip``.
-        CheckpointError: the model file is corrupt.
+        FileNotFoundError: ``run_dir`` has no ``config.json``, no ``final_model.zip``, or no
+            checkpoint of ``round``.
+        CheckpointError: the model file or the checkpoint is corrupt.
     """
     from diffgym.agents.registry import AGENTS
     from diffgym.envs.tasks import make_task
@@ -714,8 +731,15 @@ def load_policy(run_dir: str | os.PathLike, *, device: str = "cpu"):
         algo = AGENTS[cfg.agent].load(path, device=device)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
         raise CheckpointError(f"model file {path} is corrupt or unreadable: {err}") from err
+    policy = algo.policy
+    if round is not None:
+        ckpt = checkpoint_path(Path(run_dir) / "checkpoints", round)
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{ckpt} does not exist: the run kept no checkpoint of round "
+                                    f"{round}")
+        policy = checkpoint_policy(policy, ckpt, cfg.fingerprint())
     task = make_task(cfg.task, device=device, **cfg.task_overrides)
-    return algo.policy, task, cfg
+    return policy, task, cfg
 
 
 def load_reward(run_dir: str | os.PathLike, *, device: str = "cpu"):

@@ -73,7 +73,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from diffgym.agents.cost import Cost
@@ -85,6 +84,7 @@ from diffgym.benchmarks.evaluate import (
     default_metric,
     eval_seed,
     evaluate_sampler,
+    plain_values,
     point_key,
     task_fingerprint,
     with_fid,
@@ -113,11 +113,11 @@ from diffgym.benchmarks.report import (
 from diffgym.benchmarks.runs import (
     EvalCache,
     check_inference_guard,
-    choose_inference,
     evaluate_policy,
     evaluation_record,
     load_samples_npz,
     save_samples_npz,
+    search_inference,
     train_or_load,
 )
 from diffgym.envs.noise import default_noise_version
@@ -151,6 +151,8 @@ INFERENCE_TEMPERATURES: tuple[float | None, ...] = (None, 1.0)
 """Inference temperatures tau of a learned policy (None: greedy), chosen per training run on the
 search seed by the primary metric, as the grid's best points are; the selection evaluations are
 counted in the learned cost."""
+MAX_SELECT_CHECKPOINTS = 20
+"""The most milestone checkpoints a comparison chooses among (``select_checkpoints``)."""
 
 
 @dataclass(frozen=True)
@@ -218,21 +220,6 @@ def check_names(
     return values
 
 
-def _plain(value: Any) -> Any:
-    """JSON-ready task overrides (tensors and arrays as nested lists, tuples as lists)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().tolist()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 @dataclass(frozen=True)
 class CompareConfig:
     """Everything that defines a comparison (validated on construction).
@@ -272,6 +259,10 @@ class CompareConfig:
             seed: the choice is then the best primary metric among greedy, tau = 1 and the
             default sampler itself, of those no worse on the guard (``None``: the best primary
             metric among the temperatures).
+        select_checkpoints: K > 1 trains every run with K milestone checkpoints (its length in
+            K equal parts) and chooses, on the search seed, the best checkpoint and temperature
+            together (with ``inference_guard``, or the default sampler); every candidate's
+            search-seed evaluation is counted in the learned cost. 1: the final model only.
         plots: write the PNGs.
         fid_weights: the FID Inception-v3 state dict; every evaluation then also reports
             Inception FID, KID and precision/recall (image tasks only).
@@ -306,6 +297,7 @@ class CompareConfig:
     reward_options: Mapping[str, Any] = field(default_factory=dict)
     heldout: bool = False
     inference_guard: str | None = None
+    select_checkpoints: int = 1
 
     def __post_init__(self) -> None:
         from diffgym.agents.registry import AGENTS
@@ -355,9 +347,9 @@ class CompareConfig:
             raise ValueError(f"timesteps must be an int >= 1, got {ts!r}")
         if isinstance(self.overhead_repeats, bool) or int(self.overhead_repeats) < 1:
             raise ValueError(f"overhead_repeats must be an int >= 1, got {self.overhead_repeats!r}")
-        set_("task_overrides", _plain(dict(self.task_overrides or {})))
+        set_("task_overrides", plain_values(dict(self.task_overrides or {})))
         check_heldout_seed(self.task, self.task_overrides.get("seed"), self.heldout)
-        set_("agent_overrides", _plain(dict(self.agent_overrides or {})))
+        set_("agent_overrides", plain_values(dict(self.agent_overrides or {})))
         set_("reward_options", check_reward_options(self.reward_options or {}))
         if self.reward_options and self.irl == "none":
             raise ValueError(f"reward options {self.reward_options} need irl 'gail' or 'airl', "
@@ -366,6 +358,10 @@ class CompareConfig:
         if guard is not None and guard not in METRIC_DIRECTIONS:
             raise ValueError(f"unknown inference guard metric {guard!r}; allowed: "
                              f"{', '.join(sorted(METRIC_DIRECTIONS))}")
+        k = self.select_checkpoints
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_SELECT_CHECKPOINTS:
+            raise ValueError(f"select_checkpoints must be an int in [1, {MAX_SELECT_CHECKPOINTS}]"
+                             f", got {k!r}")
         if self.out_dir is not None:
             set_("out_dir", Path(self.out_dir))
 
@@ -545,6 +541,7 @@ def _train_config(ctx: _Context, agent: str, div: str, seed: int, timesteps: int
         n_envs=cfg.n_envs,
         device=cfg.device,
         checkpoint_every=CHECKPOINT_EVERY,
+        keep_milestones=cfg.select_checkpoints if cfg.select_checkpoints > 1 else 0,
         eval_every=0,
         eval_samples=TRAIN_EVAL_SAMPLES,
         task_overrides=dict(cfg.task_overrides),
@@ -574,17 +571,17 @@ def _learned_row(
         )
         ctx.num_trained += run.trained_now
         ctx.bar.update(1)
-        common = dict(run=run, config=config, method=method, task=ctx.task,
+        common = dict(config=config, method=method, task=ctx.task,
                       task_fp=ctx.fingerprint, n=cfg.n_eval, device=cfg.device, cache=ctx.cache)
-        # The inference temperature is chosen on the search seed, as grid points are.
-        selection = {
-            tau: evaluate_policy(**common, tau=tau, seed=SEARCH_SEED)[1]
-            for tau in INFERENCE_TEMPERATURES
-        }
-        tau, use_default = choose_inference(
-            selection, ctx.metric, ctx.direction, cfg.inference_guard,
+        # The inference temperature (and with select_checkpoints, the checkpoint) is chosen on
+        # the search seed, as grid points are.
+        many = cfg.select_checkpoints > 1
+        chosen, tau, use_default, selection, selection_cost, checkpoints = search_inference(
+            run.at_milestones(cfg.select_checkpoints) if many else [run],
+            lambda c, t, common=common: evaluate_policy(run=c, **common, tau=t,
+                                                        seed=SEARCH_SEED)[1],
+            INFERENCE_TEMPERATURES, ctx.metric, ctx.direction, cfg.inference_guard,
             None if default is None else default[0].metrics)
-        selection_cost = sum((Cost.from_dict(r["cost"]) for r in selection.values()), Cost())
         if cfg.inference_guard is not None and default is not None and j == 0:
             selection_cost += default[0].cost  # the guard's reference, run once for the row
         for rep in range(reps):  # the run's evaluation seeds; the first one's cost is counted
@@ -599,7 +596,7 @@ def _learned_row(
                     ctx.panels[method] = ctx.panels["default"]
             else:
                 key, record, sampler = evaluate_policy(
-                    **common, tau=tau, seed=s,
+                    run=chosen, **common, tau=tau, seed=s,
                     samples_path=ctx.sample_path(method) if first else None,
                     panels=ctx.panels if first else None,
                 )
@@ -617,7 +614,7 @@ def _learned_row(
             per_seed.append({
                 "train_seed": k, "eval_seed": s, **record, "temperature": tau,
                 "selection": {tau_name(t): r["metrics"][ctx.metric] for t, r in selection.items()},
-                "selection_cost": selection_cost.to_dict(),
+                "selection_cost": selection_cost.to_dict(), **checkpoints,
                 **({} if cfg.inference_guard is None else {"selection_guard": {  # its inputs
                     **{tau_name(t): r["metrics"][cfg.inference_guard]
                        for t, r in selection.items()},
@@ -638,8 +635,12 @@ def _learned_row(
         + f"{timesteps:,} steps x {len(cfg.seeds)} "
         f"seed{'s' if len(cfg.seeds) != 1 else ''}, "
         + (f"{reps} evaluation seeds each, " if reps > 1 else "")
-        + "inference " + ", ".join(r.get("inference") or tau_name(r.get("temperature"))
-                                   for r in per_seed[::reps]),
+        + (f"best of {cfg.select_checkpoints} checkpoints, " if many else "")
+        + "inference " + ", ".join(
+            (r.get("inference") or tau_name(r.get("temperature")))
+            + (f" at round {r['checkpoint_round']}/{r['total_rounds']}"
+               if many and not r.get("inference") else "")
+            for r in per_seed[::reps]),
         metrics=mean,
         metrics_std=std,
         per_seed=per_seed,
@@ -770,6 +771,7 @@ def run_comparison(
         "reward_options": dict(cfg.reward_options),
         "n_envs": cfg.n_envs,
         "inference_guard": cfg.inference_guard,
+        "select_checkpoints": cfg.select_checkpoints,
         "noise_version": default_noise_version(),
     }
     result = ComparisonResult(

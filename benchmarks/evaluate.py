@@ -71,6 +71,7 @@ __all__ = [
     "evaluate_sampler",
     "measured_metrics",
     "noise_floor",
+    "plain_values",
     "point_key",
     "reference_seed",
     "register_metric_suite",
@@ -690,3 +691,18 @@ def finite_or_none(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def plain_values(value: Any) -> Any:
+    """JSON-ready task overrides (tensors and arrays as nested lists, tuples as lists)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): plain_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_values(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -4,6 +4,7 @@ checkpoint, or loaded when finished) with their policies' evaluations."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -25,7 +26,7 @@ from diffgym.benchmarks.evaluate import (
     evaluate_sampler,
     finite_or_none,
 )
-from diffgym.benchmarks.report import KNOB_FIELDS
+from diffgym.benchmarks.report import KNOB_FIELDS, tau_name
 from diffgym.envs.io import atomic_save_npz, atomic_write_json, locked
 from diffgym.envs.noise import noise_key_fields
 from diffgym.envs.sampler import Knobs, PerSampleNoise, SampleResult
@@ -42,6 +43,7 @@ __all__ = [
     "evaluation_record",
     "load_samples_npz",
     "save_samples_npz",
+    "search_inference",
     "train_or_load",
 ]
 
@@ -177,8 +179,49 @@ class TrainedRun:
     cost: Cost
     model_sha256: str
     trained_now: bool
+    round: int | None = None
+    """The checkpoint round whose policy this is (``None``: the final model)."""
 
+    def total_rounds(self) -> int:
+        """The run's length in rounds (its last checkpoint's round)."""
+        latest = self.run_dir / "checkpoints" / "latest.json"
+        try:
+            return int(json.loads(latest.read_text())["round"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{latest} cannot be read ({err}): the run's length is unknown"
+                             ) from err
 
+    def at_milestones(self, milestones: int) -> list[TrainedRun]:
+        """The run at each of its ``milestones`` checkpoint rounds
+        (:func:`~diffgym.agents.checkpoint.milestone_rounds`), oldest first; the last is this
+        final model itself. A checkpoint's policy is the final model's with the checkpoint's
+        weights, and its ``model_sha256`` the checkpoint file's (so its evaluations are cached
+        apart).
+
+        Raises:
+            ValueError: a milestone checkpoint is missing (the run was trained with fewer
+                ``keep_milestones``), naming the rounds and the folder.
+            CheckpointError: a milestone checkpoint is corrupt.
+        """
+        from diffgym.agents.checkpoint import checkpoint_path, checkpoint_policy, milestone_rounds
+
+        total = self.total_rounds()
+        rounds = milestone_rounds(total, milestones)
+        ckpt_dir = self.run_dir / "checkpoints"
+        missing = [r for r in rounds[:-1] if not checkpoint_path(ckpt_dir, r).is_file()]
+        if missing:
+            raise ValueError(
+                f"{self.run_dir} lacks the checkpoints of rounds {missing} that selecting among "
+                f"{milestones} checkpoints needs (it was trained without those milestones); "
+                f"use another out_dir or remove that run"
+            )
+        out = []
+        for r in rounds[:-1]:
+            path = checkpoint_path(ckpt_dir, r)
+            policy = checkpoint_policy(self.policy, path, self.config.fingerprint())
+            out.append(dataclasses.replace(self, policy=policy, model_sha256=_sha256(path),
+                                           trained_now=False, round=r))
+        return [*out, dataclasses.replace(self, round=total)]
 
 
 def evaluate_policy(
@@ -342,3 +385,41 @@ def choose_inference(
         return None, True
     best = min(ok, key=primary)  # None is greedy
     return (None, True) if primary(best) > sign * ref[metric] else (best, False)
+
+
+def search_inference(
+    candidates: list[TrainedRun],
+    evaluate: Callable[[TrainedRun, float | None], Mapping[str, Any]],
+    temperatures: tuple[float | None, ...],
+    metric: str,
+    direction: str,
+    guard: str | None = None,
+    default_metrics: Mapping[str, float] | None = None,
+) -> tuple[TrainedRun, float | None, bool, dict, Cost, dict[str, Any]]:
+    """A learned run's inference, chosen on the search seed among ``candidates`` (the run at
+    its milestone checkpoints, or the final run alone) and ``temperatures`` together, by
+    :func:`choose_inference`; ``evaluate(candidate, tau)`` is the candidate's search-seed
+    evaluation record.
+
+    Returns:
+        ``(the chosen candidate, tau, use the default sampler, the chosen candidate's
+        evaluations by temperature, the cost of every evaluation made, the checkpoint fields
+        of the per-seed records)``; with the default sampler chosen, the candidate is the
+        final run. The checkpoint fields are empty for one candidate, else
+        ``checkpoint_round``, ``total_rounds`` and ``checkpoint_selection`` (round -> the
+        metric by temperature name).
+    """
+    searched = {(c.round, t): evaluate(c, t) for c in candidates for t in temperatures}
+    choice, use_default = choose_inference(searched, metric, direction, guard, default_metrics)
+    at, tau = (candidates[-1].round, None) if use_default else choice
+    chosen = next(c for c in candidates if c.round == at)
+    selection = {t: searched[(at, t)] for t in temperatures}
+    cost = sum((Cost.from_dict(r["cost"]) for r in searched.values()), Cost())
+    fields: dict[str, Any] = {} if len(candidates) == 1 else {
+        "checkpoint_round": at,
+        "total_rounds": candidates[-1].round,
+        "checkpoint_selection": {
+            str(c.round): {tau_name(t): searched[(c.round, t)]["metrics"][metric]
+                           for t in temperatures} for c in candidates},
+    }
+    return chosen, tau, use_default, selection, cost, fields

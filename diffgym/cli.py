@@ -436,6 +436,11 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
                    help="a metric (e.g. mode_tv) on which a learned sampler's inference choice "
                    "must be no worse than the default sampler on the search seed; the default "
                    "sampler is then a candidate too (default: none)")
+    p.add_argument("--select-checkpoints", type=int, default=1, metavar="K",
+                   help="K > 1: keep K milestone checkpoints of each training run (its length "
+                   "in K equal parts) and choose the checkpoint with the temperature on the "
+                   "search seed, every candidate's evaluation counted in the learned cost "
+                   "(default 1: the final model)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (budget)")
     p.add_argument("--eval-repeats", type=int, default=1, metavar="R",
                    help="evaluation seeds per training run (default 1; > 1 needs seeds < 1000; "
@@ -475,6 +480,7 @@ def _budget_settings(args: argparse.Namespace) -> tuple[dict, int | None]:
         overhead_repeats=budget.overhead_repeats,
         reward_options=_reward_options(args.reward_options),
         inference_guard=args.inference_guard,
+        select_checkpoints=args.select_checkpoints,
     ), threads
 
 

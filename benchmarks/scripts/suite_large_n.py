@@ -8,8 +8,9 @@ samples of the suite's own evaluation seeds (the comparison's common random numb
 ``b`` of seed ``s`` uses noise seed ``s + b``, so the first ``n_eval`` samples are the suite's),
 
 * the default sampler, the comparison's best grid point (its schedule from ``results.json``),
-* the learned run ``--run`` at the inference temperature the comparison chose on each seed
-  (per-sample action noise as the comparison draws it), and its greedy policy,
+* the learned run ``--run`` at the inference temperature (and, with ``--select-checkpoints``,
+  the checkpoint) the comparison chose on each seed (per-sample action noise as the comparison
+  draws it), and the greedy policy of that checkpoint,
 * real data (the task's own noise floor, :func:`~diffgym.benchmarks.evaluate.noise_floor`),
 
 and reports per task the paired differences to the default (mode TV and SW2) with a 95 %
@@ -80,8 +81,12 @@ def study_task(task_dir: Path, run: str, n: int) -> dict[str, Any]:
     if not evals:
         raise SystemExit(f"{task_dir}: no learned row was evaluated with run {run!r}")
     seeds = [int(p["eval_seed"]) for p in evals]
-    policy, task, _ = load_policy(task_dir / "runs" / run)
-    out: dict[str, Any] = {"task": task_dir.name, "seeds": seeds, "n": n,
+    rounds = {p.get("checkpoint_round") for p in evals if p.get("inference") != "default"}
+    if len(rounds) > 1:
+        raise SystemExit(f"{task_dir}: run {run!r} was evaluated at several checkpoints {rounds}")
+    at = next(iter(rounds), None)  # the checkpoint the comparison chose (None: final model)
+    policy, task, _ = load_policy(task_dir / "runs" / run, round=at)
+    out: dict[str, Any] = {"task": task_dir.name, "seeds": seeds, "n": n, "checkpoint_round": at,
                            "best_grid": grid["detail"], "inference": [], "per_seed": {}}
     out["per_seed"]["default"] = [_score(task, None, n=n, seed=s) for s in seeds]
     info = grid["info"]

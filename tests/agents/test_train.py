@@ -163,6 +163,42 @@ def test_only_the_newest_checkpoints_are_kept(tmp_path):
     assert sorted(f.name for f in ckpts.glob("round_*.pt")) == ["round_00004.pt", "round_00005.pt"]
 
 
+def test_milestone_checkpoints_are_written_and_kept_and_change_no_run(tmp_path):
+    """``keep_milestones=M`` writes and keeps the checkpoints that split the run in M parts,
+    whatever ``checkpoint_every`` and ``keep_checkpoints`` say, and leaves the run itself (its
+    fingerprint, its final weights) as it is."""
+    plain = _config(timesteps=8 * 18 * 6, checkpoint_every=5, keep_checkpoints=1)
+    cfg = _config(timesteps=8 * 18 * 6, checkpoint_every=5, keep_checkpoints=1, keep_milestones=3)
+    assert cfg.fingerprint() == plain.fingerprint()
+    run = TrainingRun(cfg, tmp_path / "m", progress=False)
+    assert run.milestones == (2, 4, 6)
+    run.train()
+    ckpts = tmp_path / "m" / "checkpoints"
+    assert sorted(f.name for f in ckpts.glob("round_*.pt")) == [
+        "round_00002.pt", "round_00004.pt", "round_00006.pt"]  # round 5 was not kept
+    assert load_run_config(tmp_path / "m").keep_milestones == 3
+    other = TrainingRun(plain, tmp_path / "p", progress=False)
+    other.train()
+    assert sorted(f.name for f in (tmp_path / "p" / "checkpoints").glob("round_*.pt")) == [
+        "round_00006.pt"]
+    for k, v in _params(run).items():
+        assert torch.equal(v, _params(other)[k]), k
+
+
+def test_milestone_rounds():
+    from diffgym.agents.checkpoint import milestone_rounds
+
+    assert milestone_rounds(100, 4) == (25, 50, 75, 100)
+    assert milestone_rounds(100, 3) == (33, 66, 100)
+    assert milestone_rounds(3, 5) == (1, 2, 3)  # distinct, never round 0
+    assert milestone_rounds(7, 1) == (7,)
+    assert milestone_rounds(7, 0) == ()
+    with pytest.raises(ValueError, match="total_rounds must be an int >= 1, got 0"):
+        milestone_rounds(0, 2)
+    with pytest.raises(ValueError, match="milestones must be an int >= 0, got -1"):
+        milestone_rounds(5, -1)
+
+
 def test_new_run_never_overwrites(tmp_path):
     d = tmp_path / "r"
     d.mkdir()
@@ -201,6 +237,8 @@ def test_corrupt_and_foreign_checkpoints(tmp_path):
         ({"timesteps": 0}, "timesteps must be"),
         ({"lam": 0.0}, "lam must be > 0"),
         ({"keep_checkpoints": 0}, "keep_checkpoints must be an int >= 1 or None, got 0"),
+        ({"keep_milestones": -1}, "keep_milestones must be an int >= 0, got -1"),
+        ({"keep_milestones": True}, "keep_milestones must be an int >= 0, got True"),
     ],
 )
 def test_bad_config(kw, match):

@@ -9,8 +9,9 @@ import math
 import shutil
 
 import pytest
+import torch
 
-from diffgym.benchmarks import compare
+from diffgym.benchmarks import compare, runs
 from diffgym.benchmarks.compare import (
     BUDGETS,
     CompareConfig,
@@ -437,7 +438,7 @@ def test_inference_guard_config_and_the_default_sampler_as_the_learned_row(tiny,
     first, out = tiny
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    monkeypatch.setattr(compare, "choose_inference", lambda *args: (None, True))
+    monkeypatch.setattr(runs, "choose_inference", lambda *args: (None, True))
     again = run_comparison("gmm2d", out_dir=copy, **{**TINY, "inference_guard": "mode_tv"})
     assert again.num_trained == 0 and again.settings["inference_guard"] == "mode_tv"
     rows = {r.method: r for r in again.rows}
@@ -465,6 +466,22 @@ def test_cli_inference_guard(compare_config_of, tmp_path):
     assert compare_config_of(args).inference_guard is None
 
 
+def test_cli_select_checkpoints(compare_config_of, tmp_path):
+    args = _parse(["compare", "--budget", "quick", "--select-checkpoints", "4",
+                   "--out", str(tmp_path)])
+    assert compare_config_of(args).select_checkpoints == 4
+    assert compare.CompareConfig().select_checkpoints == 1
+    assert compare._train_config(
+        _ctx_of(compare_config_of(args)), "ppo", "js", 0, 100).keep_milestones == 4
+
+
+def _ctx_of(config):
+    """A comparison context holding only ``config`` (what ``_train_config`` reads)."""
+    ctx = compare._Context.__new__(compare._Context)
+    ctx.config = config
+    return ctx
+
+
 def test_a_guard_the_task_cannot_apply_fails_before_any_training(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("the guard must be checked before training")
@@ -473,3 +490,61 @@ def test_a_guard_the_task_cannot_apply_fails_before_any_training(tmp_path, monke
     with pytest.raises(ValueError, match="inference guard 'fid' is not a metric of task 'gmm2d'"):
         run_comparison("gmm2d", out_dir=tmp_path, **{**TINY, "inference_guard": "fid"})
 
+
+def test_select_checkpoints_chooses_checkpoint_and_temperature_on_the_search_seed(tiny, tmp_path):
+    """``select_checkpoints=2`` keeps round 1 of the two-round run, evaluates both rounds at
+    both temperatures on the search seed, evaluates the best on the evaluation seed, and counts
+    all four selection runs; a run trained without the milestones is refused by name."""
+    from diffgym.agents.checkpoint import read_checkpoint
+    from diffgym.agents.train import load_run_config
+    from diffgym.benchmarks.evaluate import SEARCH_SEED, task_fingerprint
+    from diffgym.benchmarks.report import tau_name
+    from diffgym.envs import make_task
+
+    with pytest.raises(ValueError, match=r"select_checkpoints must be an int in \[1, 20\], got 0"):
+        CompareConfig(select_checkpoints=0)
+    with pytest.raises(ValueError, match="select_checkpoints must be an int in .*, got True"):
+        CompareConfig(select_checkpoints=True)
+    _, out = tiny
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    with pytest.raises(ValueError, match=r"lacks the checkpoints of rounds \[1\] that selecting "
+                       "among 2 checkpoints needs"):
+        run_comparison("gmm2d", out_dir=copy, **{**TINY, "select_checkpoints": 2})
+
+    result = run_comparison("gmm2d", out_dir=tmp_path / "sel", **{**TINY, "select_checkpoints": 2})
+    assert result.settings["select_checkpoints"] == 2
+    learned = {r.method: r for r in result.rows}[METHOD]
+    rec = learned.per_seed[0]
+    assert rec["total_rounds"] == 2 and set(rec["checkpoint_selection"]) == {"1", "2"}
+    searched = {(int(r), t): v for r, by_tau in rec["checkpoint_selection"].items()
+                for t, v in by_tau.items()}
+    best = min(searched, key=searched.get)
+    assert (rec["checkpoint_round"], tau_name(rec["temperature"])) == best
+    assert f"at round {best[0]}/2" in learned.detail and "best of 2 checkpoints" in learned.detail
+    assert rec["selection"] == rec["checkpoint_selection"][str(best[0])]
+
+    # The candidates again, evaluated afresh: the same values, and the four runs' cost counted.
+    run_dir = tmp_path / "sel" / "runs" / RUN
+    trained = runs.train_or_load(load_run_config(run_dir), run_dir, device="cpu",
+                                 progress=False)
+    assert not trained.trained_now
+    candidates = trained.at_milestones(2)
+    assert [c.round for c in candidates] == [1, 2]
+    state = read_checkpoint(run_dir / "checkpoints" / "round_00001.pt")["algo"]["policy"]
+    first = candidates[0].policy.state_dict()
+    assert all(torch.equal(first[k], v) for k, v in state.items())
+    assert not all(torch.equal(first[k], v)
+                   for k, v in candidates[1].policy.state_dict().items())
+    task = make_task("gmm2d", **MIXTURE)
+    cache = runs.EvalCache(None)
+    nfe = 0
+    for c in candidates:
+        for t in compare.INFERENCE_TEMPERATURES:
+            _, r, _ = runs.evaluate_policy(
+                run=c, config=trained.config, method=METHOD, task=task,
+                task_fp=task_fingerprint(task), n=TINY["n_eval"], device="cpu", cache=cache,
+                tau=t, seed=SEARCH_SEED)
+            assert r["metrics"]["sw2"] == searched[(c.round, tau_name(t))]
+            nfe += r["cost"]["nfe"]
+    assert rec["selection_cost"]["nfe"] == nfe

@@ -344,6 +344,10 @@ def test_compare_config_is_the_compare_command_of_each_task(tmp_path):
     assert config.replace(inference_guard="mode_tv").compare_config(2).inference_guard == "mode_tv"
     with pytest.raises(ValueError, match="unknown inference guard metric 'tv'"):
         config.replace(inference_guard="tv")
+    assert c.select_checkpoints == 1
+    assert config.replace(select_checkpoints=3).compare_config(2).select_checkpoints == 3
+    with pytest.raises(ValueError, match="select_checkpoints must be an int in .*, got 21"):
+        config.replace(select_checkpoints=21)
 
 
 # --------------------------------------------------------------------------------------------

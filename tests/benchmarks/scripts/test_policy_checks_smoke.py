@@ -82,7 +82,7 @@ def test_action_distribution(run_dir, tmp_path, load_script):
     assert r["sigmas"][0] == pytest.approx(80.0) and r["sigmas"][-1] == pytest.approx(0.002)
 
 
-def _large_n_suite(run_dir, root, metrics_of):
+def _large_n_suite(run_dir, root, metrics_of, **learned_extra):
     """A one-task suite folder around the tiny gmm2d run: default, a guided grid point and the
     run at tau = 1 on two evaluation seeds, with the per-seed metrics ``metrics_of(kind, seed)``."""
     import shutil
@@ -105,14 +105,15 @@ def _large_n_suite(run_dir, root, metrics_of):
                     "info": {"family": "guidance", "params": {"w": 3.0},
                              "schedule": {"guidance": [3.0] * 18}}},
                    {"method": "ppo+gail/js", "kind": "learned",
-                    "per_seed": per_seed("learned", run="ppo_js_seed0", temperature=1.0)}]}
+                    "per_seed": per_seed("learned", run="ppo_js_seed0", temperature=1.0,
+                                         **learned_extra)}]}
     (task_dir / "results.json").write_text(json.dumps(results))
     (suite / "suite.json").write_text(json.dumps({"split": "dev", "task": "gmm2d",
                                                   "task_seeds": [0]}))
     return suite
 
 
-def _as_compared(run_dir, kind: str, seed: int, n: int = 64) -> dict:
+def _as_compared(run_dir, kind: str, seed: int, n: int = 64, round: int | None = None) -> dict:
     """A row's metrics as the comparison computes them (benchmarks/compare.py and
     benchmarks/runs.evaluate_policy), independently of the script."""
     from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
@@ -120,7 +121,7 @@ def _as_compared(run_dir, kind: str, seed: int, n: int = 64) -> dict:
     from diffgym.benchmarks.evaluate import evaluate_sampler
     from diffgym.envs.sampler import PerSampleNoise, schedule_actions
 
-    policy, task, _ = load_policy(run_dir)
+    policy, task, _ = load_policy(run_dir, round=round)
     if kind == "default":
         ev = evaluate_sampler(task, None, n=n, seed=seed)
     elif kind == "grid":
@@ -155,6 +156,26 @@ def test_suite_large_n_reproduces_the_comparison_at_its_own_n(run_dir, tmp_path,
                          else _as_compared(run_dir, kind, s))
     with pytest.raises(SystemExit, match="grid sw2 on seed 0 is .*, the suite's 9.0"):
         suite_large_n.main(["--suite", str(bad), "--run", "ppo_js_seed0", "--n", "64",
+                            "--out", str(out)])
+
+
+def test_suite_large_n_scores_the_checkpoint_the_comparison_chose(run_dir, tmp_path,
+                                                                  load_script):
+    """A learned row chosen at checkpoint round 1 (``--select-checkpoints``) is re-scored with
+    that checkpoint's policy, which differs from the final model's here."""
+    suite_large_n = load_script("suite_large_n")
+    at_1 = lambda kind, s: _as_compared(run_dir, kind, s, round=1)  # noqa: E731
+    assert at_1("learned", 0) != _as_compared(run_dir, "learned", 0)
+    suite = _large_n_suite(run_dir, tmp_path, at_1, checkpoint_round=1, total_rounds=2)
+    out = tmp_path / "n64.json"
+    argv = ["--suite", str(suite), "--run", "ppo_js_seed0", "--n", "64", "--out", str(out)]
+    assert suite_large_n.main(argv) == 0  # it reproduces the round-1 numbers, or it stops
+    (task,) = json.loads(out.read_text())["tasks"]
+    assert task["checkpoint_round"] == 1
+    assert task["per_seed"]["learned"][0] == pytest.approx(at_1("learned", 0), rel=1e-9)
+    final = _large_n_suite(run_dir, tmp_path / "final", at_1)  # the final model: refused
+    with pytest.raises(SystemExit, match="learned sw2 on seed 0 is"):
+        suite_large_n.main(["--suite", str(final), "--run", "ppo_js_seed0", "--n", "64",
                             "--out", str(out)])
 
 
