@@ -241,3 +241,75 @@ def test_suite_large_n_interval(load_script):
     assert interval([0.02, 0.03, 0.025])["resolved"] == "above"
     one = interval([0.5])
     assert one == {"mean": 0.5, "std": 0.0, "lo": 0.5, "hi": 0.5, "resolved": "tie"}
+
+
+def _oracle_suite(run_dir, root, split="dev", wrong=False):
+    """A one-task suite folder around the tiny run, its comparison having chosen round 1 at
+    tau = 1 among 2 checkpoints (search-seed values made up, so that the final model's own
+    choice is round 2 greedy); the chosen candidate's per-seed metrics computed as compare does."""
+    import shutil
+
+    from diffgym.agents.train import load_run_config
+    from diffgym.benchmarks.evaluate import task_fingerprint
+    from diffgym.benchmarks.runs import EvalCache, evaluate_policy, train_or_load
+    from diffgym.envs.tasks import make_task
+
+    suite = root / "suite"
+    task_dir = suite / "gmm2d-0"
+    shutil.copytree(run_dir, task_dir / "runs" / "ppo_js_seed0")
+    config = load_run_config(run_dir)
+    run = train_or_load(config, run_dir, device="cpu", progress=False).at_milestones(2)[0]
+    task = make_task("gmm2d")
+    per_seed = []
+    for s in (0, 100):
+        _, rec, _ = evaluate_policy(run=run, config=config, method="m", task=task,
+                                    task_fp=task_fingerprint(task), n=64, device="cpu",
+                                    cache=EvalCache(None), tau=1.0, seed=s)
+        metrics = {m: 9.0 if wrong else rec["metrics"][m] for m in ("sw2", "mode_tv")}
+        per_seed.append({"eval_seed": s, "run": "ppo_js_seed0", "metrics": metrics,
+                         "temperature": 1.0, "checkpoint_round": 1, "total_rounds": 2,
+                         "checkpoint_selection": {"1": {"greedy": 0.5, "τ=1": 0.3},
+                                                  "2": {"greedy": 0.4, "τ=1": 0.6}}})
+    results = {"task": "gmm2d", "metric": "sw2", "direction": "min",
+               "settings": {"n_eval": 64, "select_checkpoints": 2},
+               "rows": [{"method": "ppo+gail/js", "kind": "learned", "per_seed": per_seed}]}
+    (task_dir / "results.json").write_text(json.dumps(results))
+    (suite / "suite.json").write_text(json.dumps({"split": split, "task": "gmm2d",
+                                                  "task_seeds": [0]}))
+    return suite, per_seed
+
+
+def test_checkpoint_oracle(run_dir, tmp_path, load_script):
+    """checkpoint_oracle.py scores all four candidates on the evaluation seeds, reproduces the
+    chosen candidate's suite numbers at the suite's n, names the chosen, final-choice and
+    hindsight-best candidates, and refuses held-out suites and numbers it cannot reproduce."""
+    oracle = load_script("checkpoint_oracle")
+    suite, per_seed = _oracle_suite(run_dir, tmp_path)
+    out = tmp_path / "oracle.json"
+    argv = ["--suite", str(suite), "--run", "ppo_js_seed0", "--n", "64", "--out", str(out)]
+    assert oracle.main(argv) == 0
+    data = json.loads(out.read_text())
+    (task,) = data["tasks"]
+    assert [(c["round"], c["inference"]) for c in task["candidates"]] == [
+        (1, "greedy"), (1, "τ=1"), (2, "greedy"), (2, "τ=1")]
+    assert task["chosen"] == [1, "τ=1"] and task["final_choice"] == [2, "greedy"]
+    chosen = task["candidates"][1]
+    assert chosen["per_seed"] == [p["metrics"] for p in per_seed]  # the suite's own numbers
+    best = min(task["candidates"], key=lambda c: c["mean"]["sw2"])
+    assert task["oracle"] == [best["round"], best["inference"]]
+    d = chosen["mean"]["sw2"] - task["candidates"][2]["mean"]["sw2"]
+    assert data["summary"]["chosen_minus_final_mean"] == pytest.approx(d)
+    assert data["summary"]["chosen_better"] == (d < 0)
+    rho = task["spearman_by_inference"]["τ=1"]  # two points: +1 or -1
+    assert abs(rho) == pytest.approx(1.0)
+    tau1_gap = chosen["mean"]["sw2"] - task["candidates"][3]["mean"]["sw2"]
+    assert (rho > 0) == ((0.3 - 0.6) * tau1_gap > 0)
+    assert oracle.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert oracle.spearman([1, 1, 2], [5, 5, 9]) == pytest.approx(1.0)  # ties
+    bad, _ = _oracle_suite(run_dir, tmp_path / "bad", wrong=True)
+    with pytest.raises(SystemExit, match="the chosen candidate's sw2 on seed 0 is"):
+        oracle.main(["--suite", str(bad), "--n", "64", "--run", "ppo_js_seed0",
+                     "--out", str(out)])
+    held, _ = _oracle_suite(run_dir, tmp_path / "held", split="heldout")
+    with pytest.raises(SystemExit):
+        oracle.main(["--suite", str(held), "--n", "64", "--out", str(out)])
