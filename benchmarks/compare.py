@@ -81,6 +81,7 @@ from diffgym.benchmarks.evaluate import (
     EVAL_SEED_STRIDE,
     METRIC_DIRECTIONS,
     SEARCH_SEED,
+    check_heldout_seed,
     default_metric,
     eval_seed,
     evaluate_sampler,
@@ -263,6 +264,9 @@ class CompareConfig:
             K equal parts) and chooses, on the search seed, the best checkpoint and temperature
             together (with ``inference_guard``, or the default sampler); every candidate's
             search-seed evaluation is counted in the learned cost. 1: the final model only.
+        selection_n: samples of each of those search-seed selection evaluations (``None``:
+            ``n_eval``); a larger n makes the choice less noisy at its counted cost. Not with
+            ``inference_guard``, whose reference is the default sampler's run at ``n_eval``.
         plots: write the PNGs.
         fid_weights: the FID Inception-v3 state dict; every evaluation then also reports
             Inception FID, KID and precision/recall (image tasks only).
@@ -298,6 +302,7 @@ class CompareConfig:
     heldout: bool = False
     inference_guard: str | None = None
     select_checkpoints: int = 1
+    selection_n: int | None = None
 
     def __post_init__(self) -> None:
         from diffgym.agents.registry import AGENTS
@@ -362,6 +367,14 @@ class CompareConfig:
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_SELECT_CHECKPOINTS:
             raise ValueError(f"select_checkpoints must be an int in [1, {MAX_SELECT_CHECKPOINTS}]"
                              f", got {k!r}")
+        sn = self.selection_n
+        if sn is not None:
+            if isinstance(sn, bool) or not isinstance(sn, int) or not 2 <= sn < EVAL_SEED_STRIDE:
+                raise ValueError(f"selection_n must be None or an int in [2, {EVAL_SEED_STRIDE})"
+                                 f", got {sn!r}")
+            if guard is not None and sn != n_eval:
+                raise ValueError(f"selection_n={sn} differs from n_eval={n_eval}: the inference "
+                                 f"guard compares with the default sampler's run at n_eval")
         if self.out_dir is not None:
             set_("out_dir", Path(self.out_dir))
 
@@ -383,24 +396,6 @@ class CompareConfig:
                 yaml_ts = block.get("n_timesteps")
                 out[agent] = int(yaml_ts) if yaml_ts is not None else FALLBACK_TIMESTEPS
         return out
-
-
-def check_heldout_seed(task: str | None, seed: Any, heldout: bool, *, what: str = "seed",
-                       how: str = "heldout=True (--heldout)") -> None:
-    """Held-out discipline (library and command line alike): a held-out seed of a procedural
-    task (:data:`~diffgym.envs.tasks.HELDOUT_SEEDS`) needs ``heldout``.
-
-    Raises:
-        ValueError: naming the seed (as ``what``), the ranges, and what to pass (``how``).
-    """
-    from diffgym.envs.tasks import DEV_SEEDS, HELDOUT_SEEDS, PROCEDURAL_TASKS
-
-    if task in PROCEDURAL_TASKS and seed in HELDOUT_SEEDS and not heldout:
-        raise ValueError(
-            f"{what} {seed} is a held-out seed of {task} ({HELDOUT_SEEDS.start}-"
-            f"{HELDOUT_SEEDS.stop - 1}); develop and tune on seeds {DEV_SEEDS.start}-"
-            f"{DEV_SEEDS.stop - 1}, and pass {how} only for the final evaluation"
-        )
 
 
 def _method_name(agent: str, irl: str, divergence: str) -> str:
@@ -578,8 +573,9 @@ def _learned_row(
         many = cfg.select_checkpoints > 1
         chosen, tau, use_default, selection, selection_cost, checkpoints = search_inference(
             run.at_milestones(cfg.select_checkpoints) if many else [run],
-            lambda c, t, common=common: evaluate_policy(run=c, **common, tau=t,
-                                                        seed=SEARCH_SEED)[1],
+            lambda c, t, common=common: evaluate_policy(
+                run=c, **{**common, "n": cfg.selection_n or cfg.n_eval}, tau=t,
+                seed=SEARCH_SEED)[1],
             INFERENCE_TEMPERATURES, ctx.metric, ctx.direction, cfg.inference_guard,
             None if default is None else default[0].metrics)
         if cfg.inference_guard is not None and default is not None and j == 0:
@@ -636,6 +632,7 @@ def _learned_row(
         f"seed{'s' if len(cfg.seeds) != 1 else ''}, "
         + (f"{reps} evaluation seeds each, " if reps > 1 else "")
         + (f"best of {cfg.select_checkpoints} checkpoints, " if many else "")
+        + (f"chosen on {cfg.selection_n} samples, " if cfg.selection_n else "")
         + "inference " + ", ".join(
             (r.get("inference") or tau_name(r.get("temperature")))
             + (f" at round {r['checkpoint_round']}/{r['total_rounds']}"
@@ -772,6 +769,7 @@ def run_comparison(
         "n_envs": cfg.n_envs,
         "inference_guard": cfg.inference_guard,
         "select_checkpoints": cfg.select_checkpoints,
+        "selection_n": cfg.selection_n,
         "noise_version": default_noise_version(),
     }
     result = ComparisonResult(

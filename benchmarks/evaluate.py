@@ -62,6 +62,7 @@ __all__ = [
     "MetricSuite",
     "SamplerEvaluation",
     "TrainingEvaluator",
+    "check_heldout_seed",
     "check_seeds",
     "crn_sample",
     "default_metric",
@@ -706,3 +707,21 @@ def plain_values(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def check_heldout_seed(task: str | None, seed: Any, heldout: bool, *, what: str = "seed",
+                       how: str = "heldout=True (--heldout)") -> None:
+    """Held-out discipline (library and command line alike): a held-out seed of a procedural
+    task (:data:`~diffgym.envs.tasks.HELDOUT_SEEDS`) needs ``heldout``.
+
+    Raises:
+        ValueError: naming the seed (as ``what``), the ranges, and what to pass (``how``).
+    """
+    from diffgym.envs.tasks import DEV_SEEDS, HELDOUT_SEEDS, PROCEDURAL_TASKS
+
+    if task in PROCEDURAL_TASKS and seed in HELDOUT_SEEDS and not heldout:
+        raise ValueError(
+            f"{what} {seed} is a held-out seed of {task} ({HELDOUT_SEEDS.start}-"
+            f"{HELDOUT_SEEDS.stop - 1}); develop and tune on seeds {DEV_SEEDS.start}-"
+            f"{DEV_SEEDS.stop - 1}, and pass {how} only for the final evaluation"
+        )

@@ -181,7 +181,7 @@ class SuiteConfig:
             ``seed``).
         agents, divergences, irl, seeds, timesteps, n_eval, grid_families, grid_points,
         eval_repeats, backend, device, overhead_repeats, agent_overrides, n_envs, plots,
-        reward_options, inference_guard, select_checkpoints: to every
+        reward_options, inference_guard, select_checkpoints, selection_n: to every
             :class:`~diffgym.benchmarks.compare.CompareConfig` (``seeds`` are training seeds).
         threads: torch CPU threads while the suite runs (``None``: leave torch's setting).
         out_dir: the suite's folder (``None``: nothing written, no resuming).
@@ -214,6 +214,7 @@ class SuiteConfig:
     reward_options: Mapping[str, Any] = field(default_factory=dict)
     inference_guard: str | None = None
     select_checkpoints: int = 1
+    selection_n: int | None = None
     out_dir: Path | None = None
 
     def __post_init__(self) -> None:
@@ -271,6 +272,7 @@ class SuiteConfig:
             heldout=self.split == "heldout",
             inference_guard=self.inference_guard,
             select_checkpoints=self.select_checkpoints,
+            selection_n=self.selection_n,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -346,6 +348,7 @@ class SuiteResult:
             + (f", inference guard {cfg.inference_guard}" if cfg.inference_guard else "")
             + (f", best of {cfg.select_checkpoints} checkpoints"
                if cfg.select_checkpoints > 1 else "")
+            + (f", chosen on {cfg.selection_n} samples" if cfg.selection_n else "")
             + f"). Headline metric {m} ({arrow} is better). Δ grid = learned - "
             f"best grid point, paired on the evaluation seeds (± std of the pairing); reached iff "
             f"Δ <= +1 std (one pair: Δ <= 0). Δ TV = mode TV learned - default, paired; "

@@ -441,6 +441,9 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
                    "in K equal parts) and choose the checkpoint with the temperature on the "
                    "search seed, every candidate's evaluation counted in the learned cost "
                    "(default 1: the final model)")
+    p.add_argument("--selection-n", type=int, default=None, metavar="N",
+                   help="samples of each search-seed evaluation that chooses a learned run's "
+                   "temperature (and checkpoint), counted in its cost (default: --n-eval)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (budget)")
     p.add_argument("--eval-repeats", type=int, default=1, metavar="R",
                    help="evaluation seeds per training run (default 1; > 1 needs seeds < 1000; "
@@ -481,6 +484,7 @@ def _budget_settings(args: argparse.Namespace) -> tuple[dict, int | None]:
         reward_options=_reward_options(args.reward_options),
         inference_guard=args.inference_guard,
         select_checkpoints=args.select_checkpoints,
+        selection_n=args.selection_n,
     ), threads
 
 

@@ -466,10 +466,54 @@ def test_cli_inference_guard(compare_config_of, tmp_path):
     assert compare_config_of(args).inference_guard is None
 
 
+def test_selection_n_chooses_the_temperature_on_more_samples(tiny, tmp_path):
+    """``selection_n``: the temperatures are scored on the search seed at that n (the same
+    numbers as ``evaluate_policy`` there), their cost is what the learned row counts, and the
+    evaluation seeds keep ``n_eval``; a guard with another n is refused."""
+    from diffgym.agents.train import load_run_config
+    from diffgym.benchmarks.evaluate import SEARCH_SEED, task_fingerprint
+    from diffgym.envs import make_task
+
+    with pytest.raises(ValueError, match="selection_n must be None or an int in .*, got 1"):
+        CompareConfig(selection_n=1)
+    with pytest.raises(ValueError, match="selection_n=512 differs from n_eval=2048: the "
+                       "inference guard"):
+        CompareConfig(selection_n=512, inference_guard="mode_tv")
+    first, out = tiny
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    again = run_comparison("gmm2d", out_dir=copy, **{**TINY, "selection_n": 128})
+    assert again.num_trained == 0 and again.settings["selection_n"] == 128
+    learned = {r.method: r for r in again.rows}[METHOD]
+    old = {r.method: r for r in first.rows}[METHOD]
+    rec = learned.per_seed[0]
+    run_dir = copy / "runs" / RUN
+    trained = runs.train_or_load(load_run_config(run_dir), run_dir, device="cpu",
+                                 progress=False)
+    task = make_task("gmm2d", **MIXTURE)
+    nfe = 0
+    for t in compare.INFERENCE_TEMPERATURES:
+        _, r, _ = runs.evaluate_policy(
+            run=trained, config=trained.config, method=METHOD, task=task,
+            task_fp=task_fingerprint(task), n=128, device="cpu", cache=runs.EvalCache(None),
+            tau=t, seed=SEARCH_SEED)
+        assert rec["selection"][compare.tau_name(t)] == r["metrics"]["sw2"]
+        nfe += r["cost"]["nfe"]
+    assert rec["selection_cost"]["nfe"] == nfe
+    assert rec["selection_cost"]["nfe"] > old.per_seed[0]["selection_cost"]["nfe"]
+    assert rec["cost"]["samples"] == 64 and "chosen on 128 samples" in learned.detail
+    was = old.per_seed[0]
+    train_nfe = old.cost.nfe - was["selection_cost"]["nfe"] - was["cost"]["nfe"]
+    assert learned.cost.nfe == train_nfe + nfe + rec["cost"]["nfe"]
+
+
 def test_cli_select_checkpoints(compare_config_of, tmp_path):
     args = _parse(["compare", "--budget", "quick", "--select-checkpoints", "4",
                    "--out", str(tmp_path)])
     assert compare_config_of(args).select_checkpoints == 4
+    assert compare_config_of(args).selection_n is None
+    sel = _parse(["compare", "--budget", "quick", "--selection-n", "8192", "--out", str(tmp_path)])
+    assert compare_config_of(sel).selection_n == 8192
     assert compare.CompareConfig().select_checkpoints == 1
     assert compare._train_config(
         _ctx_of(compare_config_of(args)), "ppo", "js", 0, 100).keep_milestones == 4

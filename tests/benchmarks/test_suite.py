@@ -348,6 +348,8 @@ def test_compare_config_is_the_compare_command_of_each_task(tmp_path):
     assert config.replace(select_checkpoints=3).compare_config(2).select_checkpoints == 3
     with pytest.raises(ValueError, match="select_checkpoints must be an int in .*, got 21"):
         config.replace(select_checkpoints=21)
+    assert c.selection_n is None
+    assert config.replace(selection_n=512).compare_config(2).selection_n == 512
 
 
 # --------------------------------------------------------------------------------------------
