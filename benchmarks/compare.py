@@ -577,7 +577,7 @@ def _learned_row(
                 run=c, **{**common, "n": cfg.selection_n or cfg.n_eval}, tau=t,
                 seed=SEARCH_SEED)[1],
             INFERENCE_TEMPERATURES, ctx.metric, ctx.direction, cfg.inference_guard,
-            None if default is None else default[0].metrics)
+            None if default is None else default[0].metrics, checkpoints=many)
         if cfg.inference_guard is not None and default is not None and j == 0:
             selection_cost += default[0].cost  # the guard's reference, run once for the row
         for rep in range(reps):  # the run's evaluation seeds; the first one's cost is counted
@@ -631,7 +631,7 @@ def _learned_row(
         + f"{timesteps:,} steps x {len(cfg.seeds)} "
         f"seed{'s' if len(cfg.seeds) != 1 else ''}, "
         + (f"{reps} evaluation seeds each, " if reps > 1 else "")
-        + (f"best of {cfg.select_checkpoints} checkpoints, " if many else "")
+        + (f"best of {len(per_seed[0]['checkpoint_selection'])} checkpoints, " if many else "")
         + (f"chosen on {cfg.selection_n} samples, " if cfg.selection_n else "")
         + "inference " + ", ".join(
             (r.get("inference") or tau_name(r.get("temperature")))

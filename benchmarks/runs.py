@@ -298,7 +298,8 @@ def train_or_load(config, run_dir: Path, *, device: str, progress: bool) -> Trai
     (with the protocol's :class:`~diffgym.benchmarks.evaluate.TrainingEvaluator` injected).
 
     Raises:
-        ValueError: ``run_dir`` holds a run with another config.
+        ValueError: ``run_dir`` holds a run with another config, or an interrupted run with
+            another ``keep_milestones`` (it would resume with its own).
     """
     from diffgym.agents.registry import AGENTS
     from diffgym.agents.train import TrainingRun, load_run_config, read_cost
@@ -319,6 +320,13 @@ def train_or_load(config, run_dir: Path, *, device: str, progress: bool) -> Trai
     if not (run_dir / "final_metrics.json").is_file():
         evaluator = TrainingEvaluator()
         if (run_dir / "checkpoints" / "latest.json").is_file():
+            kept = load_run_config(run_dir).keep_milestones
+            if kept != config.keep_milestones:  # a resumed run keeps its stored setting
+                raise ValueError(
+                    f"{run_dir} holds an interrupted run that keeps {kept} milestone "
+                    f"checkpoints, {config.keep_milestones} wanted; finish it with its own "
+                    f"setting, or remove that run"
+                )
             log.info("resuming %s from its latest checkpoint", run_dir)
             run = TrainingRun(None, run_dir, resume=True, progress=progress, evaluator=evaluator)
         else:
@@ -365,14 +373,15 @@ def choose_inference(
     selection: Mapping[float | None, Mapping[str, Any]], metric: str, direction: str,
     guard: str | None = None, default_metrics: Mapping[str, float] | None = None,
 ) -> tuple[float | None, bool]:
-    """A learned run's inference, from its search-seed evaluations ``selection`` (temperature ->
-    record; ``None`` is greedy): ``(tau, use the default sampler)``.
+    """A learned run's inference, from its search-seed evaluations ``selection`` (candidate ->
+    record: a temperature, ``None`` being greedy, or a ``(round, temperature)`` pair):
+    ``(candidate, use the default sampler)``.
 
-    Without ``guard``: the temperature with the best ``metric`` (``direction`` ``"min"`` or
-    ``"max"``). With ``guard`` (a metric name): the best ``metric`` among the temperatures whose
-    ``guard`` is no worse than the default sampler's (``default_metrics``, the same search seed)
-    and the default sampler itself; the default sampler when no temperature qualifies or it
-    scores best.
+    Without ``guard``: the candidate with the best ``metric`` (``direction`` ``"min"`` or
+    ``"max"``; on a tie, the first in ``selection``'s order). With ``guard`` (a metric name): the
+    best ``metric`` among the candidates whose ``guard`` is no worse than the default sampler's
+    (``default_metrics``, the same search seed) and the default sampler itself; the default
+    sampler when no candidate qualifies or it scores best.
     """
     sign = 1.0 if direction == "min" else -1.0
     primary = lambda t: sign * selection[t]["metrics"][metric]  # noqa: E731
@@ -395,31 +404,41 @@ def search_inference(
     direction: str,
     guard: str | None = None,
     default_metrics: Mapping[str, float] | None = None,
+    *,
+    checkpoints: bool = False,
 ) -> tuple[TrainedRun, float | None, bool, dict, Cost, dict[str, Any]]:
     """A learned run's inference, chosen on the search seed among ``candidates`` (the run at
-    its milestone checkpoints, or the final run alone) and ``temperatures`` together, by
-    :func:`choose_inference`; ``evaluate(candidate, tau)`` is the candidate's search-seed
-    evaluation record.
+    its milestone checkpoints, oldest first, or the final run alone) and ``temperatures``
+    together, by :func:`choose_inference`; ``evaluate(candidate, tau)`` is the candidate's
+    search-seed evaluation record. On a tie the later checkpoint wins (the final model first),
+    so the choice leaves the final model only for a strictly better one.
 
     Returns:
         ``(the chosen candidate, tau, use the default sampler, the chosen candidate's
         evaluations by temperature, the cost of every evaluation made, the checkpoint fields
         of the per-seed records)``; with the default sampler chosen, the candidate is the
-        final run. The checkpoint fields are empty for one candidate, else
-        ``checkpoint_round``, ``total_rounds`` and ``checkpoint_selection`` (round -> the
-        metric by temperature name).
+        final run. The checkpoint fields (with ``checkpoints``; else empty) are
+        ``checkpoint_round`` (``None`` for the default sampler), ``total_rounds``,
+        ``checkpoint_selection`` (round -> the metric by temperature name) and, with
+        ``guard``, ``checkpoint_selection_guard`` (round -> the guard metric by temperature).
     """
-    searched = {(c.round, t): evaluate(c, t) for c in candidates for t in temperatures}
+    searched = {(c.round, t): evaluate(c, t) for c in reversed(candidates) for t in temperatures}
     choice, use_default = choose_inference(searched, metric, direction, guard, default_metrics)
     at, tau = (candidates[-1].round, None) if use_default else choice
     chosen = next(c for c in candidates if c.round == at)
     selection = {t: searched[(at, t)] for t in temperatures}
     cost = sum((Cost.from_dict(r["cost"]) for r in searched.values()), Cost())
-    fields: dict[str, Any] = {} if len(candidates) == 1 else {
-        "checkpoint_round": at,
+    if not checkpoints:
+        return chosen, tau, use_default, selection, cost, {}
+
+    def by_round(name: str) -> dict[str, dict[str, float]]:
+        return {str(c.round): {tau_name(t): searched[(c.round, t)]["metrics"][name]
+                               for t in temperatures} for c in candidates}
+
+    fields: dict[str, Any] = {
+        "checkpoint_round": None if use_default else at,
         "total_rounds": candidates[-1].round,
-        "checkpoint_selection": {
-            str(c.round): {tau_name(t): searched[(c.round, t)]["metrics"][metric]
-                           for t in temperatures} for c in candidates},
+        "checkpoint_selection": by_round(metric),
+        **({} if guard is None else {"checkpoint_selection_guard": by_round(guard)}),
     }
     return chosen, tau, use_default, selection, cost, fields

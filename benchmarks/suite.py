@@ -390,7 +390,9 @@ class SuiteResult:
         k_d, n_d, f_d = _fraction([o.default_reached for o in per_task])
         k_g, n_g, f_g = _fraction([o.grid_mode_tv_ok for o in per_task])
         lines += ["", "τ=1 - greedy: the headline metric on the search seed, where the "
-                  "comparison chooses the inference temperature (positive: τ=1 worse).", "",
+                  "comparison chooses the inference temperature (positive: τ=1 worse)"
+                  + (", at the chosen checkpoint" if cfg.select_checkpoints > 1 else "")
+                  + ".", "",
                   f"Reference, by the same rules: the default sampler reaches the best grid point "
                   f"on {k_d}/{n_d} tasks ({_pct(f_d)}); the best grid point has mode TV <= "
                   f"default on {k_g}/{n_g} ({_pct(f_g)}).", ""]

@@ -116,6 +116,7 @@ def study_task(task_dir: Path, run: str, n: int) -> dict[str, Any]:
     oracle = min(candidates, key=lambda c: sign * c["mean"][metric])
     return {
         "task": task_dir.name, "seeds": seeds, "n": n, "metric": metric,
+        "direction": results["direction"],
         "candidates": candidates,
         "spearman_search_vs_eval": spearman([c["search"] for c in candidates],
                                             [c["mean"][metric] for c in candidates]),
@@ -134,11 +135,13 @@ def study_task(task_dir: Path, run: str, n: int) -> dict[str, Any]:
 
 def summarise(tasks: list[dict[str, Any]]) -> dict[str, Any]:
     """Means over tasks of the evaluation-seed headline differences (chosen - final choice,
-    oracle - final choice), how often the chosen candidate beats the final choice, and the mean
-    rank correlation."""
+    oracle - final choice; signed so that negative is better), how often the chosen candidate
+    beats the final choice, and the mean rank correlation."""
     ok = [t for t in tasks if t["chosen"] is not None]
     metric = tasks[0]["metric"] if tasks else "sw2"
-    d = lambda t, name: t["eval"][name][metric] - t["eval"]["final_choice"][metric]  # noqa: E731
+    sign = -1.0 if tasks and tasks[0].get("direction") == "max" else 1.0  # negative: better
+    d = lambda t, name: sign * (  # noqa: E731
+        t["eval"][name][metric] - t["eval"]["final_choice"][metric])
     rho = [t["spearman_search_vs_eval"] for t in tasks
            if t["spearman_search_vs_eval"] == t["spearman_search_vs_eval"]]
     return {

@@ -185,6 +185,23 @@ def test_milestone_checkpoints_are_written_and_kept_and_change_no_run(tmp_path):
         assert torch.equal(v, _params(other)[k]), k
 
 
+def test_milestones_survive_a_resume_and_a_changed_setting_is_refused_before_resuming(tmp_path):
+    from diffgym.benchmarks.runs import train_or_load
+
+    cfg = _config(timesteps=8 * 18 * 4, checkpoint_every=5, keep_checkpoints=1, keep_milestones=2)
+    run = TrainingRun(cfg, tmp_path / "m", progress=False)
+    assert run.train(stop_after_rounds=3) is None
+    del run
+    plain = cfg.__class__(**{**cfg.to_dict(), "keep_milestones": 0})
+    with pytest.raises(ValueError, match="keeps 2 milestone checkpoints, 0 wanted"):
+        train_or_load(plain, tmp_path / "m", device="cpu", progress=False)
+    assert not (tmp_path / "m" / "final_metrics.json").exists()  # nothing was resumed
+    TrainingRun(None, tmp_path / "m", resume=True, progress=False).train()
+    ckpts = tmp_path / "m" / "checkpoints"
+    assert sorted(f.name for f in ckpts.glob("round_*.pt")) == ["round_00002.pt",
+                                                                 "round_00004.pt"]
+
+
 def test_milestone_rounds():
     from diffgym.agents.checkpoint import milestone_rounds
 

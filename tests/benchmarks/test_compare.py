@@ -466,6 +466,86 @@ def test_cli_inference_guard(compare_config_of, tmp_path):
     assert compare_config_of(args).inference_guard is None
 
 
+def test_search_inference_prefers_the_final_model_on_ties_and_records_every_candidate():
+    """Ties go to the later checkpoint (the final model first); the records hold every
+    candidate's metric (and guard metric); one candidate with ``checkpoints`` still writes them;
+    the default sampler's choice records no checkpoint round."""
+    from types import SimpleNamespace
+
+    def rec(sw2, tv=0.1):
+        return {"metrics": {"sw2": sw2, "mode_tv": tv}, "cost": {"nfe": 10}}
+
+    values = {(1, None): rec(0.5), (1, 1.0): rec(0.3), (2, None): rec(0.4), (2, 1.0): rec(0.3)}
+    cands = [SimpleNamespace(round=1), SimpleNamespace(round=2)]
+    temps = (None, 1.0)
+    ev = lambda c, t: values[(c.round, t)]  # noqa: E731
+    chosen, tau, use_default, sel, cost, fields = runs.search_inference(
+        cands, ev, temps, "sw2", "min", checkpoints=True)
+    assert (chosen.round, tau, use_default) == (2, 1.0, False)  # the tie goes to round 2
+    assert cost.nfe == 40 and sel == {None: values[(2, None)], 1.0: values[(2, 1.0)]}
+    assert fields == {"checkpoint_round": 2, "total_rounds": 2, "checkpoint_selection": {
+        "1": {"greedy": 0.5, "τ=1": 0.3}, "2": {"greedy": 0.4, "τ=1": 0.3}}}
+    values[(1, 1.0)] = rec(0.29)  # strictly better: leaves the final model
+    assert runs.search_inference(cands, ev, temps, "sw2", "min")[:2] == (cands[0], 1.0)
+    _, _, use_default, _, _, fields = runs.search_inference(
+        cands, ev, temps, "sw2", "min", "mode_tv", {"sw2": 0.1, "mode_tv": 0.05},
+        checkpoints=True)
+    assert use_default and fields["checkpoint_round"] is None
+    assert fields["checkpoint_selection_guard"]["1"] == {"greedy": 0.1, "τ=1": 0.1}
+    one = runs.search_inference(cands[1:], ev, temps, "sw2", "min", checkpoints=True)[-1]
+    assert set(one["checkpoint_selection"]) == {"2"} and one["checkpoint_round"] == 2
+
+
+def test_a_forced_checkpoint_is_evaluated_and_counted(tmp_path, monkeypatch):
+    """With the choice forced to round 1 at tau = 1, the evaluation seed runs round 1's policy
+    (not the final model's), and the row's cost is training + the 4 selection runs + that
+    evaluation; forced to the default sampler under a guard, no checkpoint round is recorded;
+    a run as long as one round chooses among 1 checkpoint without failing."""
+    from diffgym.agents.train import load_run_config
+    from diffgym.benchmarks.evaluate import task_fingerprint
+    from diffgym.envs import make_task
+
+    cfg = {**TINY, "select_checkpoints": 2}
+    base = run_comparison("gmm2d", out_dir=tmp_path / "a", **cfg)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    monkeypatch.setattr(runs, "choose_inference", lambda *a: ((1, 1.0), False))
+    forced = run_comparison("gmm2d", out_dir=tmp_path / "b", **cfg)
+    assert forced.num_trained == 0
+    row = {r.method: r for r in forced.rows}[METHOD]
+    rec = row.per_seed[0]
+    assert rec["checkpoint_round"] == 1 and rec["temperature"] == 1.0
+    run_dir = tmp_path / "b" / "runs" / RUN
+    trained = runs.train_or_load(load_run_config(run_dir), run_dir, device="cpu",
+                                 progress=False)
+    task = make_task("gmm2d", **MIXTURE)
+    got = {}
+    for c in trained.at_milestones(2):
+        got[c.round] = runs.evaluate_policy(
+            run=c, config=trained.config, method=METHOD, task=task,
+            task_fp=task_fingerprint(task), n=TINY["n_eval"], device="cpu",
+            cache=runs.EvalCache(None), tau=1.0, seed=rec["eval_seed"])[1]["metrics"]
+    assert rec["metrics"] == got[1] and got[1] != got[2]
+    was = {r.method: r for r in base.rows}[METHOD].per_seed[0]
+    train_nfe = {r.method: r for r in base.rows}[METHOD].cost.nfe - was["selection_cost"][
+        "nfe"] - was["cost"]["nfe"]
+    assert row.cost.nfe == train_nfe + rec["selection_cost"]["nfe"] + rec["cost"]["nfe"]
+    assert rec["selection_cost"] == was["selection_cost"]  # the same four runs, counted once
+
+    shutil.copytree(tmp_path / "a", tmp_path / "c")
+    monkeypatch.setattr(runs, "choose_inference", lambda *a: (None, True))
+    guarded = run_comparison("gmm2d", out_dir=tmp_path / "c",
+                             **{**cfg, "inference_guard": "mode_tv"})
+    rec = {r.method: r for r in guarded.rows}[METHOD].per_seed[0]
+    assert rec["inference"] == "default" and rec["checkpoint_round"] is None
+    assert set(rec["checkpoint_selection_guard"]) == {"1", "2"}
+
+    monkeypatch.undo()
+    short = run_comparison("gmm2d", out_dir=tmp_path / "d",
+                           **{**cfg, "timesteps": N_ENVS * N_STEPS})  # one round
+    row = {r.method: r for r in short.rows}[METHOD]
+    assert row.per_seed[0]["total_rounds"] == 1 and "best of 1 checkpoints" in row.detail
+
+
 def test_selection_n_chooses_the_temperature_on_more_samples(tiny, tmp_path):
     """``selection_n``: the temperatures are scored on the search seed at that n (the same
     numbers as ``evaluate_policy`` there), their cost is what the learned row counts, and the
@@ -563,7 +643,8 @@ def test_select_checkpoints_chooses_checkpoint_and_temperature_on_the_search_see
     assert rec["total_rounds"] == 2 and set(rec["checkpoint_selection"]) == {"1", "2"}
     searched = {(int(r), t): v for r, by_tau in rec["checkpoint_selection"].items()
                 for t, v in by_tau.items()}
-    best = min(searched, key=searched.get)
+    order = sorted(searched, key=lambda k: (-k[0], k[1] != "greedy"))  # later rounds first
+    best = min(order, key=searched.get)  # a tie goes to the later round
     assert (rec["checkpoint_round"], tau_name(rec["temperature"])) == best
     assert f"at round {best[0]}/2" in learned.detail and "best of 2 checkpoints" in learned.detail
     assert rec["selection"] == rec["checkpoint_selection"][str(best[0])]

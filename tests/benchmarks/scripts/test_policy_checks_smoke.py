@@ -173,6 +173,16 @@ def test_suite_large_n_scores_the_checkpoint_the_comparison_chose(run_dir, tmp_p
     (task,) = json.loads(out.read_text())["tasks"]
     assert task["checkpoint_round"] == 1
     assert task["per_seed"]["learned"][0] == pytest.approx(at_1("learned", 0), rel=1e-9)
+    from diffgym.agents.policy_sampling import PolicySampler
+    from diffgym.agents.train import load_policy  # the greedy row is round 1's greedy policy
+    from diffgym.benchmarks.evaluate import evaluate_sampler
+
+    policy, gtask, _ = load_policy(run_dir, round=1)
+    greedy = PolicySampler(policy, gtask, greedy=True)
+    ev = evaluate_sampler(gtask, greedy.actions(None), n=64, seed=0,
+                          guided="guidance" in greedy.knob_names,
+                          renoise_budget=greedy.renoise_budget, base_grid=True)
+    assert task["per_seed"]["greedy"][0]["sw2"] == pytest.approx(ev.metrics["sw2"], rel=1e-9)
     final = _large_n_suite(run_dir, tmp_path / "final", at_1)  # the final model: refused
     with pytest.raises(SystemExit, match="learned sw2 on seed 0 is"):
         suite_large_n.main(["--suite", str(final), "--run", "ppo_js_seed0", "--n", "64",
@@ -300,6 +310,9 @@ def test_checkpoint_oracle(run_dir, tmp_path, load_script):
     d = chosen["mean"]["sw2"] - task["candidates"][2]["mean"]["sw2"]
     assert data["summary"]["chosen_minus_final_mean"] == pytest.approx(d)
     assert data["summary"]["chosen_better"] == (d < 0)
+    assert data["summary"]["chosen_same"] == 0
+    assert data["summary"]["oracle_minus_final_mean"] == pytest.approx(
+        best["mean"]["sw2"] - task["candidates"][2]["mean"]["sw2"])
     rho = task["spearman_by_inference"]["τ=1"]  # two points: +1 or -1
     assert abs(rho) == pytest.approx(1.0)
     tau1_gap = chosen["mean"]["sw2"] - task["candidates"][3]["mean"]["sw2"]
