@@ -50,6 +50,7 @@ with ``± std`` error bars, per method), and one comparison folder per task seed
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -89,6 +90,7 @@ __all__ = [
     "SuiteConfig",
     "SuiteResult",
     "check_split",
+    "finished_suite_tasks",
     "outcomes_from_comparison",
     "parse_task_seeds",
     "reached",
@@ -140,6 +142,29 @@ def parse_task_seeds(tokens: Sequence[str | int]) -> tuple[int, ...]:
 
 def _span(r: range) -> str:
     return f"{r.start}-{r.stop - 1}"
+
+
+def finished_suite_tasks(suite_dir: Path, *, allow_heldout: bool = False,
+                         why: str = "") -> tuple[dict[str, Any], list[Path]]:
+    """A finished suite folder's ``suite.json`` and its task folders, in task-seed order, for
+    the scripts that study a suite after the fact.
+
+    Raises:
+        ValueError: a held-out suite without ``allow_heldout`` (``why`` says what the caller
+            may do instead), or a task folder without ``results.json``.
+        FileNotFoundError: no ``suite.json``.
+    """
+    suite_dir = Path(suite_dir)
+    suite = json.loads((suite_dir / "suite.json").read_text())
+    if suite.get("split") != "dev" and not allow_heldout:
+        raise ValueError(f"{suite_dir} has split {suite.get('split')!r}; only development "
+                         f"suites (split 'dev') are studied here{why}")
+    dirs = [suite_dir / f"{suite['task']}-{k}" for k in suite["task_seeds"]]
+    missing = [str(d) for d in dirs if not (d / "results.json").is_file()]
+    if missing:
+        raise ValueError(f"{suite_dir}: no results.json in {', '.join(missing)} (finish the "
+                         "suite first)")
+    return suite, dirs
 
 
 def check_split(task: str, seeds: Sequence[int], split: str) -> None:

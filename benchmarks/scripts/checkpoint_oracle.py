@@ -42,6 +42,7 @@ from diffgym.benchmarks.compare import INFERENCE_TEMPERATURES
 from diffgym.benchmarks.evaluate import task_fingerprint
 from diffgym.benchmarks.report import tau_name
 from diffgym.benchmarks.runs import EvalCache, evaluate_policy, train_or_load
+from diffgym.benchmarks.suite import finished_suite_tasks
 from diffgym.envs.io import atomic_write_json
 from diffgym.envs.tasks import make_task
 
@@ -176,15 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             p.error(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    suite = json.loads((args.suite / "suite.json").read_text())
-    if suite.get("split") != "dev":
-        p.error(f"--suite {args.suite} has split {suite.get('split')!r}; only development "
-                "suites (split 'dev') may be searched in hindsight")
-    dirs = [args.suite / f"{suite['task']}-{k}" for k in suite["task_seeds"]]
-    missing = [str(d) for d in dirs if not (d / "results.json").is_file()]
-    if missing:
-        p.error(f"--suite {args.suite}: no results.json in {', '.join(missing)} (finish the "
-                "suite first)")
+    try:
+        _, dirs = finished_suite_tasks(
+            args.suite, why=": looking at every candidate on the evaluation seeds is tuning")
+    except ValueError as err:
+        p.error(f"--suite: {err}")
     tasks = []
     for d in dirs:
         t = study_task(d, args.run, args.n)

@@ -38,6 +38,7 @@ from diffgym.agents.train import load_policy
 from diffgym.benchmarks.evaluate import evaluate_sampler, noise_floor
 from diffgym.benchmarks.grid_families import point_task
 from diffgym.benchmarks.report import paired_interval
+from diffgym.benchmarks.suite import finished_suite_tasks
 from diffgym.benchmarks.suite_outcomes import reached
 from diffgym.envs.io import atomic_write_json
 from diffgym.envs.sampler import PerSampleNoise, schedule_actions
@@ -203,16 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--n must be >= 2, got {args.n}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    suite = json.loads((args.suite / "suite.json").read_text())
-    if suite.get("split") != "dev" and not args.allow_heldout:
-        p.error(f"--suite {args.suite} has split {suite.get('split')!r}; this script scores "
-                "development suites (split 'dev'); pass --allow-heldout only for a "
-                "pre-registered held-out judgement")
-    dirs = [args.suite / f"{suite['task']}-{k}" for k in suite["task_seeds"]]
-    missing = [str(d) for d in dirs if not (d / "results.json").is_file()]
-    if missing:
-        p.error(f"--suite {args.suite}: no results.json in {', '.join(missing)} (finish the "
-                "suite first)")
+    try:
+        suite, dirs = finished_suite_tasks(
+            args.suite, allow_heldout=args.allow_heldout,
+            why="; pass --allow-heldout only for a pre-registered held-out judgement")
+    except ValueError as err:
+        p.error(f"--suite: {err}")
     tasks = []
     for d in dirs:
         t = study_task(d, args.run, args.n)
