@@ -86,6 +86,8 @@ def study_task(task_dir: Path, run: str, n: int) -> dict[str, Any]:
     if len(rounds) > 1:
         raise SystemExit(f"{task_dir}: run {run!r} was evaluated at several checkpoints {rounds}")
     at = next(iter(rounds), None)  # the checkpoint the comparison chose (None: final model)
+    if at is not None and at == evals[0].get("total_rounds"):
+        at = None  # the last round: the comparison evaluated the final model itself
     policy, task, _ = load_policy(task_dir / "runs" / run, round=at)
     out: dict[str, Any] = {"task": task_dir.name, "seeds": seeds, "n": n, "checkpoint_round": at,
                            "best_grid": grid["detail"], "inference": [], "per_seed": {}}
