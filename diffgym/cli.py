@@ -199,6 +199,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=None, help="rounds per checkpoint")
     p.add_argument("--keep-checkpoints", type=_keep_checkpoints, default=None, metavar="K",
                    help="keep the newest K checkpoints (default 3), or 'all'")
+    p.add_argument("--keep-milestones", type=int, default=None, metavar="M",
+                   help="also write and keep the M checkpoints that split the run into equal "
+                   "parts (default 0), e.g. to choose one later with load_policy(run, round=R)")
     p.add_argument("--eval-every", type=int, default=None, help="rounds per evaluation (0: end)")
     p.add_argument("--eval-samples", type=int, default=None)
     p.add_argument("--nfe-penalty", type=finite_float, default=None,
@@ -219,7 +222,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 _TRAIN_FLAGS = {
     "task": "task", "agent": "agent", "irl": "irl", "divergence": "divergence", "lam": "lam",
     "timesteps": "timesteps", "seed": "seed", "n_envs": "n_envs", "device": "device",
-    "checkpoint_every": "checkpoint_every", "eval_every": "eval_every",
+    "checkpoint_every": "checkpoint_every", "keep_milestones": "keep_milestones",
+    "eval_every": "eval_every",
     "eval_samples": "eval_samples", "nfe_penalty": "nfe_penalty",
 }
 

@@ -202,6 +202,22 @@ def test_milestones_survive_a_resume_and_a_changed_setting_is_refused_before_res
                                                                  "round_00004.pt"]
 
 
+def test_cli_train_keeps_milestones(tmp_path, capsys):
+    d = tmp_path / "ms"
+    args = ["train", "--task", "gmm2d", "--agent", "reinforce", "--timesteps", str(8 * 18 * 4),
+            "--n-envs", "8", "--eval-samples", "64", "--checkpoint-every", "5",
+            "--keep-checkpoints", "1", "--keep-milestones", "2", "--run-dir", str(d),
+            "--no-progress"]
+    assert main(args) == 0
+    assert load_run_config(d).keep_milestones == 2
+    assert sorted(f.name for f in (d / "checkpoints").glob("round_*.pt")) == [
+        "round_00002.pt", "round_00004.pt"]
+    assert main(["train", "--resume", str(d), "--keep-milestones", "3", "--no-progress"]) == 2
+    assert "--keep-milestones cannot apply with --resume" in capsys.readouterr().err
+    assert main(args[:-3] + ["--keep-milestones", "-1", "--run-dir", str(tmp_path / "x")]) == 2
+    assert "keep_milestones must be an int >= 0, got -1" in capsys.readouterr().err
+
+
 def test_milestone_rounds():
     from diffgym.agents.checkpoint import milestone_rounds
 
