@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +136,13 @@ def study_task(task_dir: Path, run: str, n: int) -> dict[str, Any]:
     }
 
 
+def _finite_mean(values: Iterable[float]) -> float | None:
+    """The mean of the finite values (a rank correlation is NaN when one side is constant);
+    ``None`` when there is none."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return statistics.fmean(finite) if finite else None
+
+
 def summarise(tasks: list[dict[str, Any]]) -> dict[str, Any]:
     """Means over tasks of the evaluation-seed headline differences (chosen - final choice,
     oracle - final choice; signed so that negative is better), how often the chosen candidate
@@ -143,8 +152,6 @@ def summarise(tasks: list[dict[str, Any]]) -> dict[str, Any]:
     sign = -1.0 if tasks and tasks[0].get("direction") == "max" else 1.0  # negative: better
     d = lambda t, name: sign * (  # noqa: E731
         t["eval"][name][metric] - t["eval"]["final_choice"][metric])
-    rho = [t["spearman_search_vs_eval"] for t in tasks
-           if t["spearman_search_vs_eval"] == t["spearman_search_vs_eval"]]
     return {
         "tasks": len(tasks),
         "metric": metric,
@@ -154,11 +161,9 @@ def summarise(tasks: list[dict[str, Any]]) -> dict[str, Any]:
         "chosen_same": sum(t["chosen"] == t["final_choice"] for t in ok),
         "oracle_minus_final_mean": statistics.fmean(d(t, "oracle") for t in tasks)
         if tasks else None,
-        "spearman_mean": statistics.fmean(rho) if rho else None,
+        "spearman_mean": _finite_mean(t["spearman_search_vs_eval"] for t in tasks),
         "spearman_by_inference_mean": {
-            name: statistics.fmean(v) if (v := [r for t in tasks
-                                                if (r := t["spearman_by_inference"][name]) == r])
-            else None
+            name: _finite_mean(t["spearman_by_inference"][name] for t in tasks)
             for name in (tasks[0]["spearman_by_inference"] if tasks else {})},
     }
 

@@ -326,3 +326,42 @@ def test_checkpoint_oracle(run_dir, tmp_path, load_script):
     held, _ = _oracle_suite(run_dir, tmp_path / "held", split="heldout")
     with pytest.raises(SystemExit):
         oracle.main(["--suite", str(held), "--n", "64", "--out", str(out)])
+
+
+def test_suite_pairs(tmp_path, load_script):
+    """suite_pairs.py: per-task means of (A - B) over the seeds, pooled over file pairs, with the
+    project's paired interval; tau = 1 - greedy at the last round of oracle files; mismatched
+    tasks and unpaired file lists are refused."""
+    from diffgym.benchmarks.report import paired_interval
+
+    suite_pairs = load_script("suite_pairs")
+
+    def large_n(path, values):  # values: task -> per-seed learned sw2 (mode_tv = sw2 / 10)
+        tasks = [{"task": t, "seeds": [0, 100], "per_seed": {"learned": [
+            {"sw2": v, "mode_tv": v / 10} for v in vs]}} for t, vs in values.items()]
+        path.write_text(json.dumps({"tasks": tasks}))
+        return str(path)
+
+    a1 = large_n(tmp_path / "a1.json", {"t0": [0.25, 0.75], "t1": [0.20, 0.20]})
+    b1 = large_n(tmp_path / "b1.json", {"t0": [0.50, 0.50], "t1": [0.20, 0.20]})
+    a2 = large_n(tmp_path / "a2.json", {"t2": [0.125, 0.375]})
+    b2 = large_n(tmp_path / "b2.json", {"t2": [0.375, 0.375]})
+    out = tmp_path / "pairs.json"
+    assert suite_pairs.main(["--a", a1, a2, "--b", b1, b2, "--out", str(out)]) == 0
+    sw2 = json.loads(out.read_text())["sw2"]
+    assert sw2["per_task"] == pytest.approx({"t0": 0.0, "t1": 0.0, "t2": -0.125})
+    mean, _, half = paired_interval([0.0, 0.0, -0.125])
+    assert (sw2["mean"], sw2["lo"], sw2["hi"]) == pytest.approx((mean, mean - half, mean + half))
+    assert (sw2["lower"], sw2["higher"], sw2["same"]) == (1, 0, 2)
+    with pytest.raises(SystemExit, match="pair them"):
+        suite_pairs.main(["--a", a1, a2, "--b", b1])
+    with pytest.raises(SystemExit, match="differ: t0"):
+        suite_pairs.main(["--a", a1, "--b", large_n(tmp_path / "c.json",
+                                                     {"t9": [0.1, 0.1], "t1": [0.2, 0.2]})])
+    oracle = tmp_path / "oracle.json"
+    oracle.write_text(json.dumps({"tasks": [{"task": "t0", "candidates": [
+        {"round": r, "inference": i, "mean": {"sw2": v, "mode_tv": 0.0}}
+        for r, i, v in ((1, "greedy", 0.1), (1, "τ=1", 0.9), (2, "greedy", 0.5),
+                        (2, "τ=1", 0.2))]}]}))
+    assert suite_pairs.main(["--oracle", str(oracle), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["sw2"]["per_task"] == pytest.approx({"t0": -0.3})
