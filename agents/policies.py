@@ -77,6 +77,10 @@ class DiffusionFeaturesExtractor(BaseFeaturesExtractor):
         hidden: width of the hidden layers.
         sigma_freqs: number of Fourier frequencies of the ``c_noise`` embedding.
         cnn_channels: channels of the two CNN layers (image tasks).
+        sample_input: ``False`` drops the sample ``x`` from the features: the policy then sees
+            only the noise level, step, budget and label, so its choices form a schedule (per
+            label) that is the same for every sample, like a grid point's (a time-only policy;
+            the value head sees the same features).
 
     ``forward``: ``(B, obs_dim) -> (B, features_dim)``.
 
@@ -96,6 +100,7 @@ class DiffusionFeaturesExtractor(BaseFeaturesExtractor):
         hidden: int = 64,
         sigma_freqs: int = 8,
         cnn_channels: Sequence[int] = (16, 32),
+        sample_input: bool = True,
     ) -> None:
         super().__init__(observation_space, features_dim)
         if feature_kind not in FEATURE_KINDS:
@@ -109,15 +114,20 @@ class DiffusionFeaturesExtractor(BaseFeaturesExtractor):
                 f"observation space {observation_space.shape} does not match data_shape "
                 f"{data_shape} with {num_classes} classes (expected ({expected},))"
             )
+        if not isinstance(sample_input, bool):
+            raise ValueError(f"sample_input must be true or false, got {sample_input!r}")
         if feature_kind == "image" and len(data_shape) != 3:
             raise ValueError(f"image features need data_shape (C, H, W), got {data_shape}")
         self.data_shape = data_shape
         self.num_classes = int(num_classes)
         self.feature_kind = feature_kind
+        self.sample_input = sample_input
         self.sigma_embed = FourierEmbedding(sigma_freqs, max_freq=SIGMA_MAX_FREQ)
         cond_dim = self.sigma_embed.out_dim + expected - math.prod(data_shape) - 1
         act = nn.SiLU
-        if feature_kind == "vector":
+        if not sample_input:
+            joined = cond_dim
+        elif feature_kind == "vector":
             joined = math.prod(data_shape) + cond_dim
         else:
             c1, c2 = (int(c) for c in cnn_channels)
@@ -138,7 +148,9 @@ class DiffusionFeaturesExtractor(BaseFeaturesExtractor):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x, cond = split_obs(obs, self.data_shape)  # (B, *data_shape), (B, 3 + C)
         sigma_features = self.sigma_embed(cond[:, 0])
-        if self.feature_kind == "vector":
+        if not self.sample_input:
+            joined = torch.cat([sigma_features, cond[:, 1:]], dim=1)
+        elif self.feature_kind == "vector":
             joined = torch.cat([x.reshape(x.shape[0], -1), sigma_features, cond[:, 1:]], dim=1)
         else:
             h_cond = self.cond_net(torch.cat([sigma_features, cond[:, 1:]], dim=1))

@@ -78,7 +78,7 @@ POLICY_KEYS = (
 """Keys allowed in ``policy_kwargs`` (plain data; ``activation_fn`` is a name of
 :data:`~diffgym.agents.policies.ACTIVATIONS`)."""
 
-FEATURE_KEYS = ("features_dim", "hidden", "sigma_freqs", "cnn_channels")
+FEATURE_KEYS = ("features_dim", "hidden", "sigma_freqs", "cnn_channels", "sample_input")
 """Keys allowed in ``policy_kwargs.features_extractor_kwargs`` (the rest comes from the task)."""
 
 DEFAULT_POLICY_KWARGS: dict[str, Any] = {

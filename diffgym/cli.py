@@ -14,6 +14,8 @@ from diffgym.cli_args import (
     add_user_task_arguments,
     device_arg,
     finite_float,
+    policy_option,
+    policy_overrides,
     reward_option,
     user_task_overrides,
 )
@@ -436,6 +438,11 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="NAME=VALUE", dest="reward_options",
                    help="a named reward option for every training run, e.g. "
                    "terminal_mmd_weight=5 (repeatable; default: none)")
+    p.add_argument("--policy-option", type=policy_option, action="append", default=[],
+                   metavar="NAME=VALUE", dest="policy_options",
+                   help="a policy setting for every training run, winning over the task's YAML: "
+                   "sample_input=false (a time-only policy: its choices ignore the sample), "
+                   "features_dim, hidden, sigma_freqs or neutral_bias (repeatable)")
     p.add_argument("--inference-guard", default=None, metavar="METRIC",
                    help="a metric (e.g. mode_tv) on which a learned sampler's inference choice "
                    "must be no worse than the default sampler on the search seed; the default "
@@ -486,6 +493,7 @@ def _budget_settings(args: argparse.Namespace) -> tuple[dict, int | None]:
         device=args.device,
         overhead_repeats=budget.overhead_repeats,
         reward_options=_reward_options(args.reward_options),
+        agent_overrides=policy_overrides(args.policy_options),
         inference_guard=args.inference_guard,
         select_checkpoints=args.select_checkpoints,
         selection_n=args.selection_n,

@@ -10,6 +10,8 @@ __all__ = [
     "add_user_task_arguments",
     "device_arg",
     "finite_float",
+    "policy_option",
+    "policy_overrides",
     "reward_option",
     "user_task_overrides",
 ]
@@ -131,3 +133,61 @@ def reward_option(text: str) -> tuple[str, float | bool]:
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return name, checked.get(name, REWARD_OPTIONS[name]())  # 0.0 / False: off
+
+
+POLICY_OPTIONS: dict[str, type] = {
+    "sample_input": bool,
+    "features_dim": int,
+    "hidden": int,
+    "sigma_freqs": int,
+    "neutral_bias": float,
+}
+"""``--policy-option`` names and their types: ``neutral_bias`` is a ``policy_kwargs`` key, the
+others keys of its ``features_extractor_kwargs`` (:class:`~diffgym.agents.policies.
+DiffusionFeaturesExtractor`)."""
+
+
+def policy_option(text: str) -> tuple[str, int | float | bool]:
+    """``--policy-option NAME=VALUE``: a policy setting for every training run (wins over the
+    task's YAML): ``sample_input=false`` (a time-only policy), ``features_dim=N``, ``hidden=N``,
+    ``sigma_freqs=N`` (ints >= 1) or ``neutral_bias=X`` (a finite number >= 0)."""
+    import math
+
+    name, sep, raw = text.partition("=")
+    kind = POLICY_OPTIONS.get(name) if sep else None
+    if kind is None:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE with NAME one of {', '.join(POLICY_OPTIONS)}, got {text!r}"
+        )
+    value: int | float | bool | None = None
+    if kind is bool:
+        value = {"true": True, "false": False}.get(raw.strip().lower())
+        allowed = "true or false"
+    elif kind is int:
+        value = int(raw) if raw.strip().isdigit() and int(raw) >= 1 else None
+        allowed = "an int >= 1"
+    else:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = None
+        value = value if value is not None and math.isfinite(value) and value >= 0 else None
+        allowed = "a finite number >= 0"
+    if value is None:
+        raise argparse.ArgumentTypeError(f"--policy-option {name}: expected {allowed}, got {raw!r}")
+    return name, value
+
+
+def policy_overrides(pairs: list[tuple[str, int | float | bool]]) -> dict:
+    """``--policy-option`` pairs as agent overrides (``{"policy_kwargs": {...}}``, merged key by
+    key into the YAML's); ``{}`` for none; ``ValueError`` for a name given twice."""
+    names = [name for name, _ in pairs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"--policy-option {', '.join(twice)} given more than once; give each "
+                         "option once")
+    if not pairs:
+        return {}
+    policy = {k: v for k, v in pairs if k == "neutral_bias"}
+    feats = {k: v for k, v in pairs if k != "neutral_bias"}
+    return {"policy_kwargs": {**policy, **({"features_extractor_kwargs": feats} if feats else {})}}

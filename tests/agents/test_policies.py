@@ -79,6 +79,38 @@ def test_image_features(image_task):
     agent.learn(48)
 
 
+@pytest.mark.parametrize("env_id", ["diffgym/GMM2D-v0", "diffgym/Digits-v0"])
+def test_time_only_policy_ignores_the_sample(env_id, gmm_env, image_task):
+    """``sample_input=False``: the features (so every action distribution and the value) are
+    the same for any sample at one noise level; a change of noise level still changes them."""
+    env = gmm_env if env_id.startswith("diffgym/GMM") else DiffusionSamplingEnv(image_task, 4)
+    agent = make_agent("reinforce", env, env_id=env_id, n_steps=18, policy_kwargs={
+        "neutral_bias": None, "features_extractor_kwargs": {"sample_input": False}})
+    ext = agent.policy.features_extractor
+    assert ext.sample_input is False and not hasattr(ext, "sample_net")
+    obs, _ = env.reset(seed=0)
+    moved = obs.clone()
+    d = math.prod(ext.data_shape)
+    moved[:, :d] = torch.randn_like(moved[:, :d]) * 3.0  # other samples, same conditioning
+    with torch.no_grad():
+        torch.testing.assert_close(ext(moved), ext(obs), rtol=0, atol=0)
+        probs = [c.probs for c in agent.policy.get_distribution(moved).distribution]
+        same = [c.probs for c in agent.policy.get_distribution(obs).distribution]
+        for a, b in zip(probs, same, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        later = obs.clone()
+        later[:, d] += 1.0  # another c_noise
+        assert not torch.equal(ext(later), ext(obs))
+    full = make_agent("reinforce", env, env_id=env_id, n_steps=18,
+                      policy_kwargs={"neutral_bias": None})
+    with torch.no_grad():  # the default extractor does see the sample
+        assert not torch.equal(full.policy.features_extractor(moved),
+                               full.policy.features_extractor(obs))
+    with pytest.raises(ValueError, match="sample_input must be true or false, got 'no'"):
+        DiffusionFeaturesExtractor(env.single_observation_space, data_shape=ext.data_shape,
+                                   num_classes=ext.num_classes, sample_input="no")
+
+
 def test_extractor_rejects_mismatches():
     space = spaces.Box(-1, 1, (obs_dim((2,), 0),), dtype=np.float32)
     with pytest.raises(ValueError, match="does not match data_shape"):

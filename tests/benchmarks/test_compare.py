@@ -342,6 +342,63 @@ def test_cli_bad_reward_option_exits_2(option, message, capsys, tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+def test_policy_options_reach_every_training_run(compare_config_of, tmp_path):
+    """``--policy-option`` becomes ``CompareConfig.agent_overrides`` (policy_kwargs, merged key by
+    key into the YAML's), and so the agent overrides of every run's TrainConfig."""
+    from types import SimpleNamespace
+
+    from diffgym.agents.registry import agent_config
+    from diffgym.envs import DiffusionSamplingEnv
+
+    args = _parse(["compare", "--budget", "quick", "--out", str(tmp_path),
+                   "--policy-option", "sample_input=false", "--policy-option", "neutral_bias=1.5",
+                   "--policy-option", "hidden=16"])
+    config = compare_config_of(args)
+    want = {"policy_kwargs": {"neutral_bias": 1.5,
+                              "features_extractor_kwargs": {"sample_input": False, "hidden": 16}}}
+    assert config.agent_overrides == want
+    train = compare._train_config(SimpleNamespace(config=config), "reinforce", "js", 0, 100)
+    assert train.agent_overrides == want
+    plain = compare._train_config(SimpleNamespace(config=config.replace(agent_overrides={})),
+                                  "reinforce", "js", 0, 100)
+    assert plain.fingerprint() != train.fingerprint()
+    hp = agent_config("reinforce", DiffusionSamplingEnv("gmm2d", 2), **want)
+    assert hp.policy_kwargs["neutral_bias"] == 1.5
+    feats = hp.policy_kwargs["features_extractor_kwargs"]
+    assert feats == {"features_dim": 32, "hidden": 16, "sample_input": False}  # YAML's kept
+    assert compare_config_of(_parse(["compare", "--budget", "quick"])).agent_overrides == {}
+
+
+@pytest.mark.parametrize("option, message", [
+    ("sample_input", "expected NAME=VALUE with NAME one of sample_input"),
+    ("net_arch=[]", "expected NAME=VALUE with NAME one of sample_input"),
+    ("sample_input=0", "--policy-option sample_input: expected true or false, got '0'"),
+    ("hidden=0", "--policy-option hidden: expected an int >= 1, got '0'"),
+    ("hidden=2.5", "--policy-option hidden: expected an int >= 1, got '2.5'"),
+    ("neutral_bias=-1", "--policy-option neutral_bias: expected a finite number >= 0, got '-1'"),
+    ("neutral_bias=inf", "--policy-option neutral_bias: expected a finite number >= 0"),
+])
+def test_cli_bad_policy_option_exits_2(option, message, capsys, tmp_path):
+    from diffgym.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["suite", "--task-seeds", "0", "--policy-option", option,
+              "--out", str(tmp_path / "s")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "diffgym suite: error: argument --policy-option:" in err and message in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_cli_refuses_a_policy_option_given_twice(capsys, tmp_path):
+    from diffgym.cli import main
+
+    assert main(["compare", "--budget", "quick", "--out", str(tmp_path / "c"),
+                 "--policy-option", "hidden=8", "--policy-option", "hidden=16"]) == 2
+    assert "--policy-option hidden given more than once" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
 def test_wandb_logging_runs_disabled(tiny, monkeypatch):
     pytest.importorskip("wandb")
     result, out = tiny
