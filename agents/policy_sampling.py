@@ -55,11 +55,19 @@ class PolicySampler:
         device: where to sample; default the policy's device (the policy is moved there).
         greedy: take the most likely menu entry of each knob (``temperature`` is then unused).
         temperature: logit temperature τ > 0 for stochastic choices (logits / τ).
+        mean_action: deterministic *mean-action* inference: each continuous knob (churn,
+            guidance) at its expected level under the policy's choice at temperature τ
+            (``softmax(logits / τ)`` weighting the menu's levels), each integer knob (renoise,
+            step) at its most likely entry. Guidance is linear in ``w`` (``G + w (D - G)``), so
+            the mean-action step is the τ-policy's expected step in the guidance knob; the guide
+            is evaluated wherever the mean ``w`` is not 1 (every row where the policy gives a
+            non-neutral entry any weight), and the NFE counts it. Not with ``greedy``.
         s_noise: ``S_noise`` applied with churn (as the env's ``s_noise``).
         check_finite: raise if the denoiser returns NaN/inf.
 
     Raises:
-        ValueError: a non-positive or non-finite temperature, a negative ``s_noise``; a policy
+        ValueError: a non-positive or non-finite temperature, a negative ``s_noise``,
+            ``greedy`` together with ``mean_action``; a policy
             whose observation or action space does not match the task's (menus listed).
     """
 
@@ -71,11 +79,14 @@ class PolicySampler:
         device: str | torch.device | None = None,
         greedy: bool = False,
         temperature: float = 1.0,
+        mean_action: bool = False,
         s_noise: float = 1.0,
         check_finite: bool = True,
     ) -> None:
         if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"temperature must be finite and > 0, got {temperature}")
+        if greedy and mean_action:
+            raise ValueError("greedy and mean_action are exclusive: give one inference rule")
         if not (math.isfinite(s_noise) and s_noise >= 0):
             raise ValueError(f"s_noise must be finite and >= 0, got {s_noise}")
         self.device = torch.device(device) if device is not None else policy.device
@@ -83,6 +94,7 @@ class PolicySampler:
         self.policy.set_training_mode(False)
         self.task = task.to(self.device)
         self.greedy = bool(greedy)
+        self.mean_action = bool(mean_action)
         self.temperature = float(temperature)
         self.check_finite = check_finite
         self.dtype = task.dtype
@@ -178,6 +190,22 @@ class PolicySampler:
             logits = logits / self.temperature - torch.log(-torch.log(u))
         return torch.stack([logits[:, sl].argmax(dim=1) for sl in self._slices], dim=1)
 
+    def expected_knobs(self, obs: torch.Tensor) -> Knobs:
+        """Mean-action knobs of a batch of observations: each continuous knob's level averaged
+        over ``softmax(logits / τ)``, each integer knob at its argmax (see ``mean_action``)."""
+        logits = self.logits(obs)
+        levels = self.action_menus.levels
+        kw: dict[str, torch.Tensor] = {}
+        for name, sl in zip(self.knob_names, self._slices):
+            if levels[name].dtype.is_floating_point:
+                probs = torch.softmax(logits[:, sl].to(self.dtype) / self.temperature, dim=1)
+                kw[name] = probs @ levels[name]
+            else:
+                kw[name] = levels[name][logits[:, sl].argmax(dim=1)]
+        if self._s_noise != 1.0 and "churn" in kw:
+            kw["s_noise"] = self._constant(obs.shape[0], self._s_noise)
+        return Knobs(**kw)
+
     def _constant(self, batch: int, value: float) -> torch.Tensor:
         """A cached ``(batch,)`` tensor filled with ``value`` (never written to)."""
         key = (batch, value)
@@ -201,9 +229,13 @@ class PolicySampler:
 
         def act(x, step_index, budget, labels) -> Knobs:
             obs = self.observe(x, step_index, budget, labels)
+            if self.mean_action:
+                return self.expected_knobs(obs)
             return self.knobs(self.select(obs, action_noise))
 
-        act.validated = True  # menu levels are validated with the task: no per-step checks
+        # menu levels are validated with the task, and a mean of them lies between them: no
+        # per-step checks
+        act.validated = True
         return act
 
     def sample(
@@ -228,7 +260,8 @@ class PolicySampler:
             seed: seed of the default noise, labels and action noise.
             per_sample: per-sample generators for the default noise and action noise.
             action_noise: noise of stochastic choices; default seeded with
-                ``ACTION_SEED_OFFSET + seed`` (per sample: ``+ b``). Unused when greedy.
+                ``ACTION_SEED_OFFSET + seed`` (per sample: ``+ b``). Unused when greedy or
+                with ``mean_action``.
 
         Returns:
             :class:`~diffgym.envs.sampler.SampleResult`: ``x (B, *data_shape)``, ``labels``,
@@ -257,7 +290,7 @@ class PolicySampler:
             if self.task.num_classes == 0:
                 raise ValueError(f"task {self.task.name!r} is unconditional; labels must be None")
             labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
-        if action_noise is None and not self.greedy:
+        if action_noise is None and not (self.greedy or self.mean_action):
             base = ACTION_SEED_OFFSET + seed
             action_noise = (
                 PerSampleNoise([base + b for b in range(batch)], device=self.device)

@@ -100,6 +100,9 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--temperature", type=finite_float, default=None,
                       help="logit temperature of the policy's choices (with --policy; default 1)")
     mode.add_argument("--greedy", action="store_true", help="the policy's most likely choices")
+    p.add_argument("--mean-action", action="store_true",
+                   help="each continuous knob at its expected level under the policy at the "
+                   "temperature (integer knobs: most likely); deterministic (with --policy)")
     p.add_argument("--out", type=Path, default=Path("runs/sample"), help="output folder")
     add_fid_argument(p)
     p.set_defaults(func=_run_sample)
@@ -108,8 +111,9 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
 def _run_sample(args: argparse.Namespace) -> int:
     if args.policy is not None:
         return _run_policy_sample(args)
-    if args.temperature is not None or args.greedy:
-        raise ValueError("--temperature and --greedy choose a policy's actions: give --policy")
+    if args.temperature is not None or args.greedy or args.mean_action:
+        raise ValueError("--temperature, --greedy and --mean-action choose a policy's actions: "
+                         "give --policy")
     from diffgym.envs import BatchNoise, PerSampleNoise, make_task, sample, schedule_actions
 
     if args.n < 2:
@@ -167,13 +171,15 @@ def _run_policy_sample(args: argparse.Namespace) -> int:
     policy, task, cfg = load_policy(args.policy, device=args.device)
     task = with_fid_weights(task, args.fid_weights)
     temperature = 1.0 if args.temperature is None else args.temperature
-    sampler = PolicySampler(
-        policy, task, device=args.device, greedy=args.greedy, temperature=temperature
-    )
+    if args.greedy and args.mean_action:
+        raise ValueError("--greedy and --mean-action are exclusive: give one inference rule")
+    sampler = PolicySampler(policy, task, device=args.device, greedy=args.greedy,
+                            temperature=temperature, mean_action=args.mean_action)
     t0 = time.perf_counter()
     result = sampler.sample(args.n, seed=args.seed, per_sample=args.per_sample_noise)
     seconds = time.perf_counter() - t0
-    mode = "greedy" if args.greedy else f"tau={temperature:g}"
+    mode = "greedy" if args.greedy else f"mean, tau={temperature:g}" if args.mean_action else (
+        f"tau={temperature:g}")
     label = f"{cfg.agent}+{cfg.irl}/{cfg.divergence} ({mode})"
     return report_samples(task, result, seconds, label, "policy_samples", n=args.n,
                           seed=args.seed, out=args.out)

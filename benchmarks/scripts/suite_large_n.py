@@ -10,7 +10,9 @@ samples of the suite's own evaluation seeds (the comparison's common random numb
 * the default sampler, the comparison's best grid point (its schedule from ``results.json``),
 * the learned run ``--run`` at the inference temperature (and, with ``--select-checkpoints``,
   the checkpoint) the comparison chose on each seed (per-sample action noise as the comparison
-  draws it), and the greedy policy of that checkpoint,
+  draws it), and the greedy policy of that checkpoint (with ``--mean-action``, also its
+  mean-action inference at τ = 1, :class:`~diffgym.agents.policy_sampling.PolicySampler`'s
+  ``mean_action``: scored as a ``mean`` row, paired like the others),
 * real data (the task's own noise floor, :func:`~diffgym.benchmarks.evaluate.noise_floor`),
 
 and reports per task the paired differences to the default (mode TV and SW2) with a 95 %
@@ -67,9 +69,10 @@ def _score(task, actions, *, n: int, seed: int, guided: bool = False, renoise_bu
     return {m: float(ev.metrics[m]) for m in METRICS}
 
 
-def study_task(task_dir: Path, run: str, n: int) -> dict[str, Any]:
-    """One task of a suite at ``n`` samples: default, best grid point, learned run (as chosen
-    and greedy), real data; each sampled as :mod:`~diffgym.benchmarks.compare` samples it."""
+def study_task(task_dir: Path, run: str, n: int, mean_action: bool = False) -> dict[str, Any]:
+    """One task of a suite at ``n`` samples: default, best grid point, learned run (as chosen,
+    greedy and, with ``mean_action``, its mean action at τ = 1), real data; each sampled as
+    :mod:`~diffgym.benchmarks.compare` samples it."""
     results = json.loads((task_dir / "results.json").read_text())
     if results.get("metric") != "sw2":
         raise SystemExit(f"{task_dir}: headline metric {results.get('metric')!r}; reach is "
@@ -118,6 +121,9 @@ def study_task(task_dir: Path, run: str, n: int) -> dict[str, Any]:
     out["per_seed"]["learned"] = learned
     greedy = PolicySampler(policy, task, greedy=True)
     out["per_seed"]["greedy"] = [policy_score(greedy, s, None) for s in seeds]
+    if mean_action:
+        mean = PolicySampler(policy, task, mean_action=True, temperature=1.0)
+        out["per_seed"]["mean"] = [policy_score(mean, s, None) for s in seeds]
     if n == results["settings"]["n_eval"]:  # the suite's own numbers must come back
         for name, row_seeds in (("learned", evals), ("default", default["per_seed"]),
                                 ("grid", grid["per_seed"])):
@@ -139,8 +145,8 @@ def paired(d: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, Any]]:
     """Paired intervals of one task's per-seed scores: every sampler against the default (mode
     TV, SW2), and against the best grid point (SW2)."""
     out = {f"{name}-default:{m}": interval([a[m] - b[m] for a, b in zip(d[name], d["default"])])
-           for name in ("learned", "greedy", "grid") if name in d for m in METRICS}
-    for name in ("learned", "greedy", "default"):
+           for name in ("learned", "greedy", "mean", "grid") if name in d for m in METRICS}
+    for name in ("learned", "greedy", "mean", "default"):
         if name in d:
             out[f"{name}-grid:sw2"] = interval(
                 [a["sw2"] - b["sw2"] for a, b in zip(d[name], d["grid"])])
@@ -155,9 +161,9 @@ def summarise(tasks: list[dict[str, Any]]) -> dict[str, Any]:
     resolved below / above, and reach (SW2 minus the best grid point's <= +1 std of the
     pairing) of the learned, greedy and default samplers."""
     out: dict[str, Any] = {"tasks": len(tasks)}
-    for name in ("learned", "greedy", "grid"):
+    for name in ("learned", "greedy", "mean", "grid"):
         if any(f"{name}-default:mode_tv" not in t["paired"] for t in tasks):
-            continue  # written before the script scored greedy policies
+            continue  # written before the script scored greedy policies, or without --mean-action
         tv = [t["paired"][f"{name}-default:mode_tv"] for t in tasks]
         out[name] = {
             "mode_tv_le_default": sum(i["mean"] <= 0 for i in tv),
@@ -167,7 +173,7 @@ def summarise(tasks: list[dict[str, Any]]) -> dict[str, Any]:
             "mean_delta_sw2": statistics.fmean(
                 t["paired"][f"{name}-default:sw2"]["mean"] for t in tasks),
         }
-    for name in ("learned", "greedy", "default"):
+    for name in ("learned", "greedy", "mean", "default"):
         if any(f"{name}-grid:sw2" not in t["paired"] for t in tasks):
             continue
         reach = [t["paired"][f"{name}-grid:sw2"] for t in tasks]
@@ -187,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=16384, help="samples per evaluation seed")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: leave)")
     p.add_argument("--out", type=Path, required=True, help="JSON output (atomic)")
+    p.add_argument("--mean-action", action="store_true",
+                   help="also score the run's mean-action inference at tau = 1 (a 'mean' row)")
     p.add_argument("--allow-heldout", action="store_true",
                    help="also score a held-out suite (only for a pre-registered judgement)")
     p.add_argument("--resummarise", action="store_true",
@@ -214,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--suite: {err}")
     tasks = []
     for d in dirs:
-        t = study_task(d, args.run, args.n)
+        t = study_task(d, args.run, args.n, mean_action=args.mean_action)
         tv = t["paired"]["learned-default:mode_tv"]
         print(f"{t['task']:22s} mode TV default {t['mean']['default']['mode_tv']:.4f} real "
               f"{t['mean']['real']['mode_tv']:.4f} learned-default {tv['mean']:+.4f} "

@@ -6,7 +6,9 @@ Two modes:
 * ``--a A.json [...] --b B.json [...]``: ``suite_large_n.py`` outputs of two rules on the same
   tasks and evaluation seeds (the i-th A file beside the i-th B file; several pairs pool their
   tasks). Per task, the mean over its seeds of (A - B) for the ``--row`` sampler
-  (default ``learned``); then the mean over tasks with a 95 % t-interval
+  (default ``learned``; ``--b-row`` names B's when it differs, e.g. ``--row mean --b-row
+  learned`` with the same file as A and B: mean-action against the rule the comparison chose,
+  on the same runs); then the mean over tasks with a 95 % t-interval
   (:func:`~diffgym.benchmarks.report.paired_interval`) and how many tasks A is lower, higher or
   the same.
 * ``--oracle F.json [...]``: ``checkpoint_oracle.py`` outputs; per task, tau = 1 minus greedy
@@ -44,12 +46,16 @@ def summary(tasks: list[str], deltas: list[float]) -> dict[str, Any]:
             "per_task": dict(zip(tasks, deltas, strict=True))}
 
 
-def rule_deltas(a_files: list[Path], b_files: list[Path], row: str) -> dict[str, Any]:
-    """Per metric, the per-task (A - B) of ``row`` over the pooled file pairs.
+def rule_deltas(a_files: list[Path], b_files: list[Path], row: str,
+                b_row: str | None = None) -> dict[str, Any]:
+    """Per metric, the per-task (A's ``row`` - B's ``b_row``, default ``row``) over the pooled
+    file pairs.
 
     Raises:
-        SystemExit: unequal file lists, or a pair whose tasks or seeds differ.
+        SystemExit: unequal file lists, a pair whose tasks or seeds differ, or a file without
+            the row.
     """
+    b_row = row if b_row is None else b_row
     if len(a_files) != len(b_files):
         raise SystemExit(f"--a has {len(a_files)} files, --b {len(b_files)}: pair them")
     deltas: dict[str, list[float]] = {m: [] for m in METRICS}
@@ -61,9 +67,13 @@ def rule_deltas(a_files: list[Path], b_files: list[Path], row: str) -> dict[str,
                 raise SystemExit(f"{fa} and {fb} differ: {x['task']} {x['seeds']} against "
                                  f"{y['task']} {y['seeds']}")
             tasks.append(x["task"])
+            for f, t, r in ((fa, x, row), (fb, y, b_row)):
+                if r not in t["per_seed"]:
+                    raise SystemExit(f"{f}: task {t['task']} has no {r!r} row (it has "
+                                     f"{', '.join(t['per_seed'])})")
             for m in METRICS:
                 deltas[m].append(statistics.fmean(
-                    p[m] - q[m] for p, q in zip(x["per_seed"][row], y["per_seed"][row])))
+                    p[m] - q[m] for p, q in zip(x["per_seed"][row], y["per_seed"][b_row])))
     return {m: summary(tasks, d) for m, d in deltas.items()}
 
 
@@ -86,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--a", type=Path, nargs="+", help="suite_large_n files of rule A")
     p.add_argument("--b", type=Path, nargs="+", help="suite_large_n files of rule B, paired")
     p.add_argument("--row", default="learned", help="the sampler compared (default learned)")
+    p.add_argument("--b-row", default=None, help="B's sampler, when not --row's")
     p.add_argument("--oracle", type=Path, nargs="+",
                    help="checkpoint_oracle files: tau = 1 - greedy at the final checkpoint")
     p.add_argument("--out", type=Path, default=None, help="JSON output (atomic; optional)")
@@ -93,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if (args.a is None) != (args.b is None) or (args.a is None) == (args.oracle is None):
         p.error("give either --a and --b, or --oracle")
     out = (tau1_minus_greedy(args.oracle) if args.oracle
-           else rule_deltas(args.a, args.b, args.row))
+           else rule_deltas(args.a, args.b, args.row, args.b_row))
     for m, s in out.items():
         print(f"{m}: {s['mean']:+.4f} [{s['lo']:+.4f}, {s['hi']:+.4f}] over {s['tasks']} tasks "
               f"(lower {s['lower']}, higher {s['higher']}, same {s['same']})")

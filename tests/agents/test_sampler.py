@@ -89,6 +89,66 @@ def test_stochastic_sampling_is_seeded_and_per_sample_reproducible(gmm_env):
     assert torch.equal(big.x[:3], small.x) and torch.equal(big.nfe[:3], small.nfe)
 
 
+def _set_logits(policy, biases: list[list[float]]) -> None:
+    """Make the actor's logits the given per-knob ``biases``, whatever the state."""
+    with torch.no_grad():
+        policy.action_net.weight.zero_()
+        policy.action_net.bias.copy_(torch.tensor([b for knob in biases for b in knob]))
+
+
+def test_mean_action_uses_the_expected_levels(gmm_env):
+    """Mean-action inference: each continuous knob at its softmax(logits / tau)-weighted level;
+    the same as a schedule of those levels, deterministic, and every guided row counted."""
+    policy = _policy(gmm_env)
+    menus = gmm_env.menus
+    churn_logits = [0.0] + [-1.0] * (len(menus["churn"]) - 1)
+    guide_logits = [0.5 * j for j in range(len(menus["guidance"]))]
+    _set_logits(policy, [churn_logits, guide_logits])
+    tau = 2.0
+    sampler = PolicySampler(policy, gmm_env.task, mean_action=True, temperature=tau)
+    obs, _ = gmm_env.reset(seed=0)
+    with torch.no_grad():
+        knobs = sampler.expected_knobs(obs)
+    expect = {}
+    for name, logits in (("churn", churn_logits), ("guidance", guide_logits)):
+        p = torch.softmax(torch.tensor(logits, dtype=torch.float64) / tau, dim=0)
+        expect[name] = float(p @ torch.tensor(menus[name], dtype=torch.float64))
+        assert knobs.__dict__[name].tolist() == pytest.approx([expect[name]] * 8, rel=1e-6)
+    assert expect["guidance"] > 1.0 and expect["churn"] > 0.0
+    out = sampler.sample(32, seed=1)
+    again = sampler.sample(32, seed=1, action_noise=BatchNoise(32, seed=99))  # unused
+    assert torch.equal(out.x, again.x)
+    levels = {k: [float(knobs.__dict__[k][0])] * gmm_env.num_steps for k in expect}
+    ref = sample(gmm_env.task.denoiser, sampler.sigmas, noise=BatchNoise(32, seed=1),
+                 data_shape=(2,), guide=gmm_env.task.guide, actions=schedule_actions(**levels))
+    assert torch.equal(out.x, ref.x) and torch.equal(out.nfe, ref.nfe)
+    assert out.nfe.tolist() == [4 * 17 + 2] * 32  # w != 1 at every step: both branches
+
+
+def test_mean_action_of_a_neutral_policy_is_plain_heun(gmm_env):
+    """All the weight on the neutral entries: w = 1 and churn = 0 exactly, no guide call."""
+    policy = _policy(gmm_env)
+    _force(policy, 0, margin=1e4)
+    out = PolicySampler(policy, gmm_env.task, mean_action=True).sample(16, seed=3)
+    ref = sample(gmm_env.task.denoiser, gmm_env.task.sigmas("cpu"),
+                 noise=BatchNoise(16, seed=3), data_shape=(2,))
+    assert torch.equal(out.x, ref.x) and out.nfe.tolist() == [35] * 16
+
+
+def test_mean_action_takes_the_argmax_of_integer_knobs():
+    env = DiffusionSamplingEnv("gmm2d-bias", 2)
+    policy = _policy(env)
+    _force(policy, 1)
+    sampler = PolicySampler(policy, env.task, mean_action=True)
+    obs, _ = env.reset(seed=0)
+    greedy = PolicySampler(policy, env.task, greedy=True)
+    with torch.no_grad():
+        knobs = sampler.expected_knobs(obs)
+        assert knobs.renoise.dtype == torch.long
+        assert knobs.renoise.tolist() == greedy.knobs(greedy.select(obs)).renoise.tolist()
+    assert knobs.churn.tolist() == pytest.approx([env.menus["churn"][1]] * 2)
+
+
 def test_renoise_and_conditional_image_tasks(image_task):
     env = DiffusionSamplingEnv("gmm2d-bias", 2)
     policy = _policy(env)
@@ -113,6 +173,8 @@ def test_bad_inputs(gmm_env, image_task):
     policy = _policy(gmm_env)
     with pytest.raises(ValueError, match="temperature must be finite and > 0"):
         PolicySampler(policy, gmm_env.task, temperature=0.0)
+    with pytest.raises(ValueError, match="greedy and mean_action are exclusive"):
+        PolicySampler(policy, gmm_env.task, greedy=True, mean_action=True)
     other = make_task("gmm2d", guidance_levels=(1.0, 2.0))
     with pytest.raises(ValueError, match="does not match task 'gmm2d' menus"):
         PolicySampler(policy, other)

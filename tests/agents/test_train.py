@@ -317,6 +317,15 @@ def test_cli_train_and_resume(tmp_path, capsys):
     assert "--task cannot apply with --policy" in capsys.readouterr().err
     assert main(["sample", "--temperature", "0.5", "--n", "8"]) == 2
     assert "give --policy" in capsys.readouterr().err
+    assert main(["sample", "--mean-action", "--n", "8"]) == 2
+    assert "give --policy" in capsys.readouterr().err
+    assert main(["sample", "--policy", str(d), "--n", "8", "--greedy", "--mean-action"]) == 2
+    assert "--greedy and --mean-action are exclusive" in capsys.readouterr().err
+    mean_out = tmp_path / "mean"
+    assert main(["sample", "--policy", str(d), "--n", "64", "--mean-action", "--out",
+                 str(mean_out)]) == 0
+    assert "(mean, tau=1)" in capsys.readouterr().out
+    assert np.load(mean_out / "gmm2d_policy_samples.npz")["x"].shape == (64, 2)
 
 
 @pytest.mark.parametrize("agent", ["ppo", "reinforce", "a2c", "trpo"])

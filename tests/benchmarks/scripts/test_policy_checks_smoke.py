@@ -220,6 +220,31 @@ def test_suite_large_n(run_dir, tmp_path, load_script):
         suite_large_n.main(argv)
 
 
+def test_suite_large_n_mean_action_row(run_dir, tmp_path, load_script):
+    """--mean-action adds a 'mean' row: the run's mean-action inference at tau = 1, scored as
+    compare scores a policy, paired against the default and the grid and counted."""
+    suite_large_n = load_script("suite_large_n")
+    suite = _large_n_suite(run_dir, tmp_path, lambda kind, s: {"sw2": 9.0, "mode_tv": 9.0})
+    out = tmp_path / "mean.json"
+    assert suite_large_n.main(["--suite", str(suite), "--run", "ppo_js_seed0", "--n", "96",
+                               "--mean-action", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    (task,) = data["tasks"]
+    from diffgym.agents.policy_sampling import PolicySampler
+    from diffgym.agents.train import load_policy
+    from diffgym.benchmarks.evaluate import evaluate_sampler
+
+    policy, mtask, _ = load_policy(run_dir)
+    mean = PolicySampler(policy, mtask, mean_action=True)
+    for s, got in zip((0, 100), task["per_seed"]["mean"]):
+        ev = evaluate_sampler(mtask, mean.actions(None), n=96, seed=s, guided=True,
+                              renoise_budget=mean.renoise_budget, base_grid=True)
+        assert got["sw2"] == pytest.approx(ev.metrics["sw2"], rel=1e-9)
+    assert task["per_seed"]["mean"] != task["per_seed"]["greedy"]
+    assert {"mean-default:mode_tv", "mean-default:sw2", "mean-grid:sw2"} <= set(task["paired"])
+    assert {"mode_tv_le_default", "reached_best_grid"} <= set(data["summary"]["mean"])
+
+
 def test_suite_large_n_summary_counts_reach_within_one_std(load_script):
     """Reached iff the paired SW2 gap to the grid is at most +1 std of the pairing."""
     script = load_script("suite_large_n")
@@ -358,6 +383,18 @@ def test_suite_pairs(tmp_path, load_script):
     with pytest.raises(SystemExit, match="differ: t0"):
         suite_pairs.main(["--a", a1, "--b", large_n(tmp_path / "c.json",
                                                      {"t9": [0.1, 0.1], "t1": [0.2, 0.2]})])
+    # --b-row: two rows of the same file (a 'mean' row against the 'learned' one).
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps({"tasks": [{"task": "t0", "seeds": [0, 100], "per_seed": {
+        "learned": [{"sw2": 0.5, "mode_tv": 0.05}] * 2,
+        "mean": [{"sw2": 0.25, "mode_tv": 0.25}, {"sw2": 0.5, "mode_tv": 0.25}]}}]}))
+    assert suite_pairs.main(["--a", str(rows), "--b", str(rows), "--row", "mean", "--b-row",
+                             "learned", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["sw2"]["per_task"] == pytest.approx({"t0": -0.125})
+    assert got["mode_tv"]["per_task"] == pytest.approx({"t0": 0.2})
+    with pytest.raises(SystemExit, match="has no 'mean' row"):
+        suite_pairs.main(["--a", a1, "--b", b1, "--row", "mean"])
     oracle = tmp_path / "oracle.json"
     oracle.write_text(json.dumps({"tasks": [{"task": "t0", "candidates": [
         {"round": r, "inference": i, "mean": {"sw2": v, "mode_tv": 0.0}}
