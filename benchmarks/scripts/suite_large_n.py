@@ -46,6 +46,7 @@ from diffgym.envs.io import atomic_write_json
 from diffgym.envs.sampler import PerSampleNoise, schedule_actions
 
 METRICS = ("sw2", "mode_tv")
+NFE = ("nfe_per_sample",)  # recorded per seed since session 18 (not for real data)
 
 
 def interval(deltas: list[float]) -> dict[str, Any]:
@@ -61,12 +62,14 @@ def interval(deltas: list[float]) -> dict[str, Any]:
 
 def _score(task, actions, *, n: int, seed: int, guided: bool = False, renoise_budget: int = 0,
            base_grid: bool = False) -> dict[str, float]:
-    """SW2 and mode TV of ``n`` samples on the protocol's seed ``seed``, sampled with the same
+    """SW2, mode TV and the NFE per sample the sampler spent (``nfe_per_sample``: rows evaluated,
+    RESULTS §9) of ``n`` samples on the protocol's seed ``seed``, sampled with the same
     arguments the comparison evaluated the row with."""
     with torch.inference_mode():
         ev = evaluate_sampler(task, actions, n=n, seed=seed, guided=guided,
                               renoise_budget=renoise_budget, base_grid=base_grid)
-    return {m: float(ev.metrics[m]) for m in METRICS}
+    return {**{m: float(ev.metrics[m]) for m in METRICS},
+            "nfe_per_sample": float(ev.result.nfe.double().mean())}
 
 
 def study_task(task_dir: Path, run: str, n: int, mean_action: bool = False) -> dict[str, Any]:
@@ -127,16 +130,18 @@ def study_task(task_dir: Path, run: str, n: int, mean_action: bool = False) -> d
     if n == results["settings"]["n_eval"]:  # the suite's own numbers must come back
         for name, row_seeds in (("learned", evals), ("default", default["per_seed"]),
                                 ("grid", grid["per_seed"])):
-            want = {int(q["eval_seed"]): q["metrics"] for q in row_seeds}
+            want = {int(q["eval_seed"]): {**q["metrics"], **{
+                k: q[k] for k in NFE if k in q}} for q in row_seeds}
             for s, got in zip(seeds, out["per_seed"][name]):
-                for m in METRICS:
+                for m in METRICS + tuple(k for k in NFE if k in want[s]):
                     if abs(got[m] - want[s][m]) > 1e-6 * max(1.0, abs(want[s][m])):
                         raise SystemExit(f"{task_dir}: {name} {m} on seed {s} is {got[m]}, the "
                                          f"suite's {want[s][m]}")
     real = noise_floor(task, n, seeds)["per_seed"]
     out["per_seed"]["real"] = [{m: float(r[m]) for m in METRICS} for r in real]
     out["paired"] = paired(out["per_seed"])
-    out["mean"] = {name: {m: statistics.fmean(r[m] for r in rows) for m in METRICS}
+    out["mean"] = {name: {m: statistics.fmean(r[m] for r in rows) for m in METRICS + NFE
+                          if all(m in r for r in rows)}
                    for name, rows in out["per_seed"].items()}
     return out
 

@@ -93,7 +93,13 @@ def _large_n_suite(run_dir, root, metrics_of, **learned_extra):
     seeds = (0, 100)
 
     def per_seed(kind, **extra):
-        return [{"eval_seed": s, "metrics": metrics_of(kind, s), **extra} for s in seeds]
+        rows = []
+        for s in seeds:  # the NFE sits beside the metrics, as in compare's records
+            metrics = dict(metrics_of(kind, s))
+            nfe = {"nfe_per_sample": metrics.pop("nfe_per_sample")} if (
+                "nfe_per_sample" in metrics) else {}
+            rows.append({"eval_seed": s, "metrics": metrics, **nfe, **extra})
+        return rows
 
     results = {"task": "gmm2d", "metric": "sw2", "settings": {"n_eval": 64},
                "best_grid_row": "grid/guidance", "rows": [
@@ -114,8 +120,8 @@ def _large_n_suite(run_dir, root, metrics_of, **learned_extra):
 
 
 def _as_compared(run_dir, kind: str, seed: int, n: int = 64, round: int | None = None) -> dict:
-    """A row's metrics as the comparison computes them (benchmarks/compare.py and
-    benchmarks/runs.evaluate_policy), independently of the script."""
+    """A row's metrics and NFE per sample as the comparison computes them (benchmarks/compare.py
+    and benchmarks/runs.evaluate_policy), independently of the script."""
     from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
     from diffgym.agents.train import load_policy
     from diffgym.benchmarks.evaluate import evaluate_sampler
@@ -133,7 +139,8 @@ def _as_compared(run_dir, kind: str, seed: int, n: int = 64, round: int | None =
         ev = evaluate_sampler(task, sampler.actions(noise), n=n, seed=seed,
                               guided="guidance" in sampler.knob_names,
                               renoise_budget=sampler.renoise_budget, base_grid=True)
-    return {m: ev.metrics[m] for m in ("sw2", "mode_tv")}
+    return {**{m: ev.metrics[m] for m in ("sw2", "mode_tv")},
+            "nfe_per_sample": float(ev.result.nfe.double().mean())}
 
 
 def test_suite_large_n_reproduces_the_comparison_at_its_own_n(run_dir, tmp_path, load_script):
@@ -156,6 +163,12 @@ def test_suite_large_n_reproduces_the_comparison_at_its_own_n(run_dir, tmp_path,
                          else _as_compared(run_dir, kind, s))
     with pytest.raises(SystemExit, match="grid sw2 on seed 0 is .*, the suite's 9.0"):
         suite_large_n.main(["--suite", str(bad), "--run", "ppo_js_seed0", "--n", "64",
+                            "--out", str(out)])
+    nfe = _large_n_suite(run_dir, tmp_path / "nfe",
+                         lambda kind, s: {**_as_compared(run_dir, kind, s), "nfe_per_sample": 1.0}
+                         if kind == "learned" else _as_compared(run_dir, kind, s))
+    with pytest.raises(SystemExit, match="learned nfe_per_sample on seed 0 is .*, the suite's 1.0"):
+        suite_large_n.main(["--suite", str(nfe), "--run", "ppo_js_seed0", "--n", "64",
                             "--out", str(out)])
 
 
