@@ -59,9 +59,11 @@ class PolicySampler:
             guidance) at its expected level under the policy's choice at temperature τ
             (``softmax(logits / τ)`` weighting the menu's levels), each integer knob (renoise,
             step) at its most likely entry. Guidance is linear in ``w`` (``G + w (D - G)``), so
-            the mean-action step is the τ-policy's expected step in the guidance knob; the guide
-            is evaluated wherever the mean ``w`` is not 1 (every row where the policy gives a
-            non-neutral entry any weight), and the NFE counts it. Not with ``greedy``.
+            the mean-action Euler predictor is the τ-policy's expected one in the guidance knob
+            (the Heun correction only to first order: it evaluates ``D`` at a point that depends
+            on ``w``); the guide is evaluated wherever the mean ``w`` is not 1 (every row where
+            the policy gives a non-neutral entry any weight), and the NFE counts it. Not with
+            ``greedy``.
         s_noise: ``S_noise`` applied with churn (as the env's ``s_noise``).
         check_finite: raise if the denoiser returns NaN/inf.
 
@@ -233,8 +235,9 @@ class PolicySampler:
                 return self.expected_knobs(obs)
             return self.knobs(self.select(obs, action_noise))
 
-        # menu levels are validated with the task, and a mean of them lies between them: no
-        # per-step checks
+        # menu levels are validated with the task, and a mean of them lies between them (for
+        # finite logits; NaN logits give NaN knobs, which the finite check then reports as a
+        # non-finite stage): no per-step checks
         act.validated = True
         return act
 

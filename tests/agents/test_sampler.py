@@ -118,6 +118,17 @@ def test_mean_action_uses_the_expected_levels(gmm_env):
     out = sampler.sample(32, seed=1)
     again = sampler.sample(32, seed=1, action_noise=BatchNoise(32, seed=99))  # unused
     assert torch.equal(out.x, again.x)
+    # State-dependent logits: each row's knobs are its own softmax-weighted levels.
+    with torch.no_grad():
+        policy.action_net.weight.normal_(generator=torch.Generator().manual_seed(0))
+        obs2, *_ = gmm_env.step(np.zeros((8, 2), dtype=np.int64))
+        logits = sampler.logits(obs2).double()
+        per_row = sampler.expected_knobs(obs2)
+    g = len(menus["churn"])
+    w = torch.softmax(logits[:, g:] / tau, dim=1) @ torch.tensor(menus["guidance"],
+                                                                  dtype=torch.float64)
+    assert per_row.guidance.double().tolist() == pytest.approx(w.tolist(), rel=1e-6)
+    assert len(set(per_row.guidance.tolist())) > 1
     levels = {k: [float(knobs.__dict__[k][0])] * gmm_env.num_steps for k in expect}
     ref = sample(gmm_env.task.denoiser, sampler.sigmas, noise=BatchNoise(32, seed=1),
                  data_shape=(2,), guide=gmm_env.task.guide, actions=schedule_actions(**levels))
@@ -136,17 +147,20 @@ def test_mean_action_of_a_neutral_policy_is_plain_heun(gmm_env):
 
 
 def test_mean_action_takes_the_argmax_of_integer_knobs():
+    """Renoise jumps (0, 3, 6) with logits (0, 1, 0.9): the argmax 3, not the mean 3.7 or its
+    rounding; churn (0, 0.25) at equal logits: the mean 0.125; S_noise passed on."""
     env = DiffusionSamplingEnv("gmm2d-bias", 2)
+    assert env.menus["renoise"] == (0, 3, 6) and env.menus["churn"] == (0.0, 0.25)
     policy = _policy(env)
-    _force(policy, 1)
-    sampler = PolicySampler(policy, env.task, mean_action=True)
+    _set_logits(policy, [[0.0, 0.0], [0.0, 1.0, 0.9]])
+    sampler = PolicySampler(policy, env.task, mean_action=True, s_noise=0.5)
     obs, _ = env.reset(seed=0)
-    greedy = PolicySampler(policy, env.task, greedy=True)
     with torch.no_grad():
         knobs = sampler.expected_knobs(obs)
-        assert knobs.renoise.dtype == torch.long
-        assert knobs.renoise.tolist() == greedy.knobs(greedy.select(obs)).renoise.tolist()
-    assert knobs.churn.tolist() == pytest.approx([env.menus["churn"][1]] * 2)
+    assert knobs.renoise.dtype == torch.long
+    assert knobs.renoise.tolist() == [3 * env.task.schedule_factor] * 2
+    assert knobs.churn.tolist() == pytest.approx([0.125] * 2)
+    assert knobs.s_noise.tolist() == [0.5] * 2
 
 
 def test_renoise_and_conditional_image_tasks(image_task):

@@ -325,7 +325,12 @@ def test_cli_train_and_resume(tmp_path, capsys):
     assert main(["sample", "--policy", str(d), "--n", "64", "--mean-action", "--out",
                  str(mean_out)]) == 0
     assert "(mean, tau=1)" in capsys.readouterr().out
-    assert np.load(mean_out / "gmm2d_policy_samples.npz")["x"].shape == (64, 2)
+    from diffgym.agents.policy_sampling import PolicySampler
+    from diffgym.agents.train import load_policy
+
+    policy, task, _ = load_policy(d)
+    want = PolicySampler(policy, task, mean_action=True).sample(64, seed=0).x
+    assert np.array_equal(np.load(mean_out / "gmm2d_policy_samples.npz")["x"], want.numpy())
 
 
 @pytest.mark.parametrize("agent", ["ppo", "reinforce", "a2c", "trpo"])
