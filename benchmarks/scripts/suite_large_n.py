@@ -164,7 +164,7 @@ def paired(d: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, Any]]:
 def summarise(tasks: list[dict[str, Any]]) -> dict[str, Any]:
     """Counts over tasks: mode TV at or below the default's (mean of the paired differences),
     resolved below / above, and reach (SW2 minus the best grid point's <= +1 std of the
-    pairing) of the learned, greedy and default samplers."""
+    pairing) of the learned, greedy, mean-action (when scored) and default samplers."""
     out: dict[str, Any] = {"tasks": len(tasks)}
     for name in ("learned", "greedy", "mean", "grid"):
         if any(f"{name}-default:mode_tv" not in t["paired"] for t in tasks):
