@@ -622,8 +622,10 @@ def build_gmm2d_random(*, seed: int = 0) -> Task:
     The real data is ``sum_k w_k N(mu_k, s_k^2 I)``; the model is the exact denoiser of the same
     mixture blurred by ``b`` and the autoguidance guide that of it blurred by ``f b`` (see
     :data:`RANDOM_MIXTURE_RANGES`). Menus are those of ``gmm2d``. The seed and every drawn value
-    are in ``task.extra`` (so each seed has its own grid cache keys). Same seed, same task, on
-    every machine (a CPU generator seeded with ``seed``).
+    are in ``task.extra`` (so each seed has its own grid cache keys). Same seed, same task (a CPU
+    generator seeded with ``seed``), up to the last bit of the weights across CPUs: torch's
+    vectorised float64 ``exp`` and ``sum`` can round differently on AVX2 and AVX-512 machines,
+    and then the task's content hash, and so its cache keys, differ (RESULTS §42).
 
     Args:
         seed: an int >= 0; :data:`DEV_SEEDS` for development, :data:`HELDOUT_SEEDS` for the
