@@ -204,8 +204,9 @@ class PolicySampler:
                 kw[name] = probs @ levels[name]
             else:
                 kw[name] = levels[name][logits[:, sl].argmax(dim=1)]
-        if self._s_noise != 1.0 and "churn" in kw:
-            kw["s_noise"] = self._constant(obs.shape[0], self._s_noise)
+        s_noise = self._s_noise_column(obs.shape[0])
+        if s_noise is not None and "churn" in kw:
+            kw["s_noise"] = s_noise
         return Knobs(**kw)
 
     def _constant(self, batch: int, value: float) -> torch.Tensor:
@@ -220,9 +221,11 @@ class PolicySampler:
 
     def knobs(self, index: torch.Tensor) -> Knobs:
         """Menu indices ``(B, num_knobs)`` -> per-sample knob tensors via the menus' tables."""
-        # None is the neutral S_noise = 1 (and skips its checks)
-        s_noise = None if self._s_noise == 1.0 else self._constant(index.shape[0], self._s_noise)
-        return self.action_menus.knobs(index, s_noise)
+        return self.action_menus.knobs(index, self._s_noise_column(index.shape[0]))
+
+    def _s_noise_column(self, batch: int) -> torch.Tensor | None:
+        """``S_noise`` for ``batch`` samples; ``None`` is the neutral 1 (and skips its checks)."""
+        return None if self._s_noise == 1.0 else self._constant(batch, self._s_noise)
 
     def actions(
         self, action_noise: NoiseSource | None = None

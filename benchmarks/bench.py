@@ -413,7 +413,7 @@ def run_trial(trial: Trial) -> dict[str, Any]:
         )
         record = {
             "metrics": ev.metrics,
-            "nfe_per_sample": float(ev.result.nfe.double().mean()),
+            "nfe_per_sample": ev.nfe_per_sample,
             "eval_cost": ev.cost.to_dict(),
         }
         atomic_write_json(cache, finite_or_none({"format": EVAL_FORMAT, "key": key,

@@ -399,6 +399,11 @@ class SamplerEvaluation:
     cost: Cost
     result: SampleResult
 
+    @property
+    def nfe_per_sample(self) -> float:
+        """The mean NFE the sampler spent per sample (rows evaluated, RESULTS §9)."""
+        return float(self.result.nfe.double().mean())
+
 
 def crn_sample(
     task: Task,

@@ -137,7 +137,7 @@ class ProfileRecorder:
 def evaluation_record(ev, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {
         "metrics": ev.metrics,
-        "nfe_per_sample": float(ev.result.nfe.double().mean()),
+        "nfe_per_sample": ev.nfe_per_sample,
         "cost": ev.cost.to_dict(),
         **(extra or {}),
     }

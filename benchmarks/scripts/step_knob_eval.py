@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     def record(name: str, kind: str, s: int, ev) -> None:
         row = rows.setdefault(name, {"kind": kind, "per_seed": []})
         row["per_seed"].append({"seed": s, "metrics": ev.metrics,
-                                "nfe_per_sample": float(ev.result.nfe.double().mean())})
+                                "nfe_per_sample": ev.nfe_per_sample})
 
     for s in args.seeds:
         record("default", "default", s, evaluate_sampler(plain, n=args.n, seed=s))

@@ -69,7 +69,7 @@ def _score(task, actions, *, n: int, seed: int, guided: bool = False, renoise_bu
         ev = evaluate_sampler(task, actions, n=n, seed=seed, guided=guided,
                               renoise_budget=renoise_budget, base_grid=base_grid)
     return {**{m: float(ev.metrics[m]) for m in METRICS},
-            "nfe_per_sample": float(ev.result.nfe.double().mean())}
+            "nfe_per_sample": ev.nfe_per_sample}
 
 
 def study_task(task_dir: Path, run: str, n: int, mean_action: bool = False) -> dict[str, Any]:
@@ -164,7 +164,8 @@ def paired(d: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, Any]]:
 def summarise(tasks: list[dict[str, Any]]) -> dict[str, Any]:
     """Counts over tasks: mode TV at or below the default's (mean of the paired differences),
     resolved below / above, and reach (SW2 minus the best grid point's <= +1 std of the
-    pairing) of the learned, greedy, mean-action (when scored) and default samplers."""
+    pairing) of the learned, greedy, mean-action (when scored) and default samplers; and, when
+    every task records it, each sampler's NFE per sample over tasks (median, min, max)."""
     out: dict[str, Any] = {"tasks": len(tasks)}
     for name in ("learned", "greedy", "mean", "grid"):
         if any(f"{name}-default:mode_tv" not in t["paired"] for t in tasks):
@@ -184,6 +185,11 @@ def summarise(tasks: list[dict[str, Any]]) -> dict[str, Any]:
         reach = [t["paired"][f"{name}-grid:sw2"] for t in tasks]
         out.setdefault(name, {})["reached_best_grid"] = sum(
             bool(reached(i["mean"], i["std"])) for i in reach)
+    for name in ("default", "grid", "learned", "greedy", "mean"):  # files written since the NFE
+        nfe = [t["mean"].get(name, {}).get("nfe_per_sample") for t in tasks]  # is recorded
+        if nfe and None not in nfe:
+            out.setdefault(name, {})["nfe_per_sample"] = {
+                "median": statistics.median(nfe), "min": min(nfe), "max": max(nfe)}
     excess = [t["mean"]["default"]["mode_tv"] - t["mean"]["real"]["mode_tv"] for t in tasks]
     out["default_excess_over_real"] = excess
     out["default"]["mode_tv_resolved_above_real"] = sum(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 
 import pytest
 
@@ -220,7 +221,12 @@ def test_suite_large_n(run_dir, tmp_path, load_script):
     assert tv["lo"] <= tv["mean"] <= tv["hi"] and tv["resolved"] in {"below", "above", "tie"}
     summary = data["summary"]
     assert summary["tasks"] == 1 and summary["learned"]["mode_tv_le_default"] == (tv["mean"] <= 0)
-    assert set(summary["default"]) == {"reached_best_grid", "mode_tv_resolved_above_real"}
+    assert set(summary["default"]) == {"reached_best_grid", "mode_tv_resolved_above_real",
+                                       "nfe_per_sample"}
+    # NFE per sample over tasks: plain Heun's 35 for the default sampler
+    assert summary["default"]["nfe_per_sample"] == {"median": 35.0, "min": 35.0, "max": 35.0}
+    assert summary["greedy"]["nfe_per_sample"]["median"] == task["mean"]["greedy"][
+        "nfe_per_sample"]
     # --resummarise recomputes the same summary from the file, without sampling.
     data["summary"] = {}
     out.write_text(json.dumps(data))
@@ -256,6 +262,8 @@ def test_suite_large_n_mean_action_row(run_dir, tmp_path, load_script):
     assert task["per_seed"]["mean"] != task["per_seed"]["greedy"]
     assert {"mean-default:mode_tv", "mean-default:sw2", "mean-grid:sw2"} <= set(task["paired"])
     assert {"mode_tv_le_default", "reached_best_grid"} <= set(data["summary"]["mean"])
+    assert data["summary"]["mean"]["nfe_per_sample"]["median"] == statistics.fmean(
+        r["nfe_per_sample"] for r in task["per_seed"]["mean"])
 
 
 def test_suite_large_n_summary_counts_reach_within_one_std(load_script):
