@@ -40,8 +40,9 @@ wall-clock on this machine):
 * the default row: its single evaluation on the search seed.
 
 ``grid/learned`` cost ratios divide the full grid's cost by a learned row's cost (> 1: the learned
-sampler was cheaper to obtain). Learned policies are evaluated at the inference temperature (greedy
-or 1) that scores best on the search seed (with ``inference_guard``, possibly the default
+sampler was cheaper to obtain). Learned policies are evaluated at the inference candidate (by
+default greedy or tau = 1; ``inference_candidates`` may add the mean action or other
+temperatures) that scores best on the search seed (with ``inference_guard``, possibly the default
 sampler: :func:`~diffgym.benchmarks.runs.choose_inference`), with per-sample action noise.
 Inference overhead:
 wall-clock of policy-guided sampling (:class:`~diffgym.agents.policy_sampling.PolicySampler`)
@@ -68,7 +69,7 @@ import logging
 import math
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,7 @@ from typing import Any
 import torch
 
 from diffgym.agents.cost import Cost
+from diffgym.benchmarks.compare_budgets import BUDGETS, CompareBudget, check_names
 from diffgym.benchmarks.evaluate import (
     EVAL_REPEAT_STRIDE,
     EVAL_SEED_STRIDE,
@@ -113,6 +115,7 @@ from diffgym.benchmarks.report import (
 )
 from diffgym.benchmarks.runs import (
     EvalCache,
+    check_inference_candidates,
     check_inference_guard,
     evaluate_policy,
     evaluation_record,
@@ -148,77 +151,13 @@ FALLBACK_TIMESTEPS = 200_000
 """Training timesteps when neither the caller nor the agent's YAML block gives ``n_timesteps``."""
 OVERHEAD_MAX_N = 1024
 """Samples per inference-overhead timing run (at most ``n_eval``)."""
-INFERENCE_TEMPERATURES: tuple[float | None, ...] = (None, 1.0)
-"""Inference temperatures tau of a learned policy (None: greedy), chosen per training run on the
+INFERENCE_TEMPERATURES: tuple[float | str | None, ...] = (None, 1.0)
+"""The default inference candidates of a learned policy (``CompareConfig.inference_candidates``):
+temperatures tau (None: greedy; ``"mean"``: the mean action), chosen per training run on the
 search seed by the primary metric, as the grid's best points are; the selection evaluations are
 counted in the learned cost."""
 MAX_SELECT_CHECKPOINTS = 20
 """The most milestone checkpoints a comparison chooses among (``select_checkpoints``)."""
-
-
-@dataclass(frozen=True)
-class CompareBudget:
-    """Settings of a named budget (``--budget``); explicit arguments override them.
-
-    Attributes:
-        timesteps: training transitions per run (``None``: the agent's YAML ``n_timesteps``).
-        n_eval: samples per evaluation (grid points and every row).
-        seeds: training seeds (one evaluation seed each).
-        grid_points: grid preset, ``"small"`` or ``"default"``.
-        overhead_repeats: interleaved timing repeats of the inference overhead.
-        threads: torch CPU threads for the run (``None``: leave torch's setting).
-    """
-
-    timesteps: int | None
-    n_eval: int
-    seeds: tuple[int, ...]
-    grid_points: str
-    overhead_repeats: int
-    threads: int | None = None
-
-
-BUDGETS: dict[str, CompareBudget] = {
-    # A few minutes on gmm2d (about 80 s on a quiet machine): a smoke-sized comparison, too small
-    # to show the point (its 9-point grid costs less than the training runs). 2048 samples, not
-    # fewer: below that SW2 is mostly noise on gmm2d (RESULTS §1, "SW2's noise floor"), and 2048
-    # costs about the same time as 1024 here.
-    "quick": CompareBudget(
-        timesteps=115_200, n_eval=2048, seeds=(0, 1), grid_points="small", overhead_repeats=5,
-        threads=1,
-    ),
-    # ./run.sh, the main job: gmm2d-bias (./run.sh passes --task), where no time-only sampler can
-    # correct the mode masses. The grid is sized like a real search: the full 108-point EDM churn
-    # family scored on the full budget's 2048 samples; three training runs, so that the paired
-    # differences have an interval. About 3.5 minutes on 2 busy cores with one torch thread
-    # (benchmarks/RESULTS.md §14).
-    "main": CompareBudget(
-        timesteps=115_200, n_eval=DEFAULT_N, seeds=(0, 1, 2), grid_points="default",
-        overhead_repeats=5, threads=1,
-    ),
-    # benchmarks/RESULTS.md: the YAML's training length, the full grids, 2048 samples, 3 seeds.
-    "full": CompareBudget(
-        timesteps=None, n_eval=DEFAULT_N, seeds=(0, 1, 2), grid_points="default",
-        overhead_repeats=7,
-    ),
-}
-"""Named budgets of ``diffgym compare --budget``."""
-
-
-def check_names(
-    kind: str, values: Sequence[str], allowed: Sequence[str], *, one: str
-) -> tuple[str, ...]:
-    """``values`` as a tuple; ``ValueError`` naming ``allowed`` for an unknown, empty or repeat."""
-    if isinstance(values, str):
-        values = (values,)
-    values = tuple(values)
-    if not values:
-        raise ValueError(f"{kind} must not be empty; allowed: {', '.join(allowed)}")
-    for v in values:
-        if v not in allowed:
-            raise ValueError(f"unknown {one} {v!r}; allowed: {', '.join(allowed)}")
-    if len(set(values)) != len(values):
-        raise ValueError(f"{kind} must not repeat, got {values}")
-    return values
 
 
 @dataclass(frozen=True)
@@ -257,9 +196,14 @@ class CompareConfig:
         n_envs: training sub-envs (``None``: the YAML's).
         inference_guard: a metric of the task (e.g. ``"mode_tv"``) that a learned sampler's
             inference choice must not make worse than the default sampler's, on the search
-            seed: the choice is then the best primary metric among greedy, tau = 1 and the
-            default sampler itself, of those no worse on the guard (``None``: the best primary
-            metric among the temperatures).
+            seed: the choice is then the best primary metric among the inference candidates
+            and the default sampler itself, of those no worse on the guard (``None``: the best
+            primary metric among the candidates).
+        inference_candidates: the inference rules a learned run chooses among on the search
+            seed (:func:`~diffgym.benchmarks.runs.check_inference_candidates`: ``None`` or
+            ``"greedy"``, ``"mean"`` for the mean action, or a temperature > 0); default
+            :data:`INFERENCE_TEMPERATURES`, greedy and tau = 1. Each candidate's search-seed
+            evaluation is counted in the learned cost.
         select_checkpoints: K > 1 trains every run with K milestone checkpoints (its length in
             K equal parts) and chooses, on the search seed, the best checkpoint and temperature
             together (with ``inference_guard``, or the default sampler); every candidate's
@@ -303,6 +247,7 @@ class CompareConfig:
     inference_guard: str | None = None
     select_checkpoints: int = 1
     selection_n: int | None = None
+    inference_candidates: tuple[float | str | None, ...] = INFERENCE_TEMPERATURES
 
     def __post_init__(self) -> None:
         from diffgym.agents.registry import AGENTS
@@ -363,6 +308,7 @@ class CompareConfig:
         if guard is not None and guard not in METRIC_DIRECTIONS:
             raise ValueError(f"unknown inference guard metric {guard!r}; allowed: "
                              f"{', '.join(sorted(METRIC_DIRECTIONS))}")
+        set_("inference_candidates", check_inference_candidates(self.inference_candidates))
         k = self.select_checkpoints
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_SELECT_CHECKPOINTS:
             raise ValueError(f"select_checkpoints must be an int in [1, {MAX_SELECT_CHECKPOINTS}]"
@@ -576,7 +522,7 @@ def _learned_row(
             lambda c, t, common=common: evaluate_policy(
                 run=c, **{**common, "n": cfg.selection_n or cfg.n_eval}, tau=t,
                 seed=SEARCH_SEED)[1],
-            INFERENCE_TEMPERATURES, ctx.metric, ctx.direction, cfg.inference_guard,
+            cfg.inference_candidates, ctx.metric, ctx.direction, cfg.inference_guard,
             None if default is None else default[0].metrics, checkpoints=many)
         if cfg.inference_guard is not None and default is not None and j == 0:
             selection_cost += default[0].cost  # the guard's reference, run once for the row
@@ -768,6 +714,7 @@ def run_comparison(
         "reward_options": dict(cfg.reward_options),
         "n_envs": cfg.n_envs,
         "inference_guard": cfg.inference_guard,
+        "inference_candidates": list(cfg.inference_candidates),  # None: greedy
         "select_checkpoints": cfg.select_checkpoints,
         "selection_n": cfg.selection_n,
         "noise_version": default_noise_version(),

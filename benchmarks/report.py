@@ -399,8 +399,14 @@ def _pm(mean: float, std: float) -> str:
     return f"{mean:.4g} ± {std:.2g}"
 
 
-def tau_name(tau: float | None) -> str:
-    return "greedy" if tau is None else f"τ={tau:g}"
+MEAN_ACTION = "mean"
+"""The inference candidate that samples with the policy's mean action at tau = 1
+(:class:`~diffgym.agents.policy_sampling.PolicySampler` ``mean_action=True``)."""
+
+
+def tau_name(tau: float | str | None) -> str:
+    """A learned run's inference rule by name: ``greedy`` (None), ``mean`` or ``τ=<tau>``."""
+    return "greedy" if tau is None else MEAN_ACTION if tau == MEAN_ACTION else f"τ={tau:g}"
 
 
 def _ratio_pair(total: float | None, per_run: float | None) -> str:

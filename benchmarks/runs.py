@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import shutil
 import warnings
 from collections.abc import Callable, Mapping
@@ -26,7 +27,7 @@ from diffgym.benchmarks.evaluate import (
     evaluate_sampler,
     finite_or_none,
 )
-from diffgym.benchmarks.report import KNOB_FIELDS, tau_name
+from diffgym.benchmarks.report import KNOB_FIELDS, MEAN_ACTION, tau_name
 from diffgym.envs.io import atomic_save_npz, atomic_write_json, locked
 from diffgym.envs.noise import noise_key_fields
 from diffgym.envs.sampler import Knobs, PerSampleNoise, SampleResult
@@ -224,6 +225,17 @@ class TrainedRun:
         return [*out, dataclasses.replace(self, round=total)]
 
 
+def inference_sampler(policy: Any, task: Task, tau: float | str | None, *,
+                      device: str | None = None) -> Any:
+    """The :class:`~diffgym.agents.policy_sampling.PolicySampler` of inference rule ``tau``
+    (None: greedy; ``"mean"``: the mean action at tau = 1; else the temperature)."""
+    from diffgym.agents.policy_sampling import PolicySampler
+
+    mean = tau == MEAN_ACTION
+    return PolicySampler(policy, task, device=device, greedy=tau is None,
+                         temperature=1.0 if mean or tau is None else float(tau), mean_action=mean)
+
+
 def evaluate_policy(
     *,
     run: Any,
@@ -234,20 +246,19 @@ def evaluate_policy(
     n: int,
     device: str,
     cache: Any,
-    tau: float | None,
+    tau: float | str | None,
     seed: int,
     samples_path: Path | None = None,
     panels: dict | None = None,
 ) -> tuple[str, dict[str, Any], Any]:
-    """Evaluate a trained policy at inference temperature ``tau`` (None: greedy) on ``seed``
+    """Evaluate a trained policy at inference temperature ``tau`` (None: greedy; ``"mean"``,
+    :data:`~diffgym.benchmarks.report.MEAN_ACTION`: the mean action at tau = 1) on ``seed``
     with per-sample action noise (sample b's choices depend only on its own seed: common random
     numbers); cached in ``cache``. With ``panels``, the samples are saved/loaded for the plots.
 
     Returns:
         ``(cache key, evaluation record, the PolicySampler)``.
     """
-    from diffgym.agents.policy_sampling import PolicySampler
-
     key = hashlib.sha256(
         json.dumps(
             {"model": run.model_sha256, "config": config.fingerprint(), "task": task_fp,
@@ -255,8 +266,7 @@ def evaluate_policy(
             sort_keys=True,
         ).encode()
     ).hexdigest()[:16]
-    sampler = PolicySampler(run.policy, task, device=device, greedy=tau is None,
-                            temperature=tau or 1.0)
+    sampler = inference_sampler(run.policy, task, tau, device=device)
     record = cache.get(key)
     if record is None:
         action_noise = PerSampleNoise(
@@ -351,6 +361,41 @@ def train_or_load(config, run_dir: Path, *, device: str, progress: bool) -> Trai
     )
 
 
+def check_inference_candidates(values: Any) -> tuple[float | str | None, ...]:
+    """A learned run's inference candidates, normalised: ``None`` or ``"greedy"`` -> ``None``
+    (greedy), ``"mean"`` (:data:`~diffgym.benchmarks.report.MEAN_ACTION`), a temperature (a
+    finite number > 0, or its text) -> ``float``.
+
+    Raises:
+        ValueError: an empty list, an unknown or non-positive candidate, or a repeat (the
+            message names the value and what is allowed).
+    """
+    if isinstance(values, (str, float, int)) or values is None:
+        values = (values,)
+    out: list[float | str | None] = []
+    for v in values:
+        if v is None or v == "greedy":
+            out.append(None)
+        elif v == MEAN_ACTION:
+            out.append(MEAN_ACTION)
+        else:
+            try:
+                tau = float(v) if not isinstance(v, bool) else math.nan
+            except (TypeError, ValueError):
+                tau = math.nan
+            if not (math.isfinite(tau) and tau > 0):
+                raise ValueError(f"unknown inference candidate {v!r}; allowed: greedy, "
+                                 f"{MEAN_ACTION}, or a temperature (a finite number > 0)")
+            out.append(tau)
+    if not out:
+        raise ValueError(f"inference candidates must not be empty; allowed: greedy, "
+                         f"{MEAN_ACTION}, or a temperature (a finite number > 0)")
+    if len(set(out)) != len(out):
+        raise ValueError(f"inference candidates must not repeat, got "
+                         f"{[tau_name(t) for t in out]}")
+    return tuple(out)
+
+
 def check_inference_guard(guard: str, default_metrics: Mapping[str, float] | None,
                           task_name: str | None = None) -> Mapping[str, float]:
     """The default sampler's search-seed metrics, the guard's reference.
@@ -370,11 +415,12 @@ def check_inference_guard(guard: str, default_metrics: Mapping[str, float] | Non
 
 
 def choose_inference(
-    selection: Mapping[float | None, Mapping[str, Any]], metric: str, direction: str,
+    selection: Mapping[Any, Mapping[str, Any]], metric: str, direction: str,
     guard: str | None = None, default_metrics: Mapping[str, float] | None = None,
-) -> tuple[float | None, bool]:
+) -> tuple[Any, bool]:
     """A learned run's inference, from its search-seed evaluations ``selection`` (candidate ->
-    record: a temperature, ``None`` being greedy, or a ``(round, temperature)`` pair):
+    record: a temperature, ``None`` being greedy, ``"mean"`` the mean action, or a ``(round,
+    temperature)`` pair):
     ``(candidate, use the default sampler)``.
 
     Without ``guard``: the candidate with the best ``metric`` (``direction`` ``"min"`` or
@@ -399,14 +445,14 @@ def choose_inference(
 def search_inference(
     candidates: list[TrainedRun],
     evaluate: Callable[[TrainedRun, float | None], Mapping[str, Any]],
-    temperatures: tuple[float | None, ...],
+    temperatures: tuple[float | str | None, ...],
     metric: str,
     direction: str,
     guard: str | None = None,
     default_metrics: Mapping[str, float] | None = None,
     *,
     checkpoints: bool = False,
-) -> tuple[TrainedRun, float | None, bool, dict, Cost, dict[str, Any]]:
+) -> tuple[TrainedRun, float | str | None, bool, dict, Cost, dict[str, Any]]:
     """A learned run's inference, chosen on the search seed among ``candidates`` (the run at
     its milestone checkpoints, oldest first, or the final run alone) and ``temperatures``
     together, by :func:`choose_inference`; ``evaluate(candidate, tau)`` is the candidate's

@@ -57,10 +57,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from diffgym.benchmarks.compare import CompareConfig, run_comparison
+from diffgym.benchmarks.compare import INFERENCE_TEMPERATURES, CompareConfig, run_comparison
 from diffgym.benchmarks.evaluate import finite_or_none
 from diffgym.benchmarks.grid import DEFAULT_N
-from diffgym.benchmarks.report import ComparisonResult
+from diffgym.benchmarks.report import MEAN_ACTION, ComparisonResult, tau_name
 from diffgym.benchmarks.suite_outcomes import (
     MODE_METRIC,
     TARGETS,
@@ -206,7 +206,8 @@ class SuiteConfig:
             ``seed``).
         agents, divergences, irl, seeds, timesteps, n_eval, grid_families, grid_points,
         eval_repeats, backend, device, overhead_repeats, agent_overrides, n_envs, plots,
-        reward_options, inference_guard, select_checkpoints, selection_n: to every
+        reward_options, inference_guard, select_checkpoints, selection_n,
+        inference_candidates: to every
             :class:`~diffgym.benchmarks.compare.CompareConfig` (``seeds`` are training seeds).
         threads: torch CPU threads while the suite runs (``None``: leave torch's setting).
         out_dir: the suite's folder (``None``: nothing written, no resuming).
@@ -240,6 +241,7 @@ class SuiteConfig:
     inference_guard: str | None = None
     select_checkpoints: int = 1
     selection_n: int | None = None
+    inference_candidates: tuple[float | str | None, ...] = INFERENCE_TEMPERATURES
     out_dir: Path | None = None
 
     def __post_init__(self) -> None:
@@ -260,7 +262,8 @@ class SuiteConfig:
         if self.out_dir is not None:
             set_("out_dir", Path(self.out_dir))
         template = self.compare_config(seeds[0])  # validates every forwarded field
-        for name in ("agents", "divergences", "seeds", "grid_families", "reward_options"):
+        for name in ("agents", "divergences", "seeds", "grid_families", "reward_options",
+                     "inference_candidates"):
             set_(name, getattr(template, name))
 
     def replace(self, **changes: Any) -> SuiteConfig:
@@ -298,6 +301,7 @@ class SuiteConfig:
             inference_guard=self.inference_guard,
             select_checkpoints=self.select_checkpoints,
             selection_n=self.selection_n,
+            inference_candidates=self.inference_candidates,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -362,6 +366,7 @@ class SuiteResult:
     def to_markdown(self) -> str:
         cfg, m = self.config, self.metric
         guard = cfg.inference_guard is not None
+        mean = MEAN_ACTION in cfg.inference_candidates
         arrow = "lower" if self.direction == "min" else "higher"
         split = (f", split {cfg.split}" if cfg.task in TASK_SPLITS else "")
         lines = [
@@ -374,6 +379,8 @@ class SuiteResult:
             + (f", best of {cfg.select_checkpoints} checkpoints"
                if cfg.select_checkpoints > 1 else "")
             + (f", chosen on {cfg.selection_n} samples" if cfg.selection_n else "")
+            + (", inference among " + ", ".join(tau_name(t) for t in cfg.inference_candidates)
+               if cfg.inference_candidates != INFERENCE_TEMPERATURES else "")
             + f"). Headline metric {m} ({arrow} is better). Δ grid = learned - "
             f"best grid point, paired on the evaluation seeds (± std of the pairing); reached iff "
             f"Δ <= +1 std (one pair: Δ <= 0). Δ TV = mode TV learned - default, paired; "
@@ -396,8 +403,10 @@ class SuiteResult:
             "",
             "| method | tasks | reached | mode TV <= default | grid/learned NFE median (min) | "
             "per run median (min) | grid/learned s median (min) | τ=1 - greedy mean "
-            "(no worse; runs τ=1) |" + (" runs on the default sampler |" if guard else ""),
-            "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if guard else ""),
+            "(no worse; runs τ=1) |" + (" runs on the default sampler |" if guard else "")
+            + (" runs on the mean action |" if mean else ""),
+            "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if guard else "")
+            + ("---:|" if mean else ""),
         ]
         for s in self.summaries().values():
             lines.append("| " + " | ".join([
@@ -410,6 +419,7 @@ class SuiteResult:
                 f"{_g(s.tau1_minus_greedy_mean, '+.3g')} ({s.tau1_no_worse}/{s.tau1_defined}; "
                 f"{s.tau1_runs}/{s.runs})",
                 *([f"{s.default_runs}/{s.runs}"] if guard else []),
+                *([f"{s.mean_runs}/{s.runs}"] if mean else []),
             ]) + " |")
         per_task = {o.task_seed: o for o in self.outcomes}.values()
         k_d, n_d, f_d = _fraction([o.default_reached for o in per_task])

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from diffgym.benchmarks.report import ComparisonResult, tau_name
+from diffgym.benchmarks.report import MEAN_ACTION, ComparisonResult, tau_name
 
 __all__ = [
     "MODE_METRIC",
@@ -68,7 +68,7 @@ class MethodOutcome:
         tau1_minus_greedy: mean over runs of the headline metric at tau = 1 minus greedy on the
             search seed (signed: positive is worse); tau1_runs: runs that chose tau = 1;
             default_runs: runs whose guarded inference (``--inference-guard``) is the default
-            sampler.
+            sampler; mean_runs: runs that chose the mean action (``--inference-candidates``).
         default_reached, grid_mode_tv_ok: the same two rules applied to the task's default
             sampler (default - best grid point) and best grid point (its mode TV - default's):
             what no learning and the grid itself score on the task (the same for every method).
@@ -99,6 +99,7 @@ class MethodOutcome:
     tau1_minus_greedy: float = math.nan
     tau1_runs: int = 0
     default_runs: int = 0
+    mean_runs: int = 0
     default_reached: bool | None = None
     grid_mode_tv_ok: bool | None = None
 
@@ -138,7 +139,8 @@ class MethodOutcome:
             "ratio_seconds": self.ratio_seconds,
             "ratio_seconds_per_run": self.ratio_seconds_per_run,
             "tau1_minus_greedy": self.tau1_minus_greedy, "tau1_runs": self.tau1_runs,
-            "default_runs": self.default_runs, "default_reached": self.default_reached,
+            "default_runs": self.default_runs, "mean_runs": self.mean_runs,
+            "default_reached": self.default_reached,
             "grid_mode_tv_le_default": self.grid_mode_tv_ok,
         }
 
@@ -211,6 +213,7 @@ def outcomes_from_comparison(result: ComparisonResult, task_seed: int) -> list[M
             tau1_minus_greedy=statistics.fmean(tau_diffs) if tau_diffs else math.nan,
             tau1_runs=sum(1 for s in runs if s.get("temperature") == 1.0),
             default_runs=sum(1 for s in runs if s.get("inference") == "default"),
+            mean_runs=sum(1 for s in runs if s.get("temperature") == MEAN_ACTION),
             **mode, **reference,
         ))
     return out
@@ -250,6 +253,7 @@ class MethodSummary:
     tau1_runs: int
     runs: int
     default_runs: int = 0
+    mean_runs: int = 0
 
     @property
     def frac_reached(self) -> float:
@@ -309,6 +313,7 @@ def summarize(outcomes: Sequence[MethodOutcome]) -> dict[str, MethodSummary]:
             tau1_no_worse=sum(t <= 0 for t in taus), tau1_defined=len(taus),
             tau1_runs=sum(o.tau1_runs for o in mine), runs=sum(o.runs for o in mine),
             default_runs=sum(o.default_runs for o in mine),
+            mean_runs=sum(o.mean_runs for o in mine),
         )
     return out
 

@@ -453,6 +453,9 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
                    help="a metric (e.g. mode_tv) on which a learned sampler's inference choice "
                    "must be no worse than the default sampler on the search seed; the default "
                    "sampler is then a candidate too (default: none)")
+    p.add_argument("--inference-candidates", nargs="+", default=None, metavar="RULE",
+                   help="the inference rules a learned run chooses among on the search seed: "
+                   "greedy, mean (the mean action) or a temperature > 0 (default: greedy 1)")
     p.add_argument("--select-checkpoints", type=int, default=1, metavar="K",
                    help="K > 1: keep K milestone checkpoints of each training run (its length "
                    "in K equal parts) and choose the checkpoint with the temperature on the "
@@ -501,6 +504,8 @@ def _budget_settings(args: argparse.Namespace) -> tuple[dict, int | None]:
         reward_options=_reward_options(args.reward_options),
         agent_overrides=policy_overrides(args.policy_options),
         inference_guard=args.inference_guard,
+        **({} if args.inference_candidates is None
+           else {"inference_candidates": tuple(args.inference_candidates)}),
         select_checkpoints=args.select_checkpoints,
         selection_n=args.selection_n,
     ), threads

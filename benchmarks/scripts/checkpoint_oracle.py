@@ -2,11 +2,11 @@
 ``--select-checkpoints``, scored on the suite's own evaluation seeds.
 
 A comparison with ``select_checkpoints = K`` chooses, on one search seed, among K milestone
-checkpoints of a training run at two inference temperatures (greedy and tau = 1). This script
-takes each task of such a finished *development* suite and evaluates every candidate on the
-learned row's evaluation seeds at ``--n`` samples, exactly as the comparison evaluates a learned
-row (:func:`~diffgym.benchmarks.runs.evaluate_policy`: the same per-sample action noise and
-sample seeds). Per task it reports
+checkpoints of a training run and its inference candidates (by default greedy and tau = 1).
+This script takes each task of such a finished *development* suite and evaluates every
+candidate on the learned row's evaluation seeds at ``--n`` samples, exactly as the comparison
+evaluates a learned row (:func:`~diffgym.benchmarks.runs.evaluate_policy`: the same per-sample
+action noise and sample seeds). Per task it reports
 
 * every candidate's search-seed headline metric (from ``results.json``) and its evaluation-seed
   metrics (SW2 and mode TV, per seed and the mean),
@@ -43,7 +43,12 @@ from diffgym.agents.train import load_run_config
 from diffgym.benchmarks.compare import INFERENCE_TEMPERATURES
 from diffgym.benchmarks.evaluate import task_fingerprint
 from diffgym.benchmarks.report import tau_name
-from diffgym.benchmarks.runs import EvalCache, evaluate_policy, train_or_load
+from diffgym.benchmarks.runs import (
+    EvalCache,
+    check_inference_candidates,
+    evaluate_policy,
+    train_or_load,
+)
 from diffgym.benchmarks.suite import finished_suite_tasks
 from diffgym.envs.io import atomic_write_json
 from diffgym.envs.tasks import make_task
@@ -91,8 +96,10 @@ def study_task(task_dir: Path, run: str, n: int) -> dict[str, Any]:
     common = dict(config=config, method="candidate", task=task, task_fp=task_fingerprint(task),
                   n=n, device="cpu")
     candidates = []
+    rules = check_inference_candidates(
+        results["settings"].get("inference_candidates", INFERENCE_TEMPERATURES))
     for c in trained.at_milestones(k):
-        for tau in INFERENCE_TEMPERATURES:
+        for tau in rules:
             per_seed = []
             for s in seeds:
                 _, record, _ = evaluate_policy(run=c, **common, cache=EvalCache(None), tau=tau,

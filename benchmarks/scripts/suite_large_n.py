@@ -39,7 +39,8 @@ from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
 from diffgym.agents.train import load_policy
 from diffgym.benchmarks.evaluate import evaluate_sampler, noise_floor
 from diffgym.benchmarks.grid_families import point_task
-from diffgym.benchmarks.report import paired_interval
+from diffgym.benchmarks.report import paired_interval, tau_name
+from diffgym.benchmarks.runs import inference_sampler
 from diffgym.benchmarks.suite import finished_suite_tasks
 from diffgym.benchmarks.suite_outcomes import reached
 from diffgym.envs.io import atomic_write_json
@@ -114,11 +115,11 @@ def study_task(task_dir: Path, run: str, n: int, mean_action: bool = False) -> d
     learned = []
     for p in evals:
         s, choice, tau = int(p["eval_seed"]), p.get("inference"), p.get("temperature")
-        out["inference"].append(choice or ("greedy" if tau is None else f"τ={tau:g}"))
+        out["inference"].append(choice or tau_name(tau))
         if choice == "default":  # the inference guard kept the default sampler
             learned.append(_score(task, None, n=n, seed=s))
             continue
-        sampler = PolicySampler(policy, task, greedy=tau is None, temperature=tau or 1.0)
+        sampler = inference_sampler(policy, task, tau)
         learned.append(policy_score(
             sampler, s, PerSampleNoise([ACTION_SEED_OFFSET + s + b for b in range(n)])))
     out["per_seed"]["learned"] = learned

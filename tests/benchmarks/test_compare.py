@@ -730,3 +730,106 @@ def test_select_checkpoints_chooses_checkpoint_and_temperature_on_the_search_see
             assert r["metrics"]["sw2"] == searched[(c.round, tau_name(t))]
             nfe += r["cost"]["nfe"]
     assert rec["selection_cost"]["nfe"] == nfe
+
+
+# --------------------------------------------------------------------------------------------
+# inference candidates: the mean action as a third choice on the search seed
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("given, want", [
+    ((None, 1.0), (None, 1.0)),
+    (("greedy", "1", "mean"), (None, 1.0, "mean")),
+    ("mean", ("mean",)),
+    ((0.5, 2), (0.5, 2.0)),
+])
+def test_inference_candidates_are_normalised(given, want):
+    assert runs.check_inference_candidates(given) == want
+    assert CompareConfig(inference_candidates=given).inference_candidates == want
+    assert CompareConfig().inference_candidates == compare.INFERENCE_TEMPERATURES == (None, 1.0)
+
+
+@pytest.mark.parametrize("given, match", [
+    ((), "inference candidates must not be empty; allowed: greedy, mean, or a temperature"),
+    (("greedy", "median"), "unknown inference candidate 'median'; allowed: greedy, mean, or a "
+     "temperature \\(a finite number > 0\\)"),
+    ((0.0,), "unknown inference candidate 0.0"),
+    ((-1,), "unknown inference candidate -1"),
+    ((math.nan,), "unknown inference candidate nan"),
+    ((math.inf,), "unknown inference candidate inf"),
+    ((True,), "unknown inference candidate True"),
+    (("1", 1.0), "must not repeat, got \\['τ=1', 'τ=1'\\]"),
+    ((None, "greedy"), "must not repeat, got \\['greedy', 'greedy'\\]"),
+])
+def test_bad_inference_candidates_are_refused(given, match):
+    with pytest.raises(ValueError, match=match):
+        CompareConfig(inference_candidates=given)
+
+
+def test_the_mean_action_candidate_is_scored_counted_and_evaluated_as_the_mean_action(
+        tiny, tmp_path, monkeypatch):
+    """With ``"mean"`` among the candidates, the search seed scores it (the PolicySampler's mean
+    action at tau = 1, sampled as the comparison samples), its run is counted in the selection
+    cost, the earlier candidates keep their cached numbers, and the choice is the best of the
+    three; forced to the mean action, the learned row evaluates that sampler on its seeds."""
+    from diffgym.agents.policy_sampling import PolicySampler
+    from diffgym.agents.train import load_run_config
+    from diffgym.benchmarks.evaluate import SEARCH_SEED, evaluate_sampler, task_fingerprint
+    from diffgym.envs import make_task
+
+    first, out = tiny
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    cfg = {**TINY, "inference_candidates": ("greedy", 1, "mean")}
+    again = run_comparison("gmm2d", out_dir=copy, **cfg)
+    assert again.num_trained == 0 and again.settings["inference_candidates"] == [None, 1.0, "mean"]
+    old = {r.method: r for r in first.rows}[METHOD].per_seed[0]
+    rec = {r.method: r for r in again.rows}[METHOD].per_seed[0]
+    assert set(rec["selection"]) == {"greedy", "τ=1", "mean"}
+    assert {k: rec["selection"][k] for k in ("greedy", "τ=1")} == old["selection"]
+    assert compare.tau_name(rec["temperature"]) == min(rec["selection"], key=rec["selection"].get)
+    run_dir = copy / "runs" / RUN
+    trained = runs.train_or_load(load_run_config(run_dir), run_dir, device="cpu", progress=False)
+    task = make_task("gmm2d", **MIXTURE)
+    _, r, sampler = runs.evaluate_policy(
+        run=trained, config=trained.config, method=METHOD, task=task,
+        task_fp=task_fingerprint(task), n=64, device="cpu", cache=runs.EvalCache(None),
+        tau="mean", seed=SEARCH_SEED)
+    assert sampler.mean_action and not sampler.greedy and sampler.temperature == 1.0
+    assert rec["selection"]["mean"] == r["metrics"]["sw2"] != rec["selection"]["greedy"]
+    assert rec["selection_cost"]["nfe"] == old["selection_cost"]["nfe"] + r["cost"]["nfe"]
+
+    def scored(seed):  # the mean-action sampler on its own, as the comparison samples a policy
+        mean = PolicySampler(trained.policy, task, mean_action=True)
+        with torch.inference_mode():
+            return evaluate_sampler(task, mean.actions(None), n=64, seed=seed,
+                                    guided="guidance" in mean.knob_names,
+                                    renoise_budget=mean.renoise_budget, base_grid=True)
+
+    assert scored(SEARCH_SEED).metrics["sw2"] == rec["selection"]["mean"]
+    # forced to the mean action: the learned row is that sampler on the evaluation seed
+    real_choose = runs.choose_inference
+    monkeypatch.setattr(runs, "choose_inference", lambda sel, *a: (
+        next(k for k in sel if k[1] == "mean"), False))
+    forced = run_comparison("gmm2d", out_dir=copy, **{**cfg, "plots": False})
+    monkeypatch.setattr(runs, "choose_inference", real_choose)
+    learned = {r.method: r for r in forced.rows}[METHOD]
+    got = learned.per_seed[0]
+    assert got["temperature"] == "mean" and "inference mean" in learned.detail
+    assert got["metrics"]["sw2"] == scored(got["eval_seed"]).metrics["sw2"]
+    assert got["nfe_per_sample"] == scored(got["eval_seed"]).nfe_per_sample
+
+
+def test_cli_inference_candidates(compare_config_of, capsys, tmp_path):
+    from diffgym.cli import main
+
+    args = _parse(["compare", "--budget", "quick", "--inference-candidates", "greedy", "1",
+                   "mean", "--out", str(tmp_path)])
+    assert compare_config_of(args).inference_candidates == (None, 1.0, "mean")
+    args = _parse(["compare", "--budget", "quick", "--out", str(tmp_path)])
+    assert compare_config_of(args).inference_candidates == compare.INFERENCE_TEMPERATURES
+    assert main(["compare", "--budget", "quick", "--inference-candidates", "mean", "mode",
+                 "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown inference candidate 'mode'; allowed: greedy, mean" in err
+    assert not (tmp_path / "c").exists()

@@ -270,6 +270,17 @@ def test_outcomes_from_a_synthetic_comparison():
     assert gres.summaries()["ppo+gail/js"].default_runs == 1
     assert "| runs on the default sampler |" in gres.to_markdown()
     assert "| 1/4 |" in gres.to_markdown()  # 1 of the 2 + 2 runs of the two tasks
+    # the mean action among the candidates: runs that chose it are counted, per task and method
+    meaned = copy.deepcopy(result)
+    meaned.rows[-1].per_seed[0].update(temperature="mean")
+    (om,) = outcomes_from_comparison(meaned, task_seed=7)
+    assert om.mean_runs == 1 and om.tau1_runs == 0 and om.to_row("x")["mean_runs"] == 1
+    assert o.mean_runs == 0 and "runs on the mean action" not in md
+    mcfg = cfg.replace(inference_candidates=("greedy", 1.0, "mean"))
+    mres = SuiteResult(config=mcfg, metric="sw2", direction="min", outcomes=[om, o])
+    assert mres.summaries()["ppo+gail/js"].mean_runs == 1
+    mmd = mres.to_markdown()
+    assert "| runs on the mean action |" in mmd and "inference among greedy, τ=1, mean" in mmd
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,6 +355,11 @@ def test_compare_config_is_the_compare_command_of_each_task(tmp_path):
     assert config.replace(inference_guard="mode_tv").compare_config(2).inference_guard == "mode_tv"
     with pytest.raises(ValueError, match="unknown inference guard metric 'tv'"):
         config.replace(inference_guard="tv")
+    assert c.inference_candidates == (None, 1.0)
+    assert config.replace(inference_candidates=("greedy", "mean")).compare_config(
+        2).inference_candidates == (None, "mean")
+    with pytest.raises(ValueError, match="unknown inference candidate 'median'"):
+        config.replace(inference_candidates=("median",))
     assert c.select_checkpoints == 1
     assert config.replace(select_checkpoints=3).compare_config(2).select_checkpoints == 3
     with pytest.raises(ValueError, match="select_checkpoints must be an int in .*, got 21"):
@@ -387,6 +403,8 @@ def test_cli_parses_seeds_resolves_the_budget_and_prints(tiny, monkeypatch, caps
         (["--task-seeds", "5", "--split", "heldout"], "held-out seeds 1000-1099 only; got 5"),
         (["--task-seeds", "0-x"], "bad task seed '0-x'"),
         (["--task-seeds", "0", "--budget", "huge"], "unknown budget 'huge'"),
+        (["--task-seeds", "0", "--inference-candidates", "greedy", "0"],
+         "unknown inference candidate '0'; allowed: greedy, mean, or a temperature"),
     ],
 )
 def test_cli_bad_input_exits_2(argv, message, capsys, tmp_path):
