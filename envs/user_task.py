@@ -253,7 +253,7 @@ def make_user_task(
                 "guide='uncond' (classifier-free guidance) needs a class-conditional denoiser with "
                 f"a null label (label_dropout_supported=True); this one has {num_classes} classes "
                 f"and label_dropout_supported={getattr(denoiser, 'label_dropout_supported', False)}"
-                "; use guide=None or a weaker model's spec for autoguidance"
+                "; use guide=None (--guide none) or a weaker model's spec for autoguidance"
             )
         guide_net, guide_kind = UncondBranch(denoiser), "cfg"
     else:
