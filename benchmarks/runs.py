@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import math
+import numbers
 import shutil
 import warnings
 from collections.abc import Callable, Mapping
@@ -370,8 +371,10 @@ def check_inference_candidates(values: Any) -> tuple[float | str | None, ...]:
         ValueError: an empty list, an unknown or non-positive candidate, or a repeat (the
             message names the value and what is allowed).
     """
-    if isinstance(values, (str, float, int)) or values is None:
+    if isinstance(values, (str, numbers.Real)) or values is None:
         values = (values,)
+    if isinstance(values, (set, frozenset, dict)):  # their order decides ties: refuse it
+        raise ValueError(f"inference candidates must be an ordered list, got {values!r}")
     out: list[float | str | None] = []
     for v in values:
         if v is None or v == "greedy":
@@ -390,9 +393,10 @@ def check_inference_candidates(values: Any) -> tuple[float | str | None, ...]:
     if not out:
         raise ValueError(f"inference candidates must not be empty; allowed: greedy, "
                          f"{MEAN_ACTION}, or a temperature (a finite number > 0)")
-    if len(set(out)) != len(out):
-        raise ValueError(f"inference candidates must not repeat, got "
-                         f"{[tau_name(t) for t in out]}")
+    names = [tau_name(t) for t in out]  # the records' keys: distinct values, distinct names
+    if len(set(names)) != len(names):
+        raise ValueError(f"inference candidates must not repeat (nor two temperatures share "
+                         f"a name), got {names}")
     return tuple(out)
 
 

@@ -25,10 +25,12 @@ Per task and learned method (``ppo+gail/js``, ``reinforce+gail/js``, ...):
 * **cost**: full grid / learned cost to obtain, in counted denoiser evaluations (NFE) and in
   wall-clock, from the comparison's cost ledger: over all the row's training runs (``total``) and
   per training run (``x runs``; one run yields a usable sampler, as one grid search does);
-* **inference temperature**: each run's greedy or tau = 1 (or, guarded, the default sampler) is
-  chosen on the search seed; the suite reports tau=1 - greedy there (signed as above), the
-  runs that chose tau = 1 and, guarded, the runs the guard sent to the default sampler. The
-  evaluation seeds only see the chosen one.
+* **inference rule**: each run's inference candidate (by default greedy or tau = 1;
+  ``inference_candidates`` may add the mean action or other temperatures; guarded, also the
+  default sampler) is chosen on the search seed; the suite reports tau=1 - greedy there (signed
+  as above), the runs that chose tau = 1, guarded the runs the guard sent to the default
+  sampler, and with the mean action among the candidates the runs that chose it. The evaluation
+  seeds only see the chosen one.
 
 Aggregated per method over the tasks: the fraction of tasks that reach the best grid point, the
 fraction with mode TV at or below the default's (each over the tasks where it is defined), the

@@ -29,6 +29,7 @@ import torch
 from diffgym.agents.policy_sampling import PolicySampler
 from diffgym.agents.train import load_policy
 from diffgym.benchmarks.evaluate import ACTION_SEED_OFFSET, evaluate_sampler
+from diffgym.benchmarks.runs import inference_sampler
 from diffgym.envs.io import atomic_write_json
 from diffgym.envs.noise import PerSampleNoise
 
@@ -86,7 +87,7 @@ def study_task(task_dir: Path, run: str, cuts: list[float], greedy: bool = False
         per_seed = []
         for s in seeds:
             tau = None if greedy else taus[s]
-            sampler = PolicySampler(policy, task, greedy=tau is None, temperature=tau or 1.0)
+            sampler = inference_sampler(policy, task, tau)  # greedy, mean action or tau
             noise = PerSampleNoise([ACTION_SEED_OFFSET + s + b for b in range(n)])
             ev = evaluate_sampler(task, masked_actions(sampler, cut, side, noise), n=n, seed=s,
                                   guided=True, base_grid=True)

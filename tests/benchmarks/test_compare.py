@@ -8,6 +8,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -742,6 +743,7 @@ def test_select_checkpoints_chooses_checkpoint_and_temperature_on_the_search_see
     (("greedy", "1", "mean"), (None, 1.0, "mean")),
     ("mean", ("mean",)),
     ((0.5, 2), (0.5, 2.0)),
+    (np.int64(2), (2.0,)),
 ])
 def test_inference_candidates_are_normalised(given, want):
     assert runs.check_inference_candidates(given) == want
@@ -758,8 +760,10 @@ def test_inference_candidates_are_normalised(given, want):
     ((math.nan,), "unknown inference candidate nan"),
     ((math.inf,), "unknown inference candidate inf"),
     ((True,), "unknown inference candidate True"),
-    (("1", 1.0), "must not repeat, got \\['τ=1', 'τ=1'\\]"),
-    ((None, "greedy"), "must not repeat, got \\['greedy', 'greedy'\\]"),
+    (("1", 1.0), "must not repeat .*, got \\['τ=1', 'τ=1'\\]"),
+    ((None, "greedy"), "must not repeat .*, got \\['greedy', 'greedy'\\]"),
+    ((1.0, 1.0000001), "nor two temperatures share a name\\), got \\['τ=1', 'τ=1'\\]"),
+    ({None, 1.0}, "inference candidates must be an ordered list"),
 ])
 def test_bad_inference_candidates_are_refused(given, match):
     with pytest.raises(ValueError, match=match):
@@ -780,11 +784,17 @@ def test_the_mean_action_candidate_is_scored_counted_and_evaluated_as_the_mean_a
     first, out = tiny
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
+    cached = json.loads((copy / "evals.json").read_text())["evals"]
     cfg = {**TINY, "inference_candidates": ("greedy", 1, "mean")}
     again = run_comparison("gmm2d", out_dir=copy, **cfg)
     assert again.num_trained == 0 and again.settings["inference_candidates"] == [None, 1.0, "mean"]
     old = {r.method: r for r in first.rows}[METHOD].per_seed[0]
     rec = {r.method: r for r in again.rows}[METHOD].per_seed[0]
+    # greedy and tau = 1 keep their cache keys: the only new records are the mean action's
+    # (the search seed, and the evaluation seed when it is chosen)
+    now = json.loads((copy / "evals.json").read_text())["evals"]
+    assert {k: now[k] for k in cached} == cached
+    assert len(now) - len(cached) == 1 + (rec["temperature"] == "mean")
     assert set(rec["selection"]) == {"greedy", "τ=1", "mean"}
     assert {k: rec["selection"][k] for k in ("greedy", "τ=1")} == old["selection"]
     assert compare.tau_name(rec["temperature"]) == min(rec["selection"], key=rec["selection"].get)
@@ -833,3 +843,49 @@ def test_cli_inference_candidates(compare_config_of, capsys, tmp_path):
     err = capsys.readouterr().err
     assert "unknown inference candidate 'mode'; allowed: greedy, mean" in err
     assert not (tmp_path / "c").exists()
+
+
+def test_the_guard_with_the_mean_action_among_the_candidates(tiny, tmp_path, monkeypatch):
+    """Guarded, the choice compares every candidate and the default on the guard metric (all
+    recorded); the default fallback still gives the default row's evaluation."""
+    _, out = tiny
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    cfg = {**TINY, "inference_candidates": ("greedy", 1, "mean"), "inference_guard": "mode_tv",
+           "plots": False}
+    guarded = run_comparison("gmm2d", out_dir=copy, **cfg)
+    rows = {r.method: r for r in guarded.rows}
+    rec = rows[METHOD].per_seed[0]
+    assert set(rec["selection_guard"]) == {"greedy", "τ=1", "mean", "default"}
+    assert set(rec["selection"]) == {"greedy", "τ=1", "mean"}
+    ok = [t for t in rec["selection"] if rec["selection_guard"][t] <= rec["selection_guard"][
+        "default"]]
+    best = min(ok, key=rec["selection"].get) if ok else None
+    default_sw2 = rows["default"].info["search_metrics"]["sw2"]
+    if best is None or rec["selection"][best] > default_sw2:
+        assert rec["inference"] == "default"
+    else:
+        assert compare.tau_name(rec["temperature"]) == best and "inference" not in rec
+    monkeypatch.setattr(runs, "choose_inference", lambda *args: (None, True))
+    fallback = run_comparison("gmm2d", out_dir=copy, **cfg)
+    rows = {r.method: r for r in fallback.rows}
+    got = rows[METHOD].per_seed[0]
+    assert got["inference"] == "default" and got["temperature"] is None
+    assert rows[METHOD].metrics == rows["default"].metrics
+    assert set(got["selection_guard"]) == {"greedy", "τ=1", "mean", "default"}
+
+
+def test_checkpoint_selection_with_the_mean_action(tmp_path):
+    """With several checkpoints, every round is scored at every candidate, the mean action
+    included, and the choice is the best pair."""
+    result = run_comparison("gmm2d", out_dir=tmp_path / "sel", **{
+        **TINY, "select_checkpoints": 2, "inference_candidates": ("greedy", "mean"),
+        "plots": False})
+    rec = {r.method: r for r in result.rows}[METHOD].per_seed[0]
+    assert {r: set(v) for r, v in rec["checkpoint_selection"].items()} == {
+        "1": {"greedy", "mean"}, "2": {"greedy", "mean"}}
+    searched = {(int(r), t): v for r, by in rec["checkpoint_selection"].items()
+                for t, v in by.items()}
+    order = sorted(searched, key=lambda k: (-k[0], k[1] != "greedy"))  # later rounds first
+    assert (rec["checkpoint_round"], compare.tau_name(rec["temperature"])) == min(
+        order, key=searched.get)

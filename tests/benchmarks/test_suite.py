@@ -453,3 +453,24 @@ def test_guidance_band_replays_the_comparison_and_masks_by_noise_level(tiny, loa
     assert (knobs[None].guidance != 1).any()  # the policy guides some samples at sigma_0
     assert torch.equal(knobs["above"].guidance, knobs[None].guidance)
     assert (knobs["below"].guidance == 1).all()
+
+
+def test_guidance_band_replays_a_chosen_mean_action(tiny, load_script, tmp_path):
+    """On a suite whose runs chose the mean action (``inference_candidates=("mean",)``), the
+    policy as is is the mean-action sampler: the script reproduces the comparison's numbers (it
+    stops otherwise)."""
+    import shutil
+
+    _, _, out = tiny
+    copy = tmp_path / "suite"
+    shutil.copytree(out, copy)
+    config = SuiteConfig(task_seeds=(0, 1), out_dir=copy,
+                         **{**TINY, "inference_candidates": ("mean",)})
+    result = run_suite(config, progress=False)
+    assert result.num_trained == 0
+    assert all(o.mean_runs == o.runs for o in result.outcomes)
+    script = load_script("guidance_band")
+    assert script.main(["--suite", str(copy), "--run", "ppo_js_seed0", "--cuts", "100",
+                        "--out", str(tmp_path / "band.json")]) == 0
+    data = json.loads((tmp_path / "band.json").read_text())
+    assert all(t["temperatures"] == ["mean"] for t in data["tasks"])

@@ -120,9 +120,11 @@ def _large_n_suite(run_dir, root, metrics_of, **learned_extra):
     return suite
 
 
-def _as_compared(run_dir, kind: str, seed: int, n: int = 64, round: int | None = None) -> dict:
+def _as_compared(run_dir, kind: str, seed: int, n: int = 64, round: int | None = None,
+                 mean_action: bool = False) -> dict:
     """A row's metrics and NFE per sample as the comparison computes them (benchmarks/compare.py
-    and benchmarks/runs.evaluate_policy), independently of the script."""
+    and benchmarks/runs.evaluate_policy), independently of the script; the learned row at
+    tau = 1, or with ``mean_action`` the mean action."""
     from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
     from diffgym.agents.train import load_policy
     from diffgym.benchmarks.evaluate import evaluate_sampler
@@ -135,7 +137,8 @@ def _as_compared(run_dir, kind: str, seed: int, n: int = 64, round: int | None =
         ev = evaluate_sampler(task, schedule_actions(guidance=[3.0] * 18), n=n, seed=seed,
                               guided=True)
     else:
-        sampler = PolicySampler(policy, task, greedy=False, temperature=1.0)
+        sampler = PolicySampler(policy, task, greedy=False, temperature=1.0,
+                                mean_action=mean_action)
         noise = PerSampleNoise([ACTION_SEED_OFFSET + seed + b for b in range(n)])
         ev = evaluate_sampler(task, sampler.actions(noise), n=n, seed=seed,
                               guided="guidance" in sampler.knob_names,
@@ -201,6 +204,30 @@ def test_suite_large_n_scores_the_checkpoint_the_comparison_chose(run_dir, tmp_p
     with pytest.raises(SystemExit, match="learned sw2 on seed 0 is"):
         suite_large_n.main(["--suite", str(final), "--run", "ppo_js_seed0", "--n", "64",
                             "--out", str(out)])
+
+
+def test_suite_large_n_replays_a_chosen_mean_action(run_dir, tmp_path, load_script):
+    """A learned row whose comparison chose the mean action (``--inference-candidates … mean``)
+    is re-scored with the mean-action sampler: at the suite's own n it reproduces the
+    comparison's numbers, which differ from tau = 1's."""
+    suite_large_n = load_script("suite_large_n")
+
+    def mean(kind, s):
+        return _as_compared(run_dir, kind, s, mean_action=kind == "learned")
+
+    assert mean("learned", 0) != _as_compared(run_dir, "learned", 0)
+    suite = _large_n_suite(run_dir, tmp_path, mean)
+    path = suite / "gmm2d-0" / "results.json"
+    results = json.loads(path.read_text())
+    for p in results["rows"][2]["per_seed"]:
+        p["temperature"] = "mean"
+    path.write_text(json.dumps(results))
+    out = tmp_path / "n64.json"
+    argv = ["--suite", str(suite), "--run", "ppo_js_seed0", "--n", "64", "--out", str(out)]
+    assert suite_large_n.main(argv) == 0  # it reproduces the mean action's numbers, or stops
+    (task,) = json.loads(out.read_text())["tasks"]
+    assert task["inference"] == ["mean", "mean"]
+    assert task["per_seed"]["learned"][1] == pytest.approx(mean("learned", 100), rel=1e-9)
 
 
 def test_suite_large_n(run_dir, tmp_path, load_script):
