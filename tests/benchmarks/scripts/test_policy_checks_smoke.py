@@ -450,3 +450,56 @@ def test_suite_pairs(tmp_path, load_script):
                         (2, "τ=1", 0.2))]}]}))
     assert suite_pairs.main(["--oracle", str(oracle), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["sw2"]["per_task"] == pytest.approx({"t0": -0.3})
+
+
+def test_rule_frontier(tmp_path, load_script):
+    """rule_frontier.py: per task and sampler the two rules from the stored paired intervals
+    (reached within +1 std, masses kept at a mean <= 0; the grid reaches itself, the default keeps
+    its own masses), the counts, the hindsight bound over the policy samplers and the default,
+    and the tasks a rule meeting both targets needs; mismatched rules and clashing labels are
+    refused."""
+    frontier = load_script("rule_frontier")
+
+    def iv(mean, std=0.0):
+        return {"mean": mean, "std": std}
+
+    def task(name, learned_sw2, learned_tv, extra=None):
+        paired = {"learned-grid:sw2": learned_sw2, "learned-default:mode_tv": learned_tv,
+                  **(extra or {})}
+        return {"task": name, "seeds": [0, 100], "paired": paired}
+
+    ref = {  # greedy keeps the masses without reaching; mean reaches and keeps them on t0 only
+        "t0": {"greedy-grid:sw2": iv(0.05, 0.01), "greedy-default:mode_tv": iv(-0.001),
+               "mean-grid:sw2": iv(0.0, 0.01), "mean-default:mode_tv": iv(0.0),
+               "default-grid:sw2": iv(0.1, 0.01), "grid-default:mode_tv": iv(-0.002)},
+        "t1": {"greedy-grid:sw2": iv(0.05, 0.01), "greedy-default:mode_tv": iv(-0.001),
+               "mean-grid:sw2": iv(-0.01, 0.01), "mean-default:mode_tv": iv(0.004),
+               "default-grid:sw2": iv(0.1, 0.01), "grid-default:mode_tv": iv(0.01)},
+    }
+    a = tmp_path / "a.json"  # reaches (0.01 <= 1 std), moves the masses
+    a.write_text(json.dumps({"tasks": [task(t, iv(0.01, 0.02), iv(0.001), ref[t])
+                                       for t in ("t0", "t1")]}))
+    b = tmp_path / "b.json"  # keeps the masses, misses the grid point
+    b.write_text(json.dumps({"tasks": [task(t, iv(0.05, 0.01), iv(-0.002))
+                                       for t in ("t0", "t1")]}))
+    out = tmp_path / "frontier.json"
+    assert frontier.main(["--rule", "sharp", str(a), "--rule", "guard", str(b),
+                          "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["policy_rows"] == ["sharp", "guard", "greedy", "mean"]
+    assert got["counts"]["sharp"] == {"reached": 2, "masses_kept": 0, "both": 0}
+    assert got["counts"]["guard"] == {"reached": 0, "masses_kept": 2, "both": 0}
+    assert got["counts"]["mean"] == {"reached": 2, "masses_kept": 1, "both": 1}
+    assert got["counts"]["grid"] == {"reached": 2, "masses_kept": 1, "both": 1}
+    assert got["counts"]["default"] == {"reached": 0, "masses_kept": 2, "both": 0}
+    assert [t["any_policy_both"] for t in got["per_task"]] == [True, False]
+    assert got["hindsight_both"] == 1 and got["both_needed"] == 2  # 2 + 2 - 2 of 2 tasks
+    other = tmp_path / "c.json"
+    other.write_text(json.dumps({"tasks": [task("t9", iv(0.0), iv(0.0))]}))
+    with pytest.raises(SystemExit, match="give the same tasks in the same order"):
+        frontier.main(["--rule", "sharp", str(a), "--rule", "x", str(other)])
+    with pytest.raises(SystemExit, match="must be distinct"):
+        frontier.main(["--rule", "r", str(a), "--rule", "r", str(b)])
+    with pytest.raises(SystemExit, match=r"rule labels \['grid'\] name rows of the files"):
+        frontier.main(["--rule", "grid", str(a)])
+    assert frontier.frontier([("r", [a] * 5)])["both_needed"] == 7  # 8 + 9 - 10
