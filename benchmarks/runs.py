@@ -209,6 +209,9 @@ class TrainedRun:
 
         total = self.total_rounds()
         rounds = milestone_rounds(total, milestones)
+        if len(rounds) < milestones:
+            log.warning("%s has %d rounds: choosing among %d checkpoints, not %d", self.run_dir,
+                        total, len(rounds), milestones)
         ckpt_dir = self.run_dir / "checkpoints"
         missing = [r for r in rounds[:-1] if not checkpoint_path(ckpt_dir, r).is_file()]
         if missing:

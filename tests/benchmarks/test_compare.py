@@ -554,7 +554,7 @@ def test_search_inference_prefers_the_final_model_on_ties_and_records_every_cand
     assert set(one["checkpoint_selection"]) == {"2"} and one["checkpoint_round"] == 2
 
 
-def test_a_forced_checkpoint_is_evaluated_and_counted(tmp_path, monkeypatch):
+def test_a_forced_checkpoint_is_evaluated_and_counted(tmp_path, monkeypatch, caplog):
     """With the choice forced to round 1 at tau = 1, the evaluation seed runs round 1's policy
     (not the final model's), and the row's cost is training + the 4 selection runs + that
     evaluation; forced to the default sampler under a guard, no checkpoint round is recorded;
@@ -598,10 +598,12 @@ def test_a_forced_checkpoint_is_evaluated_and_counted(tmp_path, monkeypatch):
     assert set(rec["checkpoint_selection_guard"]) == {"1", "2"}
 
     monkeypatch.undo()
-    short = run_comparison("gmm2d", out_dir=tmp_path / "d",
-                           **{**cfg, "timesteps": N_ENVS * N_STEPS})  # one round
+    with caplog.at_level("WARNING", logger="diffgym.benchmarks.runs"):
+        short = run_comparison("gmm2d", out_dir=tmp_path / "d",
+                               **{**cfg, "timesteps": N_ENVS * N_STEPS})  # one round
     row = {r.method: r for r in short.rows}[METHOD]
     assert row.per_seed[0]["total_rounds"] == 1 and "best of 1 checkpoints" in row.detail
+    assert "has 1 rounds: choosing among 1 checkpoints, not 2" in caplog.text  # said, not silent
 
 
 def test_selection_n_chooses_the_temperature_on_more_samples(tiny, tmp_path):
