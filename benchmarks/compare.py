@@ -219,7 +219,8 @@ class CompareConfig:
         ValueError: an unknown task, agent, divergence, irl method, grid family, preset or
             backend (each message names the allowed values); empty or repeated lists; a seed
             that is not an int >= 0; ``eval_repeats`` not an int >= 1 (or > 1 with a seed of
-            ``EVAL_REPEAT_STRIDE`` or more); ``n_eval`` outside ``[2, 10^6)``.
+            ``EVAL_REPEAT_STRIDE`` or more); ``n_eval`` outside ``[2, 10^6)``; a bad, empty or
+            repeated inference candidate.
     """
 
     task: str = "gmm2d"

@@ -451,7 +451,7 @@ def choose_inference(
 
 def search_inference(
     candidates: list[TrainedRun],
-    evaluate: Callable[[TrainedRun, float | None], Mapping[str, Any]],
+    evaluate: Callable[[TrainedRun, float | str | None], Mapping[str, Any]],
     temperatures: tuple[float | str | None, ...],
     metric: str,
     direction: str,
