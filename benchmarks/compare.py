@@ -345,6 +345,15 @@ class CompareConfig:
         return out
 
 
+def _policy_detail(agent_overrides: Mapping[str, Any]) -> str:
+    """``name=value, `` for each policy setting in ``agent_overrides["policy_kwargs"]`` (the
+    features extractor's flattened; ``--policy-option``), for a learned row's detail."""
+    kwargs = dict(agent_overrides.get("policy_kwargs") or {})
+    flat = {**{k: v for k, v in kwargs.items() if k != "features_extractor_kwargs"},
+            **dict(kwargs.get("features_extractor_kwargs") or {})}
+    return "".join(f"{k}={v}, " for k, v in flat.items())
+
+
 def _method_name(agent: str, irl: str, divergence: str) -> str:
     return f"{agent}+{irl}/{divergence}"
 
@@ -575,6 +584,7 @@ def _learned_row(
         kind="learned",
         detail=f"{agent}, {cfg.irl}, {div}, "
         + "".join(f"{k}={v}, " for k, v in cfg.reward_options.items())
+        + _policy_detail(cfg.agent_overrides)
         + f"{timesteps:,} steps x {len(cfg.seeds)} "
         f"seed{'s' if len(cfg.seeds) != 1 else ''}, "
         + (f"{reps} evaluation seeds each, " if reps > 1 else "")

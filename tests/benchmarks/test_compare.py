@@ -368,6 +368,9 @@ def test_policy_options_reach_every_training_run(compare_config_of, tmp_path):
     feats = hp.policy_kwargs["features_extractor_kwargs"]
     assert feats == {"features_dim": 32, "hidden": 16, "sample_input": False}  # YAML's kept
     assert compare_config_of(_parse(["compare", "--budget", "quick"])).agent_overrides == {}
+    # and the learned row's detail names them (the features extractor's flattened)
+    assert compare._policy_detail(want) == "neutral_bias=1.5, sample_input=False, hidden=16, "
+    assert compare._policy_detail({"n_steps": 18}) == ""
 
 
 @pytest.mark.parametrize("option, message", [
