@@ -83,9 +83,10 @@ class EvalCache:
 
     def put(self, key: str, record: dict[str, Any]) -> None:
         """Add a record and rewrite the file under its lock, keeping what another writer (a
-        concurrent comparison in the same folder) has added meanwhile."""
+        concurrent comparison in the same folder) has added meanwhile. ``num_new`` counts new
+        keys: a record put again (e.g. with its overhead measurement added) counts once."""
+        self.num_new += key not in self.records
         self.records[key] = record
-        self.num_new += 1
         if self.path is None:
             return
         with locked(self.path.with_suffix(".lock")):

@@ -800,6 +800,7 @@ def test_the_mean_action_candidate_is_scored_counted_and_evaluated_as_the_mean_a
     now = json.loads((copy / "evals.json").read_text())["evals"]
     assert {k: now[k] for k in cached} == cached
     assert len(now) - len(cached) == 1 + (rec["temperature"] == "mean")
+    assert again.num_evaluations == len(now) - len(cached)  # a record put again counts once
     assert set(rec["selection"]) == {"greedy", "τ=1", "mean"}
     assert {k: rec["selection"][k] for k in ("greedy", "τ=1")} == old["selection"]
     assert compare.tau_name(rec["temperature"]) == min(rec["selection"], key=rec["selection"].get)
@@ -894,3 +895,15 @@ def test_checkpoint_selection_with_the_mean_action(tmp_path):
     order = sorted(searched, key=lambda k: (-k[0], k[1] != "greedy"))  # later rounds first
     assert (rec["checkpoint_round"], compare.tau_name(rec["temperature"])) == min(
         order, key=searched.get)
+
+
+def test_eval_cache_counts_new_keys_once(tmp_path):
+    """A record put again under its key (the overhead added after the first put) is one new
+    evaluation, and the file keeps the latest record."""
+    cache = runs.EvalCache(tmp_path / "evals.json")
+    cache.put("a", {"metrics": {"sw2": 1.0}})
+    cache.put("a", {"metrics": {"sw2": 1.0}, "overhead": {"overhead_pct": 5.0}})
+    cache.put("b", {"metrics": {"sw2": 2.0}})
+    assert cache.num_new == 2
+    again = runs.EvalCache(tmp_path / "evals.json")
+    assert again.num_new == 0 and again.get("a")["overhead"] == {"overhead_pct": 5.0}
