@@ -57,7 +57,7 @@ def verdicts(task: dict[str, Any], row: str) -> dict[str, bool]:
     else:
         i = paired[f"{row}-grid:sw2"]
         reach = bool(reached(i["mean"], i["std"]))
-    kept = True if row == "default" else paired[f"{row}-default:mode_tv"]["mean"] <= 0.0
+    kept = row == "default" or paired[f"{row}-default:mode_tv"]["mean"] <= 0.0
     return {"reached": reach, "masses_kept": bool(kept), "both": reach and bool(kept)}
 
 

@@ -39,7 +39,7 @@ from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
 from diffgym.agents.train import load_policy
 from diffgym.benchmarks.evaluate import evaluate_sampler, noise_floor
 from diffgym.benchmarks.grid_families import point_task
-from diffgym.benchmarks.report import paired_interval, tau_name
+from diffgym.benchmarks.report import MEAN_ACTION, paired_interval, tau_name
 from diffgym.benchmarks.runs import inference_sampler
 from diffgym.benchmarks.suite import finished_suite_tasks
 from diffgym.benchmarks.suite_outcomes import reached
@@ -123,10 +123,10 @@ def study_task(task_dir: Path, run: str, n: int, mean_action: bool = False) -> d
         learned.append(policy_score(
             sampler, s, PerSampleNoise([ACTION_SEED_OFFSET + s + b for b in range(n)])))
     out["per_seed"]["learned"] = learned
-    greedy = PolicySampler(policy, task, greedy=True)
+    greedy = inference_sampler(policy, task, None)
     out["per_seed"]["greedy"] = [policy_score(greedy, s, None) for s in seeds]
     if mean_action:
-        mean = PolicySampler(policy, task, mean_action=True, temperature=1.0)
+        mean = inference_sampler(policy, task, MEAN_ACTION)
         out["per_seed"]["mean"] = [policy_score(mean, s, None) for s in seeds]
     if n == results["settings"]["n_eval"]:  # the suite's own numbers must come back
         for name, row_seeds in (("learned", evals), ("default", default["per_seed"]),
