@@ -1,0 +1,121 @@
+"""benchmarks/scripts/sigma_min_probe.py on a one-task development suite: its rows are the
+evaluations the comparison would make, its verdicts and search-seed pick follow the suite's rules
+on those numbers, a rerun reuses finished tasks, and bad input is refused."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from diffgym.benchmarks.evaluate import evaluate_sampler, task_fingerprint
+from diffgym.benchmarks.report import paired_interval
+from diffgym.benchmarks.suite_outcomes import reached
+from diffgym.envs import make_task
+from diffgym.envs.sampler import schedule_actions
+
+N, SEEDS, SEARCH = 64, (0, 100), 7
+
+
+def _suite(root, split="dev"):
+    task = make_task("gmm2d-random", seed=0)
+    task_dir = root / "gmm2d-random-0"
+    task_dir.mkdir(parents=True)
+    results = {
+        "metric": "sw2", "search_seed": SEARCH, "fingerprint": task_fingerprint(task),
+        "settings": {"task_overrides": {"seed": 0}}, "best_grid_row": "grid/guidance",
+        "rows": [
+            {"method": "default", "kind": "default", "detail": "plain Heun",
+             "per_seed": [{"eval_seed": s} for s in SEEDS]},
+            {"method": "grid/guidance", "kind": "grid", "detail": "guidance(w=2)",
+             "info": {"family": "guidance", "params": {"w": 2.0},
+                      "schedule": {"guidance": [2.0] * task.num_steps}}},
+        ]}
+    (task_dir / "results.json").write_text(json.dumps(results))
+    (root / "suite.json").write_text(json.dumps({"split": split, "task": "gmm2d-random",
+                                                 "task_seeds": [0]}))
+    return root
+
+
+def _metrics(task, actions=None, *, seed, guided=False):
+    ev = evaluate_sampler(task, actions, n=N, seed=seed, guided=guided)
+    return {"sw2": ev.metrics["sw2"], "mode_tv": ev.metrics["mode_tv"]}
+
+
+def test_rows_rules_pick_and_resume(tmp_path, load_script):
+    probe = load_script("sigma_min_probe")
+    suite = _suite(tmp_path / "suite")
+    out = tmp_path / "probe.json"
+    argv = ["--suite", str(suite), "--sigma-min", "0.3", "0.6", "--n", str(N), "--out", str(out)]
+    assert probe.main(argv) == 0
+    got = json.loads(out.read_text())
+    assert got["complete"]
+    (t,) = got["tasks"]
+    assert t["fingerprint_matches"] and t["seeds"] == list(SEEDS)
+    task = make_task("gmm2d-random", seed=0)
+    want = {
+        "default": [_metrics(task, seed=s) for s in SEEDS],
+        "grid": [_metrics(task, schedule_actions(guidance=[2.0] * task.num_steps), seed=s,
+                          guided=True) for s in SEEDS],
+        "sigma_min=0.3": [_metrics(task.replace(sigma_min=0.3), seed=s) for s in SEEDS],
+    }
+    for name, rows in want.items():
+        for row, w in zip(t["per_seed"][name], rows):
+            assert {k: row[k] for k in w} == pytest.approx(w, rel=1e-12), name
+    assert t["per_seed"]["default"][0]["nfe_per_sample"] == 35.0
+    for name in ("sigma_min=0.3", "sigma_min=0.6"):
+        rows = t["per_seed"][name]
+        sw2 = [a["sw2"] - b["sw2"] for a, b in zip(rows, t["per_seed"]["grid"])]
+        tv = [a["mode_tv"] - b["mode_tv"] for a, b in zip(rows, t["per_seed"]["default"])]
+        mean, std, _ = paired_interval(sw2)
+        assert t["verdicts"][name] == {"reached": reached(mean, std),
+                                       "masses_kept": paired_interval(tv)[0] <= 0.0}
+    assert t["verdicts"]["grid"]["reached"] and t["verdicts"]["default"]["masses_kept"]
+    search = t["search"]
+    kept = [k for k in ("sigma_min=0.3", "sigma_min=0.6")
+            if search[k]["mode_tv"] <= search["default"]["mode_tv"]]
+    assert t["search_pick"] == min(kept, key=lambda k: search[k]["sw2"], default="default")
+    summary = got["summary"]
+    assert summary["both_needed"] == 1 and summary["tasks"] == 1
+    both = any(t["verdicts"][k]["reached"] and t["verdicts"][k]["masses_kept"]
+               for k in ("default", "sigma_min=0.3", "sigma_min=0.6"))
+    assert summary["hindsight_both"] == int(both)
+    # A rerun with the same settings reuses the finished task; other settings recompute it.
+    t["per_seed"]["default"][0]["sw2"] = -1.0
+    out.write_text(json.dumps(got))
+    assert probe.main(argv) == 0
+    assert json.loads(out.read_text())["tasks"][0]["per_seed"]["default"][0]["sw2"] == -1.0
+    assert probe.main(argv[:3] + ["0.3"] + argv[5:]) == 0
+    assert json.loads(out.read_text())["tasks"][0]["per_seed"]["default"][0]["sw2"] > 0
+
+
+def test_summary_counts_and_bound(load_script):
+    probe = load_script("sigma_min_probe")
+
+    def task(name, verdicts, pick="default"):
+        return {"task": name, "search_pick": pick,
+                "verdicts": {"default": {"reached": False, "masses_kept": True},
+                             "grid": {"reached": True, "masses_kept": False}, **verdicts}}
+
+    tasks = [task("a", {"sigma_min=0.3": {"reached": True, "masses_kept": True}},
+                  pick="sigma_min=0.3"),
+             task("b", {"sigma_min=0.3": {"reached": True, "masses_kept": False}})]
+    s = probe.summarise(tasks, [0.3])
+    assert s["per_sampler"]["sigma_min=0.3"] == {"reached": 2, "masses_kept": 1, "both": 1}
+    assert s["per_sampler"]["search_pick"] == {"reached": 1, "masses_kept": 2, "both": 1}
+    assert s["hindsight_both"] == 1 and s["hindsight_tasks"] == ["a"]
+    assert s["both_needed"] == math.ceil(1.6) + math.ceil(1.8) - 2
+
+
+def test_bad_input_is_refused(tmp_path, load_script):
+    probe = load_script("sigma_min_probe")
+    suite = _suite(tmp_path / "suite")
+    with pytest.raises(SystemExit):
+        probe.main(["--suite", str(suite), "--sigma-min", "0", "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit):
+        probe.main(["--suite", str(suite), "--sigma-min", "0.3", "--n", "1",
+                    "--out", str(tmp_path / "o")])
+    held = _suite(tmp_path / "held", split="heldout")
+    with pytest.raises(SystemExit):
+        probe.main(["--suite", str(held), "--sigma-min", "0.3", "--out", str(tmp_path / "o")])
