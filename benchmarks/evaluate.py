@@ -519,7 +519,7 @@ class TrainingEvaluator:
         with Stopwatch() as scoring:
             metrics = task_metrics(task, result.x, result.labels, seed=TRAIN_EVAL_REFERENCE_SEED)
         out = {k: float(v) for k, v in metrics.items()}
-        out["nfe_per_sample"] = float(result.nfe.float().mean())
+        out["nfe_per_sample"] = float(result.nfe.double().mean())
         cost = Cost(
             nfe=int(result.nfe.sum()),
             samples=n,

@@ -34,7 +34,7 @@ def report_samples(task, result, seconds: float, sampler: str, stem: str, *, n: 
     save_samples(result, npz, png, task)
     row = {
         "sampler": sampler,
-        "nfe/sample": float(result.nfe.float().mean()),
+        "nfe/sample": float(result.nfe.double().mean()),
         "seconds": seconds,
         **metrics,
     }
@@ -97,7 +97,7 @@ def run_demo(n: int, seed: int, out: Path) -> int:
         rows.append(
             {
                 "sampler": name,
-                "nfe/sample": float(res.nfe.float().mean()),
+                "nfe/sample": float(res.nfe.double().mean()),
                 "seconds": seconds,
                 "logp": m["logp"],
                 "mode_tv": m["mode_tv"],

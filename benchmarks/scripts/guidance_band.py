@@ -92,7 +92,7 @@ def study_task(task_dir: Path, run: str, cuts: list[float], greedy: bool = False
             ev = evaluate_sampler(task, masked_actions(sampler, cut, side, noise), n=n, seed=s,
                                   guided=True, base_grid=True)
             per_seed.append({m: ev.metrics[m] for m in ("sw2", "mode_tv")} | {
-                "nfe_per_sample": float(ev.result.nfe.float().mean())})
+                "nfe_per_sample": float(ev.result.nfe.double().mean())})
         out[name] = per_seed
     want = [p["metrics"]["sw2"] for p in evals]
     got = [v["sw2"] for v in out["policy"]]

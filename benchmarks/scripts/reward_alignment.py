@@ -116,7 +116,7 @@ def evaluate_variant(sampler, reward, actions, *, n: int, seed: int, sigma_cut: 
     metrics = task_metrics(task, result.x, result.labels, seed=reference_seed(seed))
     return {
         "metrics": metrics,
-        "nfe_per_sample": float(result.nfe.float().mean()),
+        "nfe_per_sample": float(result.nfe.double().mean()),
         "return": float(rewards.sum(0).mean()),
         "return_late": float((rewards * late).sum(0).mean()),
         "reward_final": float(rewards[-1].mean()),
