@@ -22,10 +22,13 @@ how far that gets, per task of the suite, with the suite's rules:
   lowest SW2 among those whose mode TV there is at or below the default's (the default itself
   if none is), scored on the evaluation seeds (``search_pick``);
 * the hindsight bound: the tasks where some ``sigma_min`` value meets both rules, against the
-  ``ceil(0.8 n) + ceil(0.9 n) - n`` tasks a rule meeting both suite targets needs.
+  ``ceil(0.8 n) + ceil(0.9 n) - n`` tasks a rule meeting both suite targets needs; with
+  ``--frontier`` (``rule_frontier.py`` outputs on the same tasks), also the tasks where some
+  ``sigma_min`` value or some learned sampler of those files meets both (``union_both``).
 
-Results are written after every task (atomically); rerunning with the same ``--out`` and settings
-reuses the finished tasks. Development suites only.
+Results are written after every task (atomically); rerunning with the same ``--out``,
+``--sigma-min`` and ``--n`` (or naming earlier outputs with ``--reuse``) reuses the finished tasks
+of the same comparisons. Development suites only.
 
     python benchmarks/scripts/sigma_min_probe.py \\
         --suite benchmarks/results/suite/dev-s18-rf-base \\
@@ -116,9 +119,21 @@ def study_task(task_dir: Path, task_name: str, sigma_mins: list[float], n: int) 
     return out
 
 
-def summarise(tasks: list[dict[str, Any]], sigma_mins: list[float]) -> dict[str, Any]:
+def _same_comparison(task: dict[str, Any], results: dict[str, Any]) -> bool:
+    """Whether a finished task record was computed from this comparison (the same evaluation
+    and search seeds and the same best grid point)."""
+    default = next(r for r in results["rows"] if r["kind"] == "default")
+    grid = next(r for r in results["rows"] if r["method"] == results["best_grid_row"])
+    return (task.get("seeds") == [int(p["eval_seed"]) for p in default["per_seed"]]
+            and task.get("search_seed") == int(results["search_seed"])
+            and task.get("best_grid") == grid["detail"])
+
+
+def summarise(tasks: list[dict[str, Any]], sigma_mins: list[float],
+              learned_both: set[str] | None = None) -> dict[str, Any]:
     """Per sampler (and the search-seed pick) the tasks reached, with the masses kept and with
-    both; the hindsight bound over the ``sigma_min`` values and the default."""
+    both; the hindsight bound over the ``sigma_min`` values and the default; with
+    ``learned_both`` (the tasks where a learned sampler meets both), the bound over the union."""
     n = len(tasks)
     names = ["default", "grid", *(_name(v) for v in sigma_mins)]
 
@@ -138,10 +153,28 @@ def summarise(tasks: list[dict[str, Any]], sigma_mins: list[float]) -> dict[str,
                         for c in candidates)]
     needed = (math.ceil(TARGETS["reached"] * n) + math.ceil(TARGETS["mode_tv"] * n)
               - n)
-    return {"tasks": n, "per_sampler": per,
-            "search_picks": {t["task"]: t["search_pick"] for t in tasks},
-            "hindsight_both": len(hindsight), "hindsight_tasks": hindsight,
-            "both_needed": max(needed, 0)}
+    out = {"tasks": n, "per_sampler": per,
+           "search_picks": {t["task"]: t["search_pick"] for t in tasks},
+           "hindsight_both": len(hindsight), "hindsight_tasks": hindsight,
+           "both_needed": max(needed, 0)}
+    if learned_both is not None:
+        union = [t["task"] for t in tasks if t["task"] in hindsight or t["task"] in learned_both]
+        out.update(learned_both=sorted(learned_both & {t["task"] for t in tasks}),
+                   union_both=len(union), union_tasks=union)
+    return out
+
+
+def learned_frontier(files: list[Path], tasks: list[str]) -> set[str]:
+    """The tasks where some learned sampler of ``rule_frontier.py`` outputs meets both rules;
+    ``SystemExit`` unless the files cover exactly ``tasks``."""
+    both: set[str] = set()
+    for f in files:
+        per_task = json.loads(f.read_text())["per_task"]
+        names = [t["task"] for t in per_task]
+        if sorted(names) != sorted(tasks):
+            raise SystemExit(f"{f} covers tasks {names}; this probe's tasks are {tasks}")
+        both |= {t["task"] for t in per_task if t["any_policy_both"]}
+    return both
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,6 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sigma-min", type=float, nargs="+", required=True,
                    help="sigma_min values of plain Heun to try (each > 0)")
     p.add_argument("--n", type=int, default=16384, help="samples per evaluation (>= 2)")
+    p.add_argument("--frontier", type=Path, nargs="+", default=None,
+                   help="rule_frontier.py outputs on the same tasks: also report the hindsight "
+                   "bound over their learned samplers and the sigma_min values together")
+    p.add_argument("--reuse", type=Path, nargs="+", default=None,
+                   help="earlier outputs of this script with the same --sigma-min and --n: their "
+                   "tasks of the same comparisons are reused instead of evaluated again")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
@@ -162,11 +201,16 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     settings = {"suites": [str(s) for s in args.suite], "sigma_min": args.sigma_min, "n": args.n}
-    done: dict[str, dict[str, Any]] = {}
-    if args.out.exists():
-        old = json.loads(args.out.read_text())
-        if old.get("settings") == settings:
-            done = {t["task"]: t for t in old["tasks"]}
+    done: dict[str, list[dict[str, Any]]] = {}  # finished tasks by name, from --out and --reuse
+    for path in [args.out, *(args.reuse or [])]:
+        if path.exists():
+            old = json.loads(path.read_text())
+            if {k: old.get("settings", {}).get(k) for k in ("sigma_min", "n")} == {
+                    "sigma_min": args.sigma_min, "n": args.n}:
+                for t in old["tasks"]:
+                    done.setdefault(t["task"], []).append(t)
+        elif path != args.out:
+            p.error(f"--reuse {path}: no such file")
     tasks = []
     for suite_dir in args.suite:
         try:
@@ -174,14 +218,19 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, FileNotFoundError) as err:
             p.error(str(err))
         for task_dir in dirs:
-            if task_dir.name not in done:
+            results = json.loads((task_dir / "results.json").read_text())
+            same = [t for t in done.get(task_dir.name, []) if _same_comparison(t, results)]
+            if same:
+                tasks.append(same[0])
+            else:
                 print(f"{task_dir.name} ...", flush=True)
-                done[task_dir.name] = study_task(task_dir, suite["task"], args.sigma_min, args.n)
-            tasks.append(done[task_dir.name])
+                tasks.append(study_task(task_dir, suite["task"], args.sigma_min, args.n))
             atomic_write_json(args.out, {"settings": settings, "complete": False,
                                          "summary": summarise(tasks, args.sigma_min),
                                          "tasks": tasks})
-    summary = summarise(tasks, args.sigma_min)
+    learned = None if args.frontier is None else learned_frontier(
+        args.frontier, [t["task"] for t in tasks])
+    summary = summarise(tasks, args.sigma_min, learned)
     atomic_write_json(args.out, {"settings": settings, "complete": True, "summary": summary,
                                  "tasks": tasks})
     for name, c in summary["per_sampler"].items():
@@ -189,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{c['masses_kept']}, both {c['both']}")
     print(f"hindsight: some sigma_min (or the default) meets both on {summary['hindsight_both']}/"
           f"{summary['tasks']} tasks; a rule meeting both targets needs {summary['both_needed']}")
+    if learned is not None:
+        print(f"with the learned samplers of {len(args.frontier)} rule_frontier file(s): "
+              f"{summary['union_both']}/{summary['tasks']}")
     print(f"written to {args.out}")
     return 0
 

@@ -86,8 +86,22 @@ def test_rows_rules_pick_and_resume(tmp_path, load_script):
     out.write_text(json.dumps(got))
     assert probe.main(argv) == 0
     assert json.loads(out.read_text())["tasks"][0]["per_seed"]["default"][0]["sw2"] == -1.0
+    other = tmp_path / "pooled.json"  # another output reuses it with --reuse
+    assert probe.main(argv[:-1] + [str(other), "--reuse", str(out)]) == 0
+    assert json.loads(other.read_text())["tasks"][0]["per_seed"]["default"][0]["sw2"] == -1.0
     assert probe.main(argv[:3] + ["0.3"] + argv[5:]) == 0
     assert json.loads(out.read_text())["tasks"][0]["per_seed"]["default"][0]["sw2"] > 0
+    # With a rule_frontier output: the bound over the learned samplers and sigma_min together.
+    frontier = tmp_path / "frontier.json"
+    frontier.write_text(json.dumps({"per_task": [{"task": "gmm2d-random-0",
+                                                  "any_policy_both": True}]}))
+    assert probe.main(argv + ["--frontier", str(frontier)]) == 0
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["union_both"] == 1 and summary["learned_both"] == ["gmm2d-random-0"]
+    frontier.write_text(json.dumps({"per_task": [{"task": "gmm2d-random-9",
+                                                  "any_policy_both": True}]}))
+    with pytest.raises(SystemExit, match="covers tasks"):
+        probe.main(argv + ["--frontier", str(frontier)])
 
 
 def test_summary_counts_and_bound(load_script):
@@ -116,6 +130,9 @@ def test_bad_input_is_refused(tmp_path, load_script):
     with pytest.raises(SystemExit):
         probe.main(["--suite", str(suite), "--sigma-min", "0.3", "--n", "1",
                     "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit):
+        probe.main(["--suite", str(suite), "--sigma-min", "0.3", "--out", str(tmp_path / "o"),
+                    "--reuse", str(tmp_path / "missing.json")])
     held = _suite(tmp_path / "held", split="heldout")
     with pytest.raises(SystemExit):
         probe.main(["--suite", str(held), "--sigma-min", "0.3", "--out", str(tmp_path / "o")])
