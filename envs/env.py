@@ -21,7 +21,6 @@ from diffgym.envs.features import (
     obs_dim,
     sigma_features,
 )
-from diffgym.envs.lean_step import lean_step
 from diffgym.envs.menus import KNOBS, ActionMenus
 from diffgym.envs.sampler import (
     BatchNoise,
@@ -414,9 +413,6 @@ class DiffusionSamplingEnv(VectorEnv):
                 the sub-env and the value); the env state is unchanged.
             RuntimeError: no :meth:`reset` yet, or (``DISABLED``) a finished sub-env not reset.
         """
-        lean = lean_step(self, actions)  # a neutral step of every sub-env at one step
-        if lean is not None:
-            return lean
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
         idx, used = self._validate_actions(actions, used=True)
