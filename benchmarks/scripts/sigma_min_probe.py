@@ -21,14 +21,21 @@ how far that gets, per task of the suite, with the suite's rules:
 * a rule a grid search could run, picking on the search seed only: the ``sigma_min`` with the
   lowest SW2 among those whose mode TV there is at or below the default's (the default itself
   if none is), scored on the evaluation seeds (``search_pick``);
-* the hindsight bound: the tasks where some ``sigma_min`` value meets both rules, against the
-  ``ceil(0.8 n) + ceil(0.9 n) - n`` tasks a rule meeting both suite targets needs; with
-  ``--frontier`` (``rule_frontier.py`` outputs on the same tasks), also the tasks where some
-  ``sigma_min`` value or some learned sampler of those files meets both (``union_both``).
+* with ``--grid-top K``: the grid's own candidates too, i.e. the K points of the suite's grid with
+  the lowest search-seed SW2 (the best one included; its ``grid.json``), each scored the same way,
+  with the same search-seed rule among them (``grid_pick``: does the grid hold a point as sharp
+  as its best that keeps the masses, findable without the evaluation seeds?) and among them and
+  the ``sigma_min`` values together (``all_pick``);
+* the hindsight bound: the tasks where some ``sigma_min`` value (with ``--grid-top``, or some of
+  the K grid points) meets both rules, against the ``ceil(0.8 n) + ceil(0.9 n) - n`` tasks a
+  rule meeting both suite targets needs; with ``--frontier`` (``rule_frontier.py`` outputs on
+  the same tasks), also the tasks where one of those or some learned sampler of those files
+  meets both (``union_both``).
 
 Results are written after every task (atomically); rerunning with the same ``--out``,
-``--sigma-min`` and ``--n`` (or naming earlier outputs with ``--reuse``) reuses the finished tasks
-of the same comparisons. Development suites only.
+``--sigma-min``, ``--n`` and ``--grid-top`` (or naming earlier outputs with ``--reuse``) reuses the
+finished tasks of the same comparisons, and with other settings their sampler rows at the same
+``--n``. Development suites only.
 
     python benchmarks/scripts/sigma_min_probe.py \\
         --suite benchmarks/results/suite/dev-s18-rf-base \\
@@ -48,6 +55,7 @@ from typing import Any
 import torch
 
 from diffgym.benchmarks.evaluate import evaluate_sampler, task_fingerprint
+from diffgym.benchmarks.grid import DEFAULT_FAMILY, PointResult
 from diffgym.benchmarks.grid_families import point_task
 from diffgym.benchmarks.report import paired_interval
 from diffgym.benchmarks.suite import finished_suite_tasks
@@ -69,9 +77,44 @@ def _name(value: float) -> str:
     return f"sigma_min={value:g}"
 
 
-def study_task(task_dir: Path, task_name: str, sigma_mins: list[float], n: int) -> dict[str, Any]:
+def _pick(out: dict[str, Any], names: list[str]) -> str:
+    """The search-seed rule: the lowest SW2 among ``names`` whose mode TV is at or below the
+    default's, all on the search seed; the default sampler if none is."""
+    search = out["search"]
+    kept = [k for k in names if search[k]["mode_tv"] <= search["default"]["mode_tv"]]
+    return min(kept, key=lambda k: search[k]["sw2"], default="default")
+
+
+def grid_candidates(grid_file: Path, results: dict[str, Any], top: int,
+                    task) -> dict[str, tuple[Any, Any, bool]]:
+    """The ``top`` grid points with the lowest search-seed SW2 of the suite's grid (its
+    ``grid.json``), other than the best one (the ``grid`` row), as samplers by label;
+    ``SystemExit`` unless the grid is the comparison's (same task, same best point)."""
+    if not grid_file.is_file():
+        raise SystemExit(f"no grid file {grid_file} (allowed: TASK/grid/grid.json in the suite "
+                         "folder, or --grids DIR holding TASK.json)")
+    grid = json.loads(grid_file.read_text())
+    if grid.get("task") != results["fingerprint"]:
+        raise SystemExit(f"{grid_file} is the grid of another task than the comparison's")
+    points = sorted((PointResult.from_dict(p) for p in grid["points"]
+                     if p["family"] != DEFAULT_FAMILY), key=lambda p: p.metrics["sw2"])
+    best = next(r for r in results["rows"] if r["method"] == results["best_grid_row"])
+    if not points or points[0].label != best["detail"]:
+        raise SystemExit(f"{grid_file}: its best point is not the comparison's "
+                         f"{best['detail']!r}")
+    return {f"grid:{p.label}": (point_task(task, p.family, p.params),
+                                schedule_actions(**p.schedule) if p.schedule else None,
+                                any(w != 1.0 for w in p.schedule.get("guidance", ())))
+            for p in points[1:top]}
+
+
+def study_task(task_dir: Path, task_name: str, sigma_mins: list[float], n: int,
+               grid_top: int = 0, grid_file: Path | None = None,
+               known: list[dict[str, Any]] = ()) -> dict[str, Any]:
     """One task: every sampler on the search seed and the evaluation seeds, the paired rules
-    and the search-seed pick."""
+    and the search-seed picks (among the ``sigma_min`` values; with ``grid_top``, also among
+    the ``grid_top`` sharpest grid points, and among both). A sampler's rows are taken from
+    ``known`` (earlier records of the same comparison at the same ``n``) where they are there."""
     results = json.loads((task_dir / "results.json").read_text())
     if results.get("metric") != "sw2":
         raise SystemExit(f"{task_dir}: headline metric {results.get('metric')!r}; allowed: 'sw2'")
@@ -90,6 +133,9 @@ def study_task(task_dir: Path, task_name: str, sigma_mins: list[float], n: int) 
     }
     for value in sigma_mins:
         samplers[_name(value)] = (task.replace(sigma_min=value), None, False)
+    top = {} if grid_top < 1 else grid_candidates(
+        grid_file or task_dir / "grid" / "grid.json", results, grid_top, task)
+    samplers.update(top)
     # The procedural task's content hash can differ in its last bits between machines (RESULTS
     # §42): recorded, so a reader knows whether the grid point was picked on this very task.
     same = task_fingerprint(task) == results["fingerprint"]
@@ -97,12 +143,18 @@ def study_task(task_dir: Path, task_name: str, sigma_mins: list[float], n: int) 
                            "best_grid": grid["detail"], "fingerprint_matches": same,
                            "per_seed": {}, "search": {}}
     for name, (t, actions, guided) in samplers.items():
+        earlier = next((k for k in known if name in k["per_seed"] and k["n"] == n), None)
+        if earlier is not None:
+            out["search"][name] = earlier["search"][name]
+            out["per_seed"][name] = earlier["per_seed"][name]
+            continue
         out["search"][name] = _score(t, actions, n=n, seed=search, guided=guided)
         out["per_seed"][name] = [_score(t, actions, n=n, seed=s, guided=guided) for s in seeds]
-    kept_on_search = [_name(v) for v in sigma_mins
-                      if out["search"][_name(v)]["mode_tv"] <= out["search"]["default"]["mode_tv"]]
-    out["search_pick"] = min(kept_on_search, key=lambda k: out["search"][k]["sw2"],
-                             default="default")
+    out["search_pick"] = _pick(out, [_name(v) for v in sigma_mins])
+    if grid_top >= 1:
+        out["grid_top"] = ["grid", *top]
+        out["grid_pick"] = _pick(out, out["grid_top"])
+        out["all_pick"] = _pick(out, [_name(v) for v in sigma_mins] + out["grid_top"])
     out["paired"], out["verdicts"] = {}, {}
     for name in out["per_seed"]:
         rows = out["per_seed"][name]
@@ -145,18 +197,30 @@ def summarise(tasks: list[dict[str, Any]], sigma_mins: list[float],
     per = {name: counts(lambda t, name=name: (t["verdicts"][name]["reached"],
                                               t["verdicts"][name]["masses_kept"]))
            for name in names}
-    per["search_pick"] = counts(lambda t: (t["verdicts"][t["search_pick"]]["reached"],
-                                           t["verdicts"][t["search_pick"]]["masses_kept"]))
-    candidates = ["default", *(_name(v) for v in sigma_mins)]
-    hindsight = [t["task"] for t in tasks
-                 if any(t["verdicts"][c]["reached"] and t["verdicts"][c]["masses_kept"]
-                        for c in candidates)]
+    with_grid = bool(tasks) and all("grid_top" in t for t in tasks)
+    picks = ("search_pick", "grid_pick", "all_pick") if with_grid else ("search_pick",)
+    for pick in picks:
+        per[pick] = counts(lambda t, pick=pick: (t["verdicts"][t[pick]]["reached"],
+                                                 t["verdicts"][t[pick]]["masses_kept"]))
+
+    def both_somewhere(candidates_of) -> list[str]:
+        return [t["task"] for t in tasks
+                if any(t["verdicts"][c]["reached"] and t["verdicts"][c]["masses_kept"]
+                       for c in ["default", *candidates_of(t)])]
+
+    hindsight = both_somewhere(lambda t: [_name(v) for v in sigma_mins])
     needed = (math.ceil(TARGETS["reached"] * n) + math.ceil(TARGETS["mode_tv"] * n)
               - n)
     out = {"tasks": n, "per_sampler": per,
-           "search_picks": {t["task"]: t["search_pick"] for t in tasks},
+           "search_picks": {t["task"]: {p: t[p] for p in picks} for t in tasks},
            "hindsight_both": len(hindsight), "hindsight_tasks": hindsight,
            "both_needed": max(needed, 0)}
+    if with_grid:
+        grid_both = both_somewhere(lambda t: t["grid_top"])
+        all_both = both_somewhere(lambda t: [_name(v) for v in sigma_mins] + t["grid_top"])
+        out.update(grid_hindsight_both=len(grid_both), grid_hindsight_tasks=grid_both,
+                   all_hindsight_both=len(all_both), all_hindsight_tasks=all_both)
+        hindsight = all_both
     if learned_both is not None:
         union = [t["task"] for t in tasks if t["task"] in hindsight or t["task"] in learned_both]
         out.update(learned_both=sorted(learned_both & {t["task"] for t in tasks}),
@@ -187,6 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frontier", type=Path, nargs="+", default=None,
                    help="rule_frontier.py outputs on the same tasks: also report the hindsight "
                    "bound over their learned samplers and the sigma_min values together")
+    p.add_argument("--grid-top", type=int, default=0, metavar="K",
+                   help="also the K grid points with the lowest search-seed SW2 of each task's "
+                   "grid (the best one included), and the search-seed picks among them and among "
+                   "them and the sigma_min values together (default 0: none)")
+    p.add_argument("--grids", type=Path, default=None, metavar="DIR",
+                   help="a folder of the suites' grids as TASK.json (default: each task folder's "
+                   "grid/grid.json)")
     p.add_argument("--reuse", type=Path, nargs="+", default=None,
                    help="earlier outputs of this script with the same --sigma-min and --n: their "
                    "tasks of the same comparisons are reused instead of evaluated again")
@@ -199,16 +270,23 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--sigma-min values must be finite and > 0, got {args.sigma_min}")
     if args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
+    if args.grid_top < 0:
+        p.error(f"--grid-top must be >= 0, got {args.grid_top}")
     torch.set_num_threads(args.threads)
-    settings = {"suites": [str(s) for s in args.suite], "sigma_min": args.sigma_min, "n": args.n}
-    done: dict[str, list[dict[str, Any]]] = {}  # finished tasks by name, from --out and --reuse
+    settings = {"suites": [str(s) for s in args.suite], "sigma_min": args.sigma_min, "n": args.n,
+                "grid_top": args.grid_top}
+    same = ("sigma_min", "n", "grid_top")
+    # Finished tasks by name, from --out and --reuse: reused whole with the same settings, their
+    # sampler rows with others.
+    done: dict[str, list[dict[str, Any]]] = {}
+    rows: dict[str, list[dict[str, Any]]] = {}
     for path in [args.out, *(args.reuse or [])]:
         if path.exists():
             old = json.loads(path.read_text())
-            if {k: old.get("settings", {}).get(k) for k in ("sigma_min", "n")} == {
-                    "sigma_min": args.sigma_min, "n": args.n}:
-                for t in old["tasks"]:
-                    done.setdefault(t["task"], []).append(t)
+            whole = {k: old.get("settings", {}).get(k, 0) for k in same} == {
+                k: settings[k] for k in same}
+            for t in old["tasks"]:
+                (done if whole else rows).setdefault(t["task"], []).append(t)
         elif path != args.out:
             p.error(f"--reuse {path}: no such file")
     tasks = []
@@ -224,7 +302,11 @@ def main(argv: list[str] | None = None) -> int:
                 tasks.append(same[0])
             else:
                 print(f"{task_dir.name} ...", flush=True)
-                tasks.append(study_task(task_dir, suite["task"], args.sigma_min, args.n))
+                grid_file = None if args.grids is None else args.grids / f"{task_dir.name}.json"
+                known = [t for t in rows.get(task_dir.name, []) + done.get(task_dir.name, [])
+                         if _same_comparison(t, results)]
+                tasks.append(study_task(task_dir, suite["task"], args.sigma_min, args.n,
+                                        args.grid_top, grid_file, known))
             atomic_write_json(args.out, {"settings": settings, "complete": False,
                                          "summary": summarise(tasks, args.sigma_min),
                                          "tasks": tasks})
@@ -238,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{c['masses_kept']}, both {c['both']}")
     print(f"hindsight: some sigma_min (or the default) meets both on {summary['hindsight_both']}/"
           f"{summary['tasks']} tasks; a rule meeting both targets needs {summary['both_needed']}")
+    if "grid_hindsight_both" in summary:
+        print(f"hindsight: some of the {args.grid_top} sharpest grid points (or the default) on "
+              f"{summary['grid_hindsight_both']}/{summary['tasks']}; with the sigma_min values "
+              f"too on {summary['all_hindsight_both']}/{summary['tasks']}")
     if learned is not None:
         print(f"with the learned samplers of {len(args.frontier)} rule_frontier file(s): "
               f"{summary['union_both']}/{summary['tasks']}")

@@ -1,6 +1,7 @@
 """benchmarks/scripts/sigma_min_probe.py on a one-task development suite: its rows are the
-evaluations the comparison would make, its verdicts and search-seed pick follow the suite's rules
-on those numbers, a rerun reuses finished tasks, and bad input is refused."""
+evaluations the comparison would make, its verdicts and search-seed picks follow the suite's
+rules on those numbers, a rerun reuses finished tasks and sampler rows, and bad input is
+refused."""
 
 from __future__ import annotations
 
@@ -89,12 +90,19 @@ def test_rows_rules_pick_and_resume(tmp_path, load_script):
     other = tmp_path / "pooled.json"  # another output reuses it with --reuse
     assert probe.main(argv[:-1] + [str(other), "--reuse", str(out)]) == 0
     assert json.loads(other.read_text())["tasks"][0]["per_seed"]["default"][0]["sw2"] == -1.0
+    # Other sigma_min values: the sampler rows already there are reused, the others evaluated.
     assert probe.main(argv[:3] + ["0.3"] + argv[5:]) == 0
-    assert json.loads(out.read_text())["tasks"][0]["per_seed"]["default"][0]["sw2"] > 0
+    (t,) = json.loads(out.read_text())["tasks"]
+    assert t["per_seed"]["default"][0]["sw2"] == -1.0 and "sigma_min=0.6" not in t["per_seed"]
+    # Another n: nothing is reused.
+    assert probe.main(argv[:3] + ["0.3", "--n", "32", "--out", str(out)]) == 0
+    (t,) = json.loads(out.read_text())["tasks"]
+    assert t["n"] == 32 and t["per_seed"]["default"][0]["sw2"] > 0
     # With a rule_frontier output: the bound over the learned samplers and sigma_min together.
     frontier = tmp_path / "frontier.json"
     frontier.write_text(json.dumps({"per_task": [{"task": "gmm2d-random-0",
                                                   "any_policy_both": True}]}))
+    argv = argv[:3] + ["0.3", "--n", "32", "--out", str(out)]
     assert probe.main(argv + ["--frontier", str(frontier)]) == 0
     summary = json.loads(out.read_text())["summary"]
     assert summary["union_both"] == 1 and summary["learned_both"] == ["gmm2d-random-0"]
@@ -102,6 +110,63 @@ def test_rows_rules_pick_and_resume(tmp_path, load_script):
                                                   "any_policy_both": True}]}))
     with pytest.raises(SystemExit, match="covers tasks"):
         probe.main(argv + ["--frontier", str(frontier)])
+
+
+def _grid(task, path, best_w=2.0):
+    """A grid.json of the suite's task: the default, guidance at ``best_w`` (the lowest SW2 on
+    the search seed, so the comparison's best point) and two more guidance points."""
+    def point(key, w, sw2):
+        schedule = {"guidance": [w] * task.num_steps}
+        return {"key": key, "family": "guidance", "params": {"w": w}, "metrics": {"sw2": sw2},
+                "cost": {"nfe": 1, "samples": 1, "seconds": {}}, "schedule": schedule}
+
+    points = [{"key": "d", "family": "default", "params": {}, "metrics": {"sw2": 0.0},
+               "cost": {"nfe": 1, "samples": 1, "seconds": {}}, "schedule": {}},
+              point("a", 1.5, 0.2), point("b", best_w, 0.1), point("c", 3.0, 0.3)]
+    path.write_text(json.dumps({"task": task_fingerprint(task), "points": points}))
+
+
+def test_grid_candidates_and_picks(tmp_path, load_script):
+    """--grid-top K: the K sharpest grid points (by the grid's search-seed SW2) join as samplers
+    named by their label, with the search-seed picks among them and among all; sampler rows of
+    an earlier output of the same comparison are reused; a grid of another best point is
+    refused."""
+    probe = load_script("sigma_min_probe")
+    suite = _suite(tmp_path / "suite")
+    task = make_task("gmm2d-random", seed=0)
+    grids = tmp_path / "grids"
+    grids.mkdir()
+    _grid(task, grids / "gmm2d-random-0.json")
+    first = tmp_path / "first.json"
+    base = ["--suite", str(suite), "--sigma-min", "0.3", "--n", str(N)]
+    assert probe.main(base + ["--out", str(first)]) == 0
+    out = tmp_path / "grid.json"
+    argv = base + ["--grid-top", "2", "--grids", str(grids), "--reuse", str(first),
+                   "--out", str(out)]
+    assert probe.main(argv) == 0
+    (t,) = json.loads(out.read_text())["tasks"]
+    assert t["grid_top"] == ["grid", "grid:guidance(w=1.5)"]
+    want = [_metrics(task, schedule_actions(guidance=[1.5] * task.num_steps), seed=s,
+                     guided=True) for s in SEEDS]
+    for row, w in zip(t["per_seed"]["grid:guidance(w=1.5)"], want):
+        assert {k: row[k] for k in w} == pytest.approx(w, rel=1e-12)
+    reused = json.loads(first.read_text())["tasks"][0]
+    assert t["per_seed"]["sigma_min=0.3"] == reused["per_seed"]["sigma_min=0.3"]
+    search = t["search"]
+    for pick, names in (("grid_pick", t["grid_top"]),
+                        ("all_pick", ["sigma_min=0.3", *t["grid_top"]])):
+        kept = [k for k in names if search[k]["mode_tv"] <= search["default"]["mode_tv"]]
+        assert t[pick] == min(kept, key=lambda k: search[k]["sw2"], default="default")
+    summary = json.loads(out.read_text())["summary"]
+    assert set(summary["per_sampler"]) >= {"grid_pick", "all_pick", "search_pick"}
+    assert summary["all_hindsight_both"] >= max(summary["grid_hindsight_both"],
+                                                summary["hindsight_both"])
+    _grid(task, grids / "gmm2d-random-0.json", best_w=4.0)  # not the comparison's best point
+    with pytest.raises(SystemExit, match="not the comparison's"):
+        probe.main(base + ["--grid-top", "2", "--grids", str(grids), "--out",
+                           str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit, match="no grid file"):
+        probe.main(base + ["--grid-top", "2", "--out", str(tmp_path / "x.json")])
 
 
 def test_summary_counts_and_bound(load_script):
