@@ -464,6 +464,11 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--selection-n", type=int, default=None, metavar="N",
                    help="samples of each search-seed evaluation that chooses a learned run's "
                    "temperature (and checkpoint), counted in its cost (default: --n-eval)")
+    p.add_argument("--step-advances", nargs="+", type=int, default=None, metavar="A",
+                   help="give every task the step knob with this menu of advances along its "
+                   "schedule (entry 0 is the neutral advance and the base grid's refinement), "
+                   "e.g. 1 18: a 'finish now' action that jumps to sigma = 0 from any step of an "
+                   "18-step schedule (default: no step knob)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (budget)")
     p.add_argument("--eval-repeats", type=int, default=1, metavar="R",
                    help="evaluation seeds per training run (default 1; > 1 needs seeds < 1000; "
@@ -511,6 +516,14 @@ def _budget_settings(args: argparse.Namespace) -> tuple[dict, int | None]:
     ), threads
 
 
+def _step_menu(args: argparse.Namespace) -> dict:
+    """``--step-advances`` as ``make_task`` overrides (``{}`` without it); the menu itself is
+    checked by the task (``validate_step_menu``: integers in range, entry 0 the factor)."""
+    if args.step_advances is None:
+        return {}
+    return {"step_advances": tuple(args.step_advances)}
+
+
 def _reward_options(pairs: list[tuple[str, float | bool]]) -> dict[str, float | bool]:
     """``--reward-option`` pairs as a dict; ``ValueError`` for a name given twice."""
     names = [name for name, _ in pairs]
@@ -550,6 +563,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     if threads is not None:
         torch.set_num_threads(threads)
     task_name, task_overrides = user_task_overrides(args.task, args)
+    task_overrides = {**task_overrides, **_step_menu(args)}
     out = args.out if args.out is not None else Path("runs/compare") / f"{task_name}-{args.budget}"
     config = CompareConfig(
         task=task_name, task_overrides=task_overrides, out_dir=out, backend=args.backend,
@@ -600,7 +614,8 @@ def _run_suite(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else (
         Path("runs/suite") / f"{args.task}-{args.split}-{args.budget}")
     config = SuiteConfig(task=args.task, task_seeds=parse_task_seeds(args.task_seeds),
-                         split=args.split, threads=threads, out_dir=out, **settings)
+                         split=args.split, threads=threads, out_dir=out,
+                         task_overrides=_step_menu(args), **settings)
     result = run_suite(config, progress=not args.no_progress)
     print(result.to_markdown())
     print(f"wrote {out}/suite.{{json,csv,md,png}} and {len(result.comparisons)} comparison "

@@ -907,3 +907,42 @@ def test_eval_cache_counts_new_keys_once(tmp_path):
     assert cache.num_new == 2
     again = runs.EvalCache(tmp_path / "evals.json")
     assert again.num_new == 0 and again.get("a")["overhead"] == {"overhead_pct": 5.0}
+
+
+def test_step_advances_reach_the_task_of_compare_and_suite(compare_config_of, monkeypatch,
+                                                           capsys, tmp_path):
+    """``--step-advances`` gives every task the step knob with that menu (a task override, so
+    part of every fingerprint), on ``compare`` and on ``suite``; a menu the task refuses is an
+    error naming the value, before anything is written."""
+    from diffgym.benchmarks import suite as suite_module
+    from diffgym.cli import main
+    from diffgym.envs import make_task
+
+    config = compare_config_of(_parse(["compare", "--task", "gmm2d", "--budget", "quick",
+                                       "--step-advances", "1", "18", "--out", str(tmp_path)]))
+    assert config.task_overrides == {"step_advances": [1, 18]}  # stored as plain JSON values
+    task = make_task("gmm2d", **config.task_overrides)
+    assert (task.schedule_factor, task.step_advances) == (1, (1, 18))
+    assert compare_config_of(_parse(["compare", "--budget", "quick"])).task_overrides == {}
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake(config, *, progress):
+        seen["config"] = config
+        raise Stop
+
+    real = suite_module.run_suite
+    monkeypatch.setattr(suite_module, "run_suite", fake)
+    with pytest.raises(Stop):
+        main(["suite", "--task-seeds", "0", "1", "--budget", "quick", "--step-advances", "1", "18",
+              "--out", str(tmp_path / "s")])
+    assert dict(seen["config"].task_overrides) == {"step_advances": (1, 18)}
+    assert [seen["config"].compare_config(k).task_overrides for k in (0, 1)] == [
+        {"step_advances": [1, 18], "seed": 0}, {"step_advances": [1, 18], "seed": 1}]
+    monkeypatch.setattr(suite_module, "run_suite", real)  # it builds every task first
+    assert main(["suite", "--task-seeds", "0", "--budget", "quick", "--step-advances", "1", "40",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "step advance 40 in step_advances=(1, 40) is not allowed" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
