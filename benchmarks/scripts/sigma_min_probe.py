@@ -73,6 +73,14 @@ def _score(task, actions, *, n: int, seed: int, guided: bool = False) -> dict[st
     return {**{m: float(ev.metrics[m]) for m in METRICS}, "nfe_per_sample": ev.nfe_per_sample}
 
 
+def _schedule_sampler(task, family: str, params, schedule) -> tuple[Any, Any, bool]:
+    """A grid point as ``(task, actions, guided)``: its task, its per-step tables, and whether
+    any step guides."""
+    return (point_task(task, family, params),
+            schedule_actions(**schedule) if schedule else None,
+            any(w != 1.0 for w in schedule.get("guidance", ())))
+
+
 def _name(value: float) -> str:
     return f"sigma_min={value:g}"
 
@@ -102,9 +110,7 @@ def grid_candidates(grid_file: Path, results: dict[str, Any], top: int,
     if not points or points[0].label != best["detail"]:
         raise SystemExit(f"{grid_file}: its best point is not the comparison's "
                          f"{best['detail']!r}")
-    return {f"grid:{p.label}": (point_task(task, p.family, p.params),
-                                schedule_actions(**p.schedule) if p.schedule else None,
-                                any(w != 1.0 for w in p.schedule.get("guidance", ())))
+    return {f"grid:{p.label}": _schedule_sampler(task, p.family, p.params, p.schedule)
             for p in points[1:top]}
 
 
@@ -124,12 +130,9 @@ def study_task(task_dir: Path, task_name: str, sigma_mins: list[float], n: int,
     search = int(results["search_seed"])
     task = make_task(task_name, **results["settings"]["task_overrides"])  # the seed included
     info = grid["info"]
-    schedule = info["schedule"]
     samplers: dict[str, tuple[Any, Any, bool]] = {
         "default": (task, None, False),
-        "grid": (point_task(task, info["family"], info["params"]),
-                 schedule_actions(**schedule) if schedule else None,
-                 any(w != 1.0 for w in schedule.get("guidance", ()))),
+        "grid": _schedule_sampler(task, info["family"], info["params"], info["schedule"]),
     }
     for value in sigma_mins:
         samplers[_name(value)] = (task.replace(sigma_min=value), None, False)
