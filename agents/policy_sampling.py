@@ -66,10 +66,20 @@ class PolicySampler:
             ``greedy``.
         s_noise: ``S_noise`` applied with churn (as the env's ``s_noise``).
         check_finite: raise if the denoiser returns NaN/inf.
+        guidance_factor: ``alpha >= 0``; the policy's guidance weight ``w`` is used as
+            ``1 + alpha (w - 1)``: 1 leaves it as the policy chose (the default), 0 never guides,
+            in between shrinks every guided step towards the unguided one (an inference rule,
+            like τ; RESULTS §48). A row left at ``w = 1`` does not evaluate the guide.
+        guidance_max_sigma: ``c > 0`` or ``None``; steps that start at ``sigma_i > c`` are not
+            guided (``w = 1``) whatever the policy chose: guidance only in the low-noise
+            interval, where it sharpens within modes rather than moving mass between them
+            (Kynkäänniemi et al. 2024; RESULTS §31). ``None`` (the default): everywhere.
 
     Raises:
         ValueError: a non-positive or non-finite temperature, a negative ``s_noise``,
-            ``greedy`` together with ``mean_action``; a policy
+            ``greedy`` together with ``mean_action``, a negative or non-finite
+            ``guidance_factor``, a non-positive or non-finite ``guidance_max_sigma``, either
+            of them on a task without a guidance menu; a policy
             whose observation or action space does not match the task's (menus listed).
     """
 
@@ -84,6 +94,8 @@ class PolicySampler:
         mean_action: bool = False,
         s_noise: float = 1.0,
         check_finite: bool = True,
+        guidance_factor: float = 1.0,
+        guidance_max_sigma: float | None = None,
     ) -> None:
         if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"temperature must be finite and > 0, got {temperature}")
@@ -91,6 +103,16 @@ class PolicySampler:
             raise ValueError("greedy and mean_action are exclusive: give one inference rule")
         if not (math.isfinite(s_noise) and s_noise >= 0):
             raise ValueError(f"s_noise must be finite and >= 0, got {s_noise}")
+        if isinstance(guidance_factor, bool) or not (
+            math.isfinite(guidance_factor) and guidance_factor >= 0
+        ):
+            raise ValueError(f"guidance_factor must be finite and >= 0, got {guidance_factor!r}")
+        if guidance_max_sigma is not None and (
+            isinstance(guidance_max_sigma, bool)
+            or not (math.isfinite(guidance_max_sigma) and guidance_max_sigma > 0)
+        ):
+            raise ValueError(f"guidance_max_sigma must be None or finite and > 0, got "
+                             f"{guidance_max_sigma!r}")
         self.device = torch.device(device) if device is not None else policy.device
         self.policy = policy.to(self.device)
         self.policy.set_training_mode(False)
@@ -134,6 +156,14 @@ class PolicySampler:
             )
         self.renoise_budget = self.action_menus.renoise_budget
         self._guide = task.guide if self.action_menus.guided else None
+        self.guidance_factor = float(guidance_factor)
+        self.guidance_max_sigma = (None if guidance_max_sigma is None
+                                   else float(guidance_max_sigma))
+        if (self.guidance_factor != 1.0 or self.guidance_max_sigma is not None) and (
+            "guidance" not in self.knob_names
+        ):
+            raise ValueError(f"guidance_factor / guidance_max_sigma need a guidance menu; task "
+                             f"{task.name!r} has menus {self.menus or '(none)'}")
         self._s_noise = float(s_noise)
         self._slices = [
             slice(int(o), int(o) + n) for o, n in zip(accumulate((0, *expected)), expected)
@@ -219,6 +249,20 @@ class PolicySampler:
                 )
         return self._constants[key]
 
+    def _reshape_guidance(self, knobs: Knobs, step_index: torch.Tensor) -> Knobs:
+        """``guidance_factor`` and ``guidance_max_sigma`` applied to a step's knobs (unchanged
+        when both are neutral, so the default rule stays bit-exact)."""
+        w = knobs.guidance
+        if w is None or (self.guidance_factor == 1.0 and self.guidance_max_sigma is None):
+            return knobs
+        if self.guidance_factor != 1.0:
+            w = 1.0 + self.guidance_factor * (w - 1.0)  # exactly 1 where w was 1
+        if self.guidance_max_sigma is not None:
+            w = torch.where(self.sigmas[step_index] > self.guidance_max_sigma,
+                            torch.ones_like(w), w)
+        return Knobs(churn=knobs.churn, s_noise=knobs.s_noise, guidance=w,
+                     renoise=knobs.renoise, step=knobs.step)
+
     def knobs(self, index: torch.Tensor) -> Knobs:
         """Menu indices ``(B, num_knobs)`` -> per-sample knob tensors via the menus' tables."""
         return self.action_menus.knobs(index, self._s_noise_column(index.shape[0]))
@@ -235,8 +279,10 @@ class PolicySampler:
         def act(x, step_index, budget, labels) -> Knobs:
             obs = self.observe(x, step_index, budget, labels)
             if self.mean_action:
-                return self.expected_knobs(obs)
-            return self.knobs(self.select(obs, action_noise))
+                knobs = self.expected_knobs(obs)
+            else:
+                knobs = self.knobs(self.select(obs, action_noise))
+            return self._reshape_guidance(knobs, step_index)
 
         # menu levels are validated with the task, and a mean of them lies between them (for
         # finite logits; NaN logits give NaN knobs, which the finite check then reports as a

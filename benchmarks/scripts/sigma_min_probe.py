@@ -32,6 +32,17 @@ how far that gets, per task of the suite, with the suite's rules:
   the same tasks), also the tasks where one of those or some learned sampler of those files
   meets both (``union_both``).
 
+With ``--policy RUN`` (a trained run in each task's ``runs/`` folder), the learned policy
+joins, at the inference the comparison chose for it (greedy, a temperature, or the mean action;
+its per-sample action noise as the comparison draws it), as ``policy``, and so does every
+reshaping of its guidance by :class:`~diffgym.agents.policy_sampling.PolicySampler`'s
+``guidance_factor`` (``--guidance-factors``: ``w -> 1 + alpha (w - 1)``) and
+``guidance_max_sigma`` (``--guidance-max-sigmas``: no guidance at ``sigma_i > c``), each alone
+and each pair (``policy:f=0.5``, ``policy:cut=1``, ``policy:f=0.5,cut=1``). ``policy_pick`` is
+the same search-seed rule among these (the unreshaped policy included), and the hindsight bound
+over them is ``policy_hindsight_both``: could a search-seed choice of how much of the policy's
+guidance to keep, and where, meet both rules where the policy alone does not?
+
 Results are written after every task (atomically); rerunning with the same ``--out``,
 ``--sigma-min``, ``--n`` and ``--grid-top`` (or naming earlier outputs with ``--reuse``) reuses the
 finished tasks of the same comparisons, and with other settings their sampler rows at the same
@@ -54,31 +65,93 @@ from typing import Any
 
 import torch
 
+from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
+from diffgym.agents.train import load_policy
 from diffgym.benchmarks.evaluate import evaluate_sampler, task_fingerprint
 from diffgym.benchmarks.grid import DEFAULT_FAMILY, PointResult
 from diffgym.benchmarks.grid_families import point_task
-from diffgym.benchmarks.report import paired_interval
+from diffgym.benchmarks.report import MEAN_ACTION, paired_interval
 from diffgym.benchmarks.suite import finished_suite_tasks
 from diffgym.benchmarks.suite_outcomes import TARGETS, reached
 from diffgym.envs.io import atomic_write_json
-from diffgym.envs.sampler import schedule_actions
+from diffgym.envs.sampler import PerSampleNoise, schedule_actions
 from diffgym.envs.tasks import make_task
 
 METRICS = ("sw2", "mode_tv")
 
 
-def _score(task, actions, *, n: int, seed: int, guided: bool = False) -> dict[str, float]:
+def _score(task, actions, *, n: int, seed: int, guided: bool = False, renoise_budget: int = 0,
+           base_grid: bool = False) -> dict[str, float]:
     with torch.inference_mode():
-        ev = evaluate_sampler(task, actions, n=n, seed=seed, guided=guided)
+        ev = evaluate_sampler(task, actions, n=n, seed=seed, guided=guided,
+                              renoise_budget=renoise_budget, base_grid=base_grid)
     return {**{m: float(ev.metrics[m]) for m in METRICS}, "nfe_per_sample": ev.nfe_per_sample}
 
 
-def _schedule_sampler(task, family: str, params, schedule) -> tuple[Any, Any, bool]:
-    """A grid point as ``(task, actions, guided)``: its task, its per-step tables, and whether
-    any step guides."""
-    return (point_task(task, family, params),
-            schedule_actions(**schedule) if schedule else None,
-            any(w != 1.0 for w in schedule.get("guidance", ())))
+def policy_names(factors: list[float], cuts: list[float]) -> list[str]:
+    """The policy's samplers: as chosen, each guidance factor, each cut, each pair."""
+    names = ["policy"]
+    for f in [None, *factors]:
+        for c in [None, *cuts]:
+            if f is not None or c is not None:
+                parts = ([f"f={f:g}"] if f is not None else []) + (
+                    [f"cut={c:g}"] if c is not None else [])
+                names.append("policy:" + ",".join(parts))
+    return names
+
+
+def policy_samplers(task_dir: Path, run: str, task, n: int, factors: list[float],
+                    cuts: list[float]) -> dict[str, Any]:
+    """The learned run ``run`` at the inference its comparison chose, and its guidance
+    reshapings, as ``name -> score(seed)``; ``SystemExit`` when the run was not evaluated, was
+    evaluated under several rules, or the guard kept the default sampler."""
+    results = json.loads((task_dir / "results.json").read_text())
+    evals = [p for r in results["rows"] if r["kind"] == "learned" for p in r["per_seed"]
+             if p.get("run") == run]
+    if not evals:
+        raise SystemExit(f"{task_dir}: no learned row was evaluated with run {run!r}")
+    rules = {(p.get("inference"), p.get("temperature"), p.get("checkpoint_round"))
+             for p in evals}
+    if len(rules) != 1:
+        raise SystemExit(f"{task_dir}: run {run!r} was evaluated under {len(rules)} inference "
+                         "rules; allowed: exactly one (one training seed, no checkpoint choice)")
+    ((choice, tau, at),) = rules
+    if choice == "default" or (at is not None and at != evals[0].get("total_rounds")):
+        raise SystemExit(f"{task_dir}: run {run!r} chose {choice or at!r}; allowed: the final "
+                         "policy at greedy, a temperature or the mean action")
+    policy, _, _ = load_policy(task_dir / "runs" / run)
+    mean = choice == MEAN_ACTION or tau == MEAN_ACTION
+    out: dict[str, Any] = {}
+    for name in policy_names(factors, cuts):
+        spec = dict(kv.split("=") for kv in name.partition(":")[2].split(",") if kv)
+        sampler = PolicySampler(policy, task, greedy=tau is None and not mean,
+                                temperature=1.0 if tau is None or mean else float(tau),
+                                mean_action=mean,
+                                guidance_factor=float(spec.get("f", 1.0)),
+                                guidance_max_sigma=float(spec["cut"]) if "cut" in spec else None)
+
+        def score(seed: int, sampler=sampler) -> dict[str, float]:
+            noise = None if sampler.greedy or sampler.mean_action else PerSampleNoise(
+                [ACTION_SEED_OFFSET + seed + b for b in range(n)])
+            return _score(task, sampler.actions(noise), n=n, seed=seed,
+                          guided="guidance" in sampler.knob_names,
+                          renoise_budget=sampler.renoise_budget, base_grid=True)
+
+        out[name] = score
+    return out
+
+
+def _fixed(task, actions=None, guided: bool = False, *, n: int):
+    """A fixed sampler as ``score(seed)``."""
+    return lambda seed: _score(task, actions, n=n, seed=seed, guided=guided)
+
+
+def _schedule_sampler(task, family: str, params, schedule, *, n: int):
+    """A grid point as ``score(seed)``: its task, its per-step tables, guided where any step
+    guides."""
+    return _fixed(point_task(task, family, params),
+                  schedule_actions(**schedule) if schedule else None,
+                  any(w != 1.0 for w in schedule.get("guidance", ())), n=n)
 
 
 def _name(value: float) -> str:
@@ -94,7 +167,7 @@ def _pick(out: dict[str, Any], names: list[str]) -> str:
 
 
 def grid_candidates(grid_file: Path, results: dict[str, Any], top: int,
-                    task) -> dict[str, tuple[Any, Any, bool]]:
+                    task, n: int) -> dict[str, Any]:
     """The ``top`` grid points with the lowest search-seed SW2 of the suite's grid (its
     ``grid.json``), other than the best one (the ``grid`` row), as samplers by label;
     ``SystemExit`` unless the grid is the comparison's (same task, same best point)."""
@@ -110,16 +183,18 @@ def grid_candidates(grid_file: Path, results: dict[str, Any], top: int,
     if not points or points[0].label != best["detail"]:
         raise SystemExit(f"{grid_file}: its best point is not the comparison's "
                          f"{best['detail']!r}")
-    return {f"grid:{p.label}": _schedule_sampler(task, p.family, p.params, p.schedule)
+    return {f"grid:{p.label}": _schedule_sampler(task, p.family, p.params, p.schedule, n=n)
             for p in points[1:top]}
 
 
 def study_task(task_dir: Path, task_name: str, sigma_mins: list[float], n: int,
                grid_top: int = 0, grid_file: Path | None = None,
-               known: list[dict[str, Any]] = ()) -> dict[str, Any]:
+               known: list[dict[str, Any]] = (), policy: dict[str, Any] | None = None,
+               ) -> dict[str, Any]:
     """One task: every sampler on the search seed and the evaluation seeds, the paired rules
     and the search-seed picks (among the ``sigma_min`` values; with ``grid_top``, also among
-    the ``grid_top`` sharpest grid points, and among both). A sampler's rows are taken from
+    the ``grid_top`` sharpest grid points, and among both; with ``policy`` (``run``,
+    ``factors``, ``cuts``), among the policy's samplers). A sampler's rows are taken from
     ``known`` (earlier records of the same comparison at the same ``n``) where they are there."""
     results = json.loads((task_dir / "results.json").read_text())
     if results.get("metric") != "sw2":
@@ -130,34 +205,43 @@ def study_task(task_dir: Path, task_name: str, sigma_mins: list[float], n: int,
     search = int(results["search_seed"])
     task = make_task(task_name, **results["settings"]["task_overrides"])  # the seed included
     info = grid["info"]
-    samplers: dict[str, tuple[Any, Any, bool]] = {
-        "default": (task, None, False),
-        "grid": _schedule_sampler(task, info["family"], info["params"], info["schedule"]),
+    samplers: dict[str, Any] = {
+        "default": _fixed(task, n=n),
+        "grid": _schedule_sampler(task, info["family"], info["params"], info["schedule"], n=n),
     }
     for value in sigma_mins:
-        samplers[_name(value)] = (task.replace(sigma_min=value), None, False)
+        samplers[_name(value)] = _fixed(task.replace(sigma_min=value), n=n)
     top = {} if grid_top < 1 else grid_candidates(
-        grid_file or task_dir / "grid" / "grid.json", results, grid_top, task)
+        grid_file or task_dir / "grid" / "grid.json", results, grid_top, task, n)
     samplers.update(top)
+    if policy is not None:
+        samplers.update(policy_samplers(task_dir, policy["run"], task, n, policy["factors"],
+                                        policy["cuts"]))
     # The procedural task's content hash can differ in its last bits between machines (RESULTS
     # §42): recorded, so a reader knows whether the grid point was picked on this very task.
     same = task_fingerprint(task) == results["fingerprint"]
     out: dict[str, Any] = {"task": task_dir.name, "seeds": seeds, "search_seed": search, "n": n,
                            "best_grid": grid["detail"], "fingerprint_matches": same,
                            "per_seed": {}, "search": {}}
-    for name, (t, actions, guided) in samplers.items():
-        earlier = next((k for k in known if name in k["per_seed"] and k["n"] == n), None)
+    if policy is not None:
+        out["policy_run"] = policy["run"]
+    for name, score in samplers.items():
+        earlier = next((k for k in known if name in k["per_seed"] and k["n"] == n and (
+            not name.startswith("policy") or k.get("policy_run") == policy["run"])), None)
         if earlier is not None:
             out["search"][name] = earlier["search"][name]
             out["per_seed"][name] = earlier["per_seed"][name]
             continue
-        out["search"][name] = _score(t, actions, n=n, seed=search, guided=guided)
-        out["per_seed"][name] = [_score(t, actions, n=n, seed=s, guided=guided) for s in seeds]
+        out["search"][name] = score(search)
+        out["per_seed"][name] = [score(s) for s in seeds]
     out["search_pick"] = _pick(out, [_name(v) for v in sigma_mins])
     if grid_top >= 1:
         out["grid_top"] = ["grid", *top]
         out["grid_pick"] = _pick(out, out["grid_top"])
         out["all_pick"] = _pick(out, [_name(v) for v in sigma_mins] + out["grid_top"])
+    if policy is not None:
+        out["policy_candidates"] = policy_names(policy["factors"], policy["cuts"])
+        out["policy_pick"] = _pick(out, out["policy_candidates"])
     out["paired"], out["verdicts"] = {}, {}
     for name in out["per_seed"]:
         rows = out["per_seed"][name]
@@ -197,11 +281,16 @@ def summarise(tasks: list[dict[str, Any]], sigma_mins: list[float],
         return {"reached": sum(r for r, _ in v), "masses_kept": sum(k for _, k in v),
                 "both": sum(r and k for r, k in v)}
 
+    with_policy = bool(tasks) and all("policy_candidates" in t for t in tasks)
+    if with_policy:
+        names += [k for k in tasks[0]["policy_candidates"]
+                  if all(k in t["verdicts"] for t in tasks)]
     per = {name: counts(lambda t, name=name: (t["verdicts"][name]["reached"],
                                               t["verdicts"][name]["masses_kept"]))
            for name in names}
     with_grid = bool(tasks) and all("grid_top" in t for t in tasks)
     picks = ("search_pick", "grid_pick", "all_pick") if with_grid else ("search_pick",)
+    picks += ("policy_pick",) if with_policy else ()
     for pick in picks:
         per[pick] = counts(lambda t, pick=pick: (t["verdicts"][t[pick]]["reached"],
                                                  t["verdicts"][t[pick]]["masses_kept"]))
@@ -224,6 +313,9 @@ def summarise(tasks: list[dict[str, Any]], sigma_mins: list[float],
         out.update(grid_hindsight_both=len(grid_both), grid_hindsight_tasks=grid_both,
                    all_hindsight_both=len(all_both), all_hindsight_tasks=all_both)
         hindsight = all_both
+    if with_policy:
+        policy_both = both_somewhere(lambda t: t["policy_candidates"])
+        out.update(policy_hindsight_both=len(policy_both), policy_hindsight_tasks=policy_both)
     if learned_both is not None:
         union = [t["task"] for t in tasks if t["task"] in hindsight or t["task"] in learned_both]
         out.update(learned_both=sorted(learned_both & {t["task"] for t in tasks}),
@@ -248,8 +340,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--suite", type=Path, nargs="+", required=True,
                    help="finished development suite folders (their tasks are pooled)")
-    p.add_argument("--sigma-min", type=float, nargs="+", required=True,
-                   help="sigma_min values of plain Heun to try (each > 0)")
+    p.add_argument("--sigma-min", type=float, nargs="*", default=[],
+                   help="sigma_min values of plain Heun to try (each > 0; default none)")
+    p.add_argument("--policy", default=None, metavar="RUN",
+                   help="also the learned run RUN of each task (e.g. reinforce_js_seed0) at the "
+                   "inference its comparison chose, and its guidance reshapings")
+    p.add_argument("--guidance-factors", type=float, nargs="*", default=[], metavar="ALPHA",
+                   help="with --policy: guidance factors (each >= 0, not 1): w -> 1 + ALPHA (w-1)")
+    p.add_argument("--guidance-max-sigmas", type=float, nargs="*", default=[], metavar="C",
+                   help="with --policy: no guidance on steps starting at sigma > C (each > 0)")
     p.add_argument("--n", type=int, default=16384, help="samples per evaluation (>= 2)")
     p.add_argument("--frontier", type=Path, nargs="+", default=None,
                    help="rule_frontier.py outputs on the same tasks: also report the hindsight "
@@ -273,12 +372,26 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--sigma-min values must be finite and > 0, got {args.sigma_min}")
     if args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
+    if args.policy is None and (args.guidance_factors or args.guidance_max_sigmas):
+        p.error("--guidance-factors / --guidance-max-sigmas need --policy RUN")
+    if any(not (math.isfinite(v) and v >= 0 and v != 1) for v in args.guidance_factors):
+        p.error(f"--guidance-factors must be finite, >= 0 and not 1 (the policy itself), got "
+                f"{args.guidance_factors}")
+    if any(not (math.isfinite(v) and v > 0) for v in args.guidance_max_sigmas):
+        p.error(f"--guidance-max-sigmas must be finite and > 0, got {args.guidance_max_sigmas}")
+    if not (args.sigma_min or args.grid_top or args.policy):
+        p.error("nothing to probe: give --sigma-min values, --grid-top K or --policy RUN")
     if args.grid_top < 0:
         p.error(f"--grid-top must be >= 0, got {args.grid_top}")
     torch.set_num_threads(args.threads)
     settings = {"suites": [str(s) for s in args.suite], "sigma_min": args.sigma_min, "n": args.n,
                 "grid_top": args.grid_top}
-    same = ("sigma_min", "n", "grid_top")
+    policy = None
+    if args.policy is not None:
+        policy = {"run": args.policy, "factors": args.guidance_factors,
+                  "cuts": args.guidance_max_sigmas}
+        settings["policy"] = policy
+    same = ("sigma_min", "n", "grid_top", "policy")
     # Finished tasks by name, from --out and --reuse: reused whole with the same settings, their
     # sampler rows with others.
     done: dict[str, list[dict[str, Any]]] = {}
@@ -286,8 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     for path in [args.out, *(args.reuse or [])]:
         if path.exists():
             old = json.loads(path.read_text())
-            whole = {k: old.get("settings", {}).get(k, 0) for k in same} == {
-                k: settings[k] for k in same}
+            unset = {"grid_top": 0, "policy": None}  # written before these settings existed
+            whole = {k: old.get("settings", {}).get(k, unset.get(k)) for k in same} == {
+                k: settings.get(k) for k in same}
             for t in old["tasks"]:
                 (done if whole else rows).setdefault(t["task"], []).append(t)
         elif path != args.out:
@@ -309,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
                 known = [t for t in rows.get(task_dir.name, []) + done.get(task_dir.name, [])
                          if _same_comparison(t, results)]
                 tasks.append(study_task(task_dir, suite["task"], args.sigma_min, args.n,
-                                        args.grid_top, grid_file, known))
+                                        args.grid_top, grid_file, known, policy))
             atomic_write_json(args.out, {"settings": settings, "complete": False,
                                          "summary": summarise(tasks, args.sigma_min),
                                          "tasks": tasks})
@@ -327,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hindsight: some of the {args.grid_top} sharpest grid points (or the default) on "
               f"{summary['grid_hindsight_both']}/{summary['tasks']}; with the sigma_min values "
               f"too on {summary['all_hindsight_both']}/{summary['tasks']}")
+    if "policy_hindsight_both" in summary:
+        print(f"hindsight: some of the policy's guidance reshapings (or the default) on "
+              f"{summary['policy_hindsight_both']}/{summary['tasks']}")
     if learned is not None:
         print(f"with the learned samplers of {len(args.frontier)} rule_frontier file(s): "
               f"{summary['union_both']}/{summary['tasks']}")

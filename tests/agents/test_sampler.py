@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -87,6 +89,50 @@ def test_stochastic_sampling_is_seeded_and_per_sample_reproducible(gmm_env):
     big = sampler.sample(6, seed=5, per_sample=True)
     small = sampler.sample(3, seed=5, per_sample=True)
     assert torch.equal(big.x[:3], small.x) and torch.equal(big.nfe[:3], small.nfe)
+
+
+@pytest.mark.parametrize("factor, cut", [(0.5, None), (1.0, 2.0), (0.5, 1.0), (0.0, None)])
+def test_guidance_factor_and_max_sigma_reshape_the_policy_guidance(gmm_env, factor, cut):
+    """``guidance_factor`` alpha uses ``1 + alpha (w - 1)``; ``guidance_max_sigma`` c leaves the
+    steps from sigma_i > c unguided: the same as the schedule of those levels, bit for bit, and
+    the guide is evaluated (and counted) only on the steps still guided."""
+    policy = _policy(gmm_env)
+    _force(policy, 2)  # churn 0.25, guidance 2.0 at every step
+    sampler = PolicySampler(policy, gmm_env.task, greedy=True, guidance_factor=factor,
+                            guidance_max_sigma=cut)
+    out = sampler.sample(32, seed=1)
+    n = gmm_env.num_steps
+    sigmas = sampler.sigmas.tolist()
+    w = 1.0 + factor * (gmm_env.menus["guidance"][2] - 1.0)
+    guidance = [1.0 if cut is not None and sigmas[i] > cut else w for i in range(n)]
+    ref = sample(gmm_env.task.denoiser, sampler.sigmas, noise=BatchNoise(32, seed=1),
+                 data_shape=(2,), guide=gmm_env.task.guide,
+                 actions=schedule_actions(churn=[gmm_env.menus["churn"][2]] * n,
+                                          guidance=guidance))
+    assert torch.equal(out.x, ref.x) and torch.equal(out.nfe, ref.nfe)
+    guided = sum(g != 1.0 for g in guidance[:-1])  # Heun steps, then the Euler last step
+    last = 2 if guidance[-1] != 1.0 else 1
+    assert out.nfe.tolist() == [2 * (n - 1) + 2 * guided + last] * 32
+    assert (guided < n - 1) == (cut is not None or factor == 0.0)
+    plain = PolicySampler(policy, gmm_env.task, greedy=True).sample(32, seed=1)
+    assert torch.equal(out.x, plain.x) == (factor == 1.0 and cut is None)
+
+
+def test_guidance_reshaping_is_refused_on_bad_values(gmm_env):
+    policy = _policy(gmm_env)
+    for bad in (-0.5, math.nan, math.inf, True):
+        with pytest.raises(ValueError, match="guidance_factor must be finite and >= 0"):
+            PolicySampler(policy, gmm_env.task, guidance_factor=bad)
+    for bad in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="guidance_max_sigma must be None or finite"):
+            PolicySampler(policy, gmm_env.task, guidance_max_sigma=bad)
+    churn_only = DiffusionSamplingEnv(make_task("gmm2d", guidance_levels=(1.0,)), 2)
+    other = _policy(churn_only)
+    with pytest.raises(ValueError, match="need a guidance menu"):
+        PolicySampler(other, churn_only.task, guidance_factor=0.5)
+    with pytest.raises(ValueError, match="need a guidance menu"):
+        PolicySampler(other, churn_only.task, guidance_max_sigma=1.0)
+    PolicySampler(other, churn_only.task)  # neutral values need no menu
 
 
 def _set_logits(policy, biases: list[list[float]]) -> None:

@@ -201,3 +201,84 @@ def test_bad_input_is_refused(tmp_path, load_script):
     held = _suite(tmp_path / "held", split="heldout")
     with pytest.raises(SystemExit):
         probe.main(["--suite", str(held), "--sigma-min", "0.3", "--out", str(tmp_path / "o")])
+
+
+def _with_run(suite, tmp_path, inference=None, temperature=1.0):
+    """A tiny REINFORCE run trained on the suite's task, and the comparison's learned row of it
+    (evaluated at ``temperature`` on the evaluation seeds; ``inference`` as the comparison
+    records a guard's choice)."""
+    from diffgym.agents.train import TrainConfig, TrainingRun
+
+    task_dir = suite / "gmm2d-random-0"
+    run_dir = task_dir / "runs" / "reinforce_js_seed0"
+    if not (run_dir / "final_model.zip").is_file():
+        cfg = TrainConfig(task="gmm2d-random", task_overrides={"seed": 0}, agent="reinforce",
+                          n_envs=8, timesteps=8 * 18 * 2, checkpoint_every=1, eval_every=0,
+                          eval_samples=64)
+        TrainingRun(cfg, run_dir, progress=False).train()
+    results = json.loads((task_dir / "results.json").read_text())
+    results["rows"] = [r for r in results["rows"] if r["kind"] != "learned"] + [
+        {"method": "reinforce", "kind": "learned", "per_seed": [
+            {"eval_seed": s, "run": "reinforce_js_seed0", "temperature": temperature,
+             "inference": inference} for s in SEEDS]}]
+    (task_dir / "results.json").write_text(json.dumps(results))
+    return run_dir
+
+
+def test_policy_guidance_reshapings(tmp_path, load_script):
+    """--policy RUN: the learned run at its chosen temperature (per-sample action noise as the
+    comparison draws it) and each guidance reshaping, scored like the other samplers, with the
+    search-seed pick among them and their hindsight bound; bad settings are refused."""
+    from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
+    from diffgym.agents.train import load_policy
+    from diffgym.envs.sampler import PerSampleNoise
+
+    probe = load_script("sigma_min_probe")
+    suite = _suite(tmp_path / "suite")
+    run_dir = _with_run(suite, tmp_path)
+    out = tmp_path / "policy.json"
+    argv = ["--suite", str(suite), "--policy", "reinforce_js_seed0", "--guidance-factors", "0.5",
+            "--guidance-max-sigmas", "1", "--n", str(N), "--out", str(out)]
+    assert probe.main(argv) == 0
+    got = json.loads(out.read_text())
+    (t,) = got["tasks"]
+    names = ["policy", "policy:cut=1", "policy:f=0.5", "policy:f=0.5,cut=1"]
+    assert t["policy_candidates"] == names and t["policy_run"] == "reinforce_js_seed0"
+    policy, task, _ = load_policy(run_dir)
+    for name, kw in zip(names, ({}, {"guidance_max_sigma": 1.0}, {"guidance_factor": 0.5},
+                                {"guidance_factor": 0.5, "guidance_max_sigma": 1.0})):
+        sampler = PolicySampler(policy, task, temperature=1.0, **kw)
+        for s, row in zip(SEEDS, t["per_seed"][name]):
+            noise = PerSampleNoise([ACTION_SEED_OFFSET + s + b for b in range(N)])
+            ev = evaluate_sampler(task, sampler.actions(noise), n=N, seed=s, guided=True,
+                                  base_grid=True)
+            assert row["sw2"] == pytest.approx(ev.metrics["sw2"], rel=1e-12), name
+            assert row["nfe_per_sample"] == ev.nfe_per_sample
+    search = t["search"]
+    kept = [k for k in names if search[k]["mode_tv"] <= search["default"]["mode_tv"]]
+    assert t["policy_pick"] == min(kept, key=lambda k: search[k]["sw2"], default="default")
+    summary = got["summary"]
+    assert set(summary["per_sampler"]) >= {*names, "policy_pick"}
+    both = any(t["verdicts"][k]["reached"] and t["verdicts"][k]["masses_kept"]
+               for k in ["default", *names])
+    assert summary["policy_hindsight_both"] == int(both)
+    # Another run's rows are not reused for this run's names.
+    t["per_seed"]["policy"][0]["sw2"] = -1.0
+    t["policy_run"] = "ppo_js_seed0"
+    out.write_text(json.dumps({**got, "settings": {**got["settings"], "n": 1}}))
+    assert probe.main(argv) == 0
+    assert json.loads(out.read_text())["tasks"][0]["per_seed"]["policy"][0]["sw2"] > 0
+    for bad in (["--guidance-factors", "1"], ["--guidance-factors", "-1"],
+                ["--guidance-max-sigmas", "0"]):
+        with pytest.raises(SystemExit):
+            probe.main(argv[:4] + bad + ["--out", str(tmp_path / "o.json")])
+    with pytest.raises(SystemExit):  # reshapings without a policy
+        probe.main(["--suite", str(suite), "--guidance-factors", "0.5", "--out",
+                    str(tmp_path / "o.json")])
+    with pytest.raises(SystemExit):  # nothing to probe
+        probe.main(["--suite", str(suite), "--out", str(tmp_path / "o.json")])
+    with pytest.raises(SystemExit, match="no learned row"):
+        probe.main(argv[:2] + ["--policy", "ppo_js_seed0", "--out", str(tmp_path / "o.json")])
+    _with_run(suite, tmp_path, inference="default")  # the guard kept the default sampler
+    with pytest.raises(SystemExit, match="allowed: the final policy"):
+        probe.main(argv[:4] + ["--out", str(tmp_path / "o.json")])
