@@ -34,7 +34,8 @@ how far that gets, per task of the suite, with the suite's rules:
 
 With ``--policy RUN`` (a trained run in each task's ``runs/`` folder), the learned policy
 joins, at the inference the comparison chose for it (greedy, a temperature, or the mean action;
-its per-sample action noise as the comparison draws it), as ``policy``, and so does every
+its per-sample action noise as the comparison draws it; ``--policy-inference`` sets another rule:
+greedy, the mean action or a temperature), as ``policy``, and so does every
 reshaping of its guidance by :class:`~diffgym.agents.policy_sampling.PolicySampler`'s
 ``guidance_factor`` (``--guidance-factors``: ``w -> 1 + alpha (w - 1)``) and
 ``guidance_max_sigma`` (``--guidance-max-sigmas``: no guidance at ``sigma_i > c``), each alone
@@ -101,10 +102,11 @@ def policy_names(factors: list[float], cuts: list[float]) -> list[str]:
 
 
 def policy_samplers(task_dir: Path, run: str, task, n: int, factors: list[float],
-                    cuts: list[float]) -> dict[str, Any]:
-    """The learned run ``run`` at the inference its comparison chose, and its guidance
-    reshapings, as ``name -> score(seed)``; ``SystemExit`` when the run was not evaluated, was
-    evaluated under several rules, or the guard kept the default sampler."""
+                    cuts: list[float], inference: Any = "chosen") -> dict[str, Any]:
+    """The learned run ``run`` at the inference its comparison chose (or at ``inference``:
+    ``"greedy"``, ``"mean"`` or a temperature), and its guidance reshapings, as
+    ``name -> score(seed)``; ``SystemExit`` when the run was not evaluated, was evaluated under
+    several rules, or the guard kept the default sampler."""
     results = json.loads((task_dir / "results.json").read_text())
     evals = [p for r in results["rows"] if r["kind"] == "learned" for p in r["per_seed"]
              if p.get("run") == run]
@@ -120,7 +122,9 @@ def policy_samplers(task_dir: Path, run: str, task, n: int, factors: list[float]
         raise SystemExit(f"{task_dir}: run {run!r} chose {choice or at!r}; allowed: the final "
                          "policy at greedy, a temperature or the mean action")
     policy, _, _ = load_policy(task_dir / "runs" / run)
-    mean = choice == MEAN_ACTION or tau == MEAN_ACTION
+    if inference != "chosen":
+        tau = None if inference == "greedy" else inference
+    mean = (inference == "chosen" and choice == MEAN_ACTION) or tau == MEAN_ACTION
     out: dict[str, Any] = {}
     for name in policy_names(factors, cuts):
         spec = dict(kv.split("=") for kv in name.partition(":")[2].split(",") if kv)
@@ -216,7 +220,7 @@ def study_task(task_dir: Path, task_name: str, sigma_mins: list[float], n: int,
     samplers.update(top)
     if policy is not None:
         samplers.update(policy_samplers(task_dir, policy["run"], task, n, policy["factors"],
-                                        policy["cuts"]))
+                                        policy["cuts"], policy.get("inference", "chosen")))
     # The procedural task's content hash can differ in its last bits between machines (RESULTS
     # §42): recorded, so a reader knows whether the grid point was picked on this very task.
     same = task_fingerprint(task) == results["fingerprint"]
@@ -225,9 +229,11 @@ def study_task(task_dir: Path, task_name: str, sigma_mins: list[float], n: int,
                            "per_seed": {}, "search": {}}
     if policy is not None:
         out["policy_run"] = policy["run"]
+        out["policy_inference"] = policy.get("inference", "chosen")
     for name, score in samplers.items():
         earlier = next((k for k in known if name in k["per_seed"] and k["n"] == n and (
-            not name.startswith("policy") or k.get("policy_run") == policy["run"])), None)
+            not name.startswith("policy") or (k.get("policy_run"), k.get("policy_inference"))
+            == (policy["run"], out["policy_inference"]))), None)
         if earlier is not None:
             out["search"][name] = earlier["search"][name]
             out["per_seed"][name] = earlier["per_seed"][name]
@@ -345,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policy", default=None, metavar="RUN",
                    help="also the learned run RUN of each task (e.g. reinforce_js_seed0) at the "
                    "inference its comparison chose, and its guidance reshapings")
+    p.add_argument("--policy-inference", default="chosen", metavar="RULE",
+                   help="with --policy: 'chosen' (the comparison's choice, the default), "
+                   "'greedy', 'mean' or a temperature > 0")
     p.add_argument("--guidance-factors", type=float, nargs="*", default=[], metavar="ALPHA",
                    help="with --policy: guidance factors (each >= 0, not 1): w -> 1 + ALPHA (w-1)")
     p.add_argument("--guidance-max-sigmas", type=float, nargs="*", default=[], metavar="C",
@@ -379,6 +388,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.guidance_factors}")
     if any(not (math.isfinite(v) and v > 0) for v in args.guidance_max_sigmas):
         p.error(f"--guidance-max-sigmas must be finite and > 0, got {args.guidance_max_sigmas}")
+    inference = args.policy_inference
+    if inference not in ("chosen", "greedy", MEAN_ACTION):
+        try:
+            inference = float(inference)
+        except ValueError:
+            inference = math.nan
+        if not (math.isfinite(inference) and inference > 0):
+            p.error(f"--policy-inference must be chosen, greedy, {MEAN_ACTION} or a temperature "
+                    f"> 0, got {args.policy_inference!r}")
     if not (args.sigma_min or args.grid_top or args.policy):
         p.error("nothing to probe: give --sigma-min values, --grid-top K or --policy RUN")
     if args.grid_top < 0:
@@ -390,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.policy is not None:
         policy = {"run": args.policy, "factors": args.guidance_factors,
                   "cuts": args.guidance_max_sigmas}
+        if inference != "chosen":  # settings of earlier outputs stay as they were
+            policy["inference"] = inference
         settings["policy"] = policy
     same = ("sigma_min", "n", "grid_top", "policy")
     # Finished tasks by name, from --out and --reuse: reused whole with the same settings, their

@@ -268,8 +268,27 @@ def test_policy_guidance_reshapings(tmp_path, load_script):
     out.write_text(json.dumps({**got, "settings": {**got["settings"], "n": 1}}))
     assert probe.main(argv) == 0
     assert json.loads(out.read_text())["tasks"][0]["per_seed"]["policy"][0]["sw2"] > 0
+    # Another inference rule: the greedy policy, amplified (alpha > 1) below sigma = 1; the
+    # earlier rows (at the chosen tau = 1) are not reused for it.
+    argv_greedy = argv[:4] + ["--policy-inference", "greedy", "--guidance-factors", "2",
+                              "--guidance-max-sigmas", "1", "--n", str(N), "--reuse", str(out),
+                              "--out", str(tmp_path / "greedy.json")]
+    assert probe.main(argv_greedy) == 0
+    (g,) = json.loads((tmp_path / "greedy.json").read_text())["tasks"]
+    assert g["policy_inference"] == "greedy" and "policy:f=2,cut=1" in g["per_seed"]
+    sampler = PolicySampler(policy, task, greedy=True, guidance_factor=2.0,
+                            guidance_max_sigma=1.0)
+    ev = evaluate_sampler(task, sampler.actions(None), n=N, seed=SEEDS[0], guided=True,
+                          base_grid=True)
+    assert g["per_seed"]["policy:f=2,cut=1"][0]["sw2"] == pytest.approx(ev.metrics["sw2"],
+                                                                         rel=1e-12)
+    plain = PolicySampler(policy, task, greedy=True)
+    ev = evaluate_sampler(task, plain.actions(None), n=N, seed=SEEDS[0], guided=True,
+                          base_grid=True)
+    assert g["per_seed"]["policy"][0]["sw2"] == pytest.approx(ev.metrics["sw2"], rel=1e-12)
     for bad in (["--guidance-factors", "1"], ["--guidance-factors", "-1"],
-                ["--guidance-max-sigmas", "0"]):
+                ["--guidance-max-sigmas", "0"], ["--policy-inference", "hot"],
+                ["--policy-inference", "0"]):
         with pytest.raises(SystemExit):
             probe.main(argv[:4] + bad + ["--out", str(tmp_path / "o.json")])
     with pytest.raises(SystemExit):  # reshapings without a policy
