@@ -141,12 +141,19 @@ def test_policy_sampler_rows_equal_nfe(task):
 
     env = DiffusionSamplingEnv(task, 4)
     policy = make_agent("ppo", env, seed=0, n_steps=4, batch_size=16).policy  # untrained
+    # guidance reshaped (shrunk or amplified, and cut above a sigma in the middle of the
+    # schedule) where the task has a guidance menu
+    sigma_mid = float(task.sigmas()[task.num_steps // 2])
+    reshape = [{}] + ([{"guidance_factor": 0.5}, {"guidance_factor": 1.5,
+                                                  "guidance_max_sigma": sigma_mid}]
+                      if task.guide is not None else [])
     for mean_action in (False, True):  # tau = 1 choices, and mean-action inference
-        sampler = PolicySampler(policy, task, temperature=1.0, mean_action=mean_action)
-        for per_sample in (False, True):
-            start = rows(task)
-            res = sampler.sample(16, seed=2, per_sample=per_sample)
-            assert rows(task) - start == int(res.nfe.sum()) == res.rows_evaluated > 0
+        for kw in reshape:
+            sampler = PolicySampler(policy, task, temperature=1.0, mean_action=mean_action, **kw)
+            for per_sample in (False, True):
+                start = rows(task)
+                res = sampler.sample(16, seed=2, per_sample=per_sample)
+                assert rows(task) - start == int(res.nfe.sum()) == res.rows_evaluated > 0
 
 
 def test_grid_point_rows_equal_nfe(task):
