@@ -27,10 +27,10 @@ how far that gets, per task of the suite, with the suite's rules:
   as its best that keeps the masses, findable without the evaluation seeds?) and among them and
   the ``sigma_min`` values together (``all_pick``);
 * the hindsight bound: the tasks where some ``sigma_min`` value (with ``--grid-top``, or some of
-  the K grid points) meets both rules, against the ``ceil(0.8 n) + ceil(0.9 n) - n`` tasks a
-  rule meeting both suite targets needs; with ``--frontier`` (``rule_frontier.py`` outputs on
-  the same tasks), also the tasks where one of those or some learned sampler of those files
-  meets both (``union_both``).
+  the K grid points; with ``--policy``, or one of the policy's samplers) meets both rules,
+  against the ``ceil(0.8 n) + ceil(0.9 n) - n`` tasks a rule meeting both suite targets needs;
+  with ``--frontier`` (``rule_frontier.py`` outputs on the same tasks), also the tasks where one
+  of those or some learned sampler of those files meets both (``union_both``).
 
 With ``--policy RUN`` (a trained run in each task's ``runs/`` folder), the learned policy
 joins, at the inference the comparison chose for it (greedy, a temperature, or the mean action;
@@ -277,8 +277,9 @@ def _same_comparison(task: dict[str, Any], results: dict[str, Any]) -> bool:
 def summarise(tasks: list[dict[str, Any]], sigma_mins: list[float],
               learned_both: set[str] | None = None) -> dict[str, Any]:
     """Per sampler (and the search-seed pick) the tasks reached, with the masses kept and with
-    both; the hindsight bound over the ``sigma_min`` values and the default; with
-    ``learned_both`` (the tasks where a learned sampler meets both), the bound over the union."""
+    both; the hindsight bound over the ``sigma_min`` values and the default (and the grid's
+    and the policy's candidates where the tasks have them); with ``learned_both`` (the tasks
+    where a learned sampler meets both), the bound over the union."""
     n = len(tasks)
     names = ["default", "grid", *(_name(v) for v in sigma_mins)]
 
@@ -322,6 +323,7 @@ def summarise(tasks: list[dict[str, Any]], sigma_mins: list[float],
     if with_policy:
         policy_both = both_somewhere(lambda t: t["policy_candidates"])
         out.update(policy_hindsight_both=len(policy_both), policy_hindsight_tasks=policy_both)
+        hindsight = [t["task"] for t in tasks if t["task"] in hindsight or t["task"] in policy_both]
     if learned_both is not None:
         union = [t["task"] for t in tasks if t["task"] in hindsight or t["task"] in learned_both]
         out.update(learned_both=sorted(learned_both & {t["task"] for t in tasks}),
@@ -455,8 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, c in summary["per_sampler"].items():
         print(f"{name:>16}: reached {c['reached']}/{summary['tasks']}, masses kept "
               f"{c['masses_kept']}, both {c['both']}")
-    print(f"hindsight: some sigma_min (or the default) meets both on {summary['hindsight_both']}/"
-          f"{summary['tasks']} tasks; a rule meeting both targets needs {summary['both_needed']}")
+    if args.sigma_min:
+        print(f"hindsight: some sigma_min (or the default) meets both on "
+              f"{summary['hindsight_both']}/{summary['tasks']} tasks")
+    print(f"a rule meeting both targets needs {summary['both_needed']}/{summary['tasks']}")
     if "grid_hindsight_both" in summary:
         print(f"hindsight: some of the {args.grid_top} sharpest grid points (or the default) on "
               f"{summary['grid_hindsight_both']}/{summary['tasks']}; with the sigma_min values "
@@ -465,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hindsight: some of the policy's guidance reshapings (or the default) on "
               f"{summary['policy_hindsight_both']}/{summary['tasks']}")
     if learned is not None:
-        print(f"with the learned samplers of {len(args.frontier)} rule_frontier file(s): "
+        print(f"all of these with the learned samplers of {len(args.frontier)} rule_frontier "
+              f"file(s): "
               f"{summary['union_both']}/{summary['tasks']}")
     print(f"written to {args.out}")
     return 0

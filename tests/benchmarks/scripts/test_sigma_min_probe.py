@@ -185,6 +185,16 @@ def test_summary_counts_and_bound(load_script):
     assert s["per_sampler"]["search_pick"] == {"reached": 1, "masses_kept": 2, "both": 1}
     assert s["hindsight_both"] == 1 and s["hindsight_tasks"] == ["a"]
     assert s["both_needed"] == math.ceil(1.6) + math.ceil(1.8) - 2
+    # With the policy's samplers: their counts, pick and bound, and the union with a learned
+    # frontier takes them in too.
+    for t, ok in zip(tasks, (False, True)):
+        t.update(policy_candidates=["policy"], policy_pick="policy")
+        t["verdicts"]["policy"] = {"reached": ok, "masses_kept": True}
+    s = probe.summarise(tasks, [0.3], learned_both=set())
+    assert s["per_sampler"]["policy"] == {"reached": 1, "masses_kept": 2, "both": 1}
+    assert s["per_sampler"]["policy_pick"] == s["per_sampler"]["policy"]
+    assert s["policy_hindsight_tasks"] == ["b"] and s["hindsight_tasks"] == ["a"]
+    assert s["union_tasks"] == ["a", "b"]
 
 
 def test_bad_input_is_refused(tmp_path, load_script):
