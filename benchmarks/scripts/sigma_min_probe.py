@@ -60,6 +60,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -295,6 +296,12 @@ def summarise(tasks: list[dict[str, Any]], sigma_mins: list[float],
     per = {name: counts(lambda t, name=name: (t["verdicts"][name]["reached"],
                                               t["verdicts"][name]["masses_kept"]))
            for name in names}
+    for name in names:  # the NFE per sample each sampler spent (mean over a task's seeds)
+        nfe = [statistics.fmean(r["nfe_per_sample"] for r in t["per_seed"][name])
+               for t in tasks if "per_seed" in t]
+        if nfe:
+            per[name]["nfe_per_sample"] = {"median": statistics.median(nfe), "min": min(nfe),
+                                           "max": max(nfe)}
     with_grid = bool(tasks) and all("grid_top" in t for t in tasks)
     picks = ("search_pick", "grid_pick", "all_pick") if with_grid else ("search_pick",)
     picks += ("policy_pick",) if with_policy else ()
@@ -455,8 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(args.out, {"settings": settings, "complete": True, "summary": summary,
                                  "tasks": tasks})
     for name, c in summary["per_sampler"].items():
+        nfe = f", NFE {c['nfe_per_sample']['median']:.1f}" if "nfe_per_sample" in c else ""
         print(f"{name:>16}: reached {c['reached']}/{summary['tasks']}, masses kept "
-              f"{c['masses_kept']}, both {c['both']}")
+              f"{c['masses_kept']}, both {c['both']}{nfe}")
     if args.sigma_min:
         print(f"hindsight: some sigma_min (or the default) meets both on "
               f"{summary['hindsight_both']}/{summary['tasks']} tasks")

@@ -65,6 +65,10 @@ def test_rows_rules_pick_and_resume(tmp_path, load_script):
         for row, w in zip(t["per_seed"][name], rows):
             assert {k: row[k] for k in w} == pytest.approx(w, rel=1e-12), name
     assert t["per_seed"]["default"][0]["nfe_per_sample"] == 35.0
+    assert got["summary"]["per_sampler"]["default"]["nfe_per_sample"] == {
+        "median": 35.0, "min": 35.0, "max": 35.0}
+    grid_nfe = sum(r["nfe_per_sample"] for r in t["per_seed"]["grid"]) / len(SEEDS)
+    assert got["summary"]["per_sampler"]["grid"]["nfe_per_sample"]["median"] == grid_nfe > 35.0
     for name in ("sigma_min=0.3", "sigma_min=0.6"):
         rows = t["per_seed"][name]
         sw2 = [a["sw2"] - b["sw2"] for a, b in zip(rows, t["per_seed"]["grid"])]
