@@ -110,6 +110,7 @@ from diffgym.benchmarks.report import (
     aggregate,
     log_wandb,
     mean_profile,
+    split_rule,
     tau_name,
     write_outputs,
 )
@@ -655,6 +656,10 @@ def run_comparison(
     if cfg.fid_weights is not None:
         with_fid(task, cfg.fid_weights)
     metric = default_metric(task)
+    reshaped = [t for t in cfg.inference_candidates if split_rule(t)[1]]
+    if reshaped and len(task.guidance_levels) < 2:
+        raise ValueError(f"inference candidates {reshaped} reshape guidance; task {task.name!r} "
+                         f"has no guidance menu (guidance levels {tuple(task.guidance_levels)})")
     families = make_families(task, cfg.grid_families, points=cfg.grid_points)
     steps_by_agent = cfg.timesteps_by_agent()
 

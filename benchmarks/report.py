@@ -404,8 +404,33 @@ MEAN_ACTION = "mean"
 (:class:`~diffgym.agents.policy_sampling.PolicySampler` ``mean_action=True``)."""
 
 
+RESHAPE_KEYS = {"f": "guidance_factor", "cut": "guidance_max_sigma"}
+"""The guidance reshapings an inference rule may carry after ``:`` (``mean:f=2,cut=1``), as
+:class:`~diffgym.agents.policy_sampling.PolicySampler` arguments."""
+
+
+def split_rule(tau: float | str | None) -> tuple[float | str | None, dict[str, float]]:
+    """An inference rule as ``(base rule, PolicySampler guidance arguments)``: ``"mean:f=2,cut=1"``
+    -> ``("mean", {"guidance_factor": 2.0, "guidance_max_sigma": 1.0})``; a plain rule has no
+    arguments. Rules are normalised by
+    :func:`~diffgym.benchmarks.runs.check_inference_candidates` (which names bad ones)."""
+    if not (isinstance(tau, str) and ":" in tau):
+        return tau, {}
+    base, spec = tau.split(":", 1)
+    value: float | str | None = (None if base == "greedy" else MEAN_ACTION
+                                 if base == MEAN_ACTION else float(base))
+    kwargs = {}
+    for item in spec.split(","):
+        key, _, number = item.partition("=")
+        kwargs[RESHAPE_KEYS[key]] = float(number)
+    return value, kwargs
+
+
 def tau_name(tau: float | str | None) -> str:
-    """A learned run's inference rule by name: ``greedy`` (None), ``mean`` or ``τ=<tau>``."""
+    """A learned run's inference rule by name: ``greedy`` (None), ``mean`` or ``τ=<tau>``; a
+    rule with guidance reshapings adds them (``mean f=2,cut=1``)."""
+    if isinstance(tau, str) and ":" in tau:
+        return f"{tau_name(split_rule(tau)[0])} {tau.split(':', 1)[1]}"
     return "greedy" if tau is None else MEAN_ACTION if tau == MEAN_ACTION else f"τ={tau:g}"
 
 

@@ -28,7 +28,7 @@ from diffgym.benchmarks.evaluate import (
     evaluate_sampler,
     finite_or_none,
 )
-from diffgym.benchmarks.report import KNOB_FIELDS, MEAN_ACTION, tau_name
+from diffgym.benchmarks.report import KNOB_FIELDS, MEAN_ACTION, RESHAPE_KEYS, split_rule, tau_name
 from diffgym.envs.io import atomic_save_npz, atomic_write_json, locked
 from diffgym.envs.noise import noise_key_fields
 from diffgym.envs.sampler import Knobs, PerSampleNoise, SampleResult
@@ -236,9 +236,11 @@ def inference_sampler(policy: Any, task: Task, tau: float | str | None, *,
     (None: greedy; ``"mean"``: the mean action at tau = 1; else the temperature)."""
     from diffgym.agents.policy_sampling import PolicySampler
 
+    tau, reshape = split_rule(tau)
     mean = tau == MEAN_ACTION
     return PolicySampler(policy, task, device=device, greedy=tau is None,
-                         temperature=1.0 if mean or tau is None else float(tau), mean_action=mean)
+                         temperature=1.0 if mean or tau is None else float(tau), mean_action=mean,
+                         **reshape)
 
 
 def evaluate_policy(
@@ -366,10 +368,57 @@ def train_or_load(config, run_dir: Path, *, device: str, progress: bool) -> Trai
     )
 
 
+_ALLOWED = (f"greedy, {MEAN_ACTION}, or a temperature (a finite number > 0), each optionally "
+            f"with guidance reshapings after ':' (e.g. {MEAN_ACTION}:f=2,cut=1: f >= 0 scales "
+            f"w - 1, cut > 0 leaves steps above that sigma unguided)")
+
+
+def _plain_rule(v: Any) -> float | str | None:
+    if v is None or v == "greedy":
+        return None
+    if v == MEAN_ACTION:
+        return MEAN_ACTION
+    try:
+        tau = float(v) if not isinstance(v, bool) else math.nan
+    except (TypeError, ValueError):
+        tau = math.nan
+    if not (math.isfinite(tau) and tau > 0):
+        raise ValueError(f"unknown inference candidate {v!r}; allowed: {_ALLOWED}")
+    return tau
+
+
+def _reshaped_rule(v: str) -> str:
+    """``"RULE:f=A,cut=C"`` normalised (the base rule's text, then ``f`` and ``cut`` in that
+    order, numbers as ``%g``); ValueError names a bad part."""
+    base_text, spec = v.split(":", 1)
+    base = _plain_rule(base_text)
+    values: dict[str, float] = {}
+    for item in spec.split(","):
+        key, eq, number = item.strip().partition("=")
+        try:
+            x = float(number) if eq else math.nan
+        except ValueError:
+            x = math.nan
+        ok = key in RESHAPE_KEYS and key not in values and math.isfinite(x) and (
+            x >= 0 if key == "f" else x > 0)
+        if not ok:
+            raise ValueError(f"bad guidance reshaping {item!r} in inference candidate {v!r}; "
+                             f"allowed: f=A (A >= 0) and cut=C (C > 0), each at most once")
+        values[key] = x
+    if values.get("f", 1.0) == 1.0 and "cut" not in values:
+        raise ValueError(f"inference candidate {v!r} reshapes nothing (f=1, no cut); give the "
+                         f"rule without ':'")
+    head = "greedy" if base is None else MEAN_ACTION if base == MEAN_ACTION else f"{base:.12g}"
+    return head + ":" + ",".join(f"{k}={values[k]:.12g}" for k in RESHAPE_KEYS if k in values)
+
+
 def check_inference_candidates(values: Any) -> tuple[float | str | None, ...]:
     """A learned run's inference candidates, normalised: ``None`` or ``"greedy"`` -> ``None``
     (greedy), ``"mean"`` (:data:`~diffgym.benchmarks.report.MEAN_ACTION`), a temperature (a
-    finite number > 0, or its text) -> ``float``.
+    finite number > 0, or its text) -> ``float``; a rule with guidance reshapings after ``:``
+    (``"mean:f=2,cut=1"``: :class:`~diffgym.agents.policy_sampling.PolicySampler`'s
+    ``guidance_factor`` and ``guidance_max_sigma``, RESULTS §48) -> its normalised text
+    (:func:`~diffgym.benchmarks.report.split_rule` reads it back).
 
     Raises:
         ValueError: an empty list, an unknown or non-positive candidate, or a repeat (the
@@ -381,22 +430,12 @@ def check_inference_candidates(values: Any) -> tuple[float | str | None, ...]:
         raise ValueError(f"inference candidates must be an ordered list, got {values!r}")
     out: list[float | str | None] = []
     for v in values:
-        if v is None or v == "greedy":
-            out.append(None)
-        elif v == MEAN_ACTION:
-            out.append(MEAN_ACTION)
+        if isinstance(v, str) and ":" in v:
+            out.append(_reshaped_rule(v))
         else:
-            try:
-                tau = float(v) if not isinstance(v, bool) else math.nan
-            except (TypeError, ValueError):
-                tau = math.nan
-            if not (math.isfinite(tau) and tau > 0):
-                raise ValueError(f"unknown inference candidate {v!r}; allowed: greedy, "
-                                 f"{MEAN_ACTION}, or a temperature (a finite number > 0)")
-            out.append(tau)
+            out.append(_plain_rule(v))
     if not out:
-        raise ValueError(f"inference candidates must not be empty; allowed: greedy, "
-                         f"{MEAN_ACTION}, or a temperature (a finite number > 0)")
+        raise ValueError(f"inference candidates must not be empty; allowed: {_ALLOWED}")
     names = [tau_name(t) for t in out]  # the records' keys: distinct values, distinct names
     if len(set(names)) != len(names):
         raise ValueError(f"inference candidates must not repeat (nor two temperatures share "

@@ -749,6 +749,9 @@ def test_select_checkpoints_chooses_checkpoint_and_temperature_on_the_search_see
     ("mean", ("mean",)),
     ((0.5, 2), (0.5, 2.0)),
     (np.int64(2), (2.0,)),
+    (("greedy", "mean:f=2,cut=1"), (None, "mean:f=2,cut=1")),
+    (("1:cut=1, f=0.50",), ("1:f=0.5,cut=1",)),
+    (("greedy:f=0", "0.5:cut=2.5"), ("greedy:f=0", "0.5:cut=2.5")),
 ])
 def test_inference_candidates_are_normalised(given, want):
     assert runs.check_inference_candidates(given) == want
@@ -769,6 +772,16 @@ def test_inference_candidates_are_normalised(given, want):
     ((None, "greedy"), "must not repeat .*, got \\['greedy', 'greedy'\\]"),
     ((1.0, 1.0000001), "nor two temperatures share a name\\), got \\['τ=1', 'τ=1'\\]"),
     ({None, 1.0}, "inference candidates must be an ordered list"),
+    (("mean:f=-1",), "bad guidance reshaping 'f=-1' in inference candidate 'mean:f=-1'; "
+     "allowed: f=A \\(A >= 0\\) and cut=C \\(C > 0\\)"),
+    (("mean:cut=0",), "bad guidance reshaping 'cut=0'"),
+    (("mean:w=2",), "bad guidance reshaping 'w=2'"),
+    (("mean:f=2,f=3",), "bad guidance reshaping 'f=3'"),
+    (("mean:f",), "bad guidance reshaping 'f'"),
+    (("mean:f=nan",), "bad guidance reshaping 'f=nan'"),
+    (("hot:f=2",), "unknown inference candidate 'hot'"),
+    (("mean:f=1",), "'mean:f=1' reshapes nothing"),
+    (("mean:f=2,cut=1", "mean:cut=1,f=2"), "must not repeat"),
 ])
 def test_bad_inference_candidates_are_refused(given, match):
     with pytest.raises(ValueError, match=match):
@@ -836,6 +849,64 @@ def test_the_mean_action_candidate_is_scored_counted_and_evaluated_as_the_mean_a
     assert got["nfe_per_sample"] == scored(got["eval_seed"]).nfe_per_sample
 
 
+def test_reshaped_rules_read_back_and_name():
+    from diffgym.benchmarks.report import split_rule
+
+    assert split_rule("mean:f=2,cut=1") == ("mean", {"guidance_factor": 2.0,
+                                                     "guidance_max_sigma": 1.0})
+    assert split_rule("greedy:cut=0.5") == (None, {"guidance_max_sigma": 0.5})
+    assert split_rule("1.5:f=0") == (1.5, {"guidance_factor": 0.0})
+    assert split_rule(1.0) == (1.0, {}) and split_rule(None) == (None, {})
+    assert compare.tau_name("mean:f=2,cut=1") == "mean f=2,cut=1"
+    assert compare.tau_name("1:cut=1") == "τ=1 cut=1"
+
+
+def test_a_reshaped_candidate_is_scored_and_evaluated_as_that_sampler(tiny, tmp_path,
+                                                                      monkeypatch):
+    """``mean:f=2,cut=1`` among the candidates: the search seed scores the mean-action sampler
+    with its guidance doubled below sigma = 1; forced to it, the learned row evaluates that
+    sampler on its seed, NFE included; a task without a guidance menu refuses it before any
+    work."""
+    from diffgym.agents.policy_sampling import PolicySampler
+    from diffgym.agents.train import load_run_config
+    from diffgym.benchmarks.evaluate import SEARCH_SEED, evaluate_sampler
+    from diffgym.envs import make_task
+
+    _, out = tiny
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    rule = "mean:f=2,cut=1"
+    cfg = {**TINY, "inference_candidates": ("greedy", 1, rule), "plots": False}
+    run_dir = copy / "runs" / RUN
+    trained = runs.train_or_load(load_run_config(run_dir), run_dir, device="cpu", progress=False)
+    task = make_task("gmm2d", **MIXTURE)
+
+    def scored(seed):
+        sampler = PolicySampler(trained.policy, task, mean_action=True, guidance_factor=2.0,
+                                guidance_max_sigma=1.0)
+        with torch.inference_mode():
+            return evaluate_sampler(task, sampler.actions(None), n=64, seed=seed, guided=True,
+                                    renoise_budget=sampler.renoise_budget, base_grid=True)
+
+    real_choose = runs.choose_inference
+    monkeypatch.setattr(runs, "choose_inference", lambda sel, *a: (
+        next(k for k in sel if k[1] == rule), False))
+    forced = run_comparison("gmm2d", out_dir=copy, **cfg)
+    monkeypatch.setattr(runs, "choose_inference", real_choose)
+    assert forced.num_trained == 0
+    learned = {r.method: r for r in forced.rows}[METHOD]
+    got = learned.per_seed[0]
+    assert got["selection"]["mean f=2,cut=1"] == scored(SEARCH_SEED).metrics["sw2"]
+    assert got["temperature"] == rule and "inference mean f=2,cut=1" in learned.detail
+    assert got["metrics"]["sw2"] == scored(got["eval_seed"]).metrics["sw2"]
+    assert got["nfe_per_sample"] == scored(got["eval_seed"]).nfe_per_sample
+    with pytest.raises(ValueError, match="reshape guidance; task 'gmm2d' has no guidance menu"):
+        run_comparison("gmm2d", out_dir=tmp_path / "none", **{
+            **cfg, "task_overrides": {**cfg.get("task_overrides", {}),
+                                      "guidance_levels": (1.0,)}})
+    assert not (tmp_path / "none" / "grid").exists()
+
+
 def test_cli_inference_candidates(compare_config_of, capsys, tmp_path):
     from diffgym.cli import main
 
@@ -848,6 +919,12 @@ def test_cli_inference_candidates(compare_config_of, capsys, tmp_path):
                  "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert "unknown inference candidate 'mode'; allowed: greedy, mean" in err
+    args = _parse(["compare", "--budget", "quick", "--inference-candidates", "greedy",
+                   "mean:cut=1,f=2", "--out", str(tmp_path)])
+    assert compare_config_of(args).inference_candidates == (None, "mean:f=2,cut=1")
+    assert main(["compare", "--budget", "quick", "--inference-candidates", "mean:f=x",
+                 "--out", str(tmp_path / "c")]) == 2
+    assert "bad guidance reshaping 'f=x'" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
 
 
