@@ -62,7 +62,7 @@ from typing import Any
 from diffgym.benchmarks.compare import INFERENCE_TEMPERATURES, CompareConfig, run_comparison
 from diffgym.benchmarks.evaluate import finite_or_none
 from diffgym.benchmarks.grid import DEFAULT_N
-from diffgym.benchmarks.report import MEAN_ACTION, ComparisonResult, tau_name
+from diffgym.benchmarks.report import MEAN_ACTION, ComparisonResult, split_rule, tau_name
 from diffgym.benchmarks.suite_outcomes import (
     MODE_METRIC,
     TARGETS,
@@ -368,7 +368,7 @@ class SuiteResult:
     def to_markdown(self) -> str:
         cfg, m = self.config, self.metric
         guard = cfg.inference_guard is not None
-        mean = MEAN_ACTION in cfg.inference_candidates
+        mean = any(split_rule(t)[0] == MEAN_ACTION for t in cfg.inference_candidates)
         arrow = "lower" if self.direction == "min" else "higher"
         split = (f", split {cfg.split}" if cfg.task in TASK_SPLITS else "")
         lines = [

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from diffgym.benchmarks.report import MEAN_ACTION, ComparisonResult, tau_name
+from diffgym.benchmarks.report import MEAN_ACTION, ComparisonResult, split_rule, tau_name
 
 __all__ = [
     "MODE_METRIC",
@@ -68,7 +68,8 @@ class MethodOutcome:
         tau1_minus_greedy: mean over runs of the headline metric at tau = 1 minus greedy on the
             search seed (signed: positive is worse); tau1_runs: runs that chose tau = 1;
             default_runs: runs whose guarded inference (``--inference-guard``) is the default
-            sampler; mean_runs: runs that chose the mean action (``--inference-candidates``).
+            sampler; mean_runs: runs that chose the mean action (``--inference-candidates``),
+            with or without guidance reshapings (``mean:f=2,cut=1``).
         default_reached, grid_mode_tv_ok: the same two rules applied to the task's default
             sampler (default - best grid point) and best grid point (its mode TV - default's):
             what no learning and the grid itself score on the task (the same for every method).
@@ -213,7 +214,7 @@ def outcomes_from_comparison(result: ComparisonResult, task_seed: int) -> list[M
             tau1_minus_greedy=statistics.fmean(tau_diffs) if tau_diffs else math.nan,
             tau1_runs=sum(1 for s in runs if s.get("temperature") == 1.0),
             default_runs=sum(1 for s in runs if s.get("inference") == "default"),
-            mean_runs=sum(1 for s in runs if s.get("temperature") == MEAN_ACTION),
+            mean_runs=sum(1 for s in runs if split_rule(s.get("temperature"))[0] == MEAN_ACTION),
             **mode, **reference,
         ))
     return out

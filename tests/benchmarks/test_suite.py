@@ -275,6 +275,13 @@ def test_outcomes_from_a_synthetic_comparison():
     meaned.rows[-1].per_seed[0].update(temperature="mean")
     (om,) = outcomes_from_comparison(meaned, task_seed=7)
     assert om.mean_runs == 1 and om.tau1_runs == 0 and om.to_row("x")["mean_runs"] == 1
+    meaned.rows[-1].per_seed[0].update(temperature="mean:f=2,cut=1")  # reshaped: still counted
+    (reshaped,) = outcomes_from_comparison(meaned, task_seed=7)
+    assert reshaped.mean_runs == 1 and reshaped.tau1_runs == 0
+    rmd = SuiteResult(config=cfg.replace(inference_candidates=("mean:f=2,cut=1",)),
+                      metric="sw2", direction="min", outcomes=[reshaped, o]).to_markdown()
+    assert "runs on the mean action" in rmd and "inference among mean f=2,cut=1" in rmd
+    meaned.rows[-1].per_seed[0].update(temperature="mean")
     assert o.mean_runs == 0 and "runs on the mean action" not in md
     mcfg = cfg.replace(inference_candidates=("greedy", 1.0, "mean"))
     mres = SuiteResult(config=mcfg, metric="sw2", direction="min", outcomes=[om, o])
