@@ -125,6 +125,10 @@ def policy_samplers(task_dir: Path, run: str, task, n: int, factors: list[float]
     policy, _, _ = load_policy(task_dir / "runs" / run)
     if inference != "chosen":
         tau = None if inference == "greedy" else inference
+    elif isinstance(tau, str) and ":" in tau:
+        raise SystemExit(f"{task_dir}: run {run!r} chose the reshaped rule {tau!r}; give "
+                         "--policy-inference (greedy, mean or a temperature) to reshape a plain "
+                         "rule")
     mean = (inference == "chosen" and choice == MEAN_ACTION) or tau == MEAN_ACTION
     out: dict[str, Any] = {}
     for name in policy_names(factors, cuts):

@@ -312,6 +312,9 @@ def test_policy_guidance_reshapings(tmp_path, load_script):
         probe.main(["--suite", str(suite), "--out", str(tmp_path / "o.json")])
     with pytest.raises(SystemExit, match="no learned row"):
         probe.main(argv[:2] + ["--policy", "ppo_js_seed0", "--out", str(tmp_path / "o.json")])
+    _with_run(suite, tmp_path, temperature="mean:f=2,cut=1")  # a reshaped rule was chosen
+    with pytest.raises(SystemExit, match="chose the reshaped rule 'mean:f=2,cut=1'"):
+        probe.main(argv[:4] + ["--out", str(tmp_path / "o.json")])
     _with_run(suite, tmp_path, inference="default")  # the guard kept the default sampler
     with pytest.raises(SystemExit, match="allowed: the final policy"):
         probe.main(argv[:4] + ["--out", str(tmp_path / "o.json")])
