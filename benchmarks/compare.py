@@ -120,6 +120,7 @@ from diffgym.benchmarks.runs import (
     check_inference_guard,
     evaluate_policy,
     evaluation_record,
+    guard_reference,
     load_samples_npz,
     save_samples_npz,
     search_inference,
@@ -210,8 +211,10 @@ class CompareConfig:
             together (with ``inference_guard``, or the default sampler); every candidate's
             search-seed evaluation is counted in the learned cost. 1: the final model only.
         selection_n: samples of each of those search-seed selection evaluations (``None``:
-            ``n_eval``); a larger n makes the choice less noisy at its counted cost. Not with
-            ``inference_guard``, whose reference is the default sampler's run at ``n_eval``.
+            ``n_eval``); a larger n makes the choice less noisy at its counted cost. With
+            ``inference_guard``, the guard's reference (the default sampler on the search seed)
+            is then run on as many samples too, once per row, and counted
+            (:func:`~diffgym.benchmarks.runs.guard_reference`).
         plots: write the PNGs.
         fid_weights: the FID Inception-v3 state dict; every evaluation then also reports
             Inception FID, KID and precision/recall (image tasks only).
@@ -320,9 +323,6 @@ class CompareConfig:
             if isinstance(sn, bool) or not isinstance(sn, int) or not 2 <= sn < EVAL_SEED_STRIDE:
                 raise ValueError(f"selection_n must be None or an int in [2, {EVAL_SEED_STRIDE})"
                                  f", got {sn!r}")
-            if guard is not None and sn != n_eval:
-                raise ValueError(f"selection_n={sn} differs from n_eval={n_eval}: the inference "
-                                 f"guard compares with the default sampler's run at n_eval")
         if self.out_dir is not None:
             set_("out_dir", Path(self.out_dir))
 
@@ -528,15 +528,20 @@ def _learned_row(
         # The inference temperature (and with select_checkpoints, the checkpoint) is chosen on
         # the search seed, as grid points are.
         many = cfg.select_checkpoints > 1
+        reference = None if default is None else (default[0].metrics, default[0].cost)
+        if cfg.inference_guard is not None and cfg.selection_n not in (None, cfg.n_eval):
+            ref = guard_reference(ctx.task, ctx.fingerprint, cfg.selection_n, seed=SEARCH_SEED,
+                                  device=cfg.device, cache=ctx.cache)  # as many samples
+            reference = (ref["metrics"], Cost.from_dict(ref["cost"]))
         chosen, tau, use_default, selection, selection_cost, checkpoints = search_inference(
             run.at_milestones(cfg.select_checkpoints) if many else [run],
             lambda c, t, common=common: evaluate_policy(
                 run=c, **{**common, "n": cfg.selection_n or cfg.n_eval}, tau=t,
                 seed=SEARCH_SEED)[1],
             cfg.inference_candidates, ctx.metric, ctx.direction, cfg.inference_guard,
-            None if default is None else default[0].metrics, checkpoints=many)
-        if cfg.inference_guard is not None and default is not None and j == 0:
-            selection_cost += default[0].cost  # the guard's reference, run once for the row
+            None if reference is None else reference[0], checkpoints=many)
+        if cfg.inference_guard is not None and reference is not None and j == 0:
+            selection_cost += reference[1]  # the guard's reference, run once for the row
         for rep in range(reps):  # the run's evaluation seeds; the first one's cost is counted
             s, first = ctx.eval_seeds[j * reps + rep], j == 0 and rep == 0
             if use_default:  # the guard kept the default sampler: its row's evaluation
@@ -571,7 +576,7 @@ def _learned_row(
                 **({} if cfg.inference_guard is None else {"selection_guard": {  # its inputs
                     **{tau_name(t): r["metrics"][cfg.inference_guard]
                        for t, r in selection.items()},
-                    "default": default[0].metrics[cfg.inference_guard]}}),  # checked: not None
+                    "default": reference[0][cfg.inference_guard]}}),  # checked: not None
             })
             profiles.append(record["profile"])
             if rep == 0:

@@ -304,6 +304,23 @@ def evaluate_policy(
     return key, record, sampler
 
 
+def guard_reference(task: Task, task_fp: str, n: int, *, seed: int, device: str,
+                    cache: Any) -> dict[str, Any]:
+    """The default sampler (plain Heun on the task's schedule, evaluated as the grid evaluates
+    its default point) on ``seed`` with ``n`` samples: the inference guard's reference when the
+    learned candidates are scored on ``selection_n`` samples; cached in ``cache``."""
+    key = hashlib.sha256(json.dumps(
+        {"guard_reference": "default", "task": task_fp, "n": n, "seed": seed,
+         **noise_key_fields()}, sort_keys=True).encode()).hexdigest()[:16]
+    record = cache.get(key)
+    if record is None:
+        ev = evaluate_sampler(task, None, n=n, seed=seed, guided=False, device=device,
+                              category="grid_point")
+        record = evaluation_record(ev, {"method": "default", "n": n})
+        cache.put(key, record)
+    return record
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

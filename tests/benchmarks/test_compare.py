@@ -612,16 +612,13 @@ def test_a_forced_checkpoint_is_evaluated_and_counted(tmp_path, monkeypatch, cap
 def test_selection_n_chooses_the_temperature_on_more_samples(tiny, tmp_path):
     """``selection_n``: the temperatures are scored on the search seed at that n (the same
     numbers as ``evaluate_policy`` there), their cost is what the learned row counts, and the
-    evaluation seeds keep ``n_eval``; a guard with another n is refused."""
+    evaluation seeds keep ``n_eval``."""
     from diffgym.agents.train import load_run_config
     from diffgym.benchmarks.evaluate import SEARCH_SEED, task_fingerprint
     from diffgym.envs import make_task
 
     with pytest.raises(ValueError, match="selection_n must be None or an int in .*, got 1"):
         CompareConfig(selection_n=1)
-    with pytest.raises(ValueError, match="selection_n=512 differs from n_eval=2048: the "
-                       "inference guard"):
-        CompareConfig(selection_n=512, inference_guard="mode_tv")
     first, out = tiny
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
@@ -648,6 +645,45 @@ def test_selection_n_chooses_the_temperature_on_more_samples(tiny, tmp_path):
     was = old.per_seed[0]
     train_nfe = old.cost.nfe - was["selection_cost"]["nfe"] - was["cost"]["nfe"]
     assert learned.cost.nfe == train_nfe + nfe + rec["cost"]["nfe"]
+
+
+def test_the_guard_at_selection_n_compares_with_the_default_at_that_n(tiny, tmp_path):
+    """``selection_n`` with the guard: the reference is the default sampler on the search seed
+    at ``selection_n`` (the grid's own evaluation arguments), recorded as the guard's input and
+    counted once in the selection cost, with every candidate's run at that n."""
+    from diffgym.agents.train import load_run_config
+    from diffgym.benchmarks.evaluate import SEARCH_SEED, evaluate_sampler, task_fingerprint
+    from diffgym.envs import make_task
+
+    _, out = tiny
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    cfg = {**TINY, "inference_guard": "mode_tv", "plots": False}
+    at_eval = run_comparison("gmm2d", out_dir=copy, **cfg)
+    again = run_comparison("gmm2d", out_dir=copy, **{**cfg, "selection_n": 128})
+    assert again.num_trained == 0 and again.settings["selection_n"] == 128
+    task = make_task("gmm2d", **MIXTURE)
+    ref = evaluate_sampler(task, None, n=128, seed=SEARCH_SEED, guided=False,
+                           category="grid_point")
+    assert ref.cost.nfe == 128 * 35  # plain Heun: 2 x 18 - 1 NFE per sample
+    rec = {r.method: r for r in again.rows}[METHOD].per_seed[0]
+    was = {r.method: r for r in at_eval.rows}[METHOD].per_seed[0]
+    assert rec["selection_guard"]["default"] == ref.metrics["mode_tv"]
+    default_row = next(r for r in at_eval.rows if r.kind == "default")
+    assert was["selection_guard"]["default"] != ref.metrics["mode_tv"]  # the grid's, at n_eval
+    run_dir = copy / "runs" / RUN
+    trained = runs.train_or_load(load_run_config(run_dir), run_dir, device="cpu", progress=False)
+    searched = 0
+    for t in compare.INFERENCE_TEMPERATURES:
+        _, r, _ = runs.evaluate_policy(
+            run=trained, config=trained.config, method=METHOD, task=task,
+            task_fp=task_fingerprint(task), n=128, device="cpu", cache=runs.EvalCache(None),
+            tau=t, seed=SEARCH_SEED)
+        assert rec["selection_guard"][compare.tau_name(t)] == r["metrics"]["mode_tv"]
+        searched += r["cost"]["nfe"]
+    assert rec["selection_cost"]["nfe"] == searched + ref.cost.nfe
+    assert default_row.per_seed  # the default row itself is unchanged by the guard's n
+    assert {r.method: r for r in again.rows}["default"].metrics == default_row.metrics
 
 
 def test_cli_select_checkpoints(compare_config_of, tmp_path):
