@@ -609,13 +609,26 @@ def test_a_forced_checkpoint_is_evaluated_and_counted(tmp_path, monkeypatch, cap
     assert "has 1 rounds: choosing among 1 checkpoints, not 2" in caplog.text  # said, not silent
 
 
+def _search_seed_records(out, *, n: int) -> dict[str, dict]:
+    """The comparison's run in ``out`` evaluated at each default inference temperature on the
+    search seed with ``n`` samples (as the comparison scores its candidates), by name."""
+    from diffgym.agents.train import load_run_config
+    from diffgym.benchmarks.evaluate import SEARCH_SEED, task_fingerprint
+    from diffgym.envs import make_task
+
+    run_dir = out / "runs" / RUN
+    trained = runs.train_or_load(load_run_config(run_dir), run_dir, device="cpu", progress=False)
+    task = make_task("gmm2d", **MIXTURE)
+    return {compare.tau_name(t): runs.evaluate_policy(
+        run=trained, config=trained.config, method=METHOD, task=task,
+        task_fp=task_fingerprint(task), n=n, device="cpu", cache=runs.EvalCache(None), tau=t,
+        seed=SEARCH_SEED)[1] for t in compare.INFERENCE_TEMPERATURES}
+
+
 def test_selection_n_chooses_the_temperature_on_more_samples(tiny, tmp_path):
     """``selection_n``: the temperatures are scored on the search seed at that n (the same
     numbers as ``evaluate_policy`` there), their cost is what the learned row counts, and the
     evaluation seeds keep ``n_eval``."""
-    from diffgym.agents.train import load_run_config
-    from diffgym.benchmarks.evaluate import SEARCH_SEED, task_fingerprint
-    from diffgym.envs import make_task
 
     with pytest.raises(ValueError, match="selection_n must be None or an int in .*, got 1"):
         CompareConfig(selection_n=1)
@@ -627,17 +640,9 @@ def test_selection_n_chooses_the_temperature_on_more_samples(tiny, tmp_path):
     learned = {r.method: r for r in again.rows}[METHOD]
     old = {r.method: r for r in first.rows}[METHOD]
     rec = learned.per_seed[0]
-    run_dir = copy / "runs" / RUN
-    trained = runs.train_or_load(load_run_config(run_dir), run_dir, device="cpu",
-                                 progress=False)
-    task = make_task("gmm2d", **MIXTURE)
     nfe = 0
-    for t in compare.INFERENCE_TEMPERATURES:
-        _, r, _ = runs.evaluate_policy(
-            run=trained, config=trained.config, method=METHOD, task=task,
-            task_fp=task_fingerprint(task), n=128, device="cpu", cache=runs.EvalCache(None),
-            tau=t, seed=SEARCH_SEED)
-        assert rec["selection"][compare.tau_name(t)] == r["metrics"]["sw2"]
+    for name, r in _search_seed_records(copy, n=128).items():
+        assert rec["selection"][name] == r["metrics"]["sw2"]
         nfe += r["cost"]["nfe"]
     assert rec["selection_cost"]["nfe"] == nfe
     assert rec["selection_cost"]["nfe"] > old.per_seed[0]["selection_cost"]["nfe"]
@@ -651,8 +656,7 @@ def test_the_guard_at_selection_n_compares_with_the_default_at_that_n(tiny, tmp_
     """``selection_n`` with the guard: the reference is the default sampler on the search seed
     at ``selection_n`` (the grid's own evaluation arguments), recorded as the guard's input and
     counted once in the selection cost, with every candidate's run at that n."""
-    from diffgym.agents.train import load_run_config
-    from diffgym.benchmarks.evaluate import SEARCH_SEED, evaluate_sampler, task_fingerprint
+    from diffgym.benchmarks.evaluate import SEARCH_SEED, evaluate_sampler
     from diffgym.envs import make_task
 
     _, out = tiny
@@ -671,18 +675,12 @@ def test_the_guard_at_selection_n_compares_with_the_default_at_that_n(tiny, tmp_
     assert rec["selection_guard"]["default"] == ref.metrics["mode_tv"]
     default_row = next(r for r in at_eval.rows if r.kind == "default")
     assert was["selection_guard"]["default"] != ref.metrics["mode_tv"]  # the grid's, at n_eval
-    run_dir = copy / "runs" / RUN
-    trained = runs.train_or_load(load_run_config(run_dir), run_dir, device="cpu", progress=False)
     searched = 0
-    for t in compare.INFERENCE_TEMPERATURES:
-        _, r, _ = runs.evaluate_policy(
-            run=trained, config=trained.config, method=METHOD, task=task,
-            task_fp=task_fingerprint(task), n=128, device="cpu", cache=runs.EvalCache(None),
-            tau=t, seed=SEARCH_SEED)
-        assert rec["selection_guard"][compare.tau_name(t)] == r["metrics"]["mode_tv"]
+    for name, r in _search_seed_records(copy, n=128).items():
+        assert rec["selection_guard"][name] == r["metrics"]["mode_tv"]
         searched += r["cost"]["nfe"]
     assert rec["selection_cost"]["nfe"] == searched + ref.cost.nfe
-    assert default_row.per_seed  # the default row itself is unchanged by the guard's n
+    # the default row itself (the evaluation seeds) is not changed by the guard's n
     assert {r.method: r for r in again.rows}["default"].metrics == default_row.metrics
 
 
