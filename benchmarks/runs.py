@@ -406,7 +406,7 @@ def _plain_rule(v: Any) -> float | str | None:
 
 def _reshaped_rule(v: str) -> str:
     """``"RULE:f=A,cut=C"`` normalised (the base rule's text, then ``f`` and ``cut`` in that
-    order, numbers as ``%g``); ValueError names a bad part."""
+    order, numbers to 12 significant digits); ValueError names a bad part."""
     base_text, spec = v.split(":", 1)
     base = _plain_rule(base_text)
     values: dict[str, float] = {}

@@ -656,7 +656,7 @@ def test_the_guard_at_selection_n_compares_with_the_default_at_that_n(tiny, tmp_
     """``selection_n`` with the guard: the reference is the default sampler on the search seed
     at ``selection_n`` (the grid's own evaluation arguments), recorded as the guard's input and
     counted once in the selection cost, with every candidate's run at that n."""
-    from diffgym.benchmarks.evaluate import SEARCH_SEED, evaluate_sampler
+    from diffgym.benchmarks.evaluate import SEARCH_SEED, evaluate_sampler, task_fingerprint
     from diffgym.envs import make_task
 
     _, out = tiny
@@ -675,6 +675,9 @@ def test_the_guard_at_selection_n_compares_with_the_default_at_that_n(tiny, tmp_
     assert rec["selection_guard"]["default"] == ref.metrics["mode_tv"]
     default_row = next(r for r in at_eval.rows if r.kind == "default")
     assert was["selection_guard"]["default"] != ref.metrics["mode_tv"]  # the grid's, at n_eval
+    same_n = runs.guard_reference(task, task_fingerprint(task), TINY["n_eval"], seed=SEARCH_SEED,
+                                  device="cpu", cache=runs.EvalCache(None))
+    assert same_n["metrics"]["mode_tv"] == was["selection_guard"]["default"]  # = the grid's point
     searched = 0
     for name, r in _search_seed_records(copy, n=128).items():
         assert rec["selection_guard"][name] == r["metrics"]["mode_tv"]
