@@ -45,9 +45,10 @@ over them is ``policy_hindsight_both``: could a search-seed choice of how much o
 guidance to keep, and where, meet both rules where the policy alone does not?
 
 Results are written after every task (atomically); rerunning with the same ``--out``,
-``--sigma-min``, ``--n`` and ``--grid-top`` (or naming earlier outputs with ``--reuse``) reuses the
-finished tasks of the same comparisons, and with other settings their sampler rows at the same
-``--n``. Development suites only.
+``--sigma-min``, ``--n``, ``--grid-top`` and policy settings (or naming earlier outputs with
+``--reuse``) reuses the finished tasks of the same comparisons, and with other settings their
+sampler rows at the same ``--n`` (the policy's only for the same run and inference rule).
+Development suites only.
 
     python benchmarks/scripts/sigma_min_probe.py \\
         --suite benchmarks/results/suite/dev-s18-rf-base \\
@@ -119,7 +120,8 @@ def policy_samplers(task_dir: Path, run: str, task, n: int, factors: list[float]
         raise SystemExit(f"{task_dir}: run {run!r} was evaluated under {len(rules)} inference "
                          "rules; allowed: exactly one (one training seed, no checkpoint choice)")
     ((choice, tau, at),) = rules
-    if choice == "default" or (at is not None and at != evals[0].get("total_rounds")):
+    if (choice == "default" and inference == "chosen") or (
+            at is not None and at != evals[0].get("total_rounds")):
         raise SystemExit(f"{task_dir}: run {run!r} chose {choice or at!r}; allowed: the final "
                          "policy at greedy, a temperature or the mean action")
     policy, _, _ = load_policy(task_dir / "runs" / run)
