@@ -28,6 +28,7 @@ from diffgym.benchmarks.evaluate import (
     evaluate_sampler,
     finite_or_none,
 )
+from diffgym.benchmarks.grid import evaluate_point
 from diffgym.benchmarks.report import KNOB_FIELDS, MEAN_ACTION, RESHAPE_KEYS, split_rule, tau_name
 from diffgym.envs.io import atomic_save_npz, atomic_write_json, locked
 from diffgym.envs.noise import noise_key_fields
@@ -306,17 +307,17 @@ def evaluate_policy(
 
 def guard_reference(task: Task, task_fp: str, n: int, *, seed: int, device: str,
                     cache: Any) -> dict[str, Any]:
-    """The default sampler (plain Heun on the task's schedule, evaluated as the grid evaluates
-    its default point) on ``seed`` with ``n`` samples: the inference guard's reference when the
+    """The default sampler on ``seed`` with ``n`` samples (the grid's own default point,
+    :func:`~diffgym.benchmarks.grid.evaluate_point`): the inference guard's reference when the
     learned candidates are scored on ``selection_n`` samples; cached in ``cache``."""
     key = hashlib.sha256(json.dumps(
         {"guard_reference": "default", "task": task_fp, "n": n, "seed": seed,
          **noise_key_fields()}, sort_keys=True).encode()).hexdigest()[:16]
     record = cache.get(key)
     if record is None:
-        ev = evaluate_sampler(task, None, n=n, seed=seed, guided=False, device=device,
-                              category="grid_point")
-        record = evaluation_record(ev, {"method": "default", "n": n})
+        point = evaluate_point(task, None, n=n, seed=seed, device=device)
+        record = {"metrics": point.metrics, "cost": point.cost.to_dict(), "method": "default",
+                  "n": n}
         cache.put(key, record)
     return record
 

@@ -68,12 +68,13 @@ from typing import Any
 
 import torch
 
-from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET, PolicySampler
+from diffgym.agents.policy_sampling import ACTION_SEED_OFFSET
 from diffgym.agents.train import load_policy
 from diffgym.benchmarks.evaluate import evaluate_sampler, task_fingerprint
 from diffgym.benchmarks.grid import DEFAULT_FAMILY, PointResult
 from diffgym.benchmarks.grid_families import point_task
 from diffgym.benchmarks.report import MEAN_ACTION, paired_interval
+from diffgym.benchmarks.runs import check_inference_candidates, inference_sampler
 from diffgym.benchmarks.suite import finished_suite_tasks
 from diffgym.benchmarks.suite_outcomes import TARGETS, reached
 from diffgym.envs.io import atomic_write_json
@@ -91,16 +92,24 @@ def _score(task, actions, *, n: int, seed: int, guided: bool = False, renoise_bu
     return {**{m: float(ev.metrics[m]) for m in METRICS}, "nfe_per_sample": ev.nfe_per_sample}
 
 
-def policy_names(factors: list[float], cuts: list[float]) -> list[str]:
-    """The policy's samplers: as chosen, each guidance factor, each cut, each pair."""
-    names = ["policy"]
+def _policy_variants(factors: list[float], cuts: list[float]) -> list[tuple[str, str]]:
+    """The policy's samplers as ``(name, reshaping)``: as chosen (``""``), each guidance factor,
+    each cut, each pair (the reshaping in the text of an inference rule after its ``:``)."""
+    out = [("policy", "")]
     for f in [None, *factors]:
         for c in [None, *cuts]:
             if f is not None or c is not None:
                 parts = ([f"f={f:g}"] if f is not None else []) + (
                     [f"cut={c:g}"] if c is not None else [])
-                names.append("policy:" + ",".join(parts))
-    return names
+                exact = ([f"f={f!r}"] if f is not None else []) + (
+                    [f"cut={c!r}"] if c is not None else [])
+                out.append(("policy:" + ",".join(parts), ",".join(exact)))
+    return out
+
+
+def policy_names(factors: list[float], cuts: list[float]) -> list[str]:
+    """The policy's samplers: as chosen, each guidance factor, each cut, each pair."""
+    return [name for name, _ in _policy_variants(factors, cuts)]
 
 
 def policy_samplers(task_dir: Path, run: str, task, n: int, factors: list[float],
@@ -131,15 +140,12 @@ def policy_samplers(task_dir: Path, run: str, task, n: int, factors: list[float]
         raise SystemExit(f"{task_dir}: run {run!r} chose the reshaped rule {tau!r}; give "
                          "--policy-inference (greedy, mean or a temperature) to reshape a plain "
                          "rule")
-    mean = (inference == "chosen" and choice == MEAN_ACTION) or tau == MEAN_ACTION
+    head = "greedy" if tau is None else MEAN_ACTION if tau == MEAN_ACTION else repr(float(tau))
     out: dict[str, Any] = {}
-    for name in policy_names(factors, cuts):
-        spec = dict(kv.split("=") for kv in name.partition(":")[2].split(",") if kv)
-        sampler = PolicySampler(policy, task, greedy=tau is None and not mean,
-                                temperature=1.0 if tau is None or mean else float(tau),
-                                mean_action=mean,
-                                guidance_factor=float(spec.get("f", 1.0)),
-                                guidance_max_sigma=float(spec["cut"]) if "cut" in spec else None)
+    for name, reshape in _policy_variants(factors, cuts):
+        # the comparison's own rule, reshaped: built as the comparison builds its candidates
+        rule = tau if not reshape else check_inference_candidates([f"{head}:{reshape}"])[0]
+        sampler = inference_sampler(policy, task, rule)
 
         def score(seed: int, sampler=sampler) -> dict[str, float]:
             noise = None if sampler.greedy or sampler.mean_action else PerSampleNoise(
