@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -399,7 +400,8 @@ class SuiteResult:
                 _pm(o.delta_mean, o.delta_std), _flag(o.reached), _g(o.mode_tv_learned),
                 _g(o.mode_tv_default), _pm(o.mode_tv_delta_mean, o.mode_tv_delta_std),
                 _flag(o.mode_tv_ok), f"{_x(o.ratio_nfe)} ({_x(o.ratio_nfe_per_run)})",
-                _x(o.ratio_seconds), _g(o.tau1_minus_greedy, "+.3g"),
+                _x(o.ratio_seconds),
+                "—" if math.isnan(o.tau1_minus_greedy) else _g(o.tau1_minus_greedy, "+.3g"),
             ]) + " |")
         lines += [
             "",
@@ -418,6 +420,7 @@ class SuiteResult:
                 f"{_x(s.ratio_nfe_median)} ({_x(s.ratio_nfe_min)})",
                 f"{_x(s.ratio_nfe_per_run_median)} ({_x(s.ratio_nfe_per_run_min)})",
                 f"{_x(s.ratio_seconds_median)} ({_x(s.ratio_seconds_min)})",
+                "—" if not s.tau1_defined else
                 f"{_g(s.tau1_minus_greedy_mean, '+.3g')} ({s.tau1_no_worse}/{s.tau1_defined}; "
                 f"{s.tau1_runs}/{s.runs})",
                 *([f"{s.default_runs}/{s.runs}"] if guard else []),
@@ -429,7 +432,7 @@ class SuiteResult:
         lines += ["", "τ=1 - greedy: the headline metric on the search seed, where the "
                   "comparison chooses the inference temperature (positive: τ=1 worse)"
                   + (", at the chosen checkpoint" if cfg.select_checkpoints > 1 else "")
-                  + ".", "",
+                  + "; — where a run's inference candidates do not include both.", "",
                   f"Reference, by the same rules: the default sampler reaches the best grid point "
                   f"on {k_d}/{n_d} tasks ({_pct(f_d)}); the best grid point has mode TV <= "
                   f"default on {k_g}/{n_g} ({_pct(f_g)}).", ""]

@@ -281,6 +281,17 @@ def test_outcomes_from_a_synthetic_comparison():
     rmd = SuiteResult(config=cfg.replace(inference_candidates=("mean:f=2,cut=1",)),
                       metric="sw2", direction="min", outcomes=[reshaped, o]).to_markdown()
     assert "runs on the mean action" in rmd and "inference among mean f=2,cut=1" in rmd
+    # no run had both greedy and tau = 1 among its candidates: a dash, not a nan, per task and in
+    # the summary (whose last columns are the runs on the default sampler and on the mean action)
+    only_mean = dataclasses.replace(reshaped, tau1_minus_greedy=math.nan)
+    dmd = SuiteResult(config=cfg.replace(inference_candidates=("mean:f=2,cut=1",)), metric="sw2",
+                      direction="min", outcomes=[only_mean]).to_markdown()
+    row = next(line for line in dmd.splitlines() if line.startswith("| 7 | "))
+    assert row.endswith("| — |") and "nan" not in row.split("|")[-2]
+    summary = next(line for line in dmd.splitlines() if line.startswith("| ppo+gail/js | 1 |"))
+    assert "| — |" in summary and "(0/0;" not in summary
+    assert "— where a run's inference candidates do not include both" in dmd
+    assert "| — |" not in md  # a run with both: its difference, as before
     meaned.rows[-1].per_seed[0].update(temperature="mean")
     assert o.mean_runs == 0 and "runs on the mean action" not in md
     mcfg = cfg.replace(inference_candidates=("greedy", 1.0, "mean"))
