@@ -282,7 +282,7 @@ def test_outcomes_from_a_synthetic_comparison():
                       metric="sw2", direction="min", outcomes=[reshaped, o]).to_markdown()
     assert "runs on the mean action" in rmd and "inference among mean f=2,cut=1" in rmd
     # no run had both greedy and tau = 1 among its candidates: a dash, not a nan, per task and in
-    # the summary (whose last columns are the runs on the default sampler and on the mean action)
+    # the summary
     only_mean = dataclasses.replace(reshaped, tau1_minus_greedy=math.nan)
     dmd = SuiteResult(config=cfg.replace(inference_candidates=("mean:f=2,cut=1",)), metric="sw2",
                       direction="min", outcomes=[only_mean]).to_markdown()
