@@ -409,6 +409,30 @@ RESHAPE_KEYS = {"f": "guidance_factor", "cut": "guidance_max_sigma"}
 :class:`~diffgym.agents.policy_sampling.PolicySampler` arguments."""
 
 
+INFERENCE_RULES_ALLOWED = (
+    f"greedy, {MEAN_ACTION}, or a temperature (a finite number > 0), each optionally with "
+    f"guidance reshapings after ':' (e.g. {MEAN_ACTION}:f=2,cut=1: f >= 0 scales w - 1, cut > 0 "
+    f"leaves steps above that sigma unguided)")
+"""What an inference rule may be (error messages of
+:func:`~diffgym.benchmarks.runs.check_inference_candidates`)."""
+
+
+def plain_rule(v: Any) -> float | str | None:
+    """An inference rule without reshapings: ``None`` or ``"greedy"`` -> ``None``, ``"mean"``,
+    or a temperature (a finite number > 0, or its text) -> ``float``; ValueError otherwise."""
+    if v is None or v == "greedy":
+        return None
+    if v == MEAN_ACTION:
+        return MEAN_ACTION
+    try:
+        tau = float(v) if not isinstance(v, bool) else math.nan
+    except (TypeError, ValueError):
+        tau = math.nan
+    if not (math.isfinite(tau) and tau > 0):
+        raise ValueError(f"unknown inference candidate {v!r}; allowed: {INFERENCE_RULES_ALLOWED}")
+    return tau
+
+
 def split_rule(tau: float | str | None) -> tuple[float | str | None, dict[str, float]]:
     """An inference rule as ``(base rule, PolicySampler guidance arguments)``: ``"mean:f=2,cut=1"``
     -> ``("mean", {"guidance_factor": 2.0, "guidance_max_sigma": 1.0})``; a plain rule has no
@@ -417,8 +441,7 @@ def split_rule(tau: float | str | None) -> tuple[float | str | None, dict[str, f
     if not (isinstance(tau, str) and ":" in tau):
         return tau, {}
     base, spec = tau.split(":", 1)
-    value: float | str | None = (None if base == "greedy" else MEAN_ACTION
-                                 if base == MEAN_ACTION else float(base))
+    value = plain_rule(base)
     kwargs = {}
     for item in spec.split(","):
         key, _, number = item.partition("=")

@@ -29,7 +29,15 @@ from diffgym.benchmarks.evaluate import (
     finite_or_none,
 )
 from diffgym.benchmarks.grid import evaluate_point
-from diffgym.benchmarks.report import KNOB_FIELDS, MEAN_ACTION, RESHAPE_KEYS, split_rule, tau_name
+from diffgym.benchmarks.report import (
+    INFERENCE_RULES_ALLOWED,
+    KNOB_FIELDS,
+    MEAN_ACTION,
+    RESHAPE_KEYS,
+    plain_rule,
+    split_rule,
+    tau_name,
+)
 from diffgym.envs.io import atomic_save_npz, atomic_write_json, locked
 from diffgym.envs.noise import noise_key_fields
 from diffgym.envs.sampler import Knobs, PerSampleNoise, SampleResult
@@ -386,30 +394,11 @@ def train_or_load(config, run_dir: Path, *, device: str, progress: bool) -> Trai
     )
 
 
-_ALLOWED = (f"greedy, {MEAN_ACTION}, or a temperature (a finite number > 0), each optionally "
-            f"with guidance reshapings after ':' (e.g. {MEAN_ACTION}:f=2,cut=1: f >= 0 scales "
-            f"w - 1, cut > 0 leaves steps above that sigma unguided)")
-
-
-def _plain_rule(v: Any) -> float | str | None:
-    if v is None or v == "greedy":
-        return None
-    if v == MEAN_ACTION:
-        return MEAN_ACTION
-    try:
-        tau = float(v) if not isinstance(v, bool) else math.nan
-    except (TypeError, ValueError):
-        tau = math.nan
-    if not (math.isfinite(tau) and tau > 0):
-        raise ValueError(f"unknown inference candidate {v!r}; allowed: {_ALLOWED}")
-    return tau
-
-
 def _reshaped_rule(v: str) -> str:
     """``"RULE:f=A,cut=C"`` normalised (the base rule's text, then ``f`` and ``cut`` in that
     order, numbers to 12 significant digits); ValueError names a bad part."""
     base_text, spec = v.split(":", 1)
-    base = _plain_rule(base_text)
+    base = plain_rule(base_text)
     values: dict[str, float] = {}
     for item in spec.split(","):
         key, eq, number = item.strip().partition("=")
@@ -451,9 +440,10 @@ def check_inference_candidates(values: Any) -> tuple[float | str | None, ...]:
         if isinstance(v, str) and ":" in v:
             out.append(_reshaped_rule(v))
         else:
-            out.append(_plain_rule(v))
+            out.append(plain_rule(v))
     if not out:
-        raise ValueError(f"inference candidates must not be empty; allowed: {_ALLOWED}")
+        raise ValueError(f"inference candidates must not be empty; allowed: "
+                         f"{INFERENCE_RULES_ALLOWED}")
     names = [tau_name(t) for t in out]  # the records' keys: distinct values, distinct names
     if len(set(names)) != len(names):
         raise ValueError(f"inference candidates must not repeat (nor two temperatures share "
