@@ -110,12 +110,12 @@ from diffgym.benchmarks.report import (
     aggregate,
     log_wandb,
     mean_profile,
-    split_rule,
     tau_name,
     write_outputs,
 )
 from diffgym.benchmarks.runs import (
     EvalCache,
+    check_guard_fallbacks,
     check_inference_candidates,
     check_inference_guard,
     evaluate_policy,
@@ -125,6 +125,7 @@ from diffgym.benchmarks.runs import (
     save_samples_npz,
     search_inference,
     train_or_load,
+    unreshaped,
 )
 from diffgym.envs.noise import default_noise_version
 from diffgym.envs.sampler import schedule_actions
@@ -201,6 +202,16 @@ class CompareConfig:
             seed: the choice is then the best primary metric among the inference candidates
             and the default sampler itself, of those no worse on the guard (``None``: the best
             primary metric among the candidates).
+        inference_fallback: with ``inference_guard``, inference rules (as
+            ``inference_candidates``, none of them) evaluated on the search seed only when the
+            choice among the candidates is the default sampler; the best primary metric among
+            them that beats the default's and is no worse on the guard (else at most
+            ``inference_guard_tolerance`` worse) is then chosen
+            (:func:`~diffgym.benchmarks.runs.search_inference`); their evaluations are counted
+            in the learned cost when made. ``()``: none.
+        inference_guard_tolerance: that slack for the fallback rules, in the guard metric's
+            units (``0``: none; > 0 needs fallback rules). The candidates are always held to the
+            strict guard.
         inference_candidates: the inference rules a learned run chooses among on the search
             seed (:func:`~diffgym.benchmarks.runs.check_inference_candidates`: ``None`` or
             ``"greedy"``, ``"mean"`` for the mean action, or a temperature > 0); default
@@ -250,6 +261,8 @@ class CompareConfig:
     reward_options: Mapping[str, Any] = field(default_factory=dict)
     heldout: bool = False
     inference_guard: str | None = None
+    inference_guard_tolerance: float = 0.0
+    inference_fallback: tuple[float | str | None, ...] = ()
     select_checkpoints: int = 1
     selection_n: int | None = None
     inference_candidates: tuple[float | str | None, ...] = INFERENCE_TEMPERATURES
@@ -314,6 +327,10 @@ class CompareConfig:
             raise ValueError(f"unknown inference guard metric {guard!r}; allowed: "
                              f"{', '.join(sorted(METRIC_DIRECTIONS))}")
         set_("inference_candidates", check_inference_candidates(self.inference_candidates))
+        tol, fb = check_guard_fallbacks(guard, self.inference_guard_tolerance,
+                                        self.inference_fallback, self.inference_candidates)
+        set_("inference_guard_tolerance", tol)
+        set_("inference_fallback", fb)
         k = self.select_checkpoints
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_SELECT_CHECKPOINTS:
             raise ValueError(f"select_checkpoints must be an int in [1, {MAX_SELECT_CHECKPOINTS}]"
@@ -539,7 +556,8 @@ def _learned_row(
                 run=c, **{**common, "n": cfg.selection_n or cfg.n_eval}, tau=t,
                 seed=SEARCH_SEED)[1],
             cfg.inference_candidates, ctx.metric, ctx.direction, cfg.inference_guard,
-            None if reference is None else reference[0], checkpoints=many)
+            None if reference is None else reference[0], checkpoints=many,
+            tolerance=cfg.inference_guard_tolerance, fallback=cfg.inference_fallback)
         if cfg.inference_guard is not None and reference is not None and j == 0:
             selection_cost += reference[1]  # the guard's reference, run once for the row
         for rep in range(reps):  # the run's evaluation seeds; the first one's cost is counted
@@ -596,6 +614,10 @@ def _learned_row(
         + (f"{reps} evaluation seeds each, " if reps > 1 else "")
         + (f"best of {len(per_seed[0]['checkpoint_selection'])} checkpoints, " if many else "")
         + (f"chosen on {cfg.selection_n} samples, " if cfg.selection_n else "")
+        + (f"guard tolerance {cfg.inference_guard_tolerance:g}, "
+           if cfg.inference_guard_tolerance else "")
+        + (f"fallback {', '.join(tau_name(t) for t in cfg.inference_fallback)}, "
+           if cfg.inference_fallback else "")
         + "inference " + ", ".join(
             (r.get("inference") or tau_name(r.get("temperature")))
             + (f" at round {r['checkpoint_round']}/{r['total_rounds']}"
@@ -661,10 +683,13 @@ def run_comparison(
     if cfg.fid_weights is not None:
         with_fid(task, cfg.fid_weights)
     metric = default_metric(task)
-    reshaped = [t for t in cfg.inference_candidates if split_rule(t)[1]]
-    if reshaped and len(task.guidance_levels) < 2:
-        raise ValueError(f"inference candidates {reshaped} reshape guidance; task {task.name!r} "
-                         f"has no guidance menu (guidance levels {tuple(task.guidance_levels)})")
+    if len(task.guidance_levels) < 2:  # no guidance to reshape: each rule is its base rule
+        cands, fb = unreshaped(cfg.inference_candidates, cfg.inference_fallback)
+        if (cands, fb) != (cfg.inference_candidates, cfg.inference_fallback):
+            log.info("task %s has no guidance menu: inference rules %s act as %s", task.name,
+                     [tau_name(t) for t in (*cfg.inference_candidates, *cfg.inference_fallback)],
+                     [tau_name(t) for t in (*cands, *fb)])
+            cfg = cfg.replace(inference_candidates=cands, inference_fallback=fb)
     families = make_families(task, cfg.grid_families, points=cfg.grid_points)
     steps_by_agent = cfg.timesteps_by_agent()
 
@@ -735,6 +760,8 @@ def run_comparison(
         "reward_options": dict(cfg.reward_options),
         "n_envs": cfg.n_envs,
         "inference_guard": cfg.inference_guard,
+        "inference_guard_tolerance": cfg.inference_guard_tolerance,
+        "inference_fallback": list(cfg.inference_fallback),
         "inference_candidates": list(cfg.inference_candidates),  # None: greedy
         "select_checkpoints": cfg.select_checkpoints,
         "selection_n": cfg.selection_n,

@@ -48,6 +48,7 @@ __all__ = [
     "EvalCache",
     "ProfileRecorder",
     "TrainedRun",
+    "check_guard_fallbacks",
     "check_inference_guard",
     "choose_inference",
     "evaluate_policy",
@@ -56,6 +57,7 @@ __all__ = [
     "save_samples_npz",
     "search_inference",
     "train_or_load",
+    "unreshaped",
 ]
 
 log = logging.getLogger(__name__)
@@ -451,6 +453,50 @@ def check_inference_candidates(values: Any) -> tuple[float | str | None, ...]:
     return tuple(out)
 
 
+def unreshaped(
+    candidates: tuple[float | str | None, ...], fallback: tuple[float | str | None, ...] = (),
+) -> tuple[tuple[float | str | None, ...], tuple[float | str | None, ...]]:
+    """Inference candidates and fallback rules on a task without a guidance menu, where a
+    guidance reshaping has nothing to act on (``w = 1`` at every step, so ``1 + f (w - 1) = 1``
+    and a cut removes nothing): each rule as its base rule (``"mean:f=2,cut=1"`` -> ``"mean"``),
+    a repeat dropped (the first kept; a fallback rule that is also a candidate goes)."""
+    cands = tuple(dict.fromkeys(split_rule(t)[0] for t in candidates))
+    fb = tuple(dict.fromkeys(r for r in (split_rule(t)[0] for t in fallback) if r not in cands))
+    return cands, fb
+
+
+def check_guard_fallbacks(
+    guard: str | None, tolerance: Any, fallback: Any,
+    candidates: tuple[float | str | None, ...],
+) -> tuple[float, tuple[float | str | None, ...]]:
+    """The inference guard's tolerance (a finite number >= 0, as ``float``) and fallback rules
+    (normalised as :func:`check_inference_candidates`; ``()`` or ``None``: none), checked
+    against the guard and the (normalised) ``candidates``.
+
+    Raises:
+        ValueError: a bad tolerance; a tolerance > 0 without fallback rules, or fallback rules
+            without a guard; a bad fallback rule, or one that is also a candidate (each message
+            names the value).
+    """
+    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not (
+        math.isfinite(tolerance) and tolerance >= 0
+    ):
+        raise ValueError(f"inference_guard_tolerance must be a finite number >= 0, got "
+                         f"{tolerance!r}")
+    fb = () if fallback in ((), None) else check_inference_candidates(fallback)
+    if tolerance > 0 and not fb:
+        raise ValueError(f"inference_guard_tolerance {tolerance!r} applies to fallback rules; "
+                         f"give some (--inference-fallback RULE ...)")
+    if fb and guard is None:
+        raise ValueError(f"inference_fallback {[tau_name(t) for t in fb]} needs an inference "
+                         f"guard (--inference-guard METRIC)")
+    both = {tau_name(t) for t in fb} & {tau_name(t) for t in candidates}
+    if both:
+        raise ValueError(f"inference_fallback must not repeat an inference candidate; both "
+                         f"hold {sorted(both)}")
+    return float(tolerance), fb
+
+
 def check_inference_guard(guard: str, default_metrics: Mapping[str, float] | None,
                           task_name: str | None = None) -> Mapping[str, float]:
     """The default sampler's search-seed metrics, the guard's reference.
@@ -472,6 +518,7 @@ def check_inference_guard(guard: str, default_metrics: Mapping[str, float] | Non
 def choose_inference(
     selection: Mapping[Any, Mapping[str, Any]], metric: str, direction: str,
     guard: str | None = None, default_metrics: Mapping[str, float] | None = None,
+    tolerance: float = 0.0,
 ) -> tuple[Any, bool]:
     """A learned run's inference, from its search-seed evaluations ``selection`` (candidate ->
     record: a temperature, ``None`` being greedy, ``"mean"`` the mean action, or a ``(round,
@@ -482,7 +529,10 @@ def choose_inference(
     ``"max"``; on a tie, the first in ``selection``'s order). With ``guard`` (a metric name): the
     best ``metric`` among the candidates whose ``guard`` is no worse than the default sampler's
     (``default_metrics``, the same search seed) and the default sampler itself; the default
-    sampler when no candidate qualifies or it scores best.
+    sampler when no candidate qualifies or it scores best. With ``tolerance`` > 0 (in the guard
+    metric's units), and only when that strict choice is the default sampler: the same choice
+    among the candidates whose ``guard`` is at most ``tolerance`` worse than the default's (a
+    fallback before the default sampler, never a reason to leave a strict candidate).
     """
     sign = 1.0 if direction == "min" else -1.0
     primary = lambda t: sign * selection[t]["metrics"][metric]  # noqa: E731
@@ -490,11 +540,12 @@ def choose_inference(
         return min(selection, key=primary), False
     ref = check_inference_guard(guard, default_metrics)
     g = 1.0 if METRIC_DIRECTIONS[guard] == "min" else -1.0
-    ok = [t for t in selection if g * selection[t]["metrics"][guard] <= g * ref[guard]]
-    if not ok:
-        return None, True
-    best = min(ok, key=primary)  # None is greedy
-    return (None, True) if primary(best) > sign * ref[metric] else (best, False)
+    for slack in (0.0, tolerance) if tolerance > 0 else (0.0,):
+        ok = [t for t in selection if g * selection[t]["metrics"][guard] <= g * ref[guard] + slack]
+        best = min(ok, key=primary) if ok else None  # a candidate None is greedy
+        if ok and primary(best) <= sign * ref[metric]:
+            return best, False
+    return None, True
 
 
 def search_inference(
@@ -507,12 +558,18 @@ def search_inference(
     default_metrics: Mapping[str, float] | None = None,
     *,
     checkpoints: bool = False,
+    tolerance: float = 0.0,
+    fallback: tuple[float | str | None, ...] = (),
 ) -> tuple[TrainedRun, float | str | None, bool, dict, Cost, dict[str, Any]]:
     """A learned run's inference, chosen on the search seed among ``candidates`` (the run at
     its milestone checkpoints, oldest first, or the final run alone) and ``temperatures``
     together, by :func:`choose_inference`; ``evaluate(candidate, tau)`` is the candidate's
     search-seed evaluation record. On a tie the later checkpoint wins (the final model first),
-    so the choice leaves the final model only for a strictly better one.
+    so the choice leaves the final model only for a strictly better one. With ``fallback``
+    (further inference rules; needs ``guard``) and only when that choice is the default
+    sampler, the fallback rules are evaluated and chosen among by :func:`choose_inference` with
+    the guard ``tolerance`` (the candidates themselves are always held to the strict guard);
+    their evaluations are then in the records and the cost.
 
     Returns:
         ``(the chosen candidate, tau, use the default sampler, the chosen candidate's
@@ -525,6 +582,12 @@ def search_inference(
     """
     searched = {(c.round, t): evaluate(c, t) for c in reversed(candidates) for t in temperatures}
     choice, use_default = choose_inference(searched, metric, direction, guard, default_metrics)
+    if use_default and fallback:
+        temperatures = (*temperatures, *fallback)
+        extra = {(c.round, t): evaluate(c, t) for c in reversed(candidates) for t in fallback}
+        searched.update(extra)
+        choice, use_default = choose_inference(extra, metric, direction, guard, default_metrics,
+                                               tolerance)
     at, tau = (candidates[-1].round, None) if use_default else choice
     chosen = next(c for c in candidates if c.round == at)
     selection = {t: searched[(at, t)] for t in temperatures}

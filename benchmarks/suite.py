@@ -209,7 +209,8 @@ class SuiteConfig:
             ``seed``).
         agents, divergences, irl, seeds, timesteps, n_eval, grid_families, grid_points,
         eval_repeats, backend, device, overhead_repeats, agent_overrides, n_envs, plots,
-        reward_options, inference_guard, select_checkpoints, selection_n,
+        reward_options, inference_guard, inference_guard_tolerance, inference_fallback,
+        select_checkpoints, selection_n,
         inference_candidates: to every
             :class:`~diffgym.benchmarks.compare.CompareConfig` (``seeds`` are training seeds).
         threads: torch CPU threads while the suite runs (``None``: leave torch's setting).
@@ -242,6 +243,8 @@ class SuiteConfig:
     threads: int | None = None
     reward_options: Mapping[str, Any] = field(default_factory=dict)
     inference_guard: str | None = None
+    inference_guard_tolerance: float = 0.0
+    inference_fallback: tuple[float | str | None, ...] = ()
     select_checkpoints: int = 1
     selection_n: int | None = None
     inference_candidates: tuple[float | str | None, ...] = INFERENCE_TEMPERATURES
@@ -266,7 +269,7 @@ class SuiteConfig:
             set_("out_dir", Path(self.out_dir))
         template = self.compare_config(seeds[0])  # validates every forwarded field
         for name in ("agents", "divergences", "seeds", "grid_families", "reward_options",
-                     "inference_candidates"):
+                     "inference_candidates", "inference_fallback"):
             set_(name, getattr(template, name))
 
     def replace(self, **changes: Any) -> SuiteConfig:
@@ -302,6 +305,8 @@ class SuiteConfig:
             reward_options=dict(self.reward_options or {}),
             heldout=self.split == "heldout",
             inference_guard=self.inference_guard,
+            inference_guard_tolerance=self.inference_guard_tolerance,
+            inference_fallback=self.inference_fallback,
             select_checkpoints=self.select_checkpoints,
             selection_n=self.selection_n,
             inference_candidates=self.inference_candidates,
@@ -379,6 +384,10 @@ class SuiteResult:
             f"evaluation seed(s) per run, n = {cfg.n_eval}, grid {cfg.grid_points}"
             + "".join(f", {k} = {v}" for k, v in cfg.reward_options.items())
             + (f", inference guard {cfg.inference_guard}" if cfg.inference_guard else "")
+            + (f" (tolerance {cfg.inference_guard_tolerance:g})"
+               if cfg.inference_guard_tolerance else "")
+            + (", fallback " + ", ".join(tau_name(t) for t in cfg.inference_fallback)
+               if cfg.inference_fallback else "")
             + (f", best of {cfg.select_checkpoints} checkpoints"
                if cfg.select_checkpoints > 1 else "")
             + (f", chosen on {cfg.selection_n} samples" if cfg.selection_n else "")

@@ -453,6 +453,15 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
                    help="a metric (e.g. mode_tv) on which a learned sampler's inference choice "
                    "must be no worse than the default sampler on the search seed; the default "
                    "sampler is then a candidate too (default: none)")
+    p.add_argument("--inference-guard-tolerance", type=float, default=0.0, metavar="TOL",
+                   help="with --inference-fallback: a fallback rule at most TOL worse than the "
+                   "default sampler on the guard (in its units) may be chosen; the candidates "
+                   "are always held to the strict guard (default 0)")
+    p.add_argument("--inference-fallback", nargs="+", default=(), metavar="RULE",
+                   help="with --inference-guard: inference rules (as --inference-candidates) "
+                   "evaluated on the search seed only when the choice among the candidates is "
+                   "the default sampler, one of them then chosen if it beats the default under "
+                   "the guard (within --inference-guard-tolerance) (default: none)")
     p.add_argument("--inference-candidates", nargs="+", default=None, metavar="RULE",
                    help="the inference rules a learned run chooses among on the search seed: "
                    "greedy, mean (the mean action) or a temperature > 0, each optionally with "
@@ -511,6 +520,8 @@ def _budget_settings(args: argparse.Namespace) -> tuple[dict, int | None]:
         reward_options=_reward_options(args.reward_options),
         agent_overrides=policy_overrides(args.policy_options),
         inference_guard=args.inference_guard,
+        inference_guard_tolerance=args.inference_guard_tolerance,
+        inference_fallback=tuple(args.inference_fallback),
         **({} if args.inference_candidates is None
            else {"inference_candidates": tuple(args.inference_candidates)}),
         select_checkpoints=args.select_checkpoints,

@@ -10,8 +10,10 @@ Per task and sampler, from the paired intervals each file stores (the same rules
 * *masses kept*: mode TV minus the default sampler's, paired, with a mean at or below 0.
 
 The samplers: each ``--rule LABEL FILE [FILE ...]``'s ``learned`` row (the rule the comparison
-chose, under LABEL; several files pool their tasks), and from the first rule's files the
-``greedy`` and ``mean`` policy rows (when scored), the best grid point and the default sampler.
+chose, under LABEL; several files pool their tasks, and a task met again in a later file is
+taken from that file, in its first place: a re-scoring of the tasks whose choice changed), and
+from the first rule's files the ``greedy`` and ``mean`` policy rows (when scored), the best grid
+point and the default sampler.
 Per sampler: the tasks reached, with the masses kept, and with both. Then the *hindsight bound*:
 the tasks where at least one of the rules' rows, greedy, mean or the default sampler (which the
 inference guard may choose) meets both rules.
@@ -46,7 +48,13 @@ POLICY_ROWS = ("greedy", "mean")
 
 
 def _tasks(files: list[Path]) -> list[dict[str, Any]]:
-    return [t for f in files for t in json.loads(f.read_text())["tasks"]]
+    """The tasks of ``files`` in order; a task met again in a later file replaces the earlier
+    one in its place (a re-scoring of only the tasks whose choice changed)."""
+    pooled: dict[str, dict[str, Any]] = {}
+    for f in files:
+        for t in json.loads(f.read_text())["tasks"]:
+            pooled[t["task"]] = t
+    return list(pooled.values())
 
 
 def verdicts(task: dict[str, Any], row: str) -> dict[str, bool]:

@@ -488,6 +488,56 @@ def test_inference_guard_keeps_the_guard_metric_of_the_default(greedy, tau1, def
         choose_inference(selection, "sw2", "min", "mode_tv", None)
 
 
+@pytest.mark.parametrize(("greedy", "tau1", "want"), [
+    # a strict candidate beats the default: the tolerance changes nothing, even for a better
+    # sw2 within it
+    ((0.25, 0.044), (0.20, 0.047), (None, False)),
+    # no strict candidate beats the default: the best sw2 within the tolerance
+    ((0.32, 0.044), (0.20, 0.047), (1.0, False)),
+    ((0.22, 0.048), (0.20, 0.047), (1.0, False)),
+    # within the tolerance but not better than the default's sw2, or beyond it: the default
+    ((0.32, 0.040), (0.315, 0.049), (None, True)),
+    ((0.20, 0.051), (0.20, 0.0505), (None, True)),
+])
+def test_inference_guard_tolerance_is_a_fallback_before_the_default(greedy, tau1, want):
+    """``tolerance``: only when no candidate that is no worse on the guard beats the default,
+    the best primary metric among those at most ``tolerance`` worse on it (default's search-seed
+    sw2 0.31, mode TV 0.045; tolerance 0.005)."""
+    from diffgym.benchmarks.runs import choose_inference
+
+    rec = lambda sw2, tv: {"metrics": {"sw2": sw2, "mode_tv": tv}}  # noqa: E731
+    selection = {None: rec(*greedy), 1.0: rec(*tau1)}
+    ref = {"sw2": 0.31, "mode_tv": 0.045}
+    assert choose_inference(selection, "sw2", "min", "mode_tv", ref, 0.005) == want
+    strict = choose_inference(selection, "sw2", "min", "mode_tv", ref)
+    if want[1] or want[0] is None:  # the strict rule already chose it
+        assert strict == want
+    else:
+        assert strict == (None, True)
+
+
+def test_inference_guard_tolerance_config_and_cli(compare_config_of, tmp_path):
+    """The tolerance is a finite number >= 0 and applies to fallback rules (it needs some); the
+    CLI and the suite forward it."""
+    fb = {"inference_guard": "mode_tv", "inference_candidates": ("mean",),
+          "inference_fallback": ("greedy",)}
+    for bad in (-0.1, math.nan, math.inf, True, "0.1"):
+        with pytest.raises(ValueError, match="inference_guard_tolerance must be a finite number"):
+            CompareConfig(**fb, inference_guard_tolerance=bad)
+    with pytest.raises(ValueError, match="inference_guard_tolerance 0.01 applies to fallback "
+                       "rules; give some"):
+        CompareConfig(inference_guard="mode_tv", inference_guard_tolerance=0.01)
+    assert CompareConfig(inference_guard="mode_tv").inference_guard_tolerance == 0.0
+    args = _parse(["compare", "--budget", "quick", "--inference-guard", "mode_tv",
+                   "--inference-candidates", "mean", "--inference-fallback", "greedy",
+                   "--inference-guard-tolerance", "0.005", "--out", str(tmp_path)])
+    assert compare_config_of(args).inference_guard_tolerance == 0.005
+    from diffgym.benchmarks.suite import SuiteConfig
+
+    suite = SuiteConfig(task_seeds=(0,), **fb, inference_guard_tolerance=0.005)
+    assert suite.compare_config(0).inference_guard_tolerance == 0.005
+
+
 def test_inference_guard_config_and_the_default_sampler_as_the_learned_row(tiny, tmp_path,
                                                                             monkeypatch):
     """A bad guard name is refused; when the guard keeps the default sampler, the learned row
@@ -555,6 +605,68 @@ def test_search_inference_prefers_the_final_model_on_ties_and_records_every_cand
     assert fields["checkpoint_selection_guard"]["1"] == {"greedy": 0.1, "τ=1": 0.1}
     one = runs.search_inference(cands[1:], ev, temps, "sw2", "min", checkpoints=True)[-1]
     assert set(one["checkpoint_selection"]) == {"2"} and one["checkpoint_round"] == 2
+
+
+def test_search_inference_evaluates_the_fallback_only_when_the_guard_keeps_the_default():
+    """``fallback``: not evaluated (nor counted) when a candidate qualifies; evaluated, counted
+    and chosen among when the choice would be the default sampler, with the tolerance (which
+    never admits a candidate); the default sampler still when no fallback rule qualifies."""
+    from types import SimpleNamespace
+
+    def rec(sw2, tv, nfe=10):
+        return {"metrics": {"sw2": sw2, "mode_tv": tv}, "cost": {"nfe": nfe}}
+
+    run = SimpleNamespace(round=1)
+    ref = {"sw2": 0.3, "mode_tv": 0.05}
+    values = {"mean": rec(0.2, 0.04), None: rec(0.1, 0.051, nfe=7)}
+    calls = []
+
+    def ev(c, t):
+        calls.append(t)
+        return values[t]
+
+    args = ([run], ev, ("mean",), "sw2", "min", "mode_tv", ref)
+    _, tau, use_default, sel, cost, _ = runs.search_inference(*args, fallback=(None,))
+    assert (tau, use_default, calls, cost.nfe, list(sel)) == ("mean", False, ["mean"], 10,
+                                                               ["mean"])
+    values["mean"] = rec(0.2, 0.07)  # the candidate raises the guard: the fallback runs
+    calls.clear()
+    _, tau, use_default, sel, cost, _ = runs.search_inference(*args, fallback=(None,))
+    assert (tau, use_default, calls, cost.nfe) == (None, True, ["mean", None], 17)
+    assert list(sel) == ["mean", None]  # both recorded, in order
+    # greedy's 0.051 is within a tolerance of 0.005 of the default's 0.05: chosen
+    _, tau, use_default, _, _, _ = runs.search_inference(*args, fallback=(None,),
+                                                         tolerance=0.005)
+    assert (tau, use_default) == (None, False)
+    values["mean"] = rec(0.05, 0.052)  # within the tolerance too, but a candidate: strict
+    assert runs.search_inference(*args, fallback=(None,), tolerance=0.005)[1] is None
+    calls.clear()  # without a fallback, nothing more is evaluated
+    assert runs.search_inference(*args)[2] is True and calls == ["mean"]
+
+
+def test_inference_fallback_config_and_cli(compare_config_of, tmp_path):
+    """Fallback rules are normalised, need a guard and must not repeat a candidate; the CLI
+    forwards them and the suite passes them to each comparison."""
+    cfg = CompareConfig(inference_guard="mode_tv", inference_candidates=("mean:f=2",),
+                        inference_fallback=("greedy",))
+    assert cfg.inference_fallback == (None,)
+    with pytest.raises(ValueError, match=r"inference_fallback \['greedy'\] needs an inference "
+                       "guard"):
+        CompareConfig(inference_fallback=("greedy",))
+    with pytest.raises(ValueError, match=r"must not repeat an inference candidate; both hold "
+                       r"\['greedy'\]"):
+        CompareConfig(inference_guard="mode_tv", inference_fallback=("greedy",))
+    with pytest.raises(ValueError, match="inference candidate"):
+        CompareConfig(inference_guard="mode_tv", inference_fallback=(-1.0,))
+    args = _parse(["compare", "--budget", "quick", "--inference-guard", "mode_tv",
+                   "--inference-candidates", "mean:f=2", "--inference-fallback", "greedy",
+                   "--out", str(tmp_path)])
+    assert compare_config_of(args).inference_fallback == (None,)
+    from diffgym.benchmarks.suite import SuiteConfig
+
+    suite = SuiteConfig(task_seeds=(0,), inference_guard="mode_tv",
+                        inference_candidates=("mean",), inference_fallback=("greedy",))
+    assert suite.compare_config(0).inference_fallback == (None,)
 
 
 def test_a_forced_checkpoint_is_evaluated_and_counted(tmp_path, monkeypatch, caplog):
@@ -937,11 +1049,20 @@ def test_a_reshaped_candidate_is_scored_and_evaluated_as_that_sampler(tiny, tmp_
     assert got["temperature"] == rule and "inference mean f=2,cut=1" in learned.detail
     assert got["metrics"]["sw2"] == scored(got["eval_seed"]).metrics["sw2"]
     assert got["nfe_per_sample"] == scored(got["eval_seed"]).nfe_per_sample
-    with pytest.raises(ValueError, match="reshape guidance; task 'gmm2d' has no guidance menu"):
-        run_comparison("gmm2d", out_dir=tmp_path / "none", **{
-            **cfg, "task_overrides": {**cfg.get("task_overrides", {}),
-                                      "guidance_levels": (1.0,)}})
-    assert not (tmp_path / "none" / "grid").exists()
+    # without a guidance menu a reshaping acts on nothing: the rule is its base rule
+    plain = run_comparison("gmm2d", out_dir=tmp_path / "none", **{
+        **cfg, "inference_guard": "mode_tv", "inference_fallback": ("mean:f=3",),
+        "task_overrides": {**cfg.get("task_overrides", {}), "guidance_levels": (1.0,)}})
+    assert plain.settings["inference_candidates"] == [None, 1.0, "mean"]
+    assert plain.settings["inference_fallback"] == []  # "mean" is already a candidate
+    assert set({r.method: r for r in plain.rows}[METHOD].per_seed[0]["selection"]) <= {
+        "greedy", "τ=1", "mean"}
+
+
+def test_unreshaped_rules_are_their_base_rules():
+    assert runs.unreshaped((None, "mean:f=2", "mean:f=2,cut=1", 1.0), ("1:cut=1", "0.5:f=2")) == (
+        (None, "mean", 1.0), (0.5,))
+    assert runs.unreshaped((None, 1.0)) == ((None, 1.0), ())
 
 
 def test_cli_inference_candidates(compare_config_of, capsys, tmp_path):

@@ -502,4 +502,14 @@ def test_rule_frontier(tmp_path, load_script):
         frontier.main(["--rule", "r", str(a), "--rule", "r", str(b)])
     with pytest.raises(SystemExit, match=r"rule labels \['grid'\] name rows of the files"):
         frontier.main(["--rule", "grid", str(a)])
-    assert frontier.frontier([("r", [a] * 5)])["both_needed"] == 7  # 8 + 9 - 10
+    ten = tmp_path / "ten.json"
+    ten.write_text(json.dumps({"tasks": [task(f"t{i}", iv(0.0), iv(0.0), ref["t0"])
+                                         for i in range(10)]}))
+    assert frontier.frontier([("r", [ten])])["both_needed"] == 7  # 8 + 9 - 10
+    # a task met again in a later file of a rule replaces the earlier one, in its place
+    redo = tmp_path / "redo.json"  # t0 re-scored: reaches and keeps the masses
+    redo.write_text(json.dumps({"tasks": [task("t0", iv(0.0, 0.01), iv(-0.001), ref["t0"])]}))
+    got = frontier.frontier([("sharp", [a]), ("guard", [b, redo])])
+    assert got["counts"]["guard"] == {"reached": 1, "masses_kept": 2, "both": 1}
+    assert [t["task"] for t in got["per_task"]] == ["t0", "t1"]
+    assert got["per_task"][0]["rows"]["guard"]["both"] is True
