@@ -483,7 +483,8 @@ def check_guard_fallbacks(
     ):
         raise ValueError(f"inference_guard_tolerance must be a finite number >= 0, got "
                          f"{tolerance!r}")
-    fb = () if fallback in ((), None) else check_inference_candidates(fallback)
+    empty = fallback is None or (isinstance(fallback, (tuple, list)) and not fallback)
+    fb = () if empty else check_inference_candidates(fallback)
     if tolerance > 0 and not fb:
         raise ValueError(f"inference_guard_tolerance {tolerance!r} applies to fallback rules; "
                          f"give some (--inference-fallback RULE ...)")

@@ -650,6 +650,7 @@ def test_inference_fallback_config_and_cli(compare_config_of, tmp_path):
     cfg = CompareConfig(inference_guard="mode_tv", inference_candidates=("mean:f=2",),
                         inference_fallback=("greedy",))
     assert cfg.inference_fallback == (None,)
+    assert CompareConfig(inference_fallback=[]).inference_fallback == ()  # none, as ()
     with pytest.raises(ValueError, match=r"inference_fallback \['greedy'\] needs an inference "
                        "guard"):
         CompareConfig(inference_fallback=("greedy",))
