@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--rule needs a label and at least one file, got {spec}")
         rules.append((spec[0], [Path(f) for f in spec[1:]]))
     out = frontier(rules)
+    if args.out is not None:  # written first: a closed stdout (``| head``) must not lose it
+        atomic_write_json(args.out, {"argv": argv if argv is not None else sys.argv[1:], **out})
     n = out["tasks"]
     for row, c in out["counts"].items():
         print(f"{row:>10}: reached {c['reached']}/{n}, masses kept {c['masses_kept']}/{n}, "
@@ -128,8 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"hindsight: one of {', '.join(out['policy_rows'])} or default meets both on "
           f"{out['hindsight_both']}/{n} tasks; a rule meeting both targets needs both on >= "
           f"{out['both_needed']}")
-    if args.out is not None:
-        atomic_write_json(args.out, {"argv": argv if argv is not None else sys.argv[1:], **out})
     return 0
 
 

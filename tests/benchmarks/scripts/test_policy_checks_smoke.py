@@ -452,7 +452,7 @@ def test_suite_pairs(tmp_path, load_script):
     assert json.loads(out.read_text())["sw2"]["per_task"] == pytest.approx({"t0": -0.3})
 
 
-def test_rule_frontier(tmp_path, load_script):
+def test_rule_frontier(tmp_path, load_script, monkeypatch):
     """rule_frontier.py: per task and sampler the two rules from the stored paired intervals
     (reached within +1 std, masses kept at a mean <= 0; the grid reaches itself, the default keeps
     its own masses), the counts, the hindsight bound over the policy samplers and the default,
@@ -513,3 +513,13 @@ def test_rule_frontier(tmp_path, load_script):
     assert got["counts"]["guard"] == {"reached": 1, "masses_kept": 2, "both": 1}
     assert [t["task"] for t in got["per_task"]] == ["t0", "t1"]
     assert got["per_task"][0]["rows"]["guard"]["both"] is True
+    # The output is written before the table is printed: a closed pipe does not lose it.
+    closed = tmp_path / "closed.json"
+
+    def broken(*_a, **_k):
+        raise BrokenPipeError
+
+    monkeypatch.setattr("builtins.print", broken)
+    with pytest.raises(BrokenPipeError):
+        frontier.main(["--rule", "sharp", str(a), "--out", str(closed)])
+    assert json.loads(closed.read_text())["counts"]["sharp"]["reached"] == 2
