@@ -43,6 +43,15 @@ and each pair (``policy:f=0.5``, ``policy:cut=1``, ``policy:f=0.5,cut=1``). ``po
 the same search-seed rule among these (the unreshaped policy included), and the hindsight bound
 over them is ``policy_hindsight_both``: could a search-seed choice of how much of the policy's
 guidance to keep, and where, meet both rules where the policy alone does not?
+``--policy-sigma-mins S …`` adds each of these on the task's schedule ending at a larger
+``sigma_min`` (``policy:f=2,cut=1|sigma_min=0.3``: the end of schedule's mass-neutral
+sharpening, above, with the policy's guidance).
+
+``--pick-among NAME …`` (repeatable) adds the comparison's own choice among a named subset of
+the samplers to the summary (``pick: A + B``; ``runs.choose_inference`` under the mode-TV guard,
+which also keeps the default sampler when its SW2 is lower), from the stored rows alone: with
+``--reuse`` of a probe that scored them, a candidate set of an inference rule is screened with
+0 evaluations.
 
 Results are written after every task (atomically); rerunning with the same ``--out``,
 ``--sigma-min``, ``--n``, ``--grid-top`` and policy settings (or naming earlier outputs with
@@ -74,7 +83,11 @@ from diffgym.benchmarks.evaluate import evaluate_sampler, task_fingerprint
 from diffgym.benchmarks.grid import DEFAULT_FAMILY, PointResult
 from diffgym.benchmarks.grid_families import point_task
 from diffgym.benchmarks.report import MEAN_ACTION, paired_interval
-from diffgym.benchmarks.runs import check_inference_candidates, inference_sampler
+from diffgym.benchmarks.runs import (
+    check_inference_candidates,
+    choose_inference,
+    inference_sampler,
+)
 from diffgym.benchmarks.suite import finished_suite_tasks
 from diffgym.benchmarks.suite_outcomes import TARGETS, reached
 from diffgym.envs.io import atomic_write_json
@@ -92,10 +105,13 @@ def _score(task, actions, *, n: int, seed: int, guided: bool = False, renoise_bu
     return {**{m: float(ev.metrics[m]) for m in METRICS}, "nfe_per_sample": ev.nfe_per_sample}
 
 
-def _policy_variants(factors: list[float], cuts: list[float]) -> list[tuple[str, str]]:
-    """The policy's samplers as ``(name, reshaping)``: as chosen (``""``), each guidance factor,
-    each cut, each pair (the reshaping in the text of an inference rule after its ``:``)."""
-    out = [("policy", "")]
+def _policy_variants(factors: list[float], cuts: list[float],
+                     sigma_mins: list[float] = ()) -> list[tuple[str, str, float | None]]:
+    """The policy's samplers as ``(name, reshaping, sigma_min)``: as chosen (``""``), each
+    guidance factor, each cut, each pair (the reshaping in the text of an inference rule after
+    its ``:``), on the task's schedule (``None``); then each of these again on the schedule
+    ending at each of ``sigma_mins`` (``"policy:f=2,cut=1|sigma_min=0.3"``)."""
+    out = [("policy", "", None)]
     for f in [None, *factors]:
         for c in [None, *cuts]:
             if f is not None or c is not None:
@@ -103,21 +119,27 @@ def _policy_variants(factors: list[float], cuts: list[float]) -> list[tuple[str,
                     [f"cut={c:g}"] if c is not None else [])
                 exact = ([f"f={f!r}"] if f is not None else []) + (
                     [f"cut={c!r}"] if c is not None else [])
-                out.append(("policy:" + ",".join(parts), ",".join(exact)))
-    return out
+                out.append(("policy:" + ",".join(parts), ",".join(exact), None))
+    return out + [(f"{name}|{_name(s)}", reshape, s) for s in sigma_mins
+                  for name, reshape, _ in out]
 
 
-def policy_names(factors: list[float], cuts: list[float]) -> list[str]:
-    """The policy's samplers: as chosen, each guidance factor, each cut, each pair."""
-    return [name for name, _ in _policy_variants(factors, cuts)]
+def policy_names(factors: list[float], cuts: list[float],
+                 sigma_mins: list[float] = ()) -> list[str]:
+    """The policy's samplers: as chosen, each guidance factor, each cut, each pair (each also
+    on the schedules ending at ``sigma_mins``)."""
+    return [name for name, _, _ in _policy_variants(factors, cuts, sigma_mins)]
 
 
 def policy_samplers(task_dir: Path, run: str, task, n: int, factors: list[float],
-                    cuts: list[float], inference: Any = "chosen") -> dict[str, Any]:
+                    cuts: list[float], inference: Any = "chosen",
+                    sigma_mins: list[float] = ()) -> dict[str, Any]:
     """The learned run ``run`` at the inference its comparison chose (or at ``inference``:
-    ``"greedy"``, ``"mean"`` or a temperature), and its guidance reshapings, as
-    ``name -> score(seed)``; ``SystemExit`` when the run was not evaluated, was evaluated under
-    several rules, or the guard kept the default sampler."""
+    ``"greedy"``, ``"mean"`` or a temperature), and its guidance reshapings (each also on the
+    task's schedule ending at each of ``sigma_mins``: ``Task.replace(sigma_min=...)``, the same
+    ``num_steps``; the policy sees that schedule's noise levels), as ``name -> score(seed)``;
+    ``SystemExit`` when the run was not evaluated, was evaluated under several rules, or the
+    guard kept the default sampler."""
     results = json.loads((task_dir / "results.json").read_text())
     evals = [p for r in results["rows"] if r["kind"] == "learned" for p in r["per_seed"]
              if p.get("run") == run]
@@ -142,15 +164,16 @@ def policy_samplers(task_dir: Path, run: str, task, n: int, factors: list[float]
                          "rule")
     head = "greedy" if tau is None else MEAN_ACTION if tau == MEAN_ACTION else repr(float(tau))
     out: dict[str, Any] = {}
-    for name, reshape in _policy_variants(factors, cuts):
+    for name, reshape, sigma_min in _policy_variants(factors, cuts, sigma_mins):
         # the comparison's own rule, reshaped: built as the comparison builds its candidates
         rule = tau if not reshape else check_inference_candidates([f"{head}:{reshape}"])[0]
-        sampler = inference_sampler(policy, task, rule)
+        on = task if sigma_min is None else task.replace(sigma_min=sigma_min)
+        sampler = inference_sampler(policy, on, rule)
 
-        def score(seed: int, sampler=sampler) -> dict[str, float]:
+        def score(seed: int, sampler=sampler, on=on) -> dict[str, float]:
             noise = None if sampler.greedy or sampler.mean_action else PerSampleNoise(
                 [ACTION_SEED_OFFSET + seed + b for b in range(n)])
-            return _score(task, sampler.actions(noise), n=n, seed=seed,
+            return _score(on, sampler.actions(noise), n=n, seed=seed,
                           guided="guidance" in sampler.knob_names,
                           renoise_budget=sampler.renoise_budget, base_grid=True)
 
@@ -233,7 +256,8 @@ def study_task(task_dir: Path, task_name: str, sigma_mins: list[float], n: int,
     samplers.update(top)
     if policy is not None:
         samplers.update(policy_samplers(task_dir, policy["run"], task, n, policy["factors"],
-                                        policy["cuts"], policy.get("inference", "chosen")))
+                                        policy["cuts"], policy.get("inference", "chosen"),
+                                        policy.get("sigma_mins", ())))
     # The procedural task's content hash can differ in its last bits between machines (RESULTS
     # §42): recorded, so a reader knows whether the grid point was picked on this very task.
     same = task_fingerprint(task) == results["fingerprint"]
@@ -259,7 +283,8 @@ def study_task(task_dir: Path, task_name: str, sigma_mins: list[float], n: int,
         out["grid_pick"] = _pick(out, out["grid_top"])
         out["all_pick"] = _pick(out, [_name(v) for v in sigma_mins] + out["grid_top"])
     if policy is not None:
-        out["policy_candidates"] = policy_names(policy["factors"], policy["cuts"])
+        out["policy_candidates"] = policy_names(policy["factors"], policy["cuts"],
+                                                policy.get("sigma_mins", ()))
         out["policy_pick"] = _pick(out, out["policy_candidates"])
     out["paired"], out["verdicts"] = {}, {}
     for name in out["per_seed"]:
@@ -287,8 +312,25 @@ def _same_comparison(task: dict[str, Any], results: dict[str, Any]) -> bool:
             and task.get("best_grid") == grid["detail"])
 
 
+def comparison_pick(out: dict[str, Any], names: list[str]) -> str:
+    """The comparison's own choice (:func:`~diffgym.benchmarks.runs.choose_inference` with the
+    mode-TV guard) among ``names``, on the search seed: the lowest SW2 among those whose mode
+    TV is at or below the default's, unless the default sampler's SW2 is lower (then, and when
+    none qualifies, the default)."""
+    search = out["search"]
+    best, use_default = choose_inference({k: {"metrics": search[k]} for k in names}, "sw2",
+                                         "min", "mode_tv", search["default"])
+    return "default" if use_default else best
+
+
+def pick_label(names: list[str]) -> str:
+    """The summary's name of the search-seed pick among ``names`` (``--pick-among``)."""
+    return "pick: " + " + ".join(names)
+
+
 def summarise(tasks: list[dict[str, Any]], sigma_mins: list[float],
-              learned_both: set[str] | None = None) -> dict[str, Any]:
+              learned_both: set[str] | None = None,
+              subsets: list[list[str]] = ()) -> dict[str, Any]:
     """Per sampler (and the search-seed pick) the tasks reached, with the masses kept and with
     both; the hindsight bound over the ``sigma_min`` values and the default (and the grid's
     and the policy's candidates where the tasks have them); with ``learned_both`` (the tasks
@@ -320,6 +362,17 @@ def summarise(tasks: list[dict[str, Any]], sigma_mins: list[float],
     for pick in picks:
         per[pick] = counts(lambda t, pick=pick: (t["verdicts"][t[pick]]["reached"],
                                                  t["verdicts"][t[pick]]["masses_kept"]))
+    chosen = {t["task"]: {p: t[p] for p in picks} for t in tasks}
+    for names_ in subsets:  # the same search-seed rule among a named subset (0 evaluations)
+        for t in tasks:
+            missing = [k for k in names_ if k not in t["search"]]
+            if missing:
+                raise SystemExit(f"--pick-among {' '.join(names_)}: {t['task']} has no rows "
+                                 f"{missing}; allowed: {sorted(t['search'])}")
+            chosen[t["task"]][pick_label(names_)] = comparison_pick(t, names_)
+        per[pick_label(names_)] = counts(lambda t, names_=names_: (
+            t["verdicts"][chosen[t["task"]][pick_label(names_)]]["reached"],
+            t["verdicts"][chosen[t["task"]][pick_label(names_)]]["masses_kept"]))
 
     def both_somewhere(candidates_of) -> list[str]:
         return [t["task"] for t in tasks
@@ -330,7 +383,7 @@ def summarise(tasks: list[dict[str, Any]], sigma_mins: list[float],
     needed = (math.ceil(TARGETS["reached"] * n) + math.ceil(TARGETS["mode_tv"] * n)
               - n)
     out = {"tasks": n, "per_sampler": per,
-           "search_picks": {t["task"]: {p: t[p] for p in picks} for t in tasks},
+           "search_picks": chosen,
            "hindsight_both": len(hindsight), "hindsight_tasks": hindsight,
            "both_needed": max(needed, 0)}
     if with_grid:
@@ -379,6 +432,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --policy: guidance factors (each >= 0, not 1): w -> 1 + ALPHA (w-1)")
     p.add_argument("--guidance-max-sigmas", type=float, nargs="*", default=[], metavar="C",
                    help="with --policy: no guidance on steps starting at sigma > C (each > 0)")
+    p.add_argument("--policy-sigma-mins", type=float, nargs="*", default=[], metavar="S",
+                   help="with --policy: each of the policy's samplers also on the task's "
+                   "schedule ending at sigma_min = S (each > 0; default none)")
+    p.add_argument("--pick-among", nargs="+", action="append", default=[], metavar="NAME",
+                   help="repeatable: also the search-seed pick among these samplers (names as "
+                   "in the summary, e.g. 'policy:f=2' 'policy:f=2,cut=1'), from the rows "
+                   "alone (0 evaluations)")
     p.add_argument("--n", type=int, default=16384, help="samples per evaluation (>= 2)")
     p.add_argument("--frontier", type=Path, nargs="+", default=None,
                    help="rule_frontier.py outputs on the same tasks: also report the hindsight "
@@ -402,8 +462,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--sigma-min values must be finite and > 0, got {args.sigma_min}")
     if args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
-    if args.policy is None and (args.guidance_factors or args.guidance_max_sigmas):
-        p.error("--guidance-factors / --guidance-max-sigmas need --policy RUN")
+    if args.policy is None and (args.guidance_factors or args.guidance_max_sigmas
+                                or args.policy_sigma_mins):
+        p.error("--guidance-factors / --guidance-max-sigmas / --policy-sigma-mins need "
+                "--policy RUN")
+    if any(not (v > 0 and math.isfinite(v)) for v in args.policy_sigma_mins):
+        p.error(f"--policy-sigma-mins values must be finite and > 0, got "
+                f"{args.policy_sigma_mins}")
     if any(not (math.isfinite(v) and v >= 0 and v != 1) for v in args.guidance_factors):
         p.error(f"--guidance-factors must be finite, >= 0 and not 1 (the policy itself), got "
                 f"{args.guidance_factors}")
@@ -425,12 +490,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     settings = {"suites": [str(s) for s in args.suite], "sigma_min": args.sigma_min, "n": args.n,
                 "grid_top": args.grid_top}
+    if args.pick_among:  # summary only: never a reason to evaluate again
+        settings["pick_among"] = args.pick_among
     policy = None
     if args.policy is not None:
         policy = {"run": args.policy, "factors": args.guidance_factors,
                   "cuts": args.guidance_max_sigmas}
         if inference != "chosen":  # settings of earlier outputs stay as they were
             policy["inference"] = inference
+        if args.policy_sigma_mins:
+            policy["sigma_mins"] = args.policy_sigma_mins
         settings["policy"] = policy
     same = ("sigma_min", "n", "grid_top", "policy")
     # Finished tasks by name, from --out and --reuse: reused whole with the same settings, their
@@ -470,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
                                          "tasks": tasks})
     learned = None if args.frontier is None else learned_frontier(
         args.frontier, [t["task"] for t in tasks])
-    summary = summarise(tasks, args.sigma_min, learned)
+    summary = summarise(tasks, args.sigma_min, learned, args.pick_among)
     atomic_write_json(args.out, {"settings": settings, "complete": True, "summary": summary,
                                  "tasks": tasks})
     for name, c in summary["per_sampler"].items():

@@ -318,3 +318,67 @@ def test_policy_guidance_reshapings(tmp_path, load_script):
     _with_run(suite, tmp_path, inference="default")  # the guard kept the default sampler
     with pytest.raises(SystemExit, match="allowed: the final policy"):
         probe.main(argv[:4] + ["--out", str(tmp_path / "o.json")])
+
+
+def test_policy_on_a_larger_sigma_min_and_subset_picks(tmp_path, load_script):
+    """--policy-sigma-mins: each policy sampler also on the schedule ending at a larger
+    sigma_min (the policy acting on that schedule); --pick-among: the search-seed rule among a
+    named subset, from the stored rows (a rerun with another subset evaluates nothing)."""
+    from diffgym.agents.policy_sampling import PolicySampler
+    from diffgym.agents.train import load_policy
+
+    probe = load_script("sigma_min_probe")
+    suite = _suite(tmp_path / "suite")
+    run_dir = _with_run(suite, tmp_path)
+    out = tmp_path / "smin.json"
+    subset = ["policy:cut=1", "policy:cut=1|sigma_min=0.3"]
+    argv = ["--suite", str(suite), "--policy", "reinforce_js_seed0", "--policy-inference",
+            "mean", "--guidance-max-sigmas", "1", "--policy-sigma-mins", "0.3", "--n", str(N),
+            "--pick-among", *subset, "--out", str(out)]
+    assert probe.main(argv) == 0
+    got = json.loads(out.read_text())
+    (t,) = got["tasks"]
+    names = ["policy", "policy:cut=1", "policy|sigma_min=0.3", "policy:cut=1|sigma_min=0.3"]
+    assert t["policy_candidates"] == names
+    policy, task, _ = load_policy(run_dir)
+    on = task.replace(sigma_min=0.3)
+    sampler = PolicySampler(policy, on, mean_action=True, guidance_max_sigma=1.0)
+    ev = evaluate_sampler(on, sampler.actions(None), n=N, seed=SEEDS[1], guided=True,
+                          base_grid=True)
+    row = t["per_seed"]["policy:cut=1|sigma_min=0.3"][1]
+    assert row["sw2"] == pytest.approx(ev.metrics["sw2"], rel=1e-12)
+    assert row["nfe_per_sample"] == ev.nfe_per_sample
+    plain = t["per_seed"]["policy:cut=1"][1]
+    assert plain["sw2"] != row["sw2"]  # another schedule, other samples
+    search = t["search"]
+    kept = [k for k in subset if search[k]["mode_tv"] <= search["default"]["mode_tv"]]
+    want = min(kept, key=lambda k: search[k]["sw2"], default="default")
+    if want != "default" and search[want]["sw2"] > search["default"]["sw2"]:
+        want = "default"  # the comparison keeps the default sampler when it is sharper
+    label = "pick: policy:cut=1 + policy:cut=1|sigma_min=0.3"
+    assert got["summary"]["search_picks"]["gmm2d-random-0"][label] == want
+    assert got["summary"]["per_sampler"][label]["reached"] == int(t["verdicts"][want]["reached"])
+    assert got["settings"]["pick_among"] == [subset]
+    # Another subset from the same rows: the task is reused whole (a doctored row stays).
+    t["per_seed"]["policy"][0]["sw2"] = 123.0
+    out.write_text(json.dumps(got))
+    argv2 = argv[:-5] + ["--pick-among", "policy", "--out", str(out)]
+    assert probe.main(argv2) == 0
+    again = json.loads(out.read_text())
+    assert again["tasks"][0]["per_seed"]["policy"][0]["sw2"] == 123.0
+    assert "pick: policy" in again["summary"]["per_sampler"]
+    with pytest.raises(SystemExit, match="has no rows"):
+        probe.main(argv[:-5] + ["--pick-among", "policy:f=9", "--out", str(out)])
+    # The comparison's chooser: the default sampler when its SW2 beats every qualifying one.
+    row = {"search": {"default": {"sw2": 0.2, "mode_tv": 0.03},
+                      "a": {"sw2": 0.1, "mode_tv": 0.04}, "b": {"sw2": 0.25, "mode_tv": 0.02},
+                      "c": {"sw2": 0.15, "mode_tv": 0.03}}}
+    assert probe.comparison_pick(row, ["a", "b"]) == "default"
+    assert probe.comparison_pick(row, ["a", "b", "c"]) == "c"
+    assert probe.comparison_pick(row, ["a"]) == "default"
+    for bad in (["--policy-sigma-mins", "0"], ["--policy-sigma-mins", "nan"]):
+        with pytest.raises(SystemExit):
+            probe.main(argv[:4] + bad + ["--out", str(tmp_path / "o.json")])
+    with pytest.raises(SystemExit):  # a policy sigma_min without a policy
+        probe.main(["--suite", str(suite), "--sigma-min", "0.3", "--policy-sigma-mins", "0.3",
+                    "--out", str(tmp_path / "o.json")])
