@@ -122,6 +122,7 @@ from diffgym.benchmarks.runs import (
     evaluation_record,
     guard_reference,
     load_samples_npz,
+    rule_task,
     save_samples_npz,
     search_inference,
     train_or_load,
@@ -690,6 +691,8 @@ def run_comparison(
                      [tau_name(t) for t in (*cfg.inference_candidates, *cfg.inference_fallback)],
                      [tau_name(t) for t in (*cands, *fb)])
             cfg = cfg.replace(inference_candidates=cands, inference_fallback=fb)
+    for rule in (*cfg.inference_candidates, *cfg.inference_fallback):
+        rule_task(task, rule)  # a schedule a rule cannot sample is refused before any work
     families = make_families(task, cfg.grid_families, points=cfg.grid_points)
     steps_by_agent = cfg.timesteps_by_agent()
 

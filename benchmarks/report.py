@@ -409,10 +409,16 @@ RESHAPE_KEYS = {"f": "guidance_factor", "cut": "guidance_max_sigma"}
 :class:`~diffgym.agents.policy_sampling.PolicySampler` arguments."""
 
 
+SCHEDULE_KEYS = {"smin": "sigma_min"}
+"""The schedule changes an inference rule may carry after ``:``, after its guidance reshapings
+(``mean:cut=1,smin=0.3``), as :class:`~diffgym.envs.tasks.Task` fields: the policy samples
+the task's schedule with that field replaced (:func:`rule_schedule`; RESULTS §51)."""
+
+
 INFERENCE_RULES_ALLOWED = (
     f"greedy, {MEAN_ACTION}, or a temperature (a finite number > 0), each optionally with "
-    f"guidance reshapings after ':' (e.g. {MEAN_ACTION}:f=2,cut=1: f >= 0 scales w - 1, cut > 0 "
-    f"leaves steps above that sigma unguided)")
+    f"reshapings after ':' (e.g. {MEAN_ACTION}:f=2,cut=1,smin=0.3: f >= 0 scales w - 1, cut > 0 "
+    f"leaves steps above that sigma unguided, smin > 0 ends the schedule at that sigma_min)")
 """What an inference rule may be (error messages of
 :func:`~diffgym.benchmarks.runs.check_inference_candidates`)."""
 
@@ -445,8 +451,23 @@ def split_rule(tau: float | str | None) -> tuple[float | str | None, dict[str, f
     kwargs = {}
     for item in spec.split(","):
         key, _, number = item.partition("=")
-        kwargs[RESHAPE_KEYS[key]] = float(number)
+        if key in RESHAPE_KEYS:  # schedule keys: rule_schedule
+            kwargs[RESHAPE_KEYS[key]] = float(number)
     return value, kwargs
+
+
+def rule_schedule(tau: float | str | None) -> dict[str, float]:
+    """The :class:`~diffgym.envs.tasks.Task` fields an inference rule replaces
+    (:data:`SCHEDULE_KEYS`): ``"mean:cut=1,smin=0.3"`` -> ``{"sigma_min": 0.3}``; ``{}`` for
+    a rule without them."""
+    if not (isinstance(tau, str) and ":" in tau):
+        return {}
+    out = {}
+    for item in tau.split(":", 1)[1].split(","):
+        key, _, number = item.partition("=")
+        if key in SCHEDULE_KEYS:
+            out[SCHEDULE_KEYS[key]] = float(number)
+    return out
 
 
 def tau_name(tau: float | str | None) -> str:

@@ -34,7 +34,9 @@ from diffgym.benchmarks.report import (
     KNOB_FIELDS,
     MEAN_ACTION,
     RESHAPE_KEYS,
+    SCHEDULE_KEYS,
     plain_rule,
+    rule_schedule,
     split_rule,
     tau_name,
 )
@@ -241,12 +243,28 @@ class TrainedRun:
         return [*out, dataclasses.replace(self, round=total)]
 
 
+def rule_task(task: Task, tau: float | str | None) -> Task:
+    """The task an inference rule samples: ``task`` itself, or with the fields of the rule's
+    schedule keys replaced (``"mean:cut=1,smin=0.3"``: ``task.replace(sigma_min=0.3)``, the
+    same number of steps). ValueError (the task's own validation, naming the rule) when the
+    schedule it gives is not valid."""
+    changes = rule_schedule(tau)
+    if not changes:
+        return task
+    try:
+        return task.replace(**changes)
+    except ValueError as err:
+        raise ValueError(f"inference rule {tau!r} on task {task.name!r}: {err}") from err
+
+
 def inference_sampler(policy: Any, task: Task, tau: float | str | None, *,
                       device: str | None = None) -> Any:
     """The :class:`~diffgym.agents.policy_sampling.PolicySampler` of inference rule ``tau``
-    (None: greedy; ``"mean"``: the mean action at tau = 1; else the temperature)."""
+    (None: greedy; ``"mean"``: the mean action at tau = 1; else the temperature), on the rule's
+    task (:func:`rule_task`)."""
     from diffgym.agents.policy_sampling import PolicySampler
 
+    task = rule_task(task, tau)
     tau, reshape = split_rule(tau)
     mean = tau == MEAN_ACTION
     return PolicySampler(policy, task, device=device, greedy=tau is None,
@@ -284,6 +302,7 @@ def evaluate_policy(
             sort_keys=True,
         ).encode()
     ).hexdigest()[:16]
+    task = rule_task(task, tau)  # the schedule the rule samples (its own cache key: tau)
     sampler = inference_sampler(run.policy, task, tau, device=device)
     record = cache.get(key)
     if record is None:
@@ -408,17 +427,27 @@ def _reshaped_rule(v: str) -> str:
             x = float(number) if eq else math.nan
         except ValueError:
             x = math.nan
-        ok = key in RESHAPE_KEYS and key not in values and math.isfinite(x) and (
-            x >= 0 if key == "f" else x > 0)
+        ok = (key in RESHAPE_KEYS or key in SCHEDULE_KEYS) and key not in values and (
+            math.isfinite(x)) and (x >= 0 if key == "f" else x > 0)
         if not ok:
-            raise ValueError(f"bad guidance reshaping {item!r} in inference candidate {v!r}; "
-                             f"allowed: f=A (A >= 0) and cut=C (C > 0), each at most once")
+            raise ValueError(f"bad reshaping {item!r} in inference candidate {v!r}; allowed: "
+                             f"f=A (A >= 0), cut=C (C > 0) and smin=S (S > 0), each at most "
+                             f"once")
         values[key] = x
-    if values.get("f", 1.0) == 1.0 and "cut" not in values:
-        raise ValueError(f"inference candidate {v!r} reshapes nothing (f=1, no cut); give the "
-                         f"rule without ':'")
+    if values.get("f", 1.0) == 1.0 and "cut" not in values and "smin" not in values:
+        raise ValueError(f"inference candidate {v!r} reshapes nothing (f=1, no cut, no smin); "
+                         f"give the rule without ':'")
+    return _rule_text(base, values)
+
+
+def _rule_text(base: float | str | None, values: Mapping[str, float]) -> str | float | None:
+    """A normalised rule from its base rule and reshapings (guidance keys, then schedule keys,
+    each in its table's order); the base rule itself when there are none."""
+    keys = [k for k in (*RESHAPE_KEYS, *SCHEDULE_KEYS) if k in values]
+    if not keys:
+        return base
     head = "greedy" if base is None else MEAN_ACTION if base == MEAN_ACTION else f"{base:.12g}"
-    return head + ":" + ",".join(f"{k}={values[k]:.12g}" for k in RESHAPE_KEYS if k in values)
+    return head + ":" + ",".join(f"{k}={values[k]:.12g}" for k in keys)
 
 
 def check_inference_candidates(values: Any) -> tuple[float | str | None, ...]:
@@ -458,10 +487,16 @@ def unreshaped(
 ) -> tuple[tuple[float | str | None, ...], tuple[float | str | None, ...]]:
     """Inference candidates and fallback rules on a task without a guidance menu, where a
     guidance reshaping has nothing to act on (``w = 1`` at every step, so ``1 + f (w - 1) = 1``
-    and a cut removes nothing): each rule as its base rule (``"mean:f=2,cut=1"`` -> ``"mean"``),
-    a repeat dropped (the first kept; a fallback rule that is also a candidate goes)."""
-    cands = tuple(dict.fromkeys(split_rule(t)[0] for t in candidates))
-    fb = tuple(dict.fromkeys(r for r in (split_rule(t)[0] for t in fallback) if r not in cands))
+    and a cut removes nothing): each rule without its guidance reshapings (``"mean:f=2,cut=1"``
+    -> ``"mean"``; a schedule key stays: ``"mean:cut=1,smin=0.3"`` -> ``"mean:smin=0.3"``), a
+    repeat dropped (the first kept; a fallback rule that is also a candidate goes)."""
+    def bare(t: float | str | None) -> float | str | None:
+        fields = rule_schedule(t)
+        return _rule_text(split_rule(t)[0], {k: fields[f] for k, f in SCHEDULE_KEYS.items()
+                                             if f in fields})
+
+    cands = tuple(dict.fromkeys(bare(t) for t in candidates))
+    fb = tuple(dict.fromkeys(r for r in (bare(t) for t in fallback) if r not in cands))
     return cands, fb
 
 

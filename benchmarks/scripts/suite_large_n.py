@@ -40,7 +40,7 @@ from diffgym.agents.train import load_policy
 from diffgym.benchmarks.evaluate import evaluate_sampler, noise_floor
 from diffgym.benchmarks.grid_families import point_task
 from diffgym.benchmarks.report import MEAN_ACTION, paired_interval, tau_name
-from diffgym.benchmarks.runs import inference_sampler
+from diffgym.benchmarks.runs import inference_sampler, rule_task
 from diffgym.benchmarks.suite import finished_suite_tasks
 from diffgym.benchmarks.suite_outcomes import reached
 from diffgym.envs.io import atomic_write_json
@@ -107,8 +107,10 @@ def study_task(task_dir: Path, run: str, n: int, mean_action: bool = False) -> d
     out["per_seed"]["grid"] = [_score(grid_task, grid_actions, n=n, seed=s, guided=grid_guided)
                                for s in seeds]
 
-    def policy_score(sampler: PolicySampler, s: int, noise: PerSampleNoise | None):
-        return _score(task, sampler.actions(noise), n=n, seed=s,
+    def policy_score(sampler: PolicySampler, s: int, noise: PerSampleNoise | None,
+                     tau: float | str | None = None):
+        # on the rule's task: a rule with a schedule key samples another schedule
+        return _score(rule_task(task, tau), sampler.actions(noise), n=n, seed=s,
                       guided="guidance" in sampler.knob_names,
                       renoise_budget=sampler.renoise_budget, base_grid=True)
 
@@ -121,7 +123,7 @@ def study_task(task_dir: Path, run: str, n: int, mean_action: bool = False) -> d
             continue
         sampler = inference_sampler(policy, task, tau)
         learned.append(policy_score(
-            sampler, s, PerSampleNoise([ACTION_SEED_OFFSET + s + b for b in range(n)])))
+            sampler, s, PerSampleNoise([ACTION_SEED_OFFSET + s + b for b in range(n)]), tau))
     out["per_seed"]["learned"] = learned
     greedy = inference_sampler(policy, task, None)
     out["per_seed"]["greedy"] = [policy_score(greedy, s, None) for s in seeds]

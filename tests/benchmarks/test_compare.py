@@ -922,16 +922,19 @@ def test_inference_candidates_are_normalised(given, want):
     ((None, "greedy"), "must not repeat .*, got \\['greedy', 'greedy'\\]"),
     ((1.0, 1.0000001), "nor two temperatures share a name\\), got \\['τ=1', 'τ=1'\\]"),
     ({None, 1.0}, "inference candidates must be an ordered list"),
-    (("mean:f=-1",), "bad guidance reshaping 'f=-1' in inference candidate 'mean:f=-1'; "
-     "allowed: f=A \\(A >= 0\\) and cut=C \\(C > 0\\)"),
-    (("mean:cut=0",), "bad guidance reshaping 'cut=0'"),
-    (("mean:w=2",), "bad guidance reshaping 'w=2'"),
-    (("mean:f=2,f=3",), "bad guidance reshaping 'f=3'"),
-    (("mean:f",), "bad guidance reshaping 'f'"),
-    (("mean:f=nan",), "bad guidance reshaping 'f=nan'"),
+    (("mean:f=-1",), "bad reshaping 'f=-1' in inference candidate 'mean:f=-1'; "
+     "allowed: f=A \\(A >= 0\\), cut=C \\(C > 0\\) and smin=S \\(S > 0\\)"),
+    (("mean:cut=0",), "bad reshaping 'cut=0'"),
+    (("mean:w=2",), "bad reshaping 'w=2'"),
+    (("mean:f=2,f=3",), "bad reshaping 'f=3'"),
+    (("mean:f",), "bad reshaping 'f'"),
+    (("mean:f=nan",), "bad reshaping 'f=nan'"),
     (("hot:f=2",), "unknown inference candidate 'hot'"),
     (("mean:f=1",), "'mean:f=1' reshapes nothing"),
     (("mean:f=2,cut=1", "mean:cut=1,f=2"), "must not repeat"),
+    (("mean:smin=0",), "bad reshaping 'smin=0'"),
+    (("mean:smin=0.3,smin=0.4",), "bad reshaping 'smin=0.4'"),
+    (("mean:cut=1,smin=0.3", "mean:smin=0.3,cut=1"), "must not repeat"),
 ])
 def test_bad_inference_candidates_are_refused(given, match):
     with pytest.raises(ValueError, match=match):
@@ -1064,6 +1067,29 @@ def test_unreshaped_rules_are_their_base_rules():
     assert runs.unreshaped((None, "mean:f=2", "mean:f=2,cut=1", 1.0), ("1:cut=1", "0.5:f=2")) == (
         (None, "mean", 1.0), (0.5,))
     assert runs.unreshaped((None, 1.0)) == ((None, 1.0), ())
+    # a schedule key is not a guidance reshaping: it stays
+    assert runs.unreshaped(("mean:cut=1,smin=0.3", "mean:f=2,smin=0.3", "mean:cut=1")) == (
+        ("mean:smin=0.3", "mean"), ())
+
+
+def test_schedule_keys_of_a_rule():
+    """``smin=S``: the rule samples the task's schedule ending at sigma_min = S (same steps);
+    it is not a PolicySampler argument, and a schedule the task refuses names the rule."""
+    from diffgym.benchmarks.report import rule_schedule, split_rule
+    from diffgym.envs import make_task
+
+    (rule,) = runs.check_inference_candidates(["mean:smin=0.30,cut=1"])
+    assert rule == "mean:cut=1,smin=0.3" and compare.tau_name(rule) == "mean cut=1,smin=0.3"
+    assert split_rule(rule) == ("mean", {"guidance_max_sigma": 1.0})
+    assert rule_schedule(rule) == {"sigma_min": 0.3} and rule_schedule("mean:f=2") == {}
+    assert rule_schedule(None) == {} and rule_schedule(1.0) == {}
+    task = make_task("gmm2d", **MIXTURE)
+    assert runs.rule_task(task, "mean:f=2") is task
+    on = runs.rule_task(task, rule)
+    assert on.sigma_min == 0.3 and on.num_steps == task.num_steps
+    assert on.sigmas()[-2] == pytest.approx(0.3) and task.sigmas()[-2] < 0.01
+    with pytest.raises(ValueError, match="inference rule 'mean:smin=100' on task 'gmm2d'"):
+        runs.rule_task(task, "mean:smin=100")  # above sigma_max
 
 
 def test_cli_inference_candidates(compare_config_of, capsys, tmp_path):
@@ -1083,7 +1109,7 @@ def test_cli_inference_candidates(compare_config_of, capsys, tmp_path):
     assert compare_config_of(args).inference_candidates == (None, "mean:f=2,cut=1")
     assert main(["compare", "--budget", "quick", "--inference-candidates", "mean:f=x",
                  "--out", str(tmp_path / "c")]) == 2
-    assert "bad guidance reshaping 'f=x'" in capsys.readouterr().err
+    assert "bad reshaping 'f=x'" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
 
 
@@ -1182,3 +1208,45 @@ def test_step_advances_reach_the_task_of_compare_and_suite(compare_config_of, mo
                  "--out", str(tmp_path / "bad")]) == 2
     assert "step advance 40 in step_advances=(1, 40) is not allowed" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_candidate_with_a_schedule_key_samples_that_schedule(tiny, tmp_path, monkeypatch):
+    """``mean:cut=1,smin=0.3`` forced: the search seed and the learned row are the mean-action
+    sampler, unguided above sigma = 1, on the task's schedule ending at sigma_min = 0.3 (NFE
+    included); a rule whose schedule the task refuses stops the comparison before any work."""
+    from diffgym.agents.policy_sampling import PolicySampler
+    from diffgym.agents.train import load_run_config
+    from diffgym.benchmarks.evaluate import SEARCH_SEED, evaluate_sampler
+    from diffgym.envs import make_task
+
+    _, out = tiny
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    rule = "mean:cut=1,smin=0.3"
+    cfg = {**TINY, "inference_candidates": ("greedy", rule), "plots": False}
+    run_dir = copy / "runs" / RUN
+    trained = runs.train_or_load(load_run_config(run_dir), run_dir, device="cpu", progress=False)
+    task = make_task("gmm2d", **MIXTURE).replace(sigma_min=0.3)
+
+    def scored(seed):
+        sampler = PolicySampler(trained.policy, task, mean_action=True, guidance_max_sigma=1.0)
+        with torch.inference_mode():
+            return evaluate_sampler(task, sampler.actions(None), n=64, seed=seed, guided=True,
+                                    renoise_budget=sampler.renoise_budget, base_grid=True)
+
+    real_choose = runs.choose_inference
+    monkeypatch.setattr(runs, "choose_inference", lambda sel, *a: (
+        next(k for k in sel if k[1] == rule), False))
+    forced = run_comparison("gmm2d", out_dir=copy, **cfg)
+    monkeypatch.setattr(runs, "choose_inference", real_choose)
+    assert forced.num_trained == 0
+    got = {r.method: r for r in forced.rows}[METHOD].per_seed[0]
+    assert got["selection"]["mean cut=1,smin=0.3"] == scored(SEARCH_SEED).metrics["sw2"]
+    assert got["selection"]["mean cut=1,smin=0.3"] != got["selection"]["greedy"]
+    assert got["temperature"] == rule
+    assert got["metrics"]["sw2"] == scored(got["eval_seed"]).metrics["sw2"]
+    assert got["nfe_per_sample"] == scored(got["eval_seed"]).nfe_per_sample
+    with pytest.raises(ValueError, match="inference rule 'mean:smin=500'"):
+        run_comparison("gmm2d", out_dir=tmp_path / "bad", **{
+            **cfg, "inference_candidates": ("greedy", "mean:smin=500")})
+    assert not (tmp_path / "bad" / "runs").exists()

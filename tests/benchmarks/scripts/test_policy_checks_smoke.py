@@ -112,8 +112,8 @@ def _large_n_suite(run_dir, root, metrics_of, **learned_extra):
                     "info": {"family": "guidance", "params": {"w": 3.0},
                              "schedule": {"guidance": [3.0] * 18}}},
                    {"method": "ppo+gail/js", "kind": "learned",
-                    "per_seed": per_seed("learned", run="ppo_js_seed0", temperature=1.0,
-                                         **learned_extra)}]}
+                    "per_seed": per_seed("learned", run="ppo_js_seed0",
+                                         **{"temperature": 1.0, **learned_extra})}]}
     (task_dir / "results.json").write_text(json.dumps(results))
     (suite / "suite.json").write_text(json.dumps({"split": "dev", "task": "gmm2d",
                                                   "task_seeds": [0]}))
@@ -174,6 +174,37 @@ def test_suite_large_n_reproduces_the_comparison_at_its_own_n(run_dir, tmp_path,
     with pytest.raises(SystemExit, match="learned nfe_per_sample on seed 0 is .*, the suite's 1.0"):
         suite_large_n.main(["--suite", str(nfe), "--run", "ppo_js_seed0", "--n", "64",
                             "--out", str(out)])
+
+
+def test_suite_large_n_scores_a_rule_with_a_schedule_key_on_its_schedule(run_dir, tmp_path,
+                                                                         load_script):
+    """A learned row chosen as ``mean:cut=1,smin=0.3`` is re-scored on the task's schedule
+    ending at sigma_min = 0.3 (the suite's own numbers come back at its n, or it stops)."""
+    from diffgym.agents.policy_sampling import PolicySampler
+    from diffgym.agents.train import load_policy
+    from diffgym.benchmarks.evaluate import evaluate_sampler
+
+    suite_large_n = load_script("suite_large_n")
+    policy, task, _ = load_policy(run_dir)
+    on = task.replace(sigma_min=0.3)
+
+    def metrics_of(kind, s):
+        if kind != "learned":
+            return _as_compared(run_dir, kind, s)
+        sampler = PolicySampler(policy, on, mean_action=True, guidance_max_sigma=1.0)
+        ev = evaluate_sampler(on, sampler.actions(None), n=64, seed=s, guided=True,
+                              renoise_budget=sampler.renoise_budget, base_grid=True)
+        return {"sw2": ev.metrics["sw2"], "mode_tv": ev.metrics["mode_tv"],
+                "nfe_per_sample": float(ev.result.nfe.double().mean())}
+
+    assert metrics_of("learned", 0) != _as_compared(run_dir, "learned", 0, mean_action=True)
+    suite = _large_n_suite(run_dir, tmp_path, metrics_of, temperature="mean:cut=1,smin=0.3")
+    out = tmp_path / "n64.json"
+    assert suite_large_n.main(["--suite", str(suite), "--run", "ppo_js_seed0", "--n", "64",
+                               "--out", str(out)]) == 0
+    (got,) = json.loads(out.read_text())["tasks"]
+    assert got["inference"] == ["mean cut=1,smin=0.3"] * 2
+    assert got["per_seed"]["learned"][1] == pytest.approx(metrics_of("learned", 100), rel=1e-9)
 
 
 def test_suite_large_n_scores_the_checkpoint_the_comparison_chose(run_dir, tmp_path,
