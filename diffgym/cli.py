@@ -465,8 +465,9 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inference-candidates", nargs="+", default=None, metavar="RULE",
                    help="the inference rules a learned run chooses among on the search seed: "
                    "greedy, mean (the mean action) or a temperature > 0, each optionally with "
-                   "guidance reshapings after ':' (mean:f=2,cut=1: w - 1 scaled by f, no "
-                   "guidance above sigma = cut) (default: greedy 1)")
+                   "reshapings after ':' (mean:f=2,cut=1,smin=0.3: w - 1 scaled by f, no "
+                   "guidance above sigma = cut, the schedule ending at sigma_min = smin) "
+                   "(default: greedy 1)")
     p.add_argument("--select-checkpoints", type=int, default=1, metavar="K",
                    help="K > 1: keep K milestone checkpoints of each training run (its length "
                    "in K equal parts) and choose the checkpoint with the temperature on the "
