@@ -1014,29 +1014,23 @@ def test_reshaped_rules_read_back_and_name():
     assert compare.tau_name("1:cut=1") == "τ=1 cut=1"
 
 
-def test_a_reshaped_candidate_is_scored_and_evaluated_as_that_sampler(tiny, tmp_path,
-                                                                      monkeypatch):
-    """``mean:f=2,cut=1`` among the candidates: the search seed scores the mean-action sampler
-    with its guidance doubled below sigma = 1; forced to it, the learned row evaluates that
-    sampler on its seed, NFE included; a task without a guidance menu refuses it before any
-    work."""
+def _forced_to(tiny, tmp_path, monkeypatch, rule, candidates, task, **sampler_kw):
+    """A copy of the tiny comparison run again with its choice forced to ``rule`` among
+    ``candidates`` (0 trained), and ``scored(seed)``: the mean-action sampler with
+    ``sampler_kw`` on ``task``, sampled as the comparison samples a policy."""
     from diffgym.agents.policy_sampling import PolicySampler
     from diffgym.agents.train import load_run_config
-    from diffgym.benchmarks.evaluate import SEARCH_SEED, evaluate_sampler
-    from diffgym.envs import make_task
+    from diffgym.benchmarks.evaluate import evaluate_sampler
 
     _, out = tiny
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    rule = "mean:f=2,cut=1"
-    cfg = {**TINY, "inference_candidates": ("greedy", 1, rule), "plots": False}
+    cfg = {**TINY, "inference_candidates": candidates, "plots": False}
     run_dir = copy / "runs" / RUN
     trained = runs.train_or_load(load_run_config(run_dir), run_dir, device="cpu", progress=False)
-    task = make_task("gmm2d", **MIXTURE)
 
     def scored(seed):
-        sampler = PolicySampler(trained.policy, task, mean_action=True, guidance_factor=2.0,
-                                guidance_max_sigma=1.0)
+        sampler = PolicySampler(trained.policy, task, mean_action=True, **sampler_kw)
         with torch.inference_mode():
             return evaluate_sampler(task, sampler.actions(None), n=64, seed=seed, guided=True,
                                     renoise_budget=sampler.renoise_budget, base_grid=True)
@@ -1047,6 +1041,22 @@ def test_a_reshaped_candidate_is_scored_and_evaluated_as_that_sampler(tiny, tmp_
     forced = run_comparison("gmm2d", out_dir=copy, **cfg)
     monkeypatch.setattr(runs, "choose_inference", real_choose)
     assert forced.num_trained == 0
+    return forced, scored, cfg
+
+
+def test_a_reshaped_candidate_is_scored_and_evaluated_as_that_sampler(tiny, tmp_path,
+                                                                      monkeypatch):
+    """``mean:f=2,cut=1`` among the candidates: the search seed scores the mean-action sampler
+    with its guidance doubled below sigma = 1; forced to it, the learned row evaluates that
+    sampler on its seed, NFE included; a task without a guidance menu refuses it before any
+    work."""
+    from diffgym.benchmarks.evaluate import SEARCH_SEED
+    from diffgym.envs import make_task
+
+    rule = "mean:f=2,cut=1"
+    forced, scored, cfg = _forced_to(tiny, tmp_path, monkeypatch, rule, ("greedy", 1, rule),
+                                     make_task("gmm2d", **MIXTURE), guidance_factor=2.0,
+                                     guidance_max_sigma=1.0)
     learned = {r.method: r for r in forced.rows}[METHOD]
     got = learned.per_seed[0]
     assert got["selection"]["mean f=2,cut=1"] == scored(SEARCH_SEED).metrics["sw2"]
@@ -1214,32 +1224,13 @@ def test_a_candidate_with_a_schedule_key_samples_that_schedule(tiny, tmp_path, m
     """``mean:cut=1,smin=0.3`` forced: the search seed and the learned row are the mean-action
     sampler, unguided above sigma = 1, on the task's schedule ending at sigma_min = 0.3 (NFE
     included); a rule whose schedule the task refuses stops the comparison before any work."""
-    from diffgym.agents.policy_sampling import PolicySampler
-    from diffgym.agents.train import load_run_config
-    from diffgym.benchmarks.evaluate import SEARCH_SEED, evaluate_sampler
+    from diffgym.benchmarks.evaluate import SEARCH_SEED
     from diffgym.envs import make_task
 
-    _, out = tiny
-    copy = tmp_path / "copy"
-    shutil.copytree(out, copy)
     rule = "mean:cut=1,smin=0.3"
-    cfg = {**TINY, "inference_candidates": ("greedy", rule), "plots": False}
-    run_dir = copy / "runs" / RUN
-    trained = runs.train_or_load(load_run_config(run_dir), run_dir, device="cpu", progress=False)
-    task = make_task("gmm2d", **MIXTURE).replace(sigma_min=0.3)
-
-    def scored(seed):
-        sampler = PolicySampler(trained.policy, task, mean_action=True, guidance_max_sigma=1.0)
-        with torch.inference_mode():
-            return evaluate_sampler(task, sampler.actions(None), n=64, seed=seed, guided=True,
-                                    renoise_budget=sampler.renoise_budget, base_grid=True)
-
-    real_choose = runs.choose_inference
-    monkeypatch.setattr(runs, "choose_inference", lambda sel, *a: (
-        next(k for k in sel if k[1] == rule), False))
-    forced = run_comparison("gmm2d", out_dir=copy, **cfg)
-    monkeypatch.setattr(runs, "choose_inference", real_choose)
-    assert forced.num_trained == 0
+    forced, scored, cfg = _forced_to(tiny, tmp_path, monkeypatch, rule, ("greedy", rule),
+                                     make_task("gmm2d", **MIXTURE).replace(sigma_min=0.3),
+                                     guidance_max_sigma=1.0)
     got = {r.method: r for r in forced.rows}[METHOD].per_seed[0]
     assert got["selection"]["mean cut=1,smin=0.3"] == scored(SEARCH_SEED).metrics["sw2"]
     assert got["selection"]["mean cut=1,smin=0.3"] != got["selection"]["greedy"]
