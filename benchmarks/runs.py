@@ -249,7 +249,7 @@ def rule_task(task: Task, tau: float | str | None) -> Task:
     same number of steps). ValueError (the task's own validation, naming the rule) when the
     schedule it gives is not valid."""
     changes = rule_schedule(tau)
-    if not changes:
+    if all(getattr(task, k) == v for k, v in changes.items()):  # none, or already that schedule
         return task
     try:
         return task.replace(**changes)

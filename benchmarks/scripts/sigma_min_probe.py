@@ -87,6 +87,7 @@ from diffgym.benchmarks.runs import (
     check_inference_candidates,
     choose_inference,
     inference_sampler,
+    rule_task,
 )
 from diffgym.benchmarks.suite import finished_suite_tasks
 from diffgym.benchmarks.suite_outcomes import TARGETS, reached
@@ -165,9 +166,12 @@ def policy_samplers(task_dir: Path, run: str, task, n: int, factors: list[float]
     head = "greedy" if tau is None else MEAN_ACTION if tau == MEAN_ACTION else repr(float(tau))
     out: dict[str, Any] = {}
     for name, reshape, sigma_min in _policy_variants(factors, cuts, sigma_mins):
-        # the comparison's own rule, reshaped: built as the comparison builds its candidates
-        rule = tau if not reshape else check_inference_candidates([f"{head}:{reshape}"])[0]
-        on = task if sigma_min is None else task.replace(sigma_min=sigma_min)
+        # the comparison's own rule, reshaped (a larger sigma_min as its smin key): built and
+        # sampled as the comparison builds and samples its candidates
+        spec = ",".join(part for part in (reshape, sigma_min is not None
+                                          and f"smin={sigma_min!r}") if part)
+        rule = tau if not spec else check_inference_candidates([f"{head}:{spec}"])[0]
+        on = rule_task(task, rule)
         sampler = inference_sampler(policy, on, rule)
 
         def score(seed: int, sampler=sampler, on=on) -> dict[str, float]:
