@@ -104,6 +104,7 @@ from diffgym.benchmarks.grid import (
     run_grid,
 )
 from diffgym.benchmarks.overhead import measure_inference_overhead, profile_schedule
+from diffgym.benchmarks.paired_guard import check_guard_se, check_paired_task
 from diffgym.benchmarks.report import (
     ComparisonResult,
     ComparisonRow,
@@ -120,11 +121,11 @@ from diffgym.benchmarks.runs import (
     check_inference_guard,
     evaluate_policy,
     evaluation_record,
-    guard_reference,
     load_samples_npz,
     rule_task,
     save_samples_npz,
     search_inference,
+    search_reference,
     train_or_load,
     unreshaped,
 )
@@ -213,6 +214,10 @@ class CompareConfig:
         inference_guard_tolerance: that slack for the fallback rules, in the guard metric's
             units (``0``: none; > 0 needs fallback rules). The candidates are always held to the
             strict guard.
+        inference_guard_se: with ``inference_guard`` ``"mode_tv"`` (mixture tasks): a candidate
+            may be up to this many standard errors of its paired difference with the default
+            sampler worse on the guard (:mod:`~diffgym.benchmarks.paired_guard`; the reference is
+            then always run on the candidates' samples, and counted). ``0``: the plain guard.
         inference_candidates: the inference rules a learned run chooses among on the search
             seed (:func:`~diffgym.benchmarks.runs.check_inference_candidates`: ``None`` or
             ``"greedy"``, ``"mean"`` for the mean action, or a temperature > 0); default
@@ -263,6 +268,7 @@ class CompareConfig:
     heldout: bool = False
     inference_guard: str | None = None
     inference_guard_tolerance: float = 0.0
+    inference_guard_se: float = 0.0
     inference_fallback: tuple[float | str | None, ...] = ()
     select_checkpoints: int = 1
     selection_n: int | None = None
@@ -331,6 +337,7 @@ class CompareConfig:
         tol, fb = check_guard_fallbacks(guard, self.inference_guard_tolerance,
                                         self.inference_fallback, self.inference_candidates)
         set_("inference_guard_tolerance", tol)
+        set_("inference_guard_se", check_guard_se(self.inference_guard_se, guard))
         set_("inference_fallback", fb)
         k = self.select_checkpoints
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_SELECT_CHECKPOINTS:
@@ -546,19 +553,20 @@ def _learned_row(
         # The inference temperature (and with select_checkpoints, the checkpoint) is chosen on
         # the search seed, as grid points are.
         many = cfg.select_checkpoints > 1
-        reference = None if default is None else (default[0].metrics, default[0].cost)
-        if cfg.inference_guard is not None and cfg.selection_n not in (None, cfg.n_eval):
-            ref = guard_reference(ctx.task, ctx.fingerprint, cfg.selection_n, seed=SEARCH_SEED,
-                                  device=cfg.device, cache=ctx.cache)  # as many samples
-            reference = (ref["metrics"], Cost.from_dict(ref["cost"]))
+        reference, allowance = search_reference(  # the guard's reference and allowance
+            ctx.task, ctx.fingerprint, default and (default[0].metrics, default[0].cost),
+            guard=cfg.inference_guard, n=cfg.selection_n or cfg.n_eval, n_eval=cfg.n_eval,
+            guard_se=cfg.inference_guard_se, seed=SEARCH_SEED, device=cfg.device,
+            cache=ctx.cache)
         chosen, tau, use_default, selection, selection_cost, checkpoints = search_inference(
             run.at_milestones(cfg.select_checkpoints) if many else [run],
             lambda c, t, common=common: evaluate_policy(
                 run=c, **{**common, "n": cfg.selection_n or cfg.n_eval}, tau=t,
-                seed=SEARCH_SEED)[1],
+                seed=SEARCH_SEED, modes=cfg.inference_guard_se > 0)[1],
             cfg.inference_candidates, ctx.metric, ctx.direction, cfg.inference_guard,
             None if reference is None else reference[0], checkpoints=many,
-            tolerance=cfg.inference_guard_tolerance, fallback=cfg.inference_fallback)
+            tolerance=cfg.inference_guard_tolerance, fallback=cfg.inference_fallback,
+            allowance=allowance)
         if cfg.inference_guard is not None and reference is not None and j == 0:
             selection_cost += reference[1]  # the guard's reference, run once for the row
         for rep in range(reps):  # the run's evaluation seeds; the first one's cost is counted
@@ -573,18 +581,12 @@ def _learned_row(
                     ctx.panels[method] = ctx.panels["default"]
             else:
                 key, record, sampler = evaluate_policy(
-                    run=chosen, **common, tau=tau, seed=s,
-                    samples_path=ctx.sample_path(method) if first else None,
-                    panels=ctx.panels if first else None,
-                )
+                    run=chosen, **common, tau=tau, seed=s, panels=ctx.panels if first else None,
+                    samples_path=ctx.sample_path(method) if first else None)
             if rep == 0 and overhead is None and not use_default and "overhead" not in record:
                 record["overhead"] = measure_inference_overhead(
-                    sampler,
-                    profile_schedule(record["profile"], ctx.task.base_steps),
-                    n=min(cfg.n_eval, OVERHEAD_MAX_N),
-                    seed=s,
-                    repeats=cfg.overhead_repeats,
-                )
+                    sampler, profile_schedule(record["profile"], ctx.task.base_steps),
+                    n=min(cfg.n_eval, OVERHEAD_MAX_N), seed=s, repeats=cfg.overhead_repeats)
                 ctx.cache.put(key, record)
             if rep == 0 and overhead is None and not use_default:
                 overhead = record["overhead"]
@@ -596,6 +598,8 @@ def _learned_row(
                     **{tau_name(t): r["metrics"][cfg.inference_guard]
                        for t, r in selection.items()},
                     "default": reference[0][cfg.inference_guard]}}),  # checked: not None
+                **({} if allowance is None else {"selection_guard_allowance": {
+                    tau_name(t): allowance(r) for t, r in selection.items()}}),
             })
             profiles.append(record["profile"])
             if rep == 0:
@@ -617,6 +621,8 @@ def _learned_row(
         + (f"chosen on {cfg.selection_n} samples, " if cfg.selection_n else "")
         + (f"guard tolerance {cfg.inference_guard_tolerance:g}, "
            if cfg.inference_guard_tolerance else "")
+        + (f"guard allowance {cfg.inference_guard_se:g} paired s.e., "
+           if cfg.inference_guard_se else "")
         + (f"fallback {', '.join(tau_name(t) for t in cfg.inference_fallback)}, "
            if cfg.inference_fallback else "")
         + "inference " + ", ".join(
@@ -693,6 +699,7 @@ def run_comparison(
             cfg = cfg.replace(inference_candidates=cands, inference_fallback=fb)
     for rule in (*cfg.inference_candidates, *cfg.inference_fallback):
         rule_task(task, rule)  # a schedule a rule cannot sample is refused before any work
+    check_paired_task(task, cfg.inference_guard_se)  # as early: a task without modes to pair
     families = make_families(task, cfg.grid_families, points=cfg.grid_points)
     steps_by_agent = cfg.timesteps_by_agent()
 
@@ -764,6 +771,7 @@ def run_comparison(
         "n_envs": cfg.n_envs,
         "inference_guard": cfg.inference_guard,
         "inference_guard_tolerance": cfg.inference_guard_tolerance,
+        "inference_guard_se": cfg.inference_guard_se,
         "inference_fallback": list(cfg.inference_fallback),
         "inference_candidates": list(cfg.inference_candidates),  # None: greedy
         "select_checkpoints": cfg.select_checkpoints,

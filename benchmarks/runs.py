@@ -29,6 +29,7 @@ from diffgym.benchmarks.evaluate import (
     finite_or_none,
 )
 from diffgym.benchmarks.grid import evaluate_point
+from diffgym.benchmarks.paired_guard import MODES_FIELD, guard_allowance, has_modes, record_modes
 from diffgym.benchmarks.report import (
     INFERENCE_RULES_ALLOWED,
     KNOB_FIELDS,
@@ -58,6 +59,7 @@ __all__ = [
     "load_samples_npz",
     "save_samples_npz",
     "search_inference",
+    "search_reference",
     "train_or_load",
     "unreshaped",
 ]
@@ -286,11 +288,15 @@ def evaluate_policy(
     seed: int,
     samples_path: Path | None = None,
     panels: dict | None = None,
+    modes: bool = False,
 ) -> tuple[str, dict[str, Any], Any]:
     """Evaluate a trained policy at inference temperature ``tau`` (None: greedy; ``"mean"``,
     :data:`~diffgym.benchmarks.report.MEAN_ACTION`: the mean action at tau = 1) on ``seed``
     with per-sample action noise (sample b's choices depend only on its own seed: common random
     numbers); cached in ``cache``. With ``panels``, the samples are saved/loaded for the plots.
+    With ``modes``, the record also holds each sample's mode
+    (:func:`~diffgym.benchmarks.paired_guard.record_modes`; a cached record without them is
+    evaluated again).
 
     Returns:
         ``(cache key, evaluation record, the PolicySampler)``.
@@ -305,6 +311,8 @@ def evaluate_policy(
     task = rule_task(task, tau)  # the schedule the rule samples (its own cache key: tau)
     sampler = inference_sampler(run.policy, task, tau, device=device)
     record = cache.get(key)
+    if record is not None and modes and MODES_FIELD not in record and has_modes(task):
+        record = None  # cached before per-sample modes were asked for: evaluate again
     if record is None:
         action_noise = PerSampleNoise(
             [ACTION_SEED_OFFSET + seed + b for b in range(n)], device=device
@@ -323,7 +331,7 @@ def evaluate_policy(
         )
         record = evaluation_record(
             ev, {"method": method, "run": run.run_dir.name, "profile": recorder.profile(),
-                 "temperature": tau}
+                 "temperature": tau, **(record_modes(task, ev.result.x) if modes else {})}
         )
         cache.put(key, record)
         if panels is not None:
@@ -335,20 +343,53 @@ def evaluate_policy(
 
 
 def guard_reference(task: Task, task_fp: str, n: int, *, seed: int, device: str,
-                    cache: Any) -> dict[str, Any]:
-    """The default sampler on ``seed`` with ``n`` samples (the grid's own default point,
+                    cache: Any, modes: bool = False) -> dict[str, Any]:
+    """The default sampler on ``seed`` with ``n`` samples (as the grid's own default point,
     :func:`~diffgym.benchmarks.grid.evaluate_point`): the inference guard's reference when the
-    learned candidates are scored on ``selection_n`` samples; cached in ``cache``."""
+    learned candidates are scored on ``selection_n`` samples (or, with ``modes``, paired with
+    them: the record then also holds each sample's mode,
+    :func:`~diffgym.benchmarks.paired_guard.record_modes`); cached in ``cache``."""
     key = hashlib.sha256(json.dumps(
         {"guard_reference": "default", "task": task_fp, "n": n, "seed": seed,
          **noise_key_fields()}, sort_keys=True).encode()).hexdigest()[:16]
     record = cache.get(key)
+    if record is not None and modes and MODES_FIELD not in record and has_modes(task):
+        record = None  # cached before per-sample modes were asked for: evaluate again
     if record is None:
-        point = evaluate_point(task, None, n=n, seed=seed, device=device)
-        record = {"metrics": point.metrics, "cost": point.cost.to_dict(), "method": "default",
-                  "n": n}
+        if modes:  # the grid's default point (actions None, unguided), keeping its samples
+            ev = evaluate_sampler(task, None, n=n, seed=seed, device=device,
+                                  category="grid_point")
+            metrics, cost, extra = ev.metrics, ev.cost, record_modes(task, ev.result.x)
+        else:
+            point = evaluate_point(task, None, n=n, seed=seed, device=device)
+            metrics, cost, extra = point.metrics, point.cost, {}
+        record = {"metrics": metrics, "cost": cost.to_dict(), "method": "default", "n": n,
+                  **extra}
         cache.put(key, record)
     return record
+
+
+def search_reference(
+    task: Task, task_fp: str, default: tuple[Mapping[str, float], Cost] | None, *,
+    guard: str | None, n: int, n_eval: int, guard_se: float, seed: int, device: str,
+    cache: Any,
+) -> tuple[tuple[Mapping[str, float], Cost] | None, Callable[[Mapping], float] | None]:
+    """The inference guard's reference on the search seed ``seed`` and its allowance function:
+    ``((metrics, cost) | None, allowance | None)``.
+
+    The reference is the default sampler's grid point ``default`` when the candidates are
+    scored on ``n == n_eval`` samples, else :func:`guard_reference` on ``n`` samples; with
+    ``guard_se > 0`` always :func:`guard_reference` with per-sample modes, and the allowance is
+    ``guard_se`` paired standard errors of a candidate's record against it
+    (:func:`~diffgym.benchmarks.paired_guard.guard_allowance`; ``None`` otherwise).
+    """
+    if guard is None or (guard_se == 0 and n == n_eval):
+        return default, None
+    ref = guard_reference(task, task_fp, n, seed=seed, device=device, cache=cache,
+                          modes=guard_se > 0)  # as many samples (paired: the same ones)
+    allowance = None if guard_se == 0 else (
+        lambda r: guard_allowance(r, ref, task.target.weights, guard_se))
+    return (ref["metrics"], Cost.from_dict(ref["cost"])), allowance
 
 
 def _sha256(path: Path) -> str:
@@ -554,7 +595,7 @@ def check_inference_guard(guard: str, default_metrics: Mapping[str, float] | Non
 def choose_inference(
     selection: Mapping[Any, Mapping[str, Any]], metric: str, direction: str,
     guard: str | None = None, default_metrics: Mapping[str, float] | None = None,
-    tolerance: float = 0.0,
+    tolerance: float = 0.0, allowance: Mapping[Any, float] | None = None,
 ) -> tuple[Any, bool]:
     """A learned run's inference, from its search-seed evaluations ``selection`` (candidate ->
     record: a temperature, ``None`` being greedy, ``"mean"`` the mean action, or a ``(round,
@@ -569,6 +610,8 @@ def choose_inference(
     metric's units), and only when that strict choice is the default sampler: the same choice
     among the candidates whose ``guard`` is at most ``tolerance`` worse than the default's (a
     fallback before the default sampler, never a reason to leave a strict candidate).
+    ``allowance`` (candidate -> slack in the guard's units, e.g. ``z`` paired standard errors,
+    :func:`~diffgym.benchmarks.paired_guard.guard_allowance`) widens both passes per candidate.
     """
     sign = 1.0 if direction == "min" else -1.0
     primary = lambda t: sign * selection[t]["metrics"][metric]  # noqa: E731
@@ -577,7 +620,8 @@ def choose_inference(
     ref = check_inference_guard(guard, default_metrics)
     g = 1.0 if METRIC_DIRECTIONS[guard] == "min" else -1.0
     for slack in (0.0, tolerance) if tolerance > 0 else (0.0,):
-        ok = [t for t in selection if g * selection[t]["metrics"][guard] <= g * ref[guard] + slack]
+        ok = [t for t in selection if g * selection[t]["metrics"][guard]
+              <= g * ref[guard] + slack + (allowance or {}).get(t, 0.0)]
         best = min(ok, key=primary) if ok else None  # a candidate None is greedy
         if ok and primary(best) <= sign * ref[metric]:
             return best, False
@@ -596,6 +640,7 @@ def search_inference(
     checkpoints: bool = False,
     tolerance: float = 0.0,
     fallback: tuple[float | str | None, ...] = (),
+    allowance: Callable[[Mapping[str, Any]], float] | None = None,
 ) -> tuple[TrainedRun, float | str | None, bool, dict, Cost, dict[str, Any]]:
     """A learned run's inference, chosen on the search seed among ``candidates`` (the run at
     its milestone checkpoints, oldest first, or the final run alone) and ``temperatures``
@@ -605,7 +650,9 @@ def search_inference(
     (further inference rules; needs ``guard``) and only when that choice is the default
     sampler, the fallback rules are evaluated and chosen among by :func:`choose_inference` with
     the guard ``tolerance`` (the candidates themselves are always held to the strict guard);
-    their evaluations are then in the records and the cost.
+    their evaluations are then in the records and the cost. ``allowance(record)`` (with
+    ``guard``): the guard's slack for the candidate of that search-seed evaluation record
+    (:func:`choose_inference`'s ``allowance``).
 
     Returns:
         ``(the chosen candidate, tau, use the default sampler, the chosen candidate's
@@ -616,14 +663,18 @@ def search_inference(
         ``checkpoint_selection`` (round -> the metric by temperature name) and, with
         ``guard``, ``checkpoint_selection_guard`` (round -> the guard metric by temperature).
     """
+    def slack(records: Mapping[Any, Mapping[str, Any]]) -> dict[Any, float] | None:
+        return None if allowance is None else {k: allowance(r) for k, r in records.items()}
+
     searched = {(c.round, t): evaluate(c, t) for c in reversed(candidates) for t in temperatures}
-    choice, use_default = choose_inference(searched, metric, direction, guard, default_metrics)
+    choice, use_default = choose_inference(searched, metric, direction, guard, default_metrics,
+                                           allowance=slack(searched))
     if use_default and fallback:
         temperatures = (*temperatures, *fallback)
         extra = {(c.round, t): evaluate(c, t) for c in reversed(candidates) for t in fallback}
         searched.update(extra)
         choice, use_default = choose_inference(extra, metric, direction, guard, default_metrics,
-                                               tolerance)
+                                               tolerance, slack(extra))
     at, tau = (candidates[-1].round, None) if use_default else choice
     chosen = next(c for c in candidates if c.round == at)
     selection = {t: searched[(at, t)] for t in temperatures}

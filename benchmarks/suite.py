@@ -209,7 +209,8 @@ class SuiteConfig:
             ``seed``).
         agents, divergences, irl, seeds, timesteps, n_eval, grid_families, grid_points,
         eval_repeats, backend, device, overhead_repeats, agent_overrides, n_envs, plots,
-        reward_options, inference_guard, inference_guard_tolerance, inference_fallback,
+        reward_options, inference_guard, inference_guard_tolerance, inference_guard_se,
+        inference_fallback,
         select_checkpoints, selection_n,
         inference_candidates: to every
             :class:`~diffgym.benchmarks.compare.CompareConfig` (``seeds`` are training seeds).
@@ -244,6 +245,7 @@ class SuiteConfig:
     reward_options: Mapping[str, Any] = field(default_factory=dict)
     inference_guard: str | None = None
     inference_guard_tolerance: float = 0.0
+    inference_guard_se: float = 0.0
     inference_fallback: tuple[float | str | None, ...] = ()
     select_checkpoints: int = 1
     selection_n: int | None = None
@@ -306,6 +308,7 @@ class SuiteConfig:
             heldout=self.split == "heldout",
             inference_guard=self.inference_guard,
             inference_guard_tolerance=self.inference_guard_tolerance,
+            inference_guard_se=self.inference_guard_se,
             inference_fallback=self.inference_fallback,
             select_checkpoints=self.select_checkpoints,
             selection_n=self.selection_n,
@@ -386,6 +389,8 @@ class SuiteResult:
             + (f", inference guard {cfg.inference_guard}" if cfg.inference_guard else "")
             + (f" (tolerance {cfg.inference_guard_tolerance:g})"
                if cfg.inference_guard_tolerance else "")
+            + (f" (allowance {cfg.inference_guard_se:g} paired s.e.)"
+               if cfg.inference_guard_se else "")
             + (", fallback " + ", ".join(tau_name(t) for t in cfg.inference_fallback)
                if cfg.inference_fallback else "")
             + (f", best of {cfg.select_checkpoints} checkpoints"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from diffgym.cli_args import (
     add_fid_argument,
+    add_inference_guard_arguments,
     add_user_task_arguments,
     device_arg,
     finite_float,
@@ -449,19 +450,7 @@ def _add_budget_arguments(p: argparse.ArgumentParser) -> None:
                    help="a policy setting for every training run, winning over the task's YAML: "
                    "sample_input=false (a time-only policy: its choices ignore the sample), "
                    "features_dim, hidden, sigma_freqs or neutral_bias (repeatable)")
-    p.add_argument("--inference-guard", default=None, metavar="METRIC",
-                   help="a metric (e.g. mode_tv) on which a learned sampler's inference choice "
-                   "must be no worse than the default sampler on the search seed; the default "
-                   "sampler is then a candidate too (default: none)")
-    p.add_argument("--inference-guard-tolerance", type=float, default=0.0, metavar="TOL",
-                   help="with --inference-fallback: a fallback rule at most TOL worse than the "
-                   "default sampler on the guard (in its units) may be chosen; the candidates "
-                   "are always held to the strict guard (default 0)")
-    p.add_argument("--inference-fallback", nargs="+", default=(), metavar="RULE",
-                   help="with --inference-guard: inference rules (as --inference-candidates) "
-                   "evaluated on the search seed only when the choice among the candidates is "
-                   "the default sampler, one of them then chosen if it beats the default under "
-                   "the guard (within --inference-guard-tolerance) (default: none)")
+    add_inference_guard_arguments(p)
     p.add_argument("--inference-candidates", nargs="+", default=None, metavar="RULE",
                    help="the inference rules a learned run chooses among on the search seed: "
                    "greedy, mean (the mean action) or a temperature > 0, each optionally with "
@@ -522,6 +511,7 @@ def _budget_settings(args: argparse.Namespace) -> tuple[dict, int | None]:
         agent_overrides=policy_overrides(args.policy_options),
         inference_guard=args.inference_guard,
         inference_guard_tolerance=args.inference_guard_tolerance,
+        inference_guard_se=args.inference_guard_se,
         inference_fallback=tuple(args.inference_fallback),
         **({} if args.inference_candidates is None
            else {"inference_candidates": tuple(args.inference_candidates)}),

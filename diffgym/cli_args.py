@@ -191,3 +191,24 @@ def policy_overrides(pairs: list[tuple[str, int | float | bool]]) -> dict:
     policy = {k: v for k, v in pairs if k == "neutral_bias"}
     feats = {k: v for k, v in pairs if k != "neutral_bias"}
     return {"policy_kwargs": {**policy, **({"features_extractor_kwargs": feats} if feats else {})}}
+
+
+def add_inference_guard_arguments(p: argparse.ArgumentParser) -> None:
+    """The inference guard's flags of ``compare`` and ``suite``."""
+    p.add_argument("--inference-guard", default=None, metavar="METRIC",
+                   help="a metric (e.g. mode_tv) on which a learned sampler's inference choice "
+                   "must be no worse than the default sampler on the search seed; the default "
+                   "sampler is then a candidate too (default: none)")
+    p.add_argument("--inference-guard-tolerance", type=float, default=0.0, metavar="TOL",
+                   help="with --inference-fallback: a fallback rule at most TOL worse than the "
+                   "default sampler on the guard (in its units) may be chosen; the candidates "
+                   "are always held to the strict guard (default 0)")
+    p.add_argument("--inference-guard-se", type=float, default=0.0, metavar="Z",
+                   help="with --inference-guard mode_tv: a candidate (or fallback rule) may be up "
+                   "to Z standard errors worse than the default sampler on it, the error of "
+                   "their paired difference on the search seed's samples (default 0)")
+    p.add_argument("--inference-fallback", nargs="+", default=(), metavar="RULE",
+                   help="with --inference-guard: inference rules (as --inference-candidates) "
+                   "evaluated on the search seed only when the choice among the candidates is "
+                   "the default sampler, one of them then chosen if it beats the default under "
+                   "the guard (within --inference-guard-tolerance) (default: none)")

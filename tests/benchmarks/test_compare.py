@@ -549,7 +549,7 @@ def test_inference_guard_config_and_the_default_sampler_as_the_learned_row(tiny,
     first, out = tiny
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    monkeypatch.setattr(runs, "choose_inference", lambda *args: (None, True))
+    monkeypatch.setattr(runs, "choose_inference", lambda *args, **kw: (None, True))
     again = run_comparison("gmm2d", out_dir=copy, **{**TINY, "inference_guard": "mode_tv"})
     assert again.num_trained == 0 and again.settings["inference_guard"] == "mode_tv"
     rows = {r.method: r for r in again.rows}
@@ -722,7 +722,7 @@ def test_a_forced_checkpoint_is_evaluated_and_counted(tmp_path, monkeypatch, cap
     assert "has 1 rounds: choosing among 1 checkpoints, not 2" in caplog.text  # said, not silent
 
 
-def _search_seed_records(out, *, n: int) -> dict[str, dict]:
+def _search_seed_records(out, *, n: int, modes: bool = False) -> dict[str, dict]:
     """The comparison's run in ``out`` evaluated at each default inference temperature on the
     search seed with ``n`` samples (as the comparison scores its candidates), by name."""
     from diffgym.agents.train import load_run_config
@@ -735,7 +735,7 @@ def _search_seed_records(out, *, n: int) -> dict[str, dict]:
     return {compare.tau_name(t): runs.evaluate_policy(
         run=trained, config=trained.config, method=METHOD, task=task,
         task_fp=task_fingerprint(task), n=n, device="cpu", cache=runs.EvalCache(None), tau=t,
-        seed=SEARCH_SEED)[1] for t in compare.INFERENCE_TEMPERATURES}
+        seed=SEARCH_SEED, modes=modes)[1] for t in compare.INFERENCE_TEMPERATURES}
 
 
 def test_selection_n_chooses_the_temperature_on_more_samples(tiny, tmp_path):
@@ -1144,7 +1144,7 @@ def test_the_guard_with_the_mean_action_among_the_candidates(tiny, tmp_path, mon
         assert rec["inference"] == "default"
     else:
         assert compare.tau_name(rec["temperature"]) == best and "inference" not in rec
-    monkeypatch.setattr(runs, "choose_inference", lambda *args: (None, True))
+    monkeypatch.setattr(runs, "choose_inference", lambda *args, **kw: (None, True))
     fallback = run_comparison("gmm2d", out_dir=copy, **cfg)
     rows = {r.method: r for r in fallback.rows}
     got = rows[METHOD].per_seed[0]
@@ -1241,3 +1241,61 @@ def test_a_candidate_with_a_schedule_key_samples_that_schedule(tiny, tmp_path, m
         run_comparison("gmm2d", out_dir=tmp_path / "bad", **{
             **cfg, "inference_candidates": ("greedy", "mean:smin=500")})
     assert not (tmp_path / "bad" / "runs").exists()
+
+
+def test_the_guard_allowance_in_paired_standard_errors(tiny, tmp_path, monkeypatch):
+    """``inference_guard_se``: the reference is the default sampler on the candidates' own
+    search-seed samples (counted once), cached records without per-sample modes are evaluated
+    again with them, each candidate's recorded allowance is ``z`` paired standard errors of its
+    modes against the reference's, and the choice is ``choose_inference`` with them."""
+    from diffgym.benchmarks.evaluate import SEARCH_SEED, task_fingerprint
+    from diffgym.benchmarks.paired_guard import MODES_FIELD, guard_allowance
+    from diffgym.envs import make_task
+
+    _, out = tiny
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    z = 1.5
+    result = run_comparison("gmm2d", out_dir=copy, **{
+        **TINY, "inference_guard": "mode_tv", "inference_guard_se": z, "plots": False})
+    assert result.num_trained == 0 and result.settings["inference_guard_se"] == z
+    learned = {r.method: r for r in result.rows}[METHOD]
+    rec = learned.per_seed[0]
+    assert f"guard allowance {z:g} paired s.e." in learned.detail
+    task = make_task("gmm2d", **MIXTURE)
+    ref = runs.guard_reference(task, task_fingerprint(task), TINY["n_eval"], seed=SEARCH_SEED,
+                               device="cpu", cache=runs.EvalCache(None), modes=True)
+    assert rec["selection_guard"]["default"] == ref["metrics"]["mode_tv"]
+    default = next(r for r in result.rows if r.kind == "default")
+    assert ref["metrics"] == default.info["search_metrics"]  # the grid's own default point
+    searched, nfe, allow = {}, 0, {}
+    for name, r in _search_seed_records(copy, n=TINY["n_eval"], modes=True).items():
+        allow[name] = guard_allowance(r, ref, task.target.weights, z)
+        assert rec["selection_guard_allowance"][name] == pytest.approx(allow[name])
+        same = r[MODES_FIELD] == ref[MODES_FIELD]  # e.g. a neutral greedy: the default itself
+        assert (allow[name] == 0) == same
+        searched[name] = r
+        nfe += r["cost"]["nfe"]
+    assert rec["selection_cost"]["nfe"] == nfe + ref["cost"]["nfe"]
+    by_name = {compare.tau_name(t): t for t in compare.INFERENCE_TEMPERATURES}
+    want = runs.choose_inference({by_name[k]: v for k, v in searched.items()}, "sw2", "min",
+                                 "mode_tv", ref["metrics"],
+                                 allowance={by_name[k]: a for k, a in allow.items()})
+    assert (rec.get("inference") == "default") == want[1]
+    if not want[1]:
+        assert rec["temperature"] == want[0]
+    cached = json.loads((copy / "evals.json").read_text())["evals"].values()
+    assert sum(MODES_FIELD in r for r in cached) == len(searched) + 1  # and the reference's
+
+
+def test_the_paired_guard_on_a_task_without_modes_fails_before_any_work(tmp_path, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the task must be refused before any work")
+
+    monkeypatch.setattr(compare, "run_grid", no_work)
+    monkeypatch.setattr(compare, "train_or_load", no_work)
+    with pytest.raises(ValueError, match="inference_guard_se needs a task scored with mixture "
+                       "metrics .* task 'cmix' has metric suite 'conditional_mixture'"):
+        run_comparison("cmix", out_dir=tmp_path, **{
+            **TINY, "task_overrides": {}, "inference_guard": "mode_tv",
+            "inference_guard_se": 1.0})
