@@ -663,18 +663,20 @@ def search_inference(
         ``checkpoint_selection`` (round -> the metric by temperature name) and, with
         ``guard``, ``checkpoint_selection_guard`` (round -> the guard metric by temperature).
     """
-    def slack(records: Mapping[Any, Mapping[str, Any]]) -> dict[Any, float] | None:
-        return None if allowance is None else {k: allowance(r) for k, r in records.items()}
+    def slack(records: Mapping[Any, Mapping[str, Any]]) -> dict[str, dict[Any, float]]:
+        """``choose_inference``'s ``allowance`` argument, only when there is one."""
+        return {} if allowance is None else {
+            "allowance": {k: allowance(r) for k, r in records.items()}}
 
     searched = {(c.round, t): evaluate(c, t) for c in reversed(candidates) for t in temperatures}
     choice, use_default = choose_inference(searched, metric, direction, guard, default_metrics,
-                                           allowance=slack(searched))
+                                           **slack(searched))
     if use_default and fallback:
         temperatures = (*temperatures, *fallback)
         extra = {(c.round, t): evaluate(c, t) for c in reversed(candidates) for t in fallback}
         searched.update(extra)
         choice, use_default = choose_inference(extra, metric, direction, guard, default_metrics,
-                                               tolerance, slack(extra))
+                                               tolerance, **slack(extra))
     at, tau = (candidates[-1].round, None) if use_default else choice
     chosen = next(c for c in candidates if c.round == at)
     selection = {t: searched[(at, t)] for t in temperatures}

@@ -549,7 +549,7 @@ def test_inference_guard_config_and_the_default_sampler_as_the_learned_row(tiny,
     first, out = tiny
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    monkeypatch.setattr(runs, "choose_inference", lambda *args, **kw: (None, True))
+    monkeypatch.setattr(runs, "choose_inference", lambda *args: (None, True))
     again = run_comparison("gmm2d", out_dir=copy, **{**TINY, "inference_guard": "mode_tv"})
     assert again.num_trained == 0 and again.settings["inference_guard"] == "mode_tv"
     rows = {r.method: r for r in again.rows}
@@ -1144,7 +1144,7 @@ def test_the_guard_with_the_mean_action_among_the_candidates(tiny, tmp_path, mon
         assert rec["inference"] == "default"
     else:
         assert compare.tau_name(rec["temperature"]) == best and "inference" not in rec
-    monkeypatch.setattr(runs, "choose_inference", lambda *args, **kw: (None, True))
+    monkeypatch.setattr(runs, "choose_inference", lambda *args: (None, True))
     fallback = run_comparison("gmm2d", out_dir=copy, **cfg)
     rows = {r.method: r for r in fallback.rows}
     got = rows[METHOD].per_seed[0]
