@@ -556,8 +556,7 @@ def _learned_row(
         reference, allowance = search_reference(  # the guard's reference and allowance
             ctx.task, ctx.fingerprint, default and (default[0].metrics, default[0].cost),
             guard=cfg.inference_guard, n=cfg.selection_n or cfg.n_eval, n_eval=cfg.n_eval,
-            guard_se=cfg.inference_guard_se, seed=SEARCH_SEED, device=cfg.device,
-            cache=ctx.cache)
+            guard_se=cfg.inference_guard_se, seed=SEARCH_SEED, device=cfg.device, cache=ctx.cache)
         chosen, tau, use_default, selection, selection_cost, checkpoints = search_inference(
             run.at_milestones(cfg.select_checkpoints) if many else [run],
             lambda c, t, common=common: evaluate_policy(
@@ -569,6 +568,8 @@ def _learned_row(
             allowance=allowance)
         if cfg.inference_guard is not None and reference is not None and j == 0:
             selection_cost += reference[1]  # the guard's reference, run once for the row
+        allowed = {} if allowance is None else {"selection_guard_allowance": {  # once per run
+            tau_name(t): allowance(r) for t, r in selection.items()}}
         for rep in range(reps):  # the run's evaluation seeds; the first one's cost is counted
             s, first = ctx.eval_seeds[j * reps + rep], j == 0 and rep == 0
             if use_default:  # the guard kept the default sampler: its row's evaluation
@@ -598,8 +599,7 @@ def _learned_row(
                     **{tau_name(t): r["metrics"][cfg.inference_guard]
                        for t, r in selection.items()},
                     "default": reference[0][cfg.inference_guard]}}),  # checked: not None
-                **({} if allowance is None else {"selection_guard_allowance": {
-                    tau_name(t): allowance(r) for t, r in selection.items()}}),
+                **allowed,
             })
             profiles.append(record["profile"])
             if rep == 0:

@@ -28,7 +28,6 @@ from diffgym.benchmarks.evaluate import (
     evaluate_sampler,
     finite_or_none,
 )
-from diffgym.benchmarks.grid import evaluate_point
 from diffgym.benchmarks.paired_guard import MODES_FIELD, guard_allowance, has_modes, record_modes
 from diffgym.benchmarks.report import (
     INFERENCE_RULES_ALLOWED,
@@ -344,7 +343,7 @@ def evaluate_policy(
 
 def guard_reference(task: Task, task_fp: str, n: int, *, seed: int, device: str,
                     cache: Any, modes: bool = False) -> dict[str, Any]:
-    """The default sampler on ``seed`` with ``n`` samples (as the grid's own default point,
+    """The default sampler on ``seed`` with ``n`` samples (scored as the grid's default point,
     :func:`~diffgym.benchmarks.grid.evaluate_point`): the inference guard's reference when the
     learned candidates are scored on ``selection_n`` samples (or, with ``modes``, paired with
     them: the record then also holds each sample's mode,
@@ -355,16 +354,10 @@ def guard_reference(task: Task, task_fp: str, n: int, *, seed: int, device: str,
     record = cache.get(key)
     if record is not None and modes and MODES_FIELD not in record and has_modes(task):
         record = None  # cached before per-sample modes were asked for: evaluate again
-    if record is None:
-        if modes:  # the grid's default point (actions None, unguided), keeping its samples
-            ev = evaluate_sampler(task, None, n=n, seed=seed, device=device,
-                                  category="grid_point")
-            metrics, cost, extra = ev.metrics, ev.cost, record_modes(task, ev.result.x)
-        else:
-            point = evaluate_point(task, None, n=n, seed=seed, device=device)
-            metrics, cost, extra = point.metrics, point.cost, {}
-        record = {"metrics": metrics, "cost": cost.to_dict(), "method": "default", "n": n,
-                  **extra}
+    if record is None:  # the grid's default point: no actions, unguided, its cost category
+        ev = evaluate_sampler(task, None, n=n, seed=seed, device=device, category="grid_point")
+        record = {"metrics": ev.metrics, "cost": ev.cost.to_dict(), "method": "default", "n": n,
+                  **(record_modes(task, ev.result.x) if modes else {})}
         cache.put(key, record)
     return record
 
